@@ -1,0 +1,29 @@
+// Command svcproxy is a Kubernetes service proxy: it programs netfilter so
+// that Service traffic reaches pods, as kube-proxy does in iptables mode.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:   "svcproxy",
+		Short: "A Kubernetes service proxy that explains itself",
+		Long: `svcproxy makes Service traffic (ClusterIP, NodePort) reach pods by programming
+the kernel's netfilter with the same chains kube-proxy writes in iptables mode.
+
+Rules outlive the process: if svcproxy stops, existing Services keep working,
+and a restart reconciles without flushing.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)
+		os.Exit(1)
+	}
+}

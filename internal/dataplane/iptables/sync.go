@@ -1,0 +1,63 @@
+package iptables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+)
+
+// Syncer applies desired states to the kernel.
+type Syncer struct {
+	Runner  Runner
+	Options Options
+}
+
+// Sync makes the kernel's rules match st in one iptables-restore. On error
+// the kernel keeps the rules it had.
+func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
+	cur, err := s.current(ctx)
+	if err != nil {
+		return err
+	}
+	input := Compose(Render(st, s.Options), cur)
+	if err := s.Runner.Restore(ctx, input); err != nil {
+		return fmt.Errorf("apply rules: %w", err)
+	}
+	return nil
+}
+
+// Cleanup removes every rule and chain svcproxy installed, and nothing else.
+// It reports whether anything was removed.
+func (s *Syncer) Cleanup(ctx context.Context) (bool, error) {
+	cur, err := s.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	input := CleanupInput(cur)
+	if input == nil {
+		return false, nil
+	}
+	if err := s.Runner.Restore(ctx, input); err != nil {
+		return false, fmt.Errorf("remove rules: %w", err)
+	}
+	return true, nil
+}
+
+// Current returns the kernel's rules as parsed iptables-save output.
+func (s *Syncer) current(ctx context.Context) (*netfilter.Ruleset, error) {
+	out, err := s.Runner.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read current rules: %w", err)
+	}
+	cur, err := netfilter.ParseIPTables(string(out))
+	if errors.Is(err, netfilter.ErrNoTables) {
+		return &netfilter.Ruleset{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse iptables-save output: %w", err)
+	}
+	return cur, nil
+}

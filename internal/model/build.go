@@ -1,0 +1,185 @@
+package model
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// ServiceProxyNameLabel marks Services that another proxy implementation
+// handles; upstream kube-proxy skips them and so do we.
+const ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
+
+// Node describes the node this proxy runs on.
+type Node struct {
+	Name string
+}
+
+// Input is one consistent snapshot of the objects a source has seen. Origin
+// maps an object key ("Service ns/name" or "EndpointSlice ns/name") to where
+// it came from, so errors can name the file.
+type Input struct {
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Origin         map[string]string
+}
+
+// Build turns a snapshot into the desired State. Objects that cannot be used
+// are reported in the returned errors and left out; every other Service is
+// still in the State.
+func Build(in Input, node Node) (State, []error) {
+	var errs []error
+	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
+
+	svcs := slices.Clone(in.Services)
+	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+
+	var ports []ServicePort
+	usedNodePorts := map[string]string{} // "tcp/30450" -> owning Service
+	usedFrontends := map[string]string{} // "tcp/10.0.0.1:80" -> owning Service
+	for _, svc := range svcs {
+		key := svc.Namespace + "/" + svc.Name
+		sps, skip, ferr := servicePorts(svc)
+		if ferr != nil {
+			ferr.Source, ferr.Kind, ferr.Object = origin("Service", key), "Service", key
+			errs = append(errs, ferr)
+			continue
+		}
+		if skip {
+			continue
+		}
+		if ferr := claimPorts(sps, key, usedNodePorts, usedFrontends); ferr != nil {
+			ferr.Source, ferr.Kind, ferr.Object = origin("Service", key), "Service", key
+			errs = append(errs, ferr)
+			continue
+		}
+		ports = append(ports, sps...)
+	}
+
+	eps, epErrs := endpointsByService(in.EndpointSlices, node, origin)
+	errs = append(errs, epErrs...)
+	for i := range ports {
+		sp := &ports[i]
+		sp.Endpoints = eps.forPort(sp.Name, sp.Protocol)
+	}
+	slices.SortFunc(ports, func(a, b ServicePort) int {
+		return cmp.Or(cmp.Compare(a.Name.String(), b.Name.String()), cmp.Compare(a.Protocol, b.Protocol))
+	})
+	return State{Services: ports}, errs
+}
+
+// servicePorts validates one Service and returns its ports. skip is true for
+// Services the proxy deliberately does not handle (headless, ExternalName,
+// owned by another proxy).
+func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *ObjectError) {
+	if svc.Name == "" {
+		return nil, false, &ObjectError{Field: "metadata.name", Err: fmt.Errorf("required")}
+	}
+	if _, ok := svc.Labels[ServiceProxyNameLabel]; ok {
+		return nil, true, nil
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return nil, true, nil
+	}
+	if svc.Spec.ClusterIP == "" {
+		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("required: without an API server nothing allocates one; set an address from the service CIDR, or \"None\" for a headless Service")}
+	}
+	clusterIP, perr := netip.ParseAddr(svc.Spec.ClusterIP)
+	if perr != nil {
+		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("%q is not an IP address", svc.Spec.ClusterIP)}
+	}
+	if !clusterIP.Is4() {
+		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("%s: only IPv4 Services are supported", clusterIP)}
+	}
+	if len(svc.Spec.Ports) == 0 {
+		return nil, false, &ObjectError{Field: "spec.ports", Err: fmt.Errorf("a Service with a cluster IP needs at least one port")}
+	}
+	seen := map[string]bool{}
+	for i, p := range svc.Spec.Ports {
+		field := fmt.Sprintf("spec.ports[%d]", i)
+		if len(svc.Spec.Ports) > 1 && p.Name == "" {
+			return nil, false, &ObjectError{Field: field + ".name", Err: fmt.Errorf("required when a Service has more than one port")}
+		}
+		if strings.ContainsAny(p.Name, "\"\n\r\\ \t") {
+			return nil, false, &ObjectError{Field: field + ".name", Err: fmt.Errorf("%q: must not contain quotes, backslashes or white space", p.Name)}
+		}
+		proto, ok := protocolOf(p.Protocol)
+		if !ok {
+			return nil, false, &ObjectError{Field: field + ".protocol", Err: fmt.Errorf("%q: must be TCP, UDP or SCTP", p.Protocol)}
+		}
+		if seen[p.Name+"/"+string(proto)] {
+			return nil, false, &ObjectError{Field: field + ".name", Err: fmt.Errorf("duplicate port name %q", p.Name)}
+		}
+		seen[p.Name+"/"+string(proto)] = true
+		if p.Port < 1 || p.Port > 65535 {
+			return nil, false, &ObjectError{Field: field + ".port", Err: fmt.Errorf("%d: must be between 1 and 65535", p.Port)}
+		}
+		if p.NodePort < 0 || p.NodePort > 65535 {
+			return nil, false, &ObjectError{Field: field + ".nodePort", Err: fmt.Errorf("%d: must be between 1 and 65535", p.NodePort)}
+		}
+		nodePort := p.NodePort
+		switch svc.Spec.Type {
+		case corev1.ServiceTypeNodePort:
+			if nodePort == 0 {
+				return nil, false, &ObjectError{Field: field + ".nodePort", Err: fmt.Errorf("required for type NodePort: without an API server nothing allocates one")}
+			}
+		case corev1.ServiceTypeLoadBalancer:
+		default:
+			// A ClusterIP Service keeps no node port even if one is written down,
+			// as the API server would clear it.
+			nodePort = 0
+		}
+		ports = append(ports, ServicePort{
+			Name:      ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name},
+			Protocol:  proto,
+			ClusterIP: clusterIP,
+			Port:      p.Port,
+			NodePort:  nodePort,
+		})
+	}
+	return ports, false, nil
+}
+
+// claimPorts refuses a Service whose node ports or cluster IP frontends are
+// already taken by another Service: two Services cannot share one port, and
+// the first one (in namespace/name order) keeps it.
+func claimPorts(sps []ServicePort, owner string, nodePorts, frontends map[string]string) *ObjectError {
+	for i, sp := range sps {
+		if sp.NodePort != 0 {
+			k := fmt.Sprintf("%s/%d", sp.Protocol, sp.NodePort)
+			if other, ok := nodePorts[k]; ok {
+				return &ObjectError{Field: fmt.Sprintf("spec.ports[%d].nodePort", i), Err: fmt.Errorf("%d/%s is already used by Service %s", sp.NodePort, sp.Protocol, other)}
+			}
+		}
+		k := fmt.Sprintf("%s/%s", sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port)))
+		if other, ok := frontends[k]; ok {
+			return &ObjectError{Field: fmt.Sprintf("spec.ports[%d].port", i), Err: fmt.Errorf("%s:%d/%s is already used by Service %s", sp.ClusterIP, sp.Port, sp.Protocol, other)}
+		}
+	}
+	for _, sp := range sps {
+		if sp.NodePort != 0 {
+			nodePorts[fmt.Sprintf("%s/%d", sp.Protocol, sp.NodePort)] = owner
+		}
+		frontends[fmt.Sprintf("%s/%s", sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port)))] = owner
+	}
+	return nil
+}
+
+func protocolOf(p corev1.Protocol) (Protocol, bool) {
+	switch p {
+	case "", corev1.ProtocolTCP:
+		return TCP, true
+	case corev1.ProtocolUDP:
+		return UDP, true
+	case corev1.ProtocolSCTP:
+		return SCTP, true
+	}
+	return "", false
+}

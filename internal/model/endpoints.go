@@ -1,0 +1,107 @@
+package model
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// endpointKey addresses the endpoints of one named, typed port of a Service,
+// which is how EndpointSlice ports are matched to Service ports.
+type endpointKey struct {
+	service  string // namespace/name
+	port     string
+	protocol Protocol
+}
+
+type endpointIndex map[endpointKey][]Endpoint
+
+// forPort returns the endpoints of one Service port, sorted and de-duplicated
+// (several slices of one Service may list the same address).
+func (idx endpointIndex) forPort(name ServicePortName, proto Protocol) []Endpoint {
+	eps := slices.Clone(idx[endpointKey{service: name.ServiceName(), port: name.Port, protocol: proto}])
+	slices.SortFunc(eps, func(a, b Endpoint) int {
+		return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
+	})
+	return slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.IP == b.IP && a.Port == b.Port })
+}
+
+// endpointsByService merges all EndpointSlices of each Service. An endpoint
+// that cannot be used is reported and skipped; the rest of its slice is kept.
+func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) (endpointIndex, []error) {
+	idx := endpointIndex{}
+	var errs []error
+	for _, s := range slicesIn {
+		key := s.Namespace + "/" + s.Name
+		fail := func(field string, err error) {
+			errs = append(errs, &ObjectError{Source: origin("EndpointSlice", key), Kind: "EndpointSlice", Object: key, Field: field, Err: err})
+		}
+		svcName := s.Labels[discoveryv1.LabelServiceName]
+		if svcName == "" {
+			fail("metadata.labels", fmt.Errorf("label %s is required to tie the slice to its Service", discoveryv1.LabelServiceName))
+			continue
+		}
+		switch s.AddressType {
+		case discoveryv1.AddressTypeIPv4:
+		case discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN:
+			// Not programmed in IPv4 iptables mode; nothing is wrong with the slice.
+			continue
+		default:
+			fail("addressType", fmt.Errorf("%q: must be IPv4, IPv6 or FQDN", s.AddressType))
+			continue
+		}
+		var usable []Endpoint
+		for i, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if len(ep.Addresses) == 0 {
+				fail(fmt.Sprintf("endpoints[%d].addresses", i), fmt.Errorf("at least one address is required"))
+				continue
+			}
+			// Like upstream, only the first address of an endpoint is used.
+			ip, err := netip.ParseAddr(ep.Addresses[0])
+			if err != nil || !ip.Is4() {
+				fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an IPv4 address", ep.Addresses[0]))
+				continue
+			}
+			e := Endpoint{IP: ip}
+			if ep.NodeName != nil {
+				e.NodeName = *ep.NodeName
+				e.IsLocal = node.Name != "" && e.NodeName == node.Name
+			}
+			usable = append(usable, e)
+		}
+		for i, p := range s.Ports {
+			field := fmt.Sprintf("ports[%d]", i)
+			if p.Port == nil {
+				continue
+			}
+			if *p.Port < 1 || *p.Port > 65535 {
+				fail(field+".port", fmt.Errorf("%d: must be between 1 and 65535", *p.Port))
+				continue
+			}
+			proto := TCP
+			if p.Protocol != nil {
+				var ok bool
+				if proto, ok = protocolOf(*p.Protocol); !ok {
+					fail(field+".protocol", fmt.Errorf("%q: must be TCP, UDP or SCTP", *p.Protocol))
+					continue
+				}
+			}
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			k := endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto}
+			for _, e := range usable {
+				e.Port = *p.Port
+				idx[k] = append(idx[k], e)
+			}
+		}
+	}
+	return idx, errs
+}

@@ -1,0 +1,121 @@
+// Package nodeport protects NodePorts on the node: it finds ports another
+// process holds and, when asked, holds them itself. It only ever runs after
+// the rules serving a port are committed, so a socket it opens never hides a
+// port whose traffic is not yet steered to the pods.
+package nodeport
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Guard checks (and optionally holds) the NodePorts of the synced state.
+type Guard struct {
+	Log *slog.Logger
+	// Hold keeps a listening socket open on every NodePort, as kube-proxy
+	// did before v1.24, so no other process can take it.
+	Hold bool
+
+	held      map[key]io.Closer
+	conflicts map[key]string // port -> error text, as last reported
+}
+
+type key struct {
+	port  int32
+	proto model.Protocol
+}
+
+func (k key) String() string { return fmt.Sprintf(":%d/%s", k.port, k.proto) }
+
+// Conflict is a NodePort another process holds.
+type Conflict struct {
+	Service model.ServicePortName
+	Port    int32
+	Proto   model.Protocol
+	Err     error
+}
+
+// Update checks every NodePort of st. Conflicts are logged when they appear
+// and when they clear; they are also returned.
+func (g *Guard) Update(st *model.State) []Conflict {
+	if g.held == nil {
+		g.held, g.conflicts = map[key]io.Closer{}, map[key]string{}
+	}
+	want := map[key]model.ServicePortName{}
+	for _, sp := range st.Services {
+		if sp.NodePort != 0 && (sp.Protocol == model.TCP || sp.Protocol == model.UDP) {
+			want[key{sp.NodePort, sp.Protocol}] = sp.Name
+		}
+	}
+	for k, c := range g.held {
+		if _, ok := want[k]; !ok || !g.Hold {
+			c.Close()
+			delete(g.held, k)
+			g.Log.Debug("released node port", "port", k.String())
+		}
+	}
+	keys := make([]key, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b key) int { return int(a.port - b.port) })
+
+	var out []Conflict
+	for _, k := range keys {
+		name := want[k]
+		if _, ok := g.held[k]; ok {
+			continue
+		}
+		sock, err := open(k)
+		if err != nil {
+			out = append(out, Conflict{Service: name, Port: k.port, Proto: k.proto, Err: err})
+			if g.conflicts[k] != err.Error() {
+				g.conflicts[k] = err.Error()
+				// The words are kube-proxy's, so that operators' searches
+				// still find it; unlike kube-proxy, the rules stay installed.
+				g.Log.Error(fmt.Sprintf("can't open \"nodePort for %s\" (%s), skipping this nodePort: %v", name, k, err),
+					"service", name.String(), "nodePort", k.port, "protocol", string(k.proto),
+					"rules", "installed; traffic to the port still reaches the pods")
+			}
+			continue
+		}
+		if _, was := g.conflicts[k]; was {
+			delete(g.conflicts, k)
+			g.Log.Info("node port is free again", "service", name.String(), "nodePort", k.port, "protocol", string(k.proto))
+		}
+		if g.Hold {
+			g.held[k] = sock
+			g.Log.Debug("holding node port", "service", name.String(), "port", k.String())
+		} else {
+			sock.Close()
+		}
+	}
+	for k := range g.conflicts {
+		if _, ok := want[k]; !ok {
+			delete(g.conflicts, k)
+		}
+	}
+	return out
+}
+
+// Close releases every held port.
+func (g *Guard) Close() {
+	for k, c := range g.held {
+		c.Close()
+		delete(g.held, k)
+	}
+}
+
+func open(k key) (io.Closer, error) {
+	addr := ":" + strconv.Itoa(int(k.port))
+	if k.proto == model.UDP {
+		return net.ListenPacket("udp", addr)
+	}
+	return net.Listen("tcp", addr)
+}

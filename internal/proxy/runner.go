@@ -1,0 +1,122 @@
+// Package proxy owns the sync loop: it takes desired states from a source,
+// coalesces them, and hands them to a dataplane at a bounded rate, retrying
+// failed syncs with backoff.
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Dataplane programs the kernel.
+type Dataplane interface {
+	Sync(ctx context.Context, st *model.State) error
+}
+
+// Runner is the sync loop.
+type Runner struct {
+	Dataplane Dataplane
+	Log       *slog.Logger
+	// MinSyncPeriod is the least time between two syncs (0 allowed).
+	MinSyncPeriod time.Duration
+	// SyncPeriod is the most time between two syncs: rules are re-asserted
+	// at least this often even when nothing changed.
+	SyncPeriod time.Duration
+	// OnSynced runs after every successful sync, once the rules for st are
+	// committed to the kernel.
+	OnSynced func(st *model.State)
+
+	mu       sync.Mutex
+	state    *model.State
+	lastOK   time.Time
+	kick     chan struct{}
+	initOnce sync.Once
+}
+
+func (r *Runner) init() {
+	r.initOnce.Do(func() { r.kick = make(chan struct{}, 1) })
+}
+
+// Update hands the runner a new desired state; a sync follows soon.
+func (r *Runner) Update(st model.State) {
+	r.init()
+	r.mu.Lock()
+	r.state = &st
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// LastSuccess returns the time of the last successful sync (zero if none).
+func (r *Runner) LastSuccess() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastOK
+}
+
+// Run syncs until ctx ends. Nothing is synced before the first Update, so a
+// source that is not ready yet never causes rules to be removed.
+func (r *Runner) Run(ctx context.Context) {
+	r.init()
+	const firstBackoff = time.Second
+	backoff := firstBackoff
+	var lastStart time.Time
+	var periodic, retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-periodic:
+		case <-retry:
+		}
+		// Coalesce: wait out the rest of minSyncPeriod; updates that arrive
+		// meanwhile are picked up by this sync.
+		if wait := r.MinSyncPeriod - time.Since(lastStart); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		select {
+		case <-r.kick:
+		default:
+		}
+		r.mu.Lock()
+		st := r.state
+		r.mu.Unlock()
+		if st == nil {
+			continue
+		}
+		lastStart = time.Now()
+		err := r.Dataplane.Sync(ctx, st)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.Log.Error("sync failed; the previous rules stay in place", "err", err, "retryIn", backoff)
+			retry = time.After(backoff)
+			backoff = min(backoff*2, max(r.SyncPeriod, firstBackoff))
+			periodic = nil
+			continue
+		}
+		r.Log.Debug("synced rules", "servicePorts", len(st.Services), "took", time.Since(lastStart).Round(time.Millisecond))
+		backoff, retry = firstBackoff, nil
+		r.mu.Lock()
+		r.lastOK = time.Now()
+		r.mu.Unlock()
+		if r.SyncPeriod > 0 {
+			periodic = time.After(r.SyncPeriod)
+		}
+		if r.OnSynced != nil {
+			r.OnSynced(st)
+		}
+	}
+}

@@ -1,0 +1,172 @@
+package files
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Dir is a folder of manifests. It re-reads only files that changed.
+type Dir struct {
+	Path  string
+	cache map[string]fileEntry
+}
+
+type fileEntry struct {
+	modTime time.Time
+	size    int64
+	objs    Objects
+	errs    []error
+}
+
+// IsManifest reports whether a file name is one kubectl apply -f DIR reads.
+func IsManifest(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".yaml" || ext == ".yml" || ext == ".json"
+}
+
+// Load reads the folder. changed reports whether any file was added, edited
+// or removed since the last Load. err is set only when the folder itself
+// cannot be read; problems with single files or objects are in objErrs.
+func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) {
+	entries, err := os.ReadDir(d.Path)
+	if err != nil {
+		return model.Input{}, nil, false, fmt.Errorf("read manifests folder: %w", err)
+	}
+	if d.cache == nil {
+		d.cache = map[string]fileEntry{}
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() || !IsManifest(e.Name()) || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(d.Path, e.Name())
+		info, err := os.Stat(p) // follows symlinks, as kubectl does
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		names = append(names, p)
+		seen[p] = true
+		if old, ok := d.cache[p]; ok && old.modTime.Equal(info.ModTime()) && old.size == info.Size() {
+			continue
+		}
+		changed = true
+		fe := fileEntry{modTime: info.ModTime(), size: info.Size()}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			fe.errs = []error{&model.ObjectError{Source: p, Object: "file", Err: err}}
+		} else {
+			fe.objs, fe.errs = Decode(p, data)
+		}
+		d.cache[p] = fe
+	}
+	for p := range d.cache {
+		if !seen[p] {
+			delete(d.cache, p)
+			changed = true
+		}
+	}
+	slices.Sort(names)
+	in, objErrs = d.merge(names)
+	return in, objErrs, changed, nil
+}
+
+// merge combines the files in name order; an object defined twice keeps its
+// first definition and the second is reported.
+func (d *Dir) merge(names []string) (model.Input, []error) {
+	in := model.Input{Origin: map[string]string{}}
+	var errs []error
+	for _, p := range names {
+		fe := d.cache[p]
+		errs = append(errs, fe.errs...)
+		for _, s := range fe.objs.Services {
+			k := "Service " + s.Namespace + "/" + s.Name
+			if prev, dup := in.Origin[k]; dup {
+				errs = append(errs, &model.ObjectError{Source: p, Kind: "Service", Object: s.Namespace + "/" + s.Name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
+				continue
+			}
+			in.Origin[k] = p
+			in.Services = append(in.Services, s)
+		}
+		for _, s := range fe.objs.EndpointSlices {
+			k := "EndpointSlice " + s.Namespace + "/" + s.Name
+			if prev, dup := in.Origin[k]; dup {
+				errs = append(errs, &model.ObjectError{Source: p, Kind: "EndpointSlice", Object: s.Namespace + "/" + s.Name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
+				continue
+			}
+			in.Origin[k] = p
+			in.EndpointSlices = append(in.EndpointSlices, s)
+		}
+	}
+	return in, errs
+}
+
+// Watch calls onChange with the folder's contents now and after every change,
+// until ctx ends. Filesystem events are coalesced for a short while, and the
+// folder is also re-checked periodically in case an event was missed (or the
+// folder was replaced as a whole).
+func (d *Dir) Watch(ctx context.Context, log *slog.Logger, onChange func(model.Input, []error)) error {
+	in, errs, _, err := d.Load()
+	if err != nil {
+		return err
+	}
+	onChange(in, errs)
+
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch manifests folder: %w", err)
+	}
+	defer w.Close()
+	watching := w.Add(d.Path) == nil
+
+	const settle = 50 * time.Millisecond
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if IsManifest(ev.Name) && pending == nil {
+				pending = time.After(settle)
+			}
+		case err, ok := <-w.Errors:
+			if ok {
+				log.Warn("watching manifests folder", "path", d.Path, "err", err)
+			}
+		case <-poll.C:
+			if !watching {
+				watching = w.Add(d.Path) == nil
+			}
+			pending = time.After(0)
+		case <-pending:
+			pending = nil
+			in, errs, changed, err := d.Load()
+			if err != nil {
+				log.Error("manifests folder unreadable; keeping the rules as they are", "path", d.Path, "err", err)
+				// The folder may have been replaced; watch it anew when it is back.
+				_ = w.Remove(d.Path)
+				watching = false
+				continue
+			}
+			if changed {
+				onChange(in, errs)
+			}
+		}
+	}
+}
