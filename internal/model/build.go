@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ServiceProxyNameLabel marks Services that another proxy implementation
@@ -82,6 +83,14 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 	if svc.Name == "" {
 		return nil, false, &ObjectError{Field: "metadata.name", Err: fmt.Errorf("required")}
 	}
+	// Names end up in rule comments and chain hashes: hold them to the API
+	// server's rules so that a hand-written manifest cannot break a rule.
+	if msgs := validation.IsDNS1035Label(svc.Name); len(msgs) > 0 {
+		return nil, false, &ObjectError{Field: "metadata.name", Err: fmt.Errorf("%q: %s", svc.Name, strings.Join(msgs, "; "))}
+	}
+	if msgs := validation.IsDNS1123Label(svc.Namespace); len(msgs) > 0 {
+		return nil, false, &ObjectError{Field: "metadata.namespace", Err: fmt.Errorf("%q: %s", svc.Namespace, strings.Join(msgs, "; "))}
+	}
 	if _, ok := svc.Labels[ServiceProxyNameLabel]; ok {
 		return nil, true, nil
 	}
@@ -107,8 +116,10 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 		if len(svc.Spec.Ports) > 1 && p.Name == "" {
 			return nil, false, &ObjectError{Field: field + ".name", Err: fmt.Errorf("required when a Service has more than one port")}
 		}
-		if strings.ContainsAny(p.Name, "\"\n\r\\ \t") {
-			return nil, false, &ObjectError{Field: field + ".name", Err: fmt.Errorf("%q: must not contain quotes, backslashes or white space", p.Name)}
+		if p.Name != "" {
+			if msgs := validation.IsDNS1123Label(p.Name); len(msgs) > 0 {
+				return nil, false, &ObjectError{Field: field + ".name", Err: fmt.Errorf("%q: %s", p.Name, strings.Join(msgs, "; "))}
+			}
 		}
 		proto, ok := protocolOf(p.Protocol)
 		if !ok {

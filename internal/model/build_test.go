@@ -1,0 +1,140 @@
+package model
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func svc(name string, mutate func(*corev1.Service)) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeNodePort,
+			ClusterIP: "10.96.0.10",
+			Ports:     []corev1.ServicePort{{Port: 80, NodePort: 30450, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if mutate != nil {
+		mutate(s)
+	}
+	return s
+}
+
+func slice(name, service string, port int32, portName string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	p := discoveryv1.EndpointPort{Port: &port}
+	if portName != "" {
+		p.Name = &portName
+	}
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{p},
+		Endpoints:   eps,
+	}
+}
+
+func endpoint(ip, node string, ready *bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{ip}, NodeName: &node, Conditions: discoveryv1.EndpointConditions{Ready: ready}}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*corev1.Service)
+		wantErr string // "" means the Service is programmed
+		skipped bool   // deliberately not handled, without error
+	}{
+		{name: "good"},
+		{name: "headless", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "None"; s.Spec.Type = "" }, skipped: true},
+		{name: "external-name", mutate: func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }, skipped: true},
+		{name: "other-proxy", mutate: func(s *corev1.Service) { s.Labels = map[string]string{ServiceProxyNameLabel: "x"} }, skipped: true},
+		{name: "no-cluster-ip", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "" }, wantErr: "Service default/no-cluster-ip: spec.clusterIP: required"},
+		{name: "bad-ip", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.300" }, wantErr: `spec.clusterIP: "10.96.0.300" is not an IP address`},
+		{name: "ipv6", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "fd00::1" }, wantErr: "spec.clusterIP: fd00::1: only IPv4"},
+		{name: "port-range", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Port = 70000 }, wantErr: "spec.ports[0].port: 70000: must be between 1 and 65535"},
+		{name: "nodeport-missing", mutate: func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 0 }, wantErr: "spec.ports[0].nodePort: required for type NodePort"},
+		{name: "bad-protocol", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Protocol = "ICMP" }, wantErr: `spec.ports[0].protocol: "ICMP"`},
+		{name: "quote-in-port-name", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Name = "a\" -j ACCEPT" }, wantErr: "spec.ports[0].name"},
+		{name: "Bad_Name", wantErr: "metadata.name"},
+		{name: "unnamed-ports", mutate: func(s *corev1.Service) {
+			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Port: 81, NodePort: 30451})
+		}, wantErr: "spec.ports[0].name: required when a Service has more than one port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := svc(tt.name, tt.mutate)
+			// Every case also carries an unrelated good Service, which must
+			// be programmed whatever happens to the first.
+			other := svc("zz-other", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.99"; s.Spec.Ports[0].NodePort = 30999 })
+			st, errs := Build(Input{Services: []*corev1.Service{s, other}, Origin: map[string]string{"Service default/" + tt.name: "svc.yaml"}}, Node{Name: "node-1"})
+			if _, ok := st.Lookup(ServicePortName{Namespace: "default", Name: "zz-other"}); !ok {
+				t.Fatal("an unrelated Service was not programmed")
+			}
+			_, programmed := st.Lookup(ServicePortName{Namespace: "default", Name: tt.name})
+			if tt.wantErr == "" {
+				if len(errs) != 0 || programmed == tt.skipped {
+					t.Fatalf("errs=%v programmed=%v", errs, programmed)
+				}
+				return
+			}
+			if programmed || len(errs) != 1 {
+				t.Fatalf("programmed=%v errs=%v, want one error", programmed, errs)
+			}
+			if !strings.Contains(errs[0].Error(), tt.wantErr) || !strings.HasPrefix(errs[0].Error(), "svc.yaml: Service default/"+tt.name) {
+				t.Errorf("error %q: want it to start with the file and object and contain %q", errs[0], tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestBuildDuplicateNodePortKeepsFirst(t *testing.T) {
+	a := svc("a", nil)
+	b := svc("b", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.11" })
+	st, errs := Build(Input{Services: []*corev1.Service{b, a}}, Node{})
+	if _, ok := st.Lookup(ServicePortName{Namespace: "default", Name: "a"}); !ok {
+		t.Error("default/a should keep node port 30450")
+	}
+	if len(st.Services) != 1 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "30450/tcp is already used by Service default/a") {
+		t.Errorf("services=%v errs=%v", st.Services, errs)
+	}
+}
+
+func TestBuildEndpoints(t *testing.T) {
+	s := svc("web", func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30450}, {Name: "metrics", Port: 9090, NodePort: 30451}}
+	})
+	slices := []*discoveryv1.EndpointSlice{
+		slice("web-1", "web", 8080, "http", endpoint("10.244.0.5", "node-1", nil), endpoint("10.244.1.7", "node-2", ptr(true)), endpoint("10.244.0.6", "node-1", ptr(false))),
+		// A second slice repeating one address and adding another.
+		slice("web-2", "web", 8080, "http", endpoint("10.244.0.5", "node-1", nil), endpoint("10.244.2.2", "node-3", nil), endpoint("not-an-ip", "node-1", nil)),
+		slice("web-3", "web", 9100, "metrics", endpoint("10.244.0.5", "node-1", nil)),
+		slice("other", "not-web", 8080, "http", endpoint("10.244.9.9", "node-1", nil)),
+	}
+	st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: slices}, Node{Name: "node-1"})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `EndpointSlice default/web-2: endpoints[2].addresses[0]: "not-an-ip"`) {
+		t.Errorf("errs = %v", errs)
+	}
+	http, _ := st.Lookup(ServicePortName{Namespace: "default", Name: "web", Port: "http"})
+	var got []string
+	for _, e := range http.Endpoints {
+		s := e.String()
+		if e.IsLocal {
+			s += " local"
+		}
+		got = append(got, s)
+	}
+	want := "10.244.0.5:8080 local,10.244.1.7:8080,10.244.2.2:8080"
+	if strings.Join(got, ",") != want {
+		t.Errorf("http endpoints = %s, want %s (not-ready excluded, duplicates merged, sorted)", strings.Join(got, ","), want)
+	}
+	metrics, _ := st.Lookup(ServicePortName{Namespace: "default", Name: "web", Port: "metrics"})
+	if len(metrics.Endpoints) != 1 || metrics.Endpoints[0].Port != 9100 {
+		t.Errorf("metrics endpoints = %v: the target port comes from the slice port of the same name", metrics.Endpoints)
+	}
+}

@@ -1,0 +1,129 @@
+package files
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+)
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name         string
+		data         string
+		services     int
+		slices       int
+		ignored      int
+		wantErrParts []string // each error line must contain these, in order of errors
+	}{
+		{
+			name: "multi-document YAML with a Deployment",
+			data: `apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: a}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: a-1, labels: {kubernetes.io/service-name: a}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.5]}]
+`,
+			services: 1, slices: 1, ignored: 1,
+		},
+		{
+			name:     "JSON List",
+			data:     `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"x"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}}]}`,
+			services: 1,
+		},
+		{
+			name: "misspelt field is refused, the next document is kept",
+			data: `apiVersion: v1
+kind: Service
+metadata: {name: typo}
+spec: {type: NodePort, clusterIP: 10.96.0.1, ports: [{port: 80, nodeport: 30450}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: good}
+spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}
+`,
+			services:     1,
+			wantErrParts: []string{`f.yaml: Service default/typo: unknown field "spec.ports[0].nodeport"`},
+		},
+		{
+			name:         "wrong type names the field",
+			data:         "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: eighty}]}\n",
+			wantErrParts: []string{"Service default/a", "spec.ports.port"},
+		},
+		{
+			name:         "missing kind",
+			data:         "apiVersion: v1\nmetadata: {name: a}\n",
+			wantErrParts: []string{"f.yaml: default/a: kind: required"},
+		},
+		{
+			name:         "Service with the wrong apiVersion",
+			data:         "apiVersion: apps/v1\nkind: Service\nmetadata: {name: a}\n",
+			wantErrParts: []string{`Service default/a: apiVersion: "apps/v1"`},
+		},
+		{
+			name:         "broken YAML",
+			data:         "apiVersion: v1\nkind: [Service\n",
+			wantErrParts: []string{"f.yaml: document 1: not valid YAML or JSON"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, errs := Decode("f.yaml", []byte(tt.data))
+			if len(objs.Services) != tt.services || len(objs.EndpointSlices) != tt.slices || objs.Ignored != tt.ignored {
+				t.Errorf("got %d services, %d slices, %d ignored; want %d, %d, %d",
+					len(objs.Services), len(objs.EndpointSlices), objs.Ignored, tt.services, tt.slices, tt.ignored)
+			}
+			if len(errs) != min(len(tt.wantErrParts), 1) {
+				t.Fatalf("errors: %v, want %d", errs, len(tt.wantErrParts))
+			}
+			for _, part := range tt.wantErrParts {
+				if !strings.Contains(errs[0].Error(), part) {
+					t.Errorf("error %q does not contain %q", errs[0], part)
+				}
+			}
+		})
+	}
+}
+
+func TestDirLoadDuplicatesAndChanges(t *testing.T) {
+	dir := t.TempDir()
+	svc := "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n"
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("1.yaml", svc)
+	write("2.yml", svc)
+	write("notes.txt", "not a manifest")
+	d := &Dir{Path: dir}
+	in, errs, changed, err := d.Load()
+	if err != nil || !changed {
+		t.Fatalf("first load: changed=%v err=%v", changed, err)
+	}
+	if len(in.Services) != 1 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "already defined in "+filepath.Join(dir, "1.yaml")) {
+		t.Fatalf("services=%d errs=%v", len(in.Services), errs)
+	}
+	if _, _, changed, _ := d.Load(); changed {
+		t.Error("second load without changes reports a change")
+	}
+	os.Remove(filepath.Join(dir, "2.yml"))
+	if _, errs, changed, _ := d.Load(); !changed || len(errs) != 0 {
+		t.Errorf("after removing the duplicate: changed=%v errs=%v", changed, errs)
+	}
+	if _, _, _, err := (&Dir{Path: filepath.Join(dir, "missing")}).Load(); err == nil {
+		t.Error("a missing folder must be an error")
+	}
+}
+
