@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 func TestDecode(t *testing.T) {
@@ -126,4 +125,3 @@ func TestDirLoadDuplicatesAndChanges(t *testing.T) {
 		t.Error("a missing folder must be an error")
 	}
 }
-

@@ -1,0 +1,161 @@
+// Package e2e runs svcproxy against the real kernel: real iptables-restore,
+// real TCP and UDP traffic, all inside throwaway network namespaces built by
+// internal/lab. The machine's own namespace is never touched.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
+)
+
+var (
+	binary     string // the svcproxy binary under test
+	skipReason string
+	labSeq     atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	switch {
+	case os.Geteuid() != 0:
+		skipReason = "real-kernel tests need root (network namespaces)"
+	default:
+		for _, tool := range []string{"ip", "iptables-save", "iptables-restore"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				skipReason = tool + " not installed (make deps installs it)"
+			}
+		}
+	}
+	if skipReason != "" && os.Getenv("SVCPROXY_E2E_REQUIRED") != "" {
+		fmt.Fprintf(os.Stderr, "SVCPROXY_E2E_REQUIRED is set but the real-kernel tests cannot run: %s\n", skipReason)
+		return 1
+	}
+	if skipReason == "" {
+		dir, err := os.MkdirTemp("", "svcproxy-e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "svcproxy")
+		out, err := exec.Command("go", "build", "-o", binary, "../../cmd/svcproxy").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build svcproxy: %v\n%s", err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// world is one lab with a manifests folder and svcproxy on node-1.
+type world struct {
+	t    *testing.T
+	lab  *lab.Lab
+	dir  string
+	node *lab.Node
+}
+
+func newWorld(t *testing.T, pods ...lab.PodSpec) *world {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prefix := fmt.Sprintf("svt%d-%d", os.Getpid()%100000, labSeq.Add(1))
+	l, err := lab.Build(ctx, lab.Config{Prefix: prefix, Nodes: 1, Pods: pods})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
+	return &world{t: t, lab: l, dir: t.TempDir(), node: l.Nodes[0]}
+}
+
+func (w *world) write(name, yaml string) {
+	w.t.Helper()
+	if err := os.WriteFile(filepath.Join(w.dir, name), []byte(yaml), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) remove(name string) {
+	w.t.Helper()
+	if err := os.Remove(filepath.Join(w.dir, name)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// start runs svcproxy in the node; its log is attached to the test on
+// failure.
+func (w *world) start(extra ...string) *lab.Proc {
+	w.t.Helper()
+	args := append([]string{"run", "--manifests", w.dir, "--hostname-override", w.node.NodeName,
+		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms"}, extra...)
+	p, err := w.lab.Start(&w.node.NS, binary, args...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() {
+		if w.t.Failed() {
+			w.t.Logf("svcproxy (pid %d) log:\n%s", p.Pid(), p.Output())
+		}
+	})
+	return p
+}
+
+func (w *world) iptablesSave() string {
+	w.t.Helper()
+	out, err := w.node.Run(context.Background(), "iptables-save")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return out
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// webService is a NodePort Service with the given endpoints on node-1.
+func webService(name, clusterIP string, nodePort int, endpoints ...string) string {
+	var eps strings.Builder
+	for _, ip := range endpoints {
+		fmt.Fprintf(&eps, "- addresses: [%q]\n  nodeName: node-1\n", ip)
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: %[2]s
+  ports: [{port: 80, targetPort: 80, nodePort: %[3]d}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %[1]s-abcde
+  namespace: default
+  labels: {kubernetes.io/service-name: %[1]s}
+addressType: IPv4
+ports: [{port: 80}]
+endpoints:
+%[4]s`, name, clusterIP, nodePort, eps.String())
+}

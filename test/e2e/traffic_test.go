@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+)
+
+const dnsService = `apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system}
+spec:
+  clusterIP: 10.96.0.53
+  ports: [{name: dns, port: 53, protocol: UDP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-1
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns}
+addressType: IPv4
+ports: [{name: dns, port: 53, protocol: UDP}]
+endpoints: [{addresses: ["10.244.0.12"], nodeName: node-1}]
+`
+
+func TestServiceTraffic(t *testing.T) {
+	w := newWorld(t,
+		lab.PodSpec{Name: "web-1", TCP: []int{80}},
+		lab.PodSpec{Name: "web-2", TCP: []int{80}},
+		lab.PodSpec{Name: "dns-1", UDP: []int{53}},
+	)
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10", "10.244.0.11"))
+	w.write("dns.yaml", dnsService)
+	// A broken manifest in the same folder must not stop the others.
+	w.write("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {clusterIP: 10.96.0.77, ports: [{port: 99999}]}\n")
+	proxy := w.start()
+	ctx := ctxFor(t, 60*time.Second)
+
+	nodePort := w.node.IP.String() + ":30450"
+	if _, err := w.lab.Client.WaitHTTP(ctxFor(t, 10*time.Second), nodePort); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("NodePort from outside reaches both pods, masqueraded", func(t *testing.T) {
+		seen := map[string]int{}
+		for i := 0; i < 40; i++ {
+			a, err := w.lab.Client.HTTPGet(ctx, nodePort)
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			seen[a.Pod]++
+			if !strings.HasPrefix(a.Remote, "10.244.0.1:") {
+				t.Errorf("pod saw source %s; NodePort traffic with Cluster policy must be masqueraded to the node", a.Remote)
+			}
+		}
+		if seen["web-1"] == 0 || seen["web-2"] == 0 {
+			t.Errorf("answers per pod = %v; both endpoints must get traffic", seen)
+		}
+	})
+
+	t.Run("ClusterIP from the node and from a pod", func(t *testing.T) {
+		a, err := w.node.HTTPGet(ctx, "10.96.0.10:80")
+		if err != nil || !strings.HasPrefix(a.Pod, "web-") {
+			t.Fatalf("from the node: %v %v", a, err)
+		}
+		dns := w.lab.Pods[2]
+		a, err = dns.HTTPGet(ctx, "10.96.0.10:80")
+		if err != nil || !strings.HasPrefix(a.Pod, "web-") {
+			t.Fatalf("from pod dns-1: %v %v", a, err)
+		}
+		if !strings.HasPrefix(a.Remote, "10.244.0.12:") {
+			t.Errorf("pod-to-ClusterIP traffic must keep the pod's source, pod saw %s", a.Remote)
+		}
+	})
+
+	t.Run("UDP ClusterIP", func(t *testing.T) {
+		for _, from := range []*lab.NS{&w.node.NS, &w.lab.Pods[0].NS} {
+			a, err := from.UDPAsk(ctx, "10.96.0.53:53", nil)
+			if err != nil || a.Pod != "dns-1" {
+				t.Errorf("from %s: %v %v", from.Name, a, err)
+			}
+		}
+	})
+
+	t.Run("broken manifest is reported by file, object and field", func(t *testing.T) {
+		if err := proxy.WaitOutput(ctx, "broken.yaml: Service default/broken: spec.ports[0].port: 99999: must be between 1 and 65535"); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("a new file is programmed, a removed one unprogrammed", func(t *testing.T) {
+		w.write("late.yaml", webService("late", "10.96.0.20", 30460, "10.244.0.11"))
+		start := time.Now()
+		a, err := w.lab.Client.WaitHTTP(ctxFor(t, 5*time.Second), w.node.IP.String()+":30460")
+		if err != nil || a.Pod != "web-2" {
+			t.Fatalf("new Service: %v %v", a, err)
+		}
+		t.Logf("new Service answered %s after its file was written", time.Since(start).Round(time.Millisecond))
+		w.remove("late.yaml")
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := w.lab.Client.HTTPGet(ctx, w.node.IP.String()+":30460"); err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("removed Service still answers")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if strings.Contains(w.iptablesSave(), "default/late") {
+			t.Error("rules of the removed Service are still in the kernel")
+		}
+	})
+
+	t.Run("Service without endpoints is rejected, not blackholed", func(t *testing.T) {
+		w.write("empty.yaml", webService("empty", "10.96.0.30", 30470))
+		time.Sleep(500 * time.Millisecond)
+		start := time.Now()
+		_, err := w.lab.Client.HTTPGet(ctx, w.node.IP.String()+":30470")
+		if err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("got %v, want connection refused (REJECT)", err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("rejection took %s: a REJECT answers at once", took)
+		}
+	})
+}
+
+func TestLocalhostNodePort(t *testing.T) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	w.start()
+	a, err := w.node.WaitHTTP(ctxFor(t, 10*time.Second), "127.0.0.1:30450")
+	if err != nil || a.Pod != "web-1" {
+		t.Fatalf("curl localhost:30450 on the node: %v %v", a, err)
+	}
+	if v, _ := w.node.Run(context.Background(), "cat", "/proc/sys/net/ipv4/conf/all/route_localnet"); strings.TrimSpace(v) != "1" {
+		t.Errorf("route_localnet = %q, want 1", v)
+	}
+	// The kernel's own rules, read back, must drop what a neighbour sends to
+	// a local-only service on 127.0.0.1 (CVE-2020-8558), now that
+	// route_localnet lets such packets in.
+	rs, err := netfilter.ParseIPTables(w.iptablesSave())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := netfilter.Trace(rs, netfilter.Packet{Src: w.lab.ClientIP, Dst: netip.MustParseAddr("127.0.0.1"), Protocol: "tcp", DstPort: 22},
+		netfilter.TraceOptions{LocalAddrs: []netip.Addr{w.node.IP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Summary(); got != "DROP by filter KUBE-FIREWALL" {
+		t.Errorf("neighbour to 127.0.0.1:22: %s, want DROP by filter KUBE-FIREWALL", got)
+	}
+}
