@@ -2,6 +2,7 @@ package netfilter
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -147,7 +148,7 @@ func Trace(rs *Ruleset, pkt Packet, opts TraceOptions) (*Result, error) {
 		return nil, fmt.Errorf("trace needs a source and a destination address")
 	}
 	pkt.Protocol = strings.ToLower(pkt.Protocol)
-	t := &tracer{rs: rs, res: &Result{}, local: map[netip.Addr]bool{}}
+	t := &tracer{rs: rs, res: &Result{}, local: map[netip.Addr]bool{}, budget: traceBudget}
 	for _, a := range opts.LocalAddrs {
 		t.local[a.Unmap()] = true
 	}
@@ -189,6 +190,9 @@ func Trace(rs *Ruleset, pkt Packet, opts TraceOptions) (*Result, error) {
 			out = append(out, t.runBuiltin("nat", "POSTROUTING", []*state{a})...)
 		}
 	}
+	if t.err != nil {
+		return nil, t.err
+	}
 	for _, st := range out {
 		p := Path{Probability: st.prob, Hops: st.hops, Mark: st.mark, Masquerade: st.masq}
 		switch {
@@ -217,7 +221,17 @@ type tracer struct {
 	rs    *Ruleset
 	res   *Result
 	local map[netip.Addr]bool
+	// budget bounds the work on hostile input (loops with statistic
+	// matches fork exponentially); a real ruleset needs a tiny fraction.
+	budget int
+	err    error
 }
+
+// traceBudget is how many rule evaluations and forks one trace may make.
+const traceBudget = 1_000_000
+
+// errTooComplex ends a trace whose ruleset would take too long to follow.
+var errTooComplex = errors.New("ruleset too complex to trace (a chain loop, or over a million rule evaluations)")
 
 // state is one branch of the trace.
 type state struct {
@@ -288,6 +302,10 @@ func (t *tracer) runChain(tbl *Table, c *Chain, st *state, depth int) []*state {
 	for _, r := range c.Rules {
 		var next []*state
 		for _, s := range active {
+			if t.budget -= 1; t.budget < 0 {
+				t.err = errTooComplex
+				return append(out, active...)
+			}
 			matched, rest := t.match(tbl.Name, r, s)
 			if rest != nil {
 				next = append(next, rest)
@@ -332,6 +350,11 @@ func (t *tracer) match(table string, r *Rule, s *state) (matched, rest *state) {
 		return s, nil
 	}
 	if p <= 0 {
+		return nil, s
+	}
+	// Each fork copies the hops so far; bound them to bound memory.
+	if t.budget -= 50; t.budget < 0 {
+		t.err = errTooComplex
 		return nil, s
 	}
 	return s.fork(p), s.fork(1 - p)

@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+type fakeDataplane struct {
+	mu     sync.Mutex
+	synced []int // len(st.Services) of each sync attempt
+	fail   int   // fail this many attempts first
+	done   chan struct{}
+}
+
+func (f *fakeDataplane) Sync(_ context.Context, st *model.State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.synced = append(f.synced, len(st.Services))
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("restore failed")
+	}
+	select {
+	case f.done <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (f *fakeDataplane) attempts() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.synced...)
+}
+
+func state(n int) model.State { return model.State{Services: make([]model.ServicePort, n)} }
+
+func newRunner(dp *fakeDataplane, minSync time.Duration) (*Runner, chan *model.State) {
+	okCh := make(chan *model.State, 10)
+	return &Runner{
+		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MinSyncPeriod: minSync, SyncPeriod: time.Hour,
+		OnSynced: func(st *model.State) { okCh <- st },
+	}, okCh
+}
+
+func TestRunnerCoalescesABurst(t *testing.T) {
+	dp := &fakeDataplane{done: make(chan struct{}, 10)}
+	r, ok := newRunner(dp, 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	r.Update(state(1))
+	<-ok
+	// A burst inside minSyncPeriod after a sync: one more sync, with the
+	// last state.
+	for i := 2; i <= 20; i++ {
+		r.Update(state(i))
+	}
+	if st := <-ok; len(st.Services) != 20 {
+		t.Errorf("synced state with %d services, want the latest (20)", len(st.Services))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := dp.attempts(); len(got) != 2 {
+		t.Errorf("sync attempts = %v, want 2 (one per burst)", got)
+	}
+}
+
+func TestRunnerRetriesAfterFailure(t *testing.T) {
+	dp := &fakeDataplane{fail: 1, done: make(chan struct{}, 10)}
+	r, ok := newRunner(dp, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	r.Update(state(3))
+	select {
+	case st := <-ok:
+		if len(st.Services) != 3 {
+			t.Errorf("OnSynced got %d services", len(st.Services))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no successful sync after a failure: the runner must retry by itself")
+	}
+	if got := dp.attempts(); len(got) != 2 {
+		t.Errorf("attempts = %v, want a failure then a success", got)
+	}
+	if r.LastSuccess().IsZero() {
+		t.Error("LastSuccess not recorded")
+	}
+}
+
+func TestRunnerDoesNothingBeforeFirstUpdate(t *testing.T) {
+	dp := &fakeDataplane{done: make(chan struct{}, 10)}
+	r, _ := newRunner(dp, 0)
+	r.SyncPeriod = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	r.Run(ctx)
+	if got := dp.attempts(); len(got) != 0 {
+		t.Errorf("synced %v before any source update: that would wipe a node's rules at start", got)
+	}
+}

@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/lab"
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// corrupting breaks the restore input after a given line, standing in for
+// anything that makes the kernel refuse a transaction (a missing module, a
+// racing writer).
+type corrupting struct {
+	iptables.Exec
+	after string
+}
+
+func (c corrupting) Restore(ctx context.Context, input []byte) error {
+	broken := strings.Replace(string(input), c.after, c.after+"-A KUBE-SERVICES -j NO-SUCH-CHAIN\n", 1)
+	return c.Exec.Restore(ctx, []byte(broken))
+}
+
+func TestFailedApplyKeepsPreviousRules(t *testing.T) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}}, lab.PodSpec{Name: "web-2", TCP: []int{80}})
+	ctx := ctxFor(t, 30*time.Second)
+	inNode := iptables.Exec{Prefix: []string{"ip", "netns", "exec", w.node.Name}}
+	svc := func(ip string) model.State {
+		return model.State{Services: []model.ServicePort{{
+			Name:     model.ServicePortName{Namespace: "default", Name: "web"},
+			Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, NodePort: 30450,
+			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(ip), Port: 80}},
+		}}}
+	}
+	good := &iptables.Syncer{Runner: inNode, Options: iptables.Options{LocalhostNodePorts: true}}
+	first := svc("10.244.0.10")
+	if err := good.Sync(ctx, &first); err != nil {
+		t.Fatal(err)
+	}
+	before := w.iptablesSave()
+	nodePort := w.node.IP.String() + ":30450"
+	if a, err := w.lab.Client.HTTPGet(ctx, nodePort); err != nil || a.Pod != "web-1" {
+		t.Fatalf("before: %v %v", a, err)
+	}
+
+	bad := &iptables.Syncer{Runner: corrupting{Exec: inNode, after: "*nat\n"}, Options: good.Options}
+	second := svc("10.244.0.11")
+	err := bad.Sync(ctx, &second)
+	var rerr *iptables.RestoreError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("sync with a broken transaction: %v, want a RestoreError", err)
+	}
+	if _, line := rerr.Line(); line != "-A KUBE-SERVICES -j NO-SUCH-CHAIN" {
+		t.Errorf("error names line %q, want the offending one; error: %v", line, err)
+	}
+	if after := w.iptablesSave(); stripCounters(after) != stripCounters(before) {
+		t.Errorf("a failed restore changed the kernel's rules:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if a, err := w.lab.Client.HTTPGet(ctx, nodePort); err != nil || a.Pod != "web-1" {
+		t.Fatalf("after the failed apply the previous rules must still serve: %v %v", a, err)
+	}
+	if err := good.Sync(ctx, &second); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := w.lab.Client.HTTPGet(ctx, nodePort); err != nil || a.Pod != "web-2" {
+		t.Fatalf("the next good sync: %v %v", a, err)
+	}
+}
+
+// stripCounters drops the comment lines iptables-save stamps with the time.
+func stripCounters(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
