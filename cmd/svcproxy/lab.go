@@ -78,11 +78,11 @@ func runLab(keep bool, requests int) error {
 		fmt.Println("lab: removed the lab's namespaces and processes")
 	}()
 	node := l.Nodes[0]
-	fmt.Printf("lab:   node    %-28s %s\n", node.Name, node.IP)
+	fmt.Printf("lab:   node    %-36s %s\n", node.Name, node.IP)
 	for _, p := range l.Pods {
-		fmt.Printf("lab:   pod     %-28s %s\n", p.Name, p.IP)
+		fmt.Printf("lab:   pod     %-36s %s\n", p.Name, p.IP)
 	}
-	fmt.Printf("lab:   client  %-28s %s\n", l.Client.Name, l.ClientIP)
+	fmt.Printf("lab:   client  %-36s %s\n", l.Client.Name, l.ClientIP)
 
 	proc, err := l.Start(&node.NS, self, "run", "--manifests", dir, "--hostname-override", node.NodeName,
 		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms")
@@ -120,6 +120,29 @@ func runLab(keep bool, requests int) error {
 	for _, p := range pods {
 		fmt.Printf("lab: %s answered %d of %d requests\n", p, counts[p], requests)
 	}
+	// The incident: another process on the node listens on the NodePort.
+	rogue, err := node.Listen("tcp", ":30450")
+	if err != nil {
+		return fmt.Errorf("start a rogue listener on the node: %w", err)
+	}
+	go func() {
+		for {
+			c, err := rogue.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprint(c, "HTTP/1.0 200 OK\r\n\r\nrogue\n")
+			c.Close()
+		}
+	}()
+	a, err := l.Client.HTTPGet(ctx, target)
+	rogue.Close()
+	if err != nil {
+		return fmt.Errorf("request with a rogue listener on the NodePort: %w", err)
+	}
+	fmt.Printf("lab: a rogue process now listens on :30450 in the node; the request is still answered by pod %s\n", a.Pod)
+	fmt.Println("lab:   (nat PREROUTING rewrites the destination before any local socket sees the packet)")
+
 	dns, err := node.UDPAsk(ctx, "10.96.0.53:53", nil)
 	if err != nil {
 		return fmt.Errorf("UDP ClusterIP 10.96.0.53:53 from the node: %w", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -42,11 +41,11 @@ for every other Service are still printed, and the exit code is 1.`,
 			}
 			st, buildErrs := model.Build(in, node)
 			objErrs = append(objErrs, buildErrs...)
-			if _, err := os.Stdout.Write(iptables.Compose(iptables.Render(&st, opts), nil)); err != nil {
+			if _, err := cmd.OutOrStdout().Write(iptables.Compose(iptables.Render(&st, opts), nil)); err != nil {
 				return err
 			}
 			for _, e := range objErrs {
-				fmt.Fprintf(os.Stderr, "svcproxy: skipped: %v\n", e)
+				fmt.Fprintf(cmd.ErrOrStderr(), "svcproxy: skipped: %v\n", e)
 			}
 			if len(objErrs) > 0 {
 				return fmt.Errorf("%d object(s) could not be used (see above); the rules for the others are printed", len(objErrs))

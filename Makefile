@@ -1,0 +1,56 @@
+# svcproxy: two commands on a fresh Debian machine with Go and root.
+#   make lab    build svcproxy and show a NodePort answering in a namespace lab
+#   make test   run every test (unit, golden, fuzz seeds, real kernel)
+# Each installs what it needs first.
+
+GO          ?= go
+BIN         := $(CURDIR)/bin
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+# In CI the real-kernel tests must run: a skip (not root, tool missing) fails.
+E2E_REQUIRED ?= $(CI)
+
+# The system tools svcproxy drives, and the Debian packages that bring them.
+SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl
+
+.PHONY: all build deps tools lint test lab clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/svcproxy ./cmd/svcproxy
+
+## deps: install the system packages (apt) that svcproxy and its tests use.
+deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do \
+		command -v $${t%%:*} >/dev/null 2>&1 || PATH=$$PATH:/usr/sbin:/sbin command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" -ne 0 ]; then echo "run as root (or install:$$missing)"; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## tools: build the Go tools the checks use (cached in ./bin).
+tools: $(STATICCHECK)
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: tools
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+## test: every test. Real-kernel tests need root; they skip with the reason
+## otherwise, except in CI (CI=true), where skipping fails the run.
+test: deps lint
+	SVCPROXY_E2E_REQUIRED=$(E2E_REQUIRED) $(GO) test -count=1 ./...
+
+## lab: the main job on the embedded default, in a throwaway namespace lab.
+lab: deps build
+	$(BIN)/svcproxy lab
+
+clean:
+	rm -rf $(BIN)
