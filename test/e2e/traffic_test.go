@@ -102,6 +102,11 @@ func TestServiceTraffic(t *testing.T) {
 			t.Fatalf("new Service: %v %v", a, err)
 		}
 		t.Logf("new Service answered %s after its file was written", time.Since(start).Round(time.Millisecond))
+		// Editing the file moves the Service to the other pod.
+		w.write("late.yaml", webService("late", "10.96.0.20", 30460, "10.244.0.10"))
+		if _, err := waitPod(ctxFor(t, 5*time.Second), w.lab.Client, w.node.IP.String()+":30460", "web-1"); err != nil {
+			t.Fatalf("after editing the file: %v", err)
+		}
 		w.remove("late.yaml")
 		deadline := time.Now().Add(5 * time.Second)
 		for {
