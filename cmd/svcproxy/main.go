@@ -21,7 +21,7 @@ and a restart reconciles without flushing.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd())
+	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)
 		os.Exit(1)

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/explain"
+	"github.com/svcproxy/svcproxy/internal/model"
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+	"github.com/svcproxy/svcproxy/internal/source/files"
+)
+
+// ruleSource is where trace, explain and graph read rules from: the live
+// node, a saved dump, or manifests rendered without a kernel.
+type ruleSource struct {
+	rules    string
+	localIPs []string
+	pf       proxyFlags
+}
+
+func (s *ruleSource) register(fs *pflag.FlagSet) {
+	fs.StringVar(&s.rules, "rules", "", "read an iptables-save dump from FILE ('-' for stdin) instead of the live node")
+	fs.StringSliceVar(&s.localIPs, "local-ip", nil, "the node's own addresses (comma-separated); default: this host's addresses for the live node")
+	fs.StringVar(&s.pf.manifests, "manifests", "", "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains")
+	fs.StringVar(&s.pf.clusterCIDR, "cluster-cidr", "", "with --manifests: the pod CIDR, as for run")
+	fs.StringVar(&s.pf.hostnameOverride, "hostname-override", "", "with --manifests: this node's name, as for run")
+}
+
+// loaded is a parsed ruleset with what is known about it.
+type loaded struct {
+	rs    *netfilter.Ruleset
+	idx   *explain.Index
+	local []netip.Addr
+	// guessLocal is true when the node's addresses are unknown (a dump from
+	// another node without --local-ip).
+	guessLocal bool
+}
+
+func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error) {
+	if s.rules != "" && s.pf.manifests != "" {
+		return nil, errors.New("--rules and --manifests are alternatives: give one")
+	}
+	var text string
+	var st *model.State
+	live := false
+	switch {
+	case s.rules == "-":
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read rules from stdin: %w", err)
+		}
+		text = string(b)
+	case s.rules != "":
+		b, err := os.ReadFile(s.rules)
+		if err != nil {
+			return nil, fmt.Errorf("read rules: %w", err)
+		}
+		text = string(b)
+	case s.pf.manifests != "":
+		in, objErrs, _, err := (&files.Dir{Path: s.pf.manifests}).Load()
+		if err != nil {
+			return nil, err
+		}
+		node, err := s.pf.node()
+		if err != nil {
+			return nil, err
+		}
+		opts, err := s.pf.options()
+		if err != nil {
+			return nil, err
+		}
+		built, buildErrs := model.Build(in, node)
+		for _, e := range append(objErrs, buildErrs...) {
+			fmt.Fprintf(os.Stderr, "svcproxy: skipped: %v\n", e)
+		}
+		st = &built
+		text = string(iptables.Compose(iptables.Render(st, opts), nil))
+	default:
+		b, err := iptables.Exec{}.Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the live rules (use --rules FILE for a saved dump): %w", err)
+		}
+		text, live = string(b), true
+	}
+	if looksLikeNft(text) {
+		return nil, errors.New("this is an nftables ruleset (nft list ruleset); tracing nftables rules is not supported yet: give an iptables-save dump")
+	}
+	rs, err := netfilter.ParseIPTables(text)
+	if err != nil {
+		if errors.Is(err, netfilter.ErrNoTables) && live {
+			return nil, errors.New("this node has no iptables rules (is the proxy running here, in iptables mode?)")
+		}
+		return nil, fmt.Errorf("not an iptables-save dump: %w", err)
+	}
+	l := &loaded{rs: rs, idx: explain.NewIndex(rs)}
+	if st != nil {
+		l.idx.AddModel(st)
+	}
+	for _, ip := range s.localIPs {
+		a, err := netip.ParseAddr(strings.TrimSpace(ip))
+		if err != nil {
+			return nil, fmt.Errorf("--local-ip %q: not an IP address", ip)
+		}
+		l.local = append(l.local, a)
+	}
+	if len(l.local) == 0 {
+		if live {
+			l.local = hostAddrs()
+		} else {
+			l.guessLocal = true
+		}
+	}
+	return l, nil
+}
+
+func looksLikeNft(text string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		return strings.HasPrefix(line, "table ")
+	}
+	return false
+}
+
+func hostAddrs() []netip.Addr {
+	addrs, _ := net.InterfaceAddrs()
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// serviceAddrs are the addresses rules match as destinations (cluster,
+// external and load balancer IPs): never the node's own.
+func serviceAddrs(rs *netfilter.Ruleset) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				for _, m := range r.Matches {
+					for _, o := range m.Opts {
+						if m.Module == "" && o.Name == "-d" && !o.Neg && len(o.Values) == 1 {
+							if a, err := netip.ParseAddr(strings.TrimSuffix(o.Values[0], "/32")); err == nil {
+								out[a] = true
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}

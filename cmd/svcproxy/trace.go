@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+)
+
+func newTraceCmd() *cobra.Command {
+	var (
+		src       ruleSource
+		to, from  string
+		proto     string
+		direction string
+		sport     uint16
+		output    string
+	)
+	cmd := &cobra.Command{
+		Use:   "trace --to IP:PORT [--from IP] [--proto tcp]",
+		Short: "Follow one packet through the rules and say where it goes and why",
+		Long: `Follow the first packet of a connection through the nat and filter tables,
+as the kernel would, and print every rule it meets with what that rule means,
+then where the packet ends up: the possible pods with their share of the
+traffic, whether the source is masqueraded, or which rule drops or rejects it.
+
+Rules come from this node (iptables-save), from a saved dump (--rules FILE,
+from any node, svcproxy's or kube-proxy's), or from manifests (--manifests DIR).
+Matches the tracer cannot decide from the packet alone (conntrack state,
+session affinity, interfaces) are listed as assumptions.
+
+Example, the question of a NodePort held by another process:
+  svcproxy trace --to 192.168.77.1:30450 --from 192.168.77.2 --proto tcp`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" {
+				return fmt.Errorf("--to IP:PORT is required")
+			}
+			dst, err := netip.ParseAddrPort(to)
+			if err != nil {
+				return fmt.Errorf("--to %q: want IP:PORT, such as 192.168.77.1:30450", to)
+			}
+			proto = strings.ToLower(proto)
+			if proto != "tcp" && proto != "udp" && proto != "sctp" {
+				return fmt.Errorf("--proto %q: must be tcp, udp or sctp", proto)
+			}
+			var dir netfilter.Direction
+			switch direction {
+			case "arriving", "in":
+				dir = netfilter.Arriving
+			case "local", "out":
+				dir = netfilter.Local
+			default:
+				return fmt.Errorf("--direction %q: must be arriving (from the network) or local (from a process on the node)", direction)
+			}
+			if output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: must be text or json", output)
+			}
+			l, err := src.load(cmd.Context(), cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			var notes []string
+			var srcAddr netip.Addr
+			switch {
+			case from != "":
+				if srcAddr, err = netip.ParseAddr(from); err != nil {
+					return fmt.Errorf("--from %q: not an IP address", from)
+				}
+			case dir == netfilter.Local && len(l.local) > 0:
+				srcAddr = l.local[0]
+			default:
+				srcAddr = netip.MustParseAddr("203.0.113.10")
+				notes = append(notes, "no --from given: the packet comes from 203.0.113.10, a host outside the cluster")
+			}
+			if l.guessLocal {
+				l.local = []netip.Addr{}
+				if !serviceAddrs(l.rs)[dst.Addr()] {
+					l.local = append(l.local, dst.Addr())
+					notes = append(notes, fmt.Sprintf("no --local-ip given: %s is taken to be an address of the node the rules came from", dst.Addr()))
+				}
+			}
+			pkt := netfilter.Packet{Src: srcAddr, Dst: dst.Addr(), DstPort: dst.Port(), Protocol: proto, SrcPort: sport}
+			res, err := netfilter.Trace(l.rs, pkt, netfilter.TraceOptions{Direction: dir, LocalAddrs: l.local})
+			if err != nil {
+				return err
+			}
+			rep := l.idx.Report(pkt, dir, res)
+			rep.Assumptions = append(notes, rep.Assumptions...)
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			rep.WriteText(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	src.register(cmd.Flags())
+	fs := cmd.Flags()
+	fs.StringVar(&to, "to", "", "destination IP:PORT of the packet")
+	fs.StringVar(&from, "from", "", "source IP of the packet (default: a host outside the cluster; for --direction local, the node)")
+	fs.StringVar(&proto, "proto", "tcp", "protocol: tcp, udp or sctp")
+	fs.Uint16Var(&sport, "sport", 0, "source port, when it matters (default: any)")
+	fs.StringVar(&direction, "direction", "arriving", "arriving (from the network: nat PREROUTING) or local (from a process on the node: nat OUTPUT)")
+	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}

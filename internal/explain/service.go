@@ -1,0 +1,293 @@
+package explain
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+)
+
+// Entry is one way into a Service: an address and port it answers on.
+type Entry struct {
+	Kind     string // "cluster IP", "NodePort", "external IP", "load balancer IP"
+	Addr     netip.Addr
+	Port     uint16
+	Protocol string
+	Service  string // ns/name[:port]
+	Chain    string // the chain it jumps to, or REJECT
+	// Results are traces from representative sources.
+	Results []SourceResult
+}
+
+// SourceResult is what happens to traffic from one kind of source.
+type SourceResult struct {
+	Source  string // "from a pod (10.244.0.2)"
+	Summary string
+	Trace   *netfilter.Result
+}
+
+// Endpoint is one endpoint chain of a Service port.
+type Endpoint struct {
+	Addr  string
+	Chain string
+	Share float64
+}
+
+// ServicePort is everything the rules say about one Service port.
+type ServicePort struct {
+	Name      string
+	Entries   []Entry
+	Chains    []string // per-Service chains of this port, sorted
+	Endpoints []Endpoint
+}
+
+// ServiceReport answers `svcproxy explain NAMESPACE/NAME`.
+type ServiceReport struct {
+	Service string
+	Ports   []ServicePort
+}
+
+// ErrNoService is returned when no rule names the Service.
+type ErrNoService struct{ Name string }
+
+func (e *ErrNoService) Error() string {
+	return fmt.Sprintf("Service %s not found in the rules (no rule comment or chain names it)", e.Name)
+}
+
+// externalSource stands for a client outside the cluster (TEST-NET-3).
+var externalSource = netip.MustParseAddr("203.0.113.10")
+
+// Explain finds every rule that concerns a Service ("ns/name") and traces
+// each of its entry points from a pod and from outside the cluster.
+// localAddrs are the node's addresses; NodePorts are traced to the first.
+func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []netip.Addr) (*ServiceReport, error) {
+	rep := &ServiceReport{Service: service}
+	byPort := map[string]*ServicePort{}
+	portOf := func(name string) *ServicePort {
+		if p, ok := byPort[name]; ok {
+			return p
+		}
+		p := &ServicePort{Name: name}
+		byPort[name] = p
+		return p
+	}
+	belongs := func(spn string) bool { return spn == service || strings.HasPrefix(spn, service+":") }
+
+	for _, t := range []struct{ table, chain string }{
+		{"nat", "KUBE-SERVICES"}, {"nat", "KUBE-NODEPORTS"}, {"filter", "KUBE-SERVICES"}, {"filter", "KUBE-EXTERNAL-SERVICES"},
+	} {
+		for _, r := range chainRules(rs, t.table, t.chain) {
+			spn := idx.Service(r.Target)
+			if spn == "" {
+				spn = ServiceInComment(r.Comment())
+			}
+			if spn == "" || !belongs(spn) {
+				continue
+			}
+			e, ok := entryOf(t.table, t.chain, r, spn)
+			if !ok {
+				continue
+			}
+			sp := portOf(spn)
+			if !slices.ContainsFunc(sp.Entries, func(x Entry) bool {
+				return x.Kind == e.Kind && x.Addr == e.Addr && x.Port == e.Port && x.Protocol == e.Protocol
+			}) {
+				sp.Entries = append(sp.Entries, e)
+			}
+		}
+	}
+	for chain, spn := range idx.chains {
+		if belongs(spn) && chainExists(rs, chain) {
+			portOf(spn).Chains = append(portOf(spn).Chains, chain)
+		}
+	}
+	if len(byPort) == 0 {
+		return nil, &ErrNoService{Name: service}
+	}
+
+	node := netip.MustParseAddr("192.0.2.1")
+	if len(localAddrs) > 0 {
+		node = localAddrs[0]
+	} else {
+		localAddrs = []netip.Addr{node}
+	}
+	names := make([]string, 0, len(byPort))
+	for n := range byPort {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		sp := byPort[n]
+		slices.Sort(sp.Chains)
+		for i := range sp.Entries {
+			e := &sp.Entries[i]
+			dst := e.Addr
+			if e.Kind == "NodePort" {
+				dst = node
+			}
+			for _, src := range idx.sources() {
+				res, err := netfilter.Trace(rs, netfilter.Packet{Src: src.addr, Dst: dst, Protocol: e.Protocol, DstPort: e.Port},
+					netfilter.TraceOptions{Direction: netfilter.Arriving, LocalAddrs: localAddrs})
+				if err != nil {
+					return nil, err
+				}
+				e.Results = append(e.Results, SourceResult{Source: fmt.Sprintf("%s (%s)", src.label, src.addr), Summary: res.Summary(), Trace: res})
+				if len(sp.Endpoints) == 0 {
+					sp.Endpoints = endpointChains(res)
+				}
+			}
+		}
+		rep.Ports = append(rep.Ports, *sp)
+	}
+	return rep, nil
+}
+
+type source struct {
+	label string
+	addr  netip.Addr
+}
+
+// sources are the clients each entry point is traced from: a pod when the
+// cluster CIDR is known, and a host outside the cluster.
+func (idx *Index) sources() []source {
+	var out []source
+	if idx.ClusterCIDR.IsValid() {
+		out = append(out, source{"from a pod", idx.ClusterCIDR.Addr().Next().Next()})
+	}
+	return append(out, source{"from outside the cluster", externalSource})
+}
+
+func entryOf(table, chain string, r *netfilter.Rule, spn string) (Entry, bool) {
+	e := Entry{Service: spn, Chain: r.Target}
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		if v, _ := opt(r, proto, "--dport"); v != "" {
+			p, err := strconv.Atoi(v)
+			if err != nil {
+				return e, false
+			}
+			e.Port, e.Protocol = uint16(p), proto
+		}
+	}
+	if e.Protocol == "" {
+		return e, false
+	}
+	comment := r.Comment()
+	switch {
+	case chain == "KUBE-NODEPORTS" || (chain == "KUBE-EXTERNAL-SERVICES" && r.Target == "REJECT" && dest(r) == ""):
+		e.Kind = "NodePort"
+		return e, true
+	case strings.Contains(comment, "external IP"):
+		e.Kind = "external IP"
+	case strings.Contains(comment, "loadbalancer IP"):
+		e.Kind = "load balancer IP"
+	default:
+		e.Kind = "cluster IP"
+	}
+	a, err := netip.ParseAddr(dest(r))
+	if err != nil {
+		return e, false
+	}
+	e.Addr = a
+	_ = table
+	return e, true
+}
+
+// endpointChains lists the DNAT destinations of a trace with their shares
+// and the KUBE-SEP chain that rewrites to each.
+func endpointChains(res *netfilter.Result) []Endpoint {
+	var out []Endpoint
+	for _, d := range res.Destinations() {
+		ep := Endpoint{Addr: d.Addr.String(), Share: d.Probability}
+		for _, p := range res.Paths {
+			if p.DNAT != d.Addr {
+				continue
+			}
+			for _, h := range p.Hops {
+				if strings.HasPrefix(h.Chain, "KUBE-SEP-") {
+					ep.Chain = h.Chain
+				}
+			}
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+func chainRules(rs *netfilter.Ruleset, table, chain string) []*netfilter.Rule {
+	if c := rs.Table(table).Chain(chain); c != nil {
+		return c.Rules
+	}
+	return nil
+}
+
+func chainExists(rs *netfilter.Ruleset, chain string) bool {
+	for _, t := range rs.Tables {
+		if t.Chain(chain) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteText prints the report as a tree.
+func (rep *ServiceReport) WriteText(w io.Writer) {
+	root := &treeNode{label: rep.Service}
+	for _, sp := range rep.Ports {
+		pn := root.add("port " + portLabel(sp.Name, rep.Service))
+		for _, e := range sp.Entries {
+			where := fmt.Sprintf("%s:%d/%s", e.Addr, e.Port, e.Protocol)
+			if e.Kind == "NodePort" {
+				where = fmt.Sprintf("%d/%s on this node's addresses", e.Port, e.Protocol)
+			}
+			en := pn.add(fmt.Sprintf("%s %s", e.Kind, where))
+			for _, r := range e.Results {
+				en.add(r.Source + ": " + r.Summary)
+			}
+		}
+		if len(sp.Endpoints) > 0 {
+			epn := pn.add(fmt.Sprintf("%d endpoint(s), picked at random", len(sp.Endpoints)))
+			for _, ep := range sp.Endpoints {
+				epn.add(fmt.Sprintf("%-21s %6s  %s", ep.Addr, pct(ep.Share), ep.Chain))
+			}
+		} else {
+			pn.add("no endpoints: connections are rejected")
+		}
+		if len(sp.Chains) > 0 {
+			pn.add("chains: " + strings.Join(sp.Chains, " "))
+		}
+	}
+	root.write(w, "", "")
+}
+
+func portLabel(spn, service string) string {
+	if p := strings.TrimPrefix(spn, service+":"); p != spn {
+		return p
+	}
+	return "(unnamed)"
+}
+
+type treeNode struct {
+	label    string
+	children []*treeNode
+}
+
+func (n *treeNode) add(label string) *treeNode {
+	c := &treeNode{label: label}
+	n.children = append(n.children, c)
+	return c
+}
+
+func (n *treeNode) write(w io.Writer, first, rest string) {
+	fmt.Fprintf(w, "%s%s\n", first, n.label)
+	for i, c := range n.children {
+		if i == len(n.children)-1 {
+			c.write(w, rest+"└── ", rest+"    ")
+		} else {
+			c.write(w, rest+"├── ", rest+"│   ")
+		}
+	}
+}
