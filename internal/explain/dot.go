@@ -14,9 +14,9 @@ type dotGraph struct {
 	name string
 	// rankdir is LR for wide Service graphs, TB for long packet paths.
 	rankdir string
-	nodes []string
-	seen  map[string]bool
-	edges []string
+	nodes   []string
+	seen    map[string]bool
+	edges   []string
 }
 
 func newDot(name, rankdir string) *dotGraph {

@@ -6,8 +6,8 @@ package explain
 
 import (
 	"net/netip"
-	"slices"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
@@ -62,7 +62,7 @@ func NewIndex(rs *netfilter.Ruleset) *Index {
 				if IsServiceChain(c.Name) {
 					idx.learn(c.Name, svc)
 				}
-				if r.Target == "KUBE-MARK-MASQ" && strings.HasPrefix(c.Name, "KUBE-SVC-") && !idx.ClusterCIDR.IsValid() {
+				if r.Target == "KUBE-MARK-MASQ" && (strings.HasPrefix(c.Name, "KUBE-SVC-") || c.Name == "KUBE-SERVICES") && !idx.ClusterCIDR.IsValid() {
 					for _, m := range r.Matches {
 						for _, o := range m.Opts {
 							if m.Module == "" && o.Name == "-s" && o.Neg && len(o.Values) == 1 {

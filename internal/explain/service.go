@@ -43,6 +43,8 @@ type ServicePort struct {
 	Entries   []Entry
 	Chains    []string // per-Service chains of this port, sorted
 	Endpoints []Endpoint
+	// Affinity is set when clients stick to an endpoint (sessionAffinity).
+	Affinity bool
 }
 
 // ServiceReport answers `svcproxy explain NAMESPACE/NAME`.
@@ -129,7 +131,7 @@ func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []ne
 			if e.Kind == "NodePort" {
 				dst = node
 			}
-			for _, src := range idx.sources() {
+			for _, src := range append(idx.sources(), allowedSources(rs, e.Chain)...) {
 				res, err := netfilter.Trace(rs, netfilter.Packet{Src: src.addr, Dst: dst, Protocol: e.Protocol, DstPort: e.Port},
 					netfilter.TraceOptions{Direction: netfilter.Arriving, LocalAddrs: localAddrs})
 				if err != nil {
@@ -138,6 +140,9 @@ func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []ne
 				e.Results = append(e.Results, SourceResult{Source: fmt.Sprintf("%s (%s)", src.label, src.addr), Summary: res.Summary(), Trace: res})
 				if len(sp.Endpoints) == 0 {
 					sp.Endpoints = endpointChains(res)
+				}
+				for _, a := range res.Assumptions {
+					sp.Affinity = sp.Affinity || strings.Contains(a, "session affinity")
 				}
 			}
 		}
@@ -159,6 +164,35 @@ func (idx *Index) sources() []source {
 		out = append(out, source{"from a pod", idx.ClusterCIDR.Addr().Next().Next()})
 	}
 	return append(out, source{"from outside the cluster", externalSource})
+}
+
+// allowedSources are clients inside a load balancer's source ranges (the -s
+// rules of its KUBE-FW chain), so that explain shows allowed traffic too.
+func allowedSources(rs *netfilter.Ruleset, chain string) []source {
+	if !strings.HasPrefix(chain, "KUBE-FW-") {
+		return nil
+	}
+	var out []source
+	for _, r := range chainRules(rs, "nat", chain) {
+		v, neg := opt(r, "", "-s")
+		if v == "" || neg || r.Target == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(v); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				continue
+			}
+		}
+		a := p.Addr()
+		if p.Bits() < a.BitLen() {
+			a = a.Next()
+		}
+		out = append(out, source{"from an allowed source range " + p.String(), a})
+	}
+	return out
 }
 
 func entryOf(table, chain string, r *netfilter.Rule, spn string) (Entry, bool) {
@@ -249,7 +283,11 @@ func (rep *ServiceReport) WriteText(w io.Writer) {
 			}
 		}
 		if len(sp.Endpoints) > 0 {
-			epn := pn.add(fmt.Sprintf("%d endpoint(s), picked at random", len(sp.Endpoints)))
+			how := "picked at random"
+			if sp.Affinity {
+				how += "; a client sticks to its endpoint (sessionAffinity: ClientIP)"
+			}
+			epn := pn.add(fmt.Sprintf("%d endpoint(s), %s", len(sp.Endpoints), how))
 			for _, ep := range sp.Endpoints {
 				epn.add(fmt.Sprintf("%-21s %6s  %s", ep.Addr, pct(ep.Share), ep.Chain))
 			}

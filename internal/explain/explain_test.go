@@ -1,0 +1,206 @@
+package explain
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func load(t *testing.T, name string) *netfilter.Ruleset {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := netfilter.ParseIPTables(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+var node = netip.MustParseAddr("192.168.77.1")
+
+// Dumps as upstream kube-proxy leaves them, from two eras of its layout.
+func TestTraceUpstreamDumps(t *testing.T) {
+	tests := []struct {
+		dump, src, dst, proto string
+		local                 []string
+		want, service         string
+		assumption            string
+	}{
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "192.0.2.7", dst: "192.168.77.1:31080", proto: "tcp", service: "default/web:http",
+			want: "DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "198.51.100.7", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
+			want: "DNAT to 10.244.1.9:8443 (100%); source kept"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "192.0.2.99", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
+			want: "DROP by filter KUBE-PROXY-FIREWALL"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "10.244.2.6", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
+			want: "DROP by filter KUBE-PROXY-FIREWALL"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "192.0.2.7", dst: "192.168.77.1:31443", proto: "tcp", service: "default/lb:https",
+			want: "DNAT to 10.244.1.9:8443 (100%); source kept"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "10.244.2.6", dst: "192.168.77.1:31443", proto: "tcp", service: "default/lb:https",
+			want: "DNAT to 10.244.1.9:8443 (50%), 10.244.2.10:8443 (50%); source kept"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "10.244.1.5", dst: "10.96.50.1:80", proto: "tcp", service: "default/sticky",
+			want: "DNAT to 10.244.1.20:80 (50%), 10.244.2.21:80 (50%); source kept", assumption: "session affinity"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "10.244.1.5", dst: "10.96.0.10:53", proto: "udp", service: "kube-system/kube-dns:dns",
+			want: "DNAT to 10.244.1.2:53 (50%), 10.244.2.3:53 (50%); source kept"},
+		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "10.244.1.5", dst: "10.96.60.1:80", proto: "tcp",
+			want: "REJECT by filter KUBE-SERVICES"},
+		{dump: "kube-proxy-v1.20-iptables-save.txt", src: "192.0.2.7", dst: "192.168.77.1:31080", proto: "tcp", service: "default/web:http",
+			want: "DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded"},
+		{dump: "kube-proxy-v1.20-iptables-save.txt", src: "198.51.100.7", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
+			want: "DNAT to 10.244.1.9:8443 (100%); source kept"},
+		// v1.20 marks disallowed sources with 0x8000; KUBE-FIREWALL drops
+		// them on INPUT, so when the load balancer IP is on the node.
+		{dump: "kube-proxy-v1.20-iptables-save.txt", src: "192.0.2.99", dst: "203.0.113.50:443", proto: "tcp", local: []string{"192.168.77.1", "203.0.113.50"},
+			service: "default/lb:https", want: "DROP by filter KUBE-FIREWALL"},
+		{dump: "kube-proxy-v1.20-iptables-save.txt", src: "10.244.2.6", dst: "10.96.40.4:443", proto: "tcp", service: "default/lb:https",
+			want: "DNAT to 10.244.1.9:8443 (50%), 10.244.2.10:8443 (50%); source kept"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dump+" "+tt.src+" "+tt.dst, func(t *testing.T) {
+			rs := load(t, tt.dump)
+			idx := NewIndex(rs)
+			local := []netip.Addr{node}
+			if tt.local != nil {
+				local = nil
+				for _, l := range tt.local {
+					local = append(local, netip.MustParseAddr(l))
+				}
+			}
+			dst := netip.MustParseAddrPort(tt.dst)
+			pkt := netfilter.Packet{Src: netip.MustParseAddr(tt.src), Dst: dst.Addr(), DstPort: dst.Port(), Protocol: tt.proto}
+			res, err := netfilter.Trace(rs, pkt, netfilter.TraceOptions{LocalAddrs: local})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := idx.Report(pkt, netfilter.Arriving, res)
+			if rep.Summary != tt.want {
+				t.Errorf("got  %s\nwant %s", rep.Summary, tt.want)
+			}
+			if rep.Service != tt.service {
+				t.Errorf("service = %q, want %q", rep.Service, tt.service)
+			}
+			if len(rep.Unknown) > 0 {
+				t.Errorf("matches not understood: %v", rep.Unknown)
+			}
+			if tt.assumption != "" && !strings.Contains(strings.Join(rep.Assumptions, "\n"), tt.assumption) {
+				t.Errorf("assumptions %v lack %q", rep.Assumptions, tt.assumption)
+			}
+			// The JSON form carries the fields scripts rely on.
+			var doc map[string]any
+			b, _ := json.Marshal(rep)
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"verdict", "endpoints", "masquerade", "hops"} {
+				if _, ok := doc[k]; !ok {
+					t.Errorf("JSON lacks %q: %s", k, b)
+				}
+			}
+			hops := doc["hops"].([]any)
+			first := hops[0].(map[string]any)
+			if first["table"] != "nat" || first["chain"] != "PREROUTING" || first["rule"] == "" {
+				t.Errorf("first hop = %v", first)
+			}
+		})
+	}
+}
+
+func TestExplainAndGraphGolden(t *testing.T) {
+	tests := []struct{ dump, service string }{
+		{"kube-proxy-v1.37-iptables-save.txt", "default/lb"},
+		{"kube-proxy-v1.37-iptables-save.txt", "default/sticky"},
+		{"kube-proxy-v1.37-iptables-save.txt", "default/empty"},
+		{"kube-proxy-v1.20-iptables-save.txt", "default/web"},
+	}
+	for _, tt := range tests {
+		name := strings.TrimSuffix(tt.dump, "-iptables-save.txt") + "-" + strings.ReplaceAll(tt.service, "/", "-")
+		t.Run(name, func(t *testing.T) {
+			rs := load(t, tt.dump)
+			idx := NewIndex(rs)
+			rep, err := idx.Explain(rs, tt.service, []netip.Addr{node})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text, dot bytes.Buffer
+			rep.WriteText(&text)
+			rep.WriteDOT(&dot, rs, idx)
+			golden(t, name+".explain.golden", text.Bytes())
+			golden(t, name+".dot.golden", dot.Bytes())
+			renders(t, dot.Bytes())
+		})
+	}
+}
+
+func TestExplainUnknownService(t *testing.T) {
+	rs := load(t, "kube-proxy-v1.37-iptables-save.txt")
+	_, err := NewIndex(rs).Explain(rs, "default/nope", nil)
+	if err == nil || err.Error() != "Service default/nope not found in the rules (no rule comment or chain names it)" {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestTraceGraphRenders(t *testing.T) {
+	rs := load(t, "kube-proxy-v1.37-iptables-save.txt")
+	pkt := netfilter.Packet{Src: netip.MustParseAddr("192.0.2.7"), Dst: node, DstPort: 31080, Protocol: "tcp"}
+	res, err := netfilter.Trace(rs, pkt, netfilter.TraceOptions{LocalAddrs: []netip.Addr{node}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dot bytes.Buffer
+	NewIndex(rs).Report(pkt, netfilter.Arriving, res).WriteDOT(&dot)
+	for _, want := range []string{`"ep 10.244.1.5:8080"`, `"ep 10.244.3.7:8080"`, "NodePort 31080/tcp of default/web:http"} {
+		if !strings.Contains(dot.String(), want) {
+			t.Errorf("graph lacks %s", want)
+		}
+	}
+	renders(t, dot.Bytes())
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n%s", path, got)
+	}
+}
+
+// renders checks that Graphviz accepts the graph. CI installs Graphviz; on a
+// machine without it the check is skipped with the reason, except in CI.
+func renders(t *testing.T, dot []byte) {
+	t.Helper()
+	path, err := exec.LookPath("dot")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Graphviz (dot) is not installed; make deps installs it")
+		}
+		t.Skip("Graphviz (dot) not installed: make deps installs it")
+	}
+	cmd := exec.Command(path, "-Tsvg")
+	cmd.Stdin = bytes.NewReader(dot)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("<svg")) {
+		t.Fatalf("dot -Tsvg: %v\n%s", err, out)
+	}
+}
