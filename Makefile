@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 E2E_REQUIRED ?= $(CI)
 
 # The system tools svcproxy drives, and the Debian packages that bring them.
-SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl
+SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz
 
 .PHONY: all build deps tools lint test lab clean
 

@@ -24,7 +24,10 @@ func (idx *Index) Describe(h netfilter.Hop) string {
 	}
 	switch {
 	case r.Target == "KUBE-SERVICES" && !IsServiceChain(r.Chain):
-		return h.Table + " Service dispatch: every Service's " + map[string]string{"nat": "address", "filter": "reject rules"}[h.Table]
+		if h.Table == "nat" {
+			return "check the packet against every Service address (KUBE-SERVICES)"
+		}
+		return "Service filter rules: rejects for Services without endpoints"
 	case r.Target == "KUBE-NODEPORTS" && h.Table == "nat":
 		return "destination is an address of this node: look for a NodePort"
 	case r.Target == "KUBE-POSTROUTING":

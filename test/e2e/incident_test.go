@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -59,6 +60,24 @@ func TestNodePortHeldByAnotherProcess(t *testing.T) {
 			if a.Pod != "web-1" {
 				t.Fatalf("request %d answered by %q, want the pod", i, a.Pod)
 			}
+		}
+	})
+	t.Run("svcproxy trace on the node answers where the request goes", func(t *testing.T) {
+		out, err := w.node.Run(ctx, binary, "trace", "--to", nodePort, "--from", w.lab.ClientIP.String(), "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Verdict    string   `json:"verdict"`
+			Endpoints  []string `json:"endpoints"`
+			Masquerade bool     `json:"masquerade"`
+			Service    string   `json:"service"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if rep.Verdict != "DNAT" || len(rep.Endpoints) != 1 || rep.Endpoints[0] != "10.244.0.10:80" || !rep.Masquerade || rep.Service != "default/azure-vote-front" {
+			t.Errorf("live trace = %+v", rep)
 		}
 	})
 	rogueSrv.Close()

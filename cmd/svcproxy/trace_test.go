@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const upstreamDump = "../../internal/explain/testdata/kube-proxy-v1.37-iptables-save.txt"
+
+func TestTraceCommand(t *testing.T) {
+	out, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--local-ip", "192.168.77.1",
+		"--to", "192.168.77.1:31080", "--from", "192.0.2.7", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Verdict    string   `json:"verdict"`
+		Endpoints  []string `json:"endpoints"`
+		Masquerade bool     `json:"masquerade"`
+		Service    string   `json:"service"`
+		Hops       []struct{ Table, Chain, Rule string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep.Verdict != "DNAT" || len(rep.Endpoints) != 3 || !rep.Masquerade || rep.Service != "default/web:http" || len(rep.Hops) < 5 {
+		t.Errorf("report = %+v", rep)
+	}
+
+	text, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--to", "192.168.77.1:31080", "--from", "192.0.2.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Service: default/web:http",
+		"→ NodePort 31080/tcp of default/web:http",
+		"then, 33.33% of the time, to 10.244.2.6:8080:",
+		"Result: DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded",
+		"Assumed: no --local-ip given: 192.168.77.1 is taken to be an address of the node the rules came from",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestTraceReadsStdin(t *testing.T) {
+	f, err := os.Open(upstreamDump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := newTraceCmd()
+	cmd.SetIn(f)
+	out, _, err := runCmd(t, cmd, "--rules", "-", "--to", "10.96.60.1:80", "--from", "10.244.1.5")
+	if err != nil || !strings.Contains(out, "Result: REJECT by filter KUBE-SERVICES") {
+		t.Errorf("%v\n%s", err, out)
+	}
+}
+
+func TestExplainAndGraphCommands(t *testing.T) {
+	out, _, err := runCmd(t, newExplainCmd(), "default/azure-vote-front", "--manifests", "../../examples/lab", "--cluster-cidr", "10.244.0.0/16")
+	if err != nil || !strings.Contains(out, "NodePort 30450/tcp on this node's addresses") || !strings.Contains(out, "10.244.0.11:80") {
+		t.Errorf("explain: %v\n%s", err, out)
+	}
+	dot, _, err := runCmd(t, newGraphCmd(), "default/azure-vote-front", "--manifests", "../../examples/lab")
+	if err != nil || !strings.HasPrefix(dot, `digraph "default/azure-vote-front"`) {
+		t.Errorf("graph: %v\n%s", err, dot)
+	}
+}
+
+func TestTraceExplainErrors(t *testing.T) {
+	dir := t.TempDir()
+	notDump := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notDump, []byte("hello\n"), 0o644)
+	nft := filepath.Join(dir, "nft.txt")
+	os.WriteFile(nft, []byte("table ip kube-proxy {\n}\n"), 0o644)
+	tests := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"not a dump", func() error {
+			_, _, err := runCmd(t, newTraceCmd(), "--rules", notDump, "--to", "1.2.3.4:80")
+			return err
+		}, "not an iptables-save dump: line 1"},
+		{"bad --to", func() error {
+			_, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--to", "192.168.77.1")
+			return err
+		}, `--to "192.168.77.1": want IP:PORT`},
+		{"bad --from", func() error {
+			_, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--to", "1.2.3.4:80", "--from", "nope")
+			return err
+		}, `--from "nope": not an IP address`},
+		{"bad --local-ip", func() error {
+			_, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--to", "1.2.3.4:80", "--local-ip", "x")
+			return err
+		}, `--local-ip "x": not an IP address`},
+		{"nft dump", func() error {
+			_, _, err := runCmd(t, newTraceCmd(), "--rules", nft, "--to", "1.2.3.4:80")
+			return err
+		}, "this is an nftables ruleset"},
+		{"unknown Service", func() error {
+			_, _, err := runCmd(t, newExplainCmd(), "default/nope", "--rules", upstreamDump)
+			return err
+		}, "Service default/nope not found in the rules"},
+		{"not ns/name", func() error {
+			_, _, err := runCmd(t, newExplainCmd(), "nope", "--rules", upstreamDump)
+			return err
+		}, `"nope": give the Service as NAMESPACE/NAME`},
+		{"missing file", func() error {
+			_, _, err := runCmd(t, newExplainCmd(), "default/web", "--rules", filepath.Join(dir, "missing"))
+			return err
+		}, "read rules: open"},
+	}
+	for _, tt := range tests {
+		err := tt.run()
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err = %v, want one line containing %q", tt.name, err, tt.want)
+		}
+	}
+}
