@@ -2,35 +2,38 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
 
+	"github.com/svcproxy/svcproxy/internal/config"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// proxyFlags are the settings shared by the commands that build rules.
+// proxyFlags are the settings shared by the commands that build rules, bound
+// to kube-proxy's flag names.
 type proxyFlags struct {
-	manifests          string
-	hostnameOverride   string
-	clusterCIDR        string
-	masqueradeAll      bool
-	localhostNodePorts bool
+	cfg config.Config
 }
 
+func newProxyFlags() proxyFlags { return proxyFlags{cfg: config.Defaults()} }
+
 func (f *proxyFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.manifests, "manifests", "", "folder of Service and EndpointSlice manifests (*.yaml, *.yml, *.json), read like `kubectl apply -f DIR` and watched for changes")
-	fs.StringVar(&f.hostnameOverride, "hostname-override", "", "the name of this node, matched against EndpointSlice nodeName (default: the host name)")
-	fs.StringVar(&f.clusterCIDR, "cluster-cidr", "", "the pod CIDR; traffic to cluster IPs from outside it is masqueraded")
-	fs.BoolVar(&f.masqueradeAll, "masquerade-all", false, "masquerade all traffic sent to cluster IPs")
-	fs.BoolVar(&f.localhostNodePorts, "iptables-localhost-nodeports", true, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
+	c := &f.cfg
+	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "folder of Service and EndpointSlice manifests (*.yaml, *.yml, *.json), read like `kubectl apply -f DIR` and watched for changes")
+	fs.StringVar(&c.HostnameOverride, "hostname-override", c.HostnameOverride, "the name of this node, matched against EndpointSlice nodeName (default: the host name)")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR; traffic to cluster IPs from outside it is masqueraded")
+	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
+	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
+	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP); default: every address")
 }
 
 func (f *proxyFlags) node() (model.Node, error) {
-	name := f.hostnameOverride
+	name := f.cfg.HostnameOverride
 	if name == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -41,17 +44,42 @@ func (f *proxyFlags) node() (model.Node, error) {
 	return model.Node{Name: strings.ToLower(strings.TrimSpace(name))}, nil
 }
 
+// options turns validated settings into dataplane options. NodePort address
+// CIDRs are matched against the addresses this host has now.
 func (f *proxyFlags) options() (iptables.Options, error) {
-	o := iptables.Options{MasqueradeAll: f.masqueradeAll, LocalhostNodePorts: f.localhostNodePorts}
-	if f.clusterCIDR != "" {
-		p, err := netip.ParsePrefix(f.clusterCIDR)
-		if err != nil {
-			return o, fmt.Errorf("--cluster-cidr %q: not a CIDR", f.clusterCIDR)
+	c := &f.cfg
+	if err := c.Validate(); err != nil {
+		return iptables.Options{}, err
+	}
+	o := iptables.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts}
+	if c.ClusterCIDR != "" {
+		o.ClusterCIDR = netip.MustParsePrefix(c.ClusterCIDR).Masked()
+	}
+	for _, spec := range c.NodePortAddresses {
+		switch spec {
+		case "primary":
+			o.NodePortPrimary = true
+		case "all":
+			return iptables.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR}, nil
+		default:
+			p := netip.MustParsePrefix(spec)
+			for _, a := range interfaceAddrs() {
+				if p.Contains(a) {
+					o.NodePortAddresses = append(o.NodePortAddresses, a)
+				}
+			}
 		}
-		if !p.Addr().Is4() {
-			return o, fmt.Errorf("--cluster-cidr %s: only IPv4 is supported", p)
-		}
-		o.ClusterCIDR = p.Masked()
 	}
 	return o, nil
+}
+
+func interfaceAddrs() []netip.Addr {
+	addrs, _ := net.InterfaceAddrs()
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
 }

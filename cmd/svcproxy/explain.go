@@ -16,7 +16,7 @@ import (
 )
 
 func newExplainCmd() *cobra.Command {
-	var src ruleSource
+	src := newRuleSource()
 	cmd := &cobra.Command{
 		Use:   "explain NAMESPACE/NAME",
 		Short: "Show every rule that concerns one Service, as a tree from its addresses to its pods",
@@ -62,7 +62,7 @@ func explainService(cmd *cobra.Command, src *ruleSource, name string) (*explain.
 
 func newGraphCmd() *cobra.Command {
 	var (
-		src      ruleSource
+		src      = newRuleSource()
 		to, from string
 		proto    string
 		format   string

@@ -11,7 +11,7 @@ import (
 )
 
 func newRulesCmd() *cobra.Command {
-	var pf proxyFlags
+	pf := newProxyFlags()
 	cmd := &cobra.Command{
 		Use:   "rules --manifests DIR",
 		Short: "Print the iptables-restore input svcproxy would apply, without touching the kernel",
@@ -23,7 +23,7 @@ Objects that cannot be used are reported on stderr, one line each; the rules
 for every other Service are still printed, and the exit code is 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if pf.manifests == "" {
+			if pf.cfg.Manifests == "" {
 				return fmt.Errorf("--manifests is required")
 			}
 			opts, err := pf.options()
@@ -34,7 +34,7 @@ for every other Service are still printed, and the exit code is 1.`,
 			if err != nil {
 				return err
 			}
-			d := &files.Dir{Path: pf.manifests}
+			d := &files.Dir{Path: pf.cfg.Manifests}
 			in, objErrs, _, err := d.Load()
 			if err != nil {
 				return err

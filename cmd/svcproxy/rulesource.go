@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -27,12 +26,14 @@ type ruleSource struct {
 	pf       proxyFlags
 }
 
+func newRuleSource() ruleSource { return ruleSource{pf: newProxyFlags()} }
+
 func (s *ruleSource) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.rules, "rules", "", "read an iptables-save dump from FILE ('-' for stdin) instead of the live node")
 	fs.StringSliceVar(&s.localIPs, "local-ip", nil, "the node's own addresses (comma-separated); default: this host's addresses for the live node")
-	fs.StringVar(&s.pf.manifests, "manifests", "", "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains")
-	fs.StringVar(&s.pf.clusterCIDR, "cluster-cidr", "", "with --manifests: the pod CIDR, as for run")
-	fs.StringVar(&s.pf.hostnameOverride, "hostname-override", "", "with --manifests: this node's name, as for run")
+	fs.StringVar(&s.pf.cfg.Manifests, "manifests", "", "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains")
+	fs.StringVar(&s.pf.cfg.ClusterCIDR, "cluster-cidr", "", "with --manifests: the pod CIDR, as for run")
+	fs.StringVar(&s.pf.cfg.HostnameOverride, "hostname-override", "", "with --manifests: this node's name, as for run")
 }
 
 // loaded is a parsed ruleset with what is known about it.
@@ -46,7 +47,7 @@ type loaded struct {
 }
 
 func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error) {
-	if s.rules != "" && s.pf.manifests != "" {
+	if s.rules != "" && s.pf.cfg.Manifests != "" {
 		return nil, errors.New("--rules and --manifests are alternatives: give one")
 	}
 	var text string
@@ -65,8 +66,8 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 			return nil, fmt.Errorf("read rules: %w", err)
 		}
 		text = string(b)
-	case s.pf.manifests != "":
-		in, objErrs, _, err := (&files.Dir{Path: s.pf.manifests}).Load()
+	case s.pf.cfg.Manifests != "":
+		in, objErrs, _, err := (&files.Dir{Path: s.pf.cfg.Manifests}).Load()
 		if err != nil {
 			return nil, err
 		}
@@ -133,16 +134,7 @@ func looksLikeNft(text string) bool {
 	return false
 }
 
-func hostAddrs() []netip.Addr {
-	addrs, _ := net.InterfaceAddrs()
-	var out []netip.Addr
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Addr())
-		}
-	}
-	return out
-}
+func hostAddrs() []netip.Addr { return interfaceAddrs() }
 
 // serviceAddrs are the addresses rules match as destinations (cluster,
 // external and load balancer IPs): never the node's own.

@@ -3,123 +3,246 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/svcproxy/svcproxy/internal/config"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/healthcheck"
 	"github.com/svcproxy/svcproxy/internal/logging"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/nodeport"
 	"github.com/svcproxy/svcproxy/internal/proxy"
 	"github.com/svcproxy/svcproxy/internal/source/files"
+	"github.com/svcproxy/svcproxy/internal/source/kube"
 	"github.com/svcproxy/svcproxy/internal/sysctl"
 )
 
+// source feeds snapshots of Services and EndpointSlices.
+type source interface {
+	Run(ctx context.Context, onChange func(model.Input, []error)) error
+}
+
+type runFlags struct {
+	proxyFlags
+	configFile    string
+	cleanup       bool
+	holdNodePorts bool
+	verbosity     int
+}
+
 func newRunCmd() *cobra.Command {
-	var (
-		pf            proxyFlags
-		proxyMode     string
-		syncPeriod    time.Duration
-		minSyncPeriod time.Duration
-		holdNodePorts bool
-		verbosity     int
-	)
+	f := &runFlags{proxyFlags: newProxyFlags()}
 	cmd := &cobra.Command{
-		Use:   "run --manifests DIR",
-		Short: "Run the proxy: program the kernel for the Services in DIR and follow changes",
-		Long: `Run the proxy on this node. Services and EndpointSlices are read from the
-manifests in --manifests DIR (standalone mode); adding, editing or removing a
-file is programmed within a second. An object that cannot be used is logged
-with its file, name and field, and every other Service keeps working.
+		Use:   "run (--kubeconfig FILE | --manifests DIR)",
+		Short: "Run the proxy: program the kernel for the Services and follow changes",
+		Long: `Run the proxy on this node. Services and EndpointSlices come from the API
+server (--kubeconfig, or the in-cluster service account when running in a pod)
+or, standalone, from the manifests in --manifests DIR, where adding, editing or
+removing a file is programmed within a second. An object that cannot be used
+is logged with its name and field, and every other Service keeps working.
 
 svcproxy never flushes: it rewrites its own chains in one atomic
 iptables-restore per sync, so existing connections are untouched, and when it
-stops the rules stay in the kernel.`,
+stops the rules stay in the kernel. Until the API server caches have synced it
+does not touch the rules at all.
+
+The flags are kube-proxy's. With --config, a KubeProxyConfiguration
+(kubeproxy.config.k8s.io/v1alpha1) is read first and flags given on the
+command line override it; fields svcproxy does not act on are named in one
+warning.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := logging.New(os.Stderr, verbosity)
-			if pf.manifests == "" {
-				return fmt.Errorf("--manifests is required (the API server source is not available yet)")
-			}
-			if proxyMode != "iptables" && proxyMode != "" {
-				return fmt.Errorf("--proxy-mode %q: only \"iptables\" is supported", proxyMode)
-			}
-			if syncPeriod <= 0 {
-				return fmt.Errorf("--iptables-sync-period %s: must be greater than 0", syncPeriod)
-			}
-			if minSyncPeriod < 0 || minSyncPeriod > syncPeriod {
-				return fmt.Errorf("--iptables-min-sync-period %s: must be between 0 and --iptables-sync-period (%s)", minSyncPeriod, syncPeriod)
-			}
-			opts, err := pf.options()
-			if err != nil {
-				return err
-			}
-			node, err := pf.node()
-			if err != nil {
-				return err
-			}
-			for _, bin := range []string{"iptables-save", "iptables-restore"} {
-				if _, err := exec.LookPath(bin); err != nil {
-					return fmt.Errorf("%s not found in PATH: install the iptables package", bin)
-				}
-			}
-			if opts.LocalhostNodePorts {
-				if changed, err := sysctl.Ensure("net.ipv4.conf.all.route_localnet", "1"); err != nil {
-					log.Error("cannot enable localhost NodePorts", "err", err)
-				} else if changed {
-					log.Info("set net.ipv4.conf.all.route_localnet=1 so NodePorts answer on 127.0.0.1")
-				}
-			}
-
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			guard := &nodeport.Guard{Log: log, Hold: holdNodePorts}
-			defer guard.Close()
-			runner := &proxy.Runner{
-				Dataplane:     &iptables.Syncer{Runner: iptables.Exec{}, Options: opts},
-				Log:           log,
-				MinSyncPeriod: minSyncPeriod,
-				SyncPeriod:    syncPeriod,
-				OnSynced:      func(st *model.State) { guard.Update(st) },
-			}
-			log.Info("starting svcproxy", "mode", "iptables", "manifests", pf.manifests, "node", node.Name,
-				"clusterCIDR", pf.clusterCIDR, "minSyncPeriod", minSyncPeriod.String(), "syncPeriod", syncPeriod.String())
-			watchErr := make(chan error, 1)
-			go func() {
-				dir := &files.Dir{Path: pf.manifests}
-				watchErr <- dir.Watch(ctx, log, func(in model.Input, objErrs []error) {
-					st, buildErrs := model.Build(in, node)
-					for _, e := range append(objErrs, buildErrs...) {
-						log.Error("skipping object: "+e.Error(), "err", e)
-					}
-					log.Info("manifests loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
-						"servicePorts", len(st.Services), "rejected", len(objErrs)+len(buildErrs))
-					runner.Update(st)
-				})
-			}()
-			go runner.Run(ctx)
-			select {
-			case err := <-watchErr:
-				if err != nil {
-					return err
-				}
-			case <-ctx.Done():
-			}
-			log.Info("stopping; the rules stay in the kernel")
-			return nil
+			return f.run(cmd.Flags())
 		},
 	}
-	pf.register(cmd.Flags())
+	f.register(cmd.Flags())
 	fs := cmd.Flags()
-	fs.StringVar(&proxyMode, "proxy-mode", "iptables", "which proxy mode to use: only 'iptables' for now")
-	fs.DurationVar(&syncPeriod, "iptables-sync-period", 30*time.Second, "the longest time between two syncs of the rules")
-	fs.DurationVar(&minSyncPeriod, "iptables-min-sync-period", time.Second, "the shortest time between two syncs; changes that arrive meanwhile are applied together (0 syncs on every change)")
-	fs.BoolVar(&holdNodePorts, "hold-nodeports", false, "hold a listening socket on every NodePort (after its rules are committed) so no other process can take it")
-	fs.IntVarP(&verbosity, "v", "v", 0, "log verbosity; 4 and above logs every sync")
+	c := &f.cfg
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file of the API server to follow (default: in-cluster config when running in a pod)")
+	fs.StringVar(&f.configFile, "config", "", "a KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)")
+	fs.BoolVar(&f.cleanup, "cleanup", false, "remove svcproxy's (and kube-proxy's iptables-mode) rules and exit")
+	fs.StringVar(&c.Mode, "proxy-mode", c.Mode, "which proxy mode to use: only 'iptables' for now")
+	fs.DurationVar(&c.SyncPeriod, "iptables-sync-period", c.SyncPeriod, "the longest time between two syncs of the rules")
+	fs.DurationVar(&c.MinSyncPeriod, "iptables-min-sync-period", c.MinSyncPeriod, "the shortest time between two syncs; changes that arrive meanwhile are applied together (0 syncs on every change)")
+	fs.StringVar(&c.HealthzBindAddress, "healthz-bind-address", c.HealthzBindAddress, "IP:PORT for /healthz and /livez (empty to disable)")
+	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "IP:PORT for the metrics server (accepted for kube-proxy compatibility; metrics are not served yet)")
+	fs.Float32Var(&c.QPS, "kube-api-qps", c.QPS, "queries per second to the API server")
+	fs.Int32Var(&c.Burst, "kube-api-burst", c.Burst, "burst of queries to the API server")
+	fs.BoolVar(&f.holdNodePorts, "hold-nodeports", false, "hold a listening socket on every NodePort (after its rules are committed) so no other process can take it")
+	fs.IntVarP(&f.verbosity, "v", "v", 0, "log verbosity; 4 and above logs every sync")
 	return cmd
+}
+
+// flagFields copies a setting from one Config to another, per flag name: the
+// settings a flag given on the command line overrides in --config.
+var flagFields = map[string]func(dst, src *config.Config){
+	"kubeconfig":                   func(d, s *config.Config) { d.Kubeconfig = s.Kubeconfig },
+	"manifests":                    func(d, s *config.Config) { d.Manifests = s.Manifests },
+	"hostname-override":            func(d, s *config.Config) { d.HostnameOverride = s.HostnameOverride },
+	"cluster-cidr":                 func(d, s *config.Config) { d.ClusterCIDR = s.ClusterCIDR },
+	"masquerade-all":               func(d, s *config.Config) { d.MasqueradeAll = s.MasqueradeAll },
+	"iptables-localhost-nodeports": func(d, s *config.Config) { d.LocalhostNodePorts = s.LocalhostNodePorts },
+	"nodeport-addresses":           func(d, s *config.Config) { d.NodePortAddresses = s.NodePortAddresses },
+	"proxy-mode":                   func(d, s *config.Config) { d.Mode = s.Mode },
+	"iptables-sync-period":         func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
+	"iptables-min-sync-period":     func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },
+	"healthz-bind-address":         func(d, s *config.Config) { d.HealthzBindAddress = s.HealthzBindAddress },
+	"metrics-bind-address":         func(d, s *config.Config) { d.MetricsBindAddress = s.MetricsBindAddress },
+	"kube-api-qps":                 func(d, s *config.Config) { d.QPS = s.QPS },
+	"kube-api-burst":               func(d, s *config.Config) { d.Burst = s.Burst },
+}
+
+func (f *runFlags) run(fs *pflag.FlagSet) error {
+	log := logging.New(os.Stderr, f.verbosity)
+	if f.configFile != "" {
+		fromFile := config.Defaults()
+		unsupported, err := config.LoadFile(f.configFile, &fromFile)
+		if err != nil {
+			return err
+		}
+		if len(unsupported) > 0 {
+			log.Warn(fmt.Sprintf("ignoring KubeProxyConfiguration fields svcproxy does not support: %v", unsupported), "config", f.configFile)
+		}
+		fs.Visit(func(fl *pflag.Flag) {
+			if copyField, ok := flagFields[fl.Name]; ok {
+				copyField(&fromFile, &f.cfg)
+			}
+		})
+		f.cfg = fromFile
+	}
+	if err := f.cfg.Validate(); err != nil {
+		return err
+	}
+	for _, bin := range []string{"iptables-save", "iptables-restore"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s not found in PATH: install the iptables package", bin)
+		}
+	}
+	if f.cleanup {
+		removed, err := (&iptables.Syncer{Runner: iptables.Exec{}}).Cleanup(context.Background())
+		if err != nil {
+			return err
+		}
+		log.Info("cleanup done", "removed", removed)
+		return nil
+	}
+	opts, err := f.options()
+	if err != nil {
+		return err
+	}
+	node, err := f.node()
+	if err != nil {
+		return err
+	}
+	c := &f.cfg
+	if c.MetricsBindAddress != config.Defaults().MetricsBindAddress && c.MetricsBindAddress != "" {
+		log.Warn("metrics are not served yet; --metrics-bind-address is accepted but unused", "address", c.MetricsBindAddress)
+	}
+	src, err := f.source(node, log)
+	if err != nil {
+		return err
+	}
+	if opts.LocalhostNodePorts {
+		if changed, err := sysctl.Ensure("net.ipv4.conf.all.route_localnet", "1"); err != nil {
+			log.Error("cannot enable localhost NodePorts", "err", err)
+		} else if changed {
+			log.Info("set net.ipv4.conf.all.route_localnet=1 so NodePorts answer on 127.0.0.1")
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts}
+	defer guard.Close()
+	runner := &proxy.Runner{
+		Dataplane:     &iptables.Syncer{Runner: iptables.Exec{}, Options: opts},
+		Log:           log,
+		MinSyncPeriod: c.MinSyncPeriod,
+		SyncPeriod:    c.SyncPeriod,
+		OnSynced:      func(st *model.State) { guard.Update(st) },
+	}
+	if c.HealthzBindAddress != "" {
+		hs := &healthcheck.Server{Syncer: runner, Timeout: 2 * c.SyncPeriod, Log: log}
+		go func() {
+			if err := hs.ListenAndServe(ctx, c.HealthzBindAddress); err != nil {
+				log.Error("health check server stopped", "address", c.HealthzBindAddress, "err", err)
+			}
+		}()
+	}
+	log.Info("starting svcproxy", "mode", "iptables", "node", node.Name, "clusterCIDR", c.ClusterCIDR,
+		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
+	srcErr := make(chan error, 1)
+	go func() {
+		srcErr <- src.Run(ctx, func(in model.Input, objErrs []error) {
+			st, buildErrs := model.Build(in, node)
+			for _, e := range append(objErrs, buildErrs...) {
+				log.Error("skipping object: "+e.Error(), "err", e)
+			}
+			log.Info("Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
+				"servicePorts", len(st.Services), "rejected", len(objErrs)+len(buildErrs))
+			runner.Update(st)
+		})
+	}()
+	go runner.Run(ctx)
+	select {
+	case err := <-srcErr:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+	}
+	log.Info("stopping; the rules stay in the kernel")
+	return nil
+}
+
+// source picks the manifests folder or the API server.
+func (f *runFlags) source(node model.Node, log *slog.Logger) (source, error) {
+	c := &f.cfg
+	if c.Manifests != "" {
+		log.Info("standalone mode: following manifests", "folder", c.Manifests)
+		return &dirSource{dir: &files.Dir{Path: c.Manifests}, log: log}, nil
+	}
+	var rc *rest.Config
+	var err error
+	switch {
+	case c.Kubeconfig != "":
+		rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", c.Kubeconfig, err)
+		}
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		rc, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("no source: give --kubeconfig FILE (or run in a pod) to follow an API server, or --manifests DIR for standalone mode")
+	}
+	rc.QPS, rc.Burst = c.QPS, int(c.Burst)
+	rc.UserAgent = "svcproxy"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("API client: %w", err)
+	}
+	log.Info("following the API server", "host", rc.Host)
+	return &kube.Source{Client: client, NodeName: node.Name, Log: log}, nil
+}
+
+type dirSource struct {
+	dir *files.Dir
+	log *slog.Logger
+}
+
+func (d *dirSource) Run(ctx context.Context, onChange func(model.Input, []error)) error {
+	return d.dir.Watch(ctx, d.log, onChange)
 }

@@ -13,7 +13,7 @@ import (
 
 func newTraceCmd() *cobra.Command {
 	var (
-		src       ruleSource
+		src       = newRuleSource()
 		to, from  string
 		proto     string
 		direction string

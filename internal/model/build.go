@@ -19,6 +19,10 @@ const ServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
 // Node describes the node this proxy runs on.
 type Node struct {
 	Name string
+	// Zone is the node's topology.kubernetes.io/zone label, when known.
+	Zone string
+	// IPs are the node's addresses from its Node object, primary first.
+	IPs []netip.Addr
 }
 
 // Input is one consistent snapshot of the objects a source has seen. Origin
@@ -28,6 +32,8 @@ type Input struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Origin         map[string]string
+	// Node is this node's Node object, when the source has one.
+	Node *corev1.Node
 }
 
 // Build turns a snapshot into the desired State. Objects that cannot be used
@@ -35,6 +41,9 @@ type Input struct {
 // still in the State.
 func Build(in Input, node Node) (State, []error) {
 	var errs []error
+	if in.Node != nil {
+		node = nodeInfo(node, in.Node)
+	}
 	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
 
 	svcs := slices.Clone(in.Services)
@@ -73,7 +82,25 @@ func Build(in Input, node Node) (State, []error) {
 	slices.SortFunc(ports, func(a, b ServicePort) int {
 		return cmp.Or(cmp.Compare(a.Name.String(), b.Name.String()), cmp.Compare(a.Protocol, b.Protocol))
 	})
-	return State{Services: ports}, errs
+	return State{Services: ports, Node: node}, errs
+}
+
+// nodeInfo adds what the Node object says about this node.
+func nodeInfo(n Node, obj *corev1.Node) Node {
+	n.Zone = obj.Labels[corev1.LabelTopologyZone]
+	n.IPs = nil
+	// InternalIP first: upstream's "primary" node IP.
+	for _, want := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
+		for _, a := range obj.Status.Addresses {
+			if a.Type != want {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				n.IPs = append(n.IPs, ip)
+			}
+		}
+	}
+	return n
 }
 
 // servicePorts validates one Service and returns its ports. skip is true for

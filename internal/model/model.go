@@ -69,6 +69,8 @@ func (e Endpoint) String() string {
 // name so that rendering is deterministic.
 type State struct {
 	Services []ServicePort
+	// Node is the node the state was built for.
+	Node Node
 }
 
 // Lookup returns the ServicePort with the given name.

@@ -18,6 +18,12 @@ type Options struct {
 	// LocalhostNodePorts makes NodePorts answer on 127.0.0.1 and adds the
 	// CVE-2020-8558 rule that keeps them unreachable from other hosts.
 	LocalhostNodePorts bool
+	// NodePortAddresses limits NodePorts to these addresses of the node
+	// (--nodeport-addresses); empty means every local address.
+	NodePortAddresses []netip.Addr
+	// NodePortPrimary adds the node's primary addresses (from its Node
+	// object) to NodePortAddresses ("primary").
+	NodePortPrimary bool
 }
 
 // Ruleset is a rendered ruleset: per table, the chains it owns and the rules
@@ -46,10 +52,17 @@ func Render(st *model.State, opts Options) *Ruleset {
 	for i := range st.Services {
 		r.servicePort(&st.Services[i])
 	}
-	// Must stay the last rule of nat KUBE-SERVICES: node ports are matched
-	// only after every cluster IP.
-	r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`,
-		"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)
+	// Must stay the last rule(s) of nat KUBE-SERVICES: node ports are
+	// matched only after every cluster IP.
+	const npComment = `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`
+	if addrs := nodePortAddresses(st, opts); addrs == nil {
+		r.natServices.line("-A", chainServices, "-m", "comment", "--comment", npComment,
+			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)
+	} else {
+		for _, a := range addrs {
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", npComment, "-d", a.String(), "-j", chainNodePorts)
+		}
+	}
 
 	var nat bytes.Buffer
 	nat.Grow(r.natServices.Len() + r.natNodePorts.Len() + r.nat.rules.Len())
@@ -156,6 +169,30 @@ func (r *renderer) servicePort(sp *model.ServicePort) {
 		n.line("-A", sepChain, "-m", "comment", "--comment", quote(spn), "-s", ep.IP.String(), "-j", chainMarkMasq)
 		n.line("-A", sepChain, "-m", "comment", "--comment", quote(spn), "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)
 	}
+}
+
+// nodePortAddresses returns the addresses NodePorts answer on, or nil for
+// every local address. A set that resolves to nothing yields an empty,
+// non-nil slice: no NodePorts anywhere, rather than everywhere.
+func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
+	if len(opts.NodePortAddresses) == 0 && !opts.NodePortPrimary {
+		return nil
+	}
+	out := []netip.Addr{}
+	seen := map[netip.Addr]bool{}
+	add := func(a netip.Addr) {
+		if a.Is4() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, a := range opts.NodePortAddresses {
+		add(a)
+	}
+	if opts.NodePortPrimary && len(st.Node.IPs) > 0 {
+		add(st.Node.IPs[0])
+	}
+	return out
 }
 
 // probability is 1/n printed as upstream does ("%0.10f").

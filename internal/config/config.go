@@ -1,0 +1,238 @@
+// Package config owns svcproxy's settings: defaults, kube-proxy's flags and
+// its KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1), and
+// their validation. Errors name the flag or field at fault.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	kpv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
+	"sigs.k8s.io/yaml"
+	sjson "sigs.k8s.io/json"
+)
+
+// Config is everything `svcproxy run` needs to know.
+type Config struct {
+	Kubeconfig         string
+	Manifests          string
+	HostnameOverride   string
+	ClusterCIDR        string
+	Mode               string
+	MasqueradeAll      bool
+	LocalhostNodePorts bool
+	NodePortAddresses  []string
+	SyncPeriod         time.Duration
+	MinSyncPeriod      time.Duration
+	MetricsBindAddress string
+	HealthzBindAddress string
+	// QPS and Burst limit requests to the API server.
+	QPS   float32
+	Burst int32
+}
+
+// Defaults are kube-proxy's defaults.
+func Defaults() Config {
+	return Config{
+		Mode:               "iptables",
+		LocalhostNodePorts: true,
+		SyncPeriod:         30 * time.Second,
+		MinSyncPeriod:      time.Second,
+		MetricsBindAddress: "127.0.0.1:10249",
+		HealthzBindAddress: "0.0.0.0:10256",
+		QPS:                5,
+		Burst:              10,
+	}
+}
+
+// Validate checks the settings; errors name the flag (config field).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, field string, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("--%s (%s): %s", flag, field, fmt.Sprintf(format, a...)))
+	}
+	switch c.Mode {
+	case "", "iptables":
+	default:
+		bad("proxy-mode", "mode", "%q: only \"iptables\" is supported", c.Mode)
+	}
+	if c.SyncPeriod <= 0 {
+		bad("iptables-sync-period", "iptables.syncPeriod", "%s: must be greater than 0", c.SyncPeriod)
+	}
+	if c.MinSyncPeriod < 0 || c.MinSyncPeriod > c.SyncPeriod {
+		bad("iptables-min-sync-period", "iptables.minSyncPeriod", "%s: must be between 0 and the sync period (%s)", c.MinSyncPeriod, c.SyncPeriod)
+	}
+	if c.ClusterCIDR != "" {
+		if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil {
+			bad("cluster-cidr", "clusterCIDR", "%q: not a CIDR", c.ClusterCIDR)
+		} else if !p.Addr().Is4() {
+			bad("cluster-cidr", "clusterCIDR", "%s: only IPv4 is supported", p)
+		}
+	}
+	for _, a := range c.NodePortAddresses {
+		if a == "primary" || a == "all" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(a); err != nil {
+			bad("nodeport-addresses", "nodePortAddresses", "%q: not a CIDR, \"primary\" or \"all\"", a)
+		}
+	}
+	for _, b := range []struct{ flag, field, v string }{
+		{"metrics-bind-address", "metricsBindAddress", c.MetricsBindAddress},
+		{"healthz-bind-address", "healthzBindAddress", c.HealthzBindAddress},
+	} {
+		if b.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(b.v); err != nil {
+			bad(b.flag, b.field, "%q: want IP:PORT", b.v)
+		}
+	}
+	if c.Kubeconfig != "" && c.Manifests != "" {
+		errs = append(errs, errors.New("--kubeconfig and --manifests are alternatives: give one"))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadFile reads a KubeProxyConfiguration into c. Fields svcproxy does not
+// act on are returned by name, so the caller can warn about them once.
+func LoadFile(path string, c *Config) (unsupported []string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("--config %s: not valid YAML: %w", path, err)
+	}
+	var kpc kpv1alpha1.KubeProxyConfiguration
+	strict, err := sjson.UnmarshalStrict(js, &kpc)
+	if err != nil {
+		if field := badDuration(js); field != "" {
+			return nil, fmt.Errorf("--config %s: %s: %w", path, field, err)
+		}
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	if len(strict) > 0 {
+		msgs := make([]string, len(strict))
+		for i, e := range strict {
+			msgs[i] = e.Error()
+		}
+		return nil, fmt.Errorf("--config %s: %s", path, strings.Join(msgs, "; "))
+	}
+	if kpc.APIVersion != "kubeproxy.config.k8s.io/v1alpha1" || kpc.Kind != "KubeProxyConfiguration" {
+		return nil, fmt.Errorf("--config %s: apiVersion/kind %q/%q: want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration", path, kpc.APIVersion, kpc.Kind)
+	}
+	apply(&kpc, c)
+	return unsupportedFields(&kpc), nil
+}
+
+// durationFields are the KubeProxyConfiguration fields holding durations,
+// whose parse errors do not say which field they are about.
+var durationFields = []string{
+	"iptables.syncPeriod", "iptables.minSyncPeriod", "ipvs.syncPeriod", "ipvs.minSyncPeriod",
+	"nftables.syncPeriod", "nftables.minSyncPeriod", "configSyncPeriod", "conntrack.tcpEstablishedTimeout",
+	"conntrack.tcpCloseWaitTimeout", "conntrack.udpTimeout", "conntrack.udpStreamTimeout",
+}
+
+// badDuration returns the first duration field whose value does not parse.
+func badDuration(js []byte) string {
+	var doc map[string]any
+	if json.Unmarshal(js, &doc) != nil {
+		return ""
+	}
+	for _, f := range durationFields {
+		var v any = doc
+		for _, part := range strings.Split(f, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[part]
+		}
+		if v == nil {
+			continue
+		}
+		s, ok := v.(string)
+		if _, err := time.ParseDuration(s); !ok || err != nil {
+			return f
+		}
+	}
+	return ""
+}
+
+func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
+	setStr := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	setStr(&c.Kubeconfig, k.ClientConnection.Kubeconfig)
+	setStr(&c.HostnameOverride, k.HostnameOverride)
+	setStr(&c.ClusterCIDR, k.ClusterCIDR)
+	setStr(&c.Mode, string(k.Mode))
+	setStr(&c.MetricsBindAddress, k.MetricsBindAddress)
+	setStr(&c.HealthzBindAddress, k.HealthzBindAddress)
+	if k.ClientConnection.QPS != 0 {
+		c.QPS = k.ClientConnection.QPS
+	}
+	if k.ClientConnection.Burst != 0 {
+		c.Burst = k.ClientConnection.Burst
+	}
+	if k.IPTables.MasqueradeAll {
+		c.MasqueradeAll = true
+	}
+	if k.IPTables.LocalhostNodePorts != nil {
+		c.LocalhostNodePorts = *k.IPTables.LocalhostNodePorts
+	}
+	if k.IPTables.SyncPeriod.Duration != 0 {
+		c.SyncPeriod = k.IPTables.SyncPeriod.Duration
+	}
+	if k.IPTables.MinSyncPeriod.Duration != 0 {
+		c.MinSyncPeriod = k.IPTables.MinSyncPeriod.Duration
+	}
+	if len(k.NodePortAddresses) > 0 {
+		c.NodePortAddresses = k.NodePortAddresses
+	}
+}
+
+// unsupportedFields names the fields that are set but that svcproxy does
+// not act on.
+func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
+	var out []string
+	check := func(name string, v any) {
+		if !reflect.ValueOf(v).IsZero() {
+			out = append(out, name)
+		}
+	}
+	check("featureGates", k.FeatureGates)
+	check("clientConnection.acceptContentTypes", k.ClientConnection.AcceptContentTypes)
+	check("clientConnection.contentType", k.ClientConnection.ContentType)
+	check("logging", k.Logging)
+	check("bindAddress", k.BindAddress)
+	check("bindAddressHardFail", k.BindAddressHardFail)
+	check("enableProfiling", k.EnableProfiling)
+	check("showHiddenMetricsForVersion", k.ShowHiddenMetricsForVersion)
+	check("ipvs", k.IPVS)
+	check("nftables", k.NFTables)
+	check("winkernel", k.Winkernel)
+	check("iptables.masqueradeBit", k.IPTables.MasqueradeBit)
+	if k.DetectLocalMode != "" && k.DetectLocalMode != "ClusterCIDR" {
+		out = append(out, "detectLocalMode")
+	}
+	check("detectLocal", k.DetectLocal)
+	check("oomScoreAdj", k.OOMScoreAdj)
+	check("conntrack", k.Conntrack)
+	check("configSyncPeriod", k.ConfigSyncPeriod)
+	check("portRange", k.PortRange)
+	check("windowsRunAsService", k.WindowsRunAsService)
+	return out
+}

@@ -1,0 +1,128 @@
+// Package kube is the cluster source: client-go shared informers on
+// Services, EndpointSlices and this node's Node object, turned into the same
+// snapshots the files source produces. client-go types stop here.
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Label selectors as upstream kube-proxy uses them: Services owned by another
+// proxy and headless Services are never even listed.
+const (
+	serviceSelector = "!" + model.ServiceProxyNameLabel + ",!service.kubernetes.io/headless"
+	sliceSelector   = "!" + model.ServiceProxyNameLabel + ",!service.kubernetes.io/headless," + discoveryv1.LabelServiceName
+)
+
+// Source watches the API server.
+type Source struct {
+	Client   kubernetes.Interface
+	NodeName string
+	Log      *slog.Logger
+	// Settle coalesces bursts of events into one snapshot.
+	Settle time.Duration
+}
+
+// Run calls onChange with a full snapshot once the caches have synced, and
+// after every change, until ctx ends. Before the first sync nothing is
+// delivered, so the rules in the kernel are left alone. When the API server
+// goes away the informers keep retrying and the last snapshot stays in force;
+// when it comes back they catch up and a new snapshot follows.
+func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) error {
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }))
+	sliceFactory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sliceSelector }))
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.NodeName).String()
+		}))
+
+	dirty := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case dirty <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}
+	svcs := svcFactory.Core().V1().Services()
+	slices := sliceFactory.Discovery().V1().EndpointSlices()
+	nodes := nodeFactory.Core().V1().Nodes()
+	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), slices.Informer(), nodes.Informer()} {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("watch the API server: %w", err)
+		}
+	}
+	for _, f := range []informers.SharedInformerFactory{svcFactory, sliceFactory, nodeFactory} {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
+	s.Log.Info("waiting for the API server caches to sync; the rules in the kernel are left as they are until then")
+	if !cache.WaitForCacheSync(ctx.Done(), svcs.Informer().HasSynced, slices.Informer().HasSynced, nodes.Informer().HasSynced) {
+		return ctx.Err()
+	}
+	s.Log.Info("API server caches synced")
+	poke()
+
+	settle := s.Settle
+	if settle == 0 {
+		settle = 20 * time.Millisecond
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-dirty:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(settle):
+		}
+		in, err := s.snapshot(svcs.Lister().List, slices.Lister().List, nodes.Lister().Get)
+		if err != nil {
+			s.Log.Error("reading the informer caches", "err", err)
+			continue
+		}
+		onChange(in, nil)
+	}
+}
+
+func (s *Source) snapshot(
+	listSvcs func(labels.Selector) ([]*corev1.Service, error),
+	listSlices func(labels.Selector) ([]*discoveryv1.EndpointSlice, error),
+	getNode func(string) (*corev1.Node, error),
+) (model.Input, error) {
+	svcs, err := listSvcs(labels.Everything())
+	if err != nil {
+		return model.Input{}, err
+	}
+	slices, err := listSlices(labels.Everything())
+	if err != nil {
+		return model.Input{}, err
+	}
+	in := model.Input{Services: svcs, EndpointSlices: slices}
+	if n, err := getNode(s.NodeName); err == nil {
+		in.Node = n
+	}
+	return in, nil
+}
