@@ -7,13 +7,17 @@ GO          ?= go
 BIN         := $(CURDIR)/bin
 STATICCHECK := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+# kube-apiserver and etcd for the real-API-server tests, built from the Go
+# module proxy by the tools module in tools/kube and cached between runs.
+KUBE_VERSION := v1.37.2
+KUBE_BIN     ?= $(HOME)/.cache/svcproxy-kube/$(KUBE_VERSION)
 # In CI the real-kernel tests must run: a skip (not root, tool missing) fails.
 E2E_REQUIRED ?= $(CI)
 
 # The system tools svcproxy drives, and the Debian packages that bring them.
 SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz
 
-.PHONY: all build deps tools lint test lab clean
+.PHONY: all build deps tools kube-tools lint test lab clean
 
 all: build
 
@@ -37,6 +41,17 @@ tools: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+## kube-tools: build kube-apiserver and etcd (cold: minutes; then cached in $(KUBE_BIN)).
+kube-tools:
+	@if [ -x $(KUBE_BIN)/kube-apiserver ] && [ -x $(KUBE_BIN)/server ]; then \
+		echo "kube-apiserver and etcd $(KUBE_VERSION): cached in $(KUBE_BIN)"; \
+	else \
+		echo "building kube-apiserver and etcd $(KUBE_VERSION) into $(KUBE_BIN) (first time: several minutes)"; \
+		start=$$(date +%s); \
+		cd tools/kube && $(GO) build -o $(KUBE_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3 && \
+		echo "built in $$(( $$(date +%s) - start ))s"; \
+	fi
+
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -45,8 +60,8 @@ lint: tools
 
 ## test: every test. Real-kernel tests need root; they skip with the reason
 ## otherwise, except in CI (CI=true), where skipping fails the run.
-test: deps lint
-	SVCPROXY_E2E_REQUIRED=$(E2E_REQUIRED) $(GO) test -count=1 ./...
+test: deps lint kube-tools
+	SVCPROXY_E2E_REQUIRED=$(E2E_REQUIRED) SVCPROXY_KUBE_BIN=$(KUBE_BIN) $(GO) test -count=1 -timeout 20m ./...
 
 ## lab: the main job on the embedded default, in a throwaway namespace lab.
 lab: deps build

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	kpv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
-	"sigs.k8s.io/yaml"
 	sjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
 )
 
 // Config is everything `svcproxy run` needs to know.

@@ -24,6 +24,9 @@ type Config struct {
 	// Nodes is how many nodes to build (at least 1).
 	Nodes int
 	Pods  []PodSpec
+	// ControlPlane adds a namespace on the LAN for an API server
+	// (ControlPlaneIP); see StartControlPlane.
+	ControlPlane bool
 }
 
 // PodSpec is one pod: it answers HTTP on each TCP port and datagrams on each
@@ -46,6 +49,8 @@ type Lab struct {
 	Client   *NS
 	ClientIP netip.Addr
 	Pods     []*Pod
+	// CP is the control-plane namespace, when Config.ControlPlane is set.
+	CP *NS
 
 	procs []*Proc
 }
@@ -77,6 +82,9 @@ func NodeIP(i int) netip.Addr {
 	}
 	return netip.AddrFrom4([4]byte{192, 168, 77, byte(10 + i)})
 }
+
+// ControlPlaneIP is where the lab's API server listens, on the LAN.
+var ControlPlaneIP = netip.AddrFrom4([4]byte{192, 168, 77, 100})
 
 // lanGateway is the nodes' default gateway; no namespace owns it.
 var lanGateway = netip.AddrFrom4([4]byte{192, 168, 77, 254})
@@ -153,6 +161,14 @@ func Build(ctx context.Context, cfg Config) (l *Lab, err error) {
 	l.ClientIP = ClientIP
 	if err := l.attachLAN(ctx, l.Client, "c1", l.ClientIP); err != nil {
 		return nil, err
+	}
+	if cfg.ControlPlane {
+		if l.CP, err = l.addNS(ctx, "cp"); err != nil {
+			return nil, err
+		}
+		if err := l.attachLAN(ctx, l.CP, "cp1", ControlPlaneIP); err != nil {
+			return nil, err
+		}
 	}
 	perNode := map[int]int{}
 	for i, spec := range cfg.Pods {

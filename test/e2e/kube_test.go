@@ -1,0 +1,383 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
+)
+
+// kubeBinaries finds kube-apiserver and etcd ("server") as built by
+// `make kube-tools`.
+func kubeBinaries(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("SVCPROXY_KUBE_BIN")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "svcproxy-kube", "v1.37.2")
+	}
+	for _, b := range []string{"kube-apiserver", "server"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			msg := fmt.Sprintf("%s not built in %s: run make kube-tools", b, dir)
+			if os.Getenv("SVCPROXY_E2E_REQUIRED") != "" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	return dir
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
+
+func TestKubeAPIServer(t *testing.T) {
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	bins := kubeBinaries(t)
+	ctx := ctxFor(t, 5*time.Minute)
+	l, err := lab.Build(ctx, lab.Config{
+		Prefix: fmt.Sprintf("svk%d", os.Getpid()%100000), Nodes: 3, ControlPlane: true,
+		Pods: []lab.PodSpec{
+			{Name: "web-1", Node: 0, TCP: []int{80}},
+			{Name: "web-2", Node: 1, TCP: []int{80}},
+			{Name: "web-3", Node: 2, TCP: []int{80}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	start := time.Now()
+	cp, err := l.StartControlPlane(ctx, bins, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("control plane ready after %s", time.Since(start).Round(time.Millisecond))
+	admin, err := cp.AdminClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("deploy manifests pass server-side dry-run", func(t *testing.T) {
+		applyDeploy(t, ctx, admin, true)
+	})
+	// The proxies get exactly the rights deploy/ grants, bound to the lab's
+	// proxy user instead of the ServiceAccount.
+	applyDeploy(t, ctx, admin, false)
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "svcproxy-lab-proxy"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "svcproxy"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: lab.ProxyUser}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range l.Nodes {
+		if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: n.NodeName, Labels: map[string]string{corev1.LabelTopologyZone: fmt.Sprintf("zone-%d", i%2)}},
+			Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubeconfig, err := cp.Kubeconfig("proxy", lab.ProxyToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxies []*lab.Proc
+	for _, n := range l.Nodes {
+		p, err := l.Start(&n.NS, binary, "run", "--kubeconfig", kubeconfig, "--hostname-override", n.NodeName,
+			"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--healthz-bind-address", "127.0.0.1:10256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxies = append(proxies, p)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range proxies {
+				t.Logf("svcproxy on node-%d:\n%s", i+1, p.Output())
+			}
+		}
+	})
+
+	svc, err := admin.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "azure-vote-front"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "azure-vote-front"},
+			Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePort := svc.Spec.Ports[0].NodePort
+	clusterIP := svc.Spec.ClusterIP
+	t.Logf("API server allocated cluster IP %s and NodePort %d", clusterIP, nodePort)
+	setEndpoints := func(ips ...string) {
+		t.Helper()
+		slice := endpointSlice("azure-vote-front", "azure-vote-front-abc12", 80, l, ips...)
+		_, err := admin.DiscoveryV1().EndpointSlices("default").Update(ctx, slice, metav1.UpdateOptions{})
+		if err != nil {
+			_, err = admin.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	onNode := func(i int) string { return fmt.Sprintf("%s:%d", l.Nodes[i].IP, nodePort) }
+	answeredBy := func(addr string, want ...string) func() error {
+		return func() error {
+			seen := map[string]bool{}
+			for i := 0; i < 12*len(want); i++ {
+				a, err := l.Client.HTTPGet(ctx, addr)
+				if err != nil {
+					return err
+				}
+				seen[a.Pod] = true
+			}
+			for _, w := range want {
+				if !seen[w] {
+					return fmt.Errorf("%s not among answers %v", w, seen)
+				}
+			}
+			if len(seen) != len(want) {
+				return fmt.Errorf("answers from %v, want only %v", seen, want)
+			}
+			return nil
+		}
+	}
+
+	t.Run("a new NodePort Service answers within a second", func(t *testing.T) {
+		setEndpoints("10.244.0.10")
+		took := eventually(t, 5*time.Second, "NodePort answers", func() error {
+			_, err := l.Client.HTTPGet(ctx, onNode(0))
+			return err
+		})
+		t.Logf("EndpointSlice written -> NodePort answering: %s", took.Round(time.Millisecond))
+	})
+
+	t.Run("scaling endpoints up and down", func(t *testing.T) {
+		setEndpoints("10.244.0.10", "10.244.1.10", "10.244.2.10")
+		eventually(t, 5*time.Second, "three pods answer", answeredBy(onNode(0), "web-1", "web-2", "web-3"))
+		setEndpoints("10.244.2.10")
+		eventually(t, 5*time.Second, "only web-3 answers", answeredBy(onNode(0), "web-3"))
+	})
+
+	t.Run("multi-node: every node's NodePort reaches pods on other nodes, masqueraded", func(t *testing.T) {
+		setEndpoints("10.244.0.10")
+		for i := 1; i < 3; i++ {
+			i := i
+			eventually(t, 5*time.Second, fmt.Sprintf("node-%d NodePort", i+1), func() error {
+				a, err := l.Client.HTTPGet(ctx, onNode(i))
+				if err != nil {
+					return err
+				}
+				if a.Pod != "web-1" || !strings.HasPrefix(a.Remote, l.Nodes[i].IP.String()+":") {
+					return fmt.Errorf("answered by %s seeing %s, want web-1 seeing node-%d's address", a.Pod, a.Remote, i+1)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("multi-node: a pod reaches a ClusterIP served on another node", func(t *testing.T) {
+		eventually(t, 5*time.Second, "pod web-3 to ClusterIP", func() error {
+			a, err := l.Pods[2].HTTPGet(ctx, clusterIP+":80")
+			if err != nil {
+				return err
+			}
+			if a.Pod != "web-1" || !strings.HasPrefix(a.Remote, "10.244.2.10:") {
+				return fmt.Errorf("answer %+v: want web-1 seeing the pod's own address", a)
+			}
+			return nil
+		})
+	})
+
+	t.Run("port changes follow", func(t *testing.T) {
+		cur, err := admin.CoreV1().Services("default").Get(ctx, "azure-vote-front", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Spec.Ports[0].Port = 8080
+		cur.Spec.Ports[0].NodePort = 31999
+		if _, err := admin.CoreV1().Services("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "new ports", func() error {
+			if _, err := l.Client.HTTPGet(ctx, l.Nodes[0].IP.String()+":31999"); err != nil {
+				return err
+			}
+			if _, err := l.Pods[1].HTTPGet(ctx, clusterIP+":8080"); err != nil {
+				return err
+			}
+			if _, err := l.Client.HTTPGet(ctx, onNode(0)); err == nil {
+				return fmt.Errorf("old NodePort %d still answers", nodePort)
+			}
+			return nil
+		})
+		nodePort = 31999
+	})
+
+	t.Run("API server down: traffic keeps working; back: svcproxy catches up", func(t *testing.T) {
+		cp.StopAPIServer()
+		for i := 0; i < 20; i++ {
+			if _, err := l.Client.HTTPGet(ctx, onNode(i%3)); err != nil {
+				t.Fatalf("request %d with the API server down: %v", i, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := cp.StartAPIServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		setEndpoints("10.244.1.10")
+		took := eventually(t, 30*time.Second, "caught up after the API server restart", answeredBy(onNode(2), "web-2"))
+		t.Logf("caught up %s after the change", took.Round(time.Millisecond))
+		for i, p := range proxies {
+			if out, err := l.Nodes[i].Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256/healthz"); err != nil || out != "200" {
+				t.Errorf("node-%d /healthz: %s %v", i+1, out, err)
+			}
+			_ = p
+		}
+	})
+
+	t.Run("Services of another proxy and headless Services are left alone", func(t *testing.T) {
+		for _, s := range []*corev1.Service{
+			{ObjectMeta: metav1.ObjectMeta{Name: "other-proxy", Labels: map[string]string{"service.kubernetes.io/service-proxy-name": "foo"}},
+				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Port: 80, NodePort: 31777}}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "headless"}, Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Port: 80}}}},
+		} {
+			if _, err := admin.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+		rules, _ := l.Nodes[0].Run(ctx, "iptables-save")
+		if strings.Contains(rules, "default/other-proxy") || strings.Contains(rules, "default/headless") {
+			t.Errorf("rules written for Services svcproxy must skip")
+		}
+	})
+
+	t.Run("deleting the Service removes its rules", func(t *testing.T) {
+		if err := admin.CoreV1().Services("default").Delete(ctx, "azure-vote-front", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "rules gone on every node", func() error {
+			for i, n := range l.Nodes {
+				rules, err := n.Run(ctx, "iptables-save")
+				if err != nil {
+					return err
+				}
+				if strings.Contains(rules, "default/azure-vote-front") {
+					return fmt.Errorf("node-%d still has rules", i+1)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func endpointSlice(service, name string, port int32, l *lab.Lab, ips ...string) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Port: &port}},
+	}
+	for _, ip := range ips {
+		ep := discoveryv1.Endpoint{Addresses: []string{ip}}
+		for _, p := range l.Pods {
+			if p.IP.String() == ip {
+				node := l.Nodes[p.Spec.Node].NodeName
+				ep.NodeName = &node
+			}
+		}
+		s.Endpoints = append(s.Endpoints, ep)
+	}
+	return s
+}
+
+// applyDeploy creates the objects of deploy/svcproxy.yaml; with dryRun the
+// API server validates them all without storing them.
+func applyDeploy(t *testing.T, ctx context.Context, c kubernetes.Interface, dryRun bool) {
+	t.Helper()
+	data, err := os.ReadFile("../../deploy/svcproxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := metav1.CreateOptions{}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	kinds := 0
+	for {
+		var raw map[string]any
+		if err := dec.Decode(&raw); err != nil {
+			break
+		}
+		if raw == nil {
+			continue
+		}
+		js, _ := utilyaml.ToJSON(mustYAML(t, raw))
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(js, nil, nil)
+		if err != nil {
+			t.Fatalf("decode deploy object: %v", err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = c.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, opts)
+		case *rbacv1.ClusterRole:
+			_, err = c.RbacV1().ClusterRoles().Create(ctx, o, opts)
+		case *rbacv1.ClusterRoleBinding:
+			_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, o, opts)
+		case *corev1.ConfigMap:
+			_, err = c.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, opts)
+		case *appsv1.DaemonSet:
+			_, err = c.AppsV1().DaemonSets(o.Namespace).Create(ctx, o, opts)
+		default:
+			t.Fatalf("unexpected kind %T in deploy/svcproxy.yaml", obj)
+		}
+		if err != nil {
+			t.Fatalf("create %T (dry run %v): %v", obj, dryRun, err)
+		}
+		kinds++
+	}
+	if kinds != 5 {
+		t.Fatalf("deploy/svcproxy.yaml: %d objects, want 5", kinds)
+	}
+}
+
+func mustYAML(t *testing.T, v map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
