@@ -6,17 +6,22 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/svcproxy/svcproxy/internal/config"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/nodeport"
 )
 
 func newCleanupCmd() *cobra.Command {
-	return &cobra.Command{
+	stateDir := config.Defaults().StateDir
+	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove every rule and chain svcproxy installed, and nothing else",
 		Long: `Remove svcproxy's chains (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, ...) and the
 jumps to them from the built-in chains, in one iptables-restore per table.
 Rules and chains of other programs are left as they are. Like kube-proxy's
---cleanup, this also removes rules upstream kube-proxy wrote in iptables mode.`,
+--cleanup, this also removes rules upstream kube-proxy wrote in iptables mode.
+The NodePorts svcproxy added to net.ipv4.ip_local_reserved_ports are given
+back; the operator's own entries stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := &iptables.Syncer{Runner: iptables.Exec{}}
@@ -29,7 +34,14 @@ Rules and chains of other programs are left as they are. Like kube-proxy's
 			} else {
 				fmt.Println("no svcproxy rules found; nothing to do")
 			}
+			v, err := (&nodeport.Reserver{StateFile: reservationState(stateDir)}).Release()
+			if err != nil {
+				return fmt.Errorf("give back reserved ports: %w", err)
+			}
+			fmt.Printf("net.ipv4.ip_local_reserved_ports = %q\n", v)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", stateDir, "where svcproxy recorded the ports it reserved (as given to run)")
+	return cmd
 }

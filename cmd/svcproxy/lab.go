@@ -85,7 +85,7 @@ func runLab(keep bool, requests int) error {
 	fmt.Printf("lab:   client  %-36s %s\n", l.Client.Name, l.ClientIP)
 
 	proc, err := l.Start(&node.NS, self, "run", "--manifests", dir, "--hostname-override", node.NodeName,
-		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms")
+		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--state-dir", filepath.Join(dir, ".state"))
 	if err != nil {
 		return err
 	}

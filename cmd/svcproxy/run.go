@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ import (
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/healthcheck"
 	"github.com/svcproxy/svcproxy/internal/logging"
+	"github.com/svcproxy/svcproxy/internal/metrics"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/nodeport"
 	"github.com/svcproxy/svcproxy/internal/proxy"
@@ -75,7 +77,10 @@ warning.`,
 	fs.DurationVar(&c.SyncPeriod, "iptables-sync-period", c.SyncPeriod, "the longest time between two syncs of the rules")
 	fs.DurationVar(&c.MinSyncPeriod, "iptables-min-sync-period", c.MinSyncPeriod, "the shortest time between two syncs; changes that arrive meanwhile are applied together (0 syncs on every change)")
 	fs.StringVar(&c.HealthzBindAddress, "healthz-bind-address", c.HealthzBindAddress, "IP:PORT for /healthz and /livez (empty to disable)")
-	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "IP:PORT for the metrics server (accepted for kube-proxy compatibility; metrics are not served yet)")
+	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "IP:PORT for Prometheus metrics at /metrics (empty to disable)")
+	fs.StringVar(&c.NodePortReservation, "nodeport-reservation", c.NodePortReservation, "keep the kernel from handing NodePorts out as ephemeral client ports (net.ipv4.ip_local_reserved_ports): range (the whole --service-node-port-range), ports (only the NodePorts in use) or off")
+	fs.StringVar(&c.NodePortRange, "service-node-port-range", c.NodePortRange, "the API server's NodePort range, reserved with --nodeport-reservation=range")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where svcproxy records what it changed on the node (reserved ports), so cleanup can undo exactly that")
 	fs.Float32Var(&c.QPS, "kube-api-qps", c.QPS, "queries per second to the API server")
 	fs.Int32Var(&c.Burst, "kube-api-burst", c.Burst, "burst of queries to the API server")
 	fs.BoolVar(&f.holdNodePorts, "hold-nodeports", false, "hold a listening socket on every NodePort (after its rules are committed) so no other process can take it")
@@ -100,6 +105,9 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"metrics-bind-address":         func(d, s *config.Config) { d.MetricsBindAddress = s.MetricsBindAddress },
 	"kube-api-qps":                 func(d, s *config.Config) { d.QPS = s.QPS },
 	"kube-api-burst":               func(d, s *config.Config) { d.Burst = s.Burst },
+	"nodeport-reservation":         func(d, s *config.Config) { d.NodePortReservation = s.NodePortReservation },
+	"service-node-port-range":      func(d, s *config.Config) { d.NodePortRange = s.NodePortRange },
+	"state-dir":                    func(d, s *config.Config) { d.StateDir = s.StateDir },
 }
 
 func (f *runFlags) run(fs *pflag.FlagSet) error {
@@ -129,12 +137,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		}
 	}
 	if f.cleanup {
-		removed, err := (&iptables.Syncer{Runner: iptables.Exec{}}).Cleanup(context.Background())
-		if err != nil {
-			return err
-		}
-		log.Info("cleanup done", "removed", removed)
-		return nil
+		return cleanupNode(log, f.cfg.StateDir)
 	}
 	opts, err := f.options()
 	if err != nil {
@@ -145,12 +148,13 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		return err
 	}
 	c := &f.cfg
-	if c.MetricsBindAddress != config.Defaults().MetricsBindAddress && c.MetricsBindAddress != "" {
-		log.Warn("metrics are not served yet; --metrics-bind-address is accepted but unused", "address", c.MetricsBindAddress)
-	}
 	src, err := f.source(node, log)
 	if err != nil {
 		return err
+	}
+	reserver := &nodeport.Reserver{StateFile: reservationState(c.StateDir)}
+	if err := reserveNodePorts(log, reserver, c, nil); err != nil {
+		log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
 	}
 	if opts.LocalhostNodePorts {
 		if changed, err := sysctl.Ensure("net.ipv4.conf.all.route_localnet", "1"); err != nil {
@@ -162,14 +166,35 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts}
+	m := metrics.New()
+	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m}
 	defer guard.Close()
+	if ks, ok := src.(*kube.Source); ok {
+		ev := kube.NewEvents(ks.Client, node.Name, ks.ServiceUID)
+		defer ev.Stop()
+		guard.Events = ev
+	}
 	runner := &proxy.Runner{
 		Dataplane:     &iptables.Syncer{Runner: iptables.Exec{}, Options: opts},
 		Log:           log,
 		MinSyncPeriod: c.MinSyncPeriod,
 		SyncPeriod:    c.SyncPeriod,
-		OnSynced:      func(st *model.State) { guard.Update(st) },
+		Metrics:       m,
+		OnSynced: func(st *model.State) {
+			if c.NodePortReservation == "ports" {
+				if err := reserveNodePorts(log, reserver, c, st); err != nil {
+					log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
+				}
+			}
+			guard.Update(st)
+		},
+	}
+	if c.MetricsBindAddress != "" {
+		go func() {
+			if err := m.ListenAndServe(ctx, c.MetricsBindAddress); err != nil {
+				log.Error("metrics server stopped", "address", c.MetricsBindAddress, "err", err)
+			}
+		}()
 	}
 	if c.HealthzBindAddress != "" {
 		hs := &healthcheck.Server{Syncer: runner, Timeout: 2 * c.SyncPeriod, Log: log}
@@ -202,6 +227,57 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	case <-ctx.Done():
 	}
 	log.Info("stopping; the rules stay in the kernel")
+	return nil
+}
+
+func reservationState(stateDir string) string {
+	return filepath.Join(stateDir, "reserved-ports.json")
+}
+
+// reserveNodePorts applies --nodeport-reservation: the whole range at start,
+// the NodePorts in use after each sync (st), or nothing.
+func reserveNodePorts(log *slog.Logger, r *nodeport.Reserver, c *config.Config, st *model.State) error {
+	var want nodeport.PortSet
+	switch c.NodePortReservation {
+	case "range":
+		if st != nil {
+			return nil
+		}
+		var err error
+		if want, err = nodeport.ParsePortSet(c.NodePortRange); err != nil {
+			return err
+		}
+	case "ports":
+		if st == nil {
+			return nil // reserved after the first sync
+		}
+		for _, sp := range st.Services {
+			if sp.NodePort != 0 {
+				want.Add(int(sp.NodePort))
+			}
+		}
+	}
+	v, err := r.Reserve(want)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		log.Info("ephemeral ports exclude the NodePorts", "mode", c.NodePortReservation, "ip_local_reserved_ports", v)
+	}
+	return nil
+}
+
+// cleanupNode removes the rules and gives back the reserved ports.
+func cleanupNode(log *slog.Logger, stateDir string) error {
+	removed, err := (&iptables.Syncer{Runner: iptables.Exec{}}).Cleanup(context.Background())
+	if err != nil {
+		return err
+	}
+	v, err := (&nodeport.Reserver{StateFile: reservationState(stateDir)}).Release()
+	if err != nil {
+		return fmt.Errorf("give back reserved ports: %w", err)
+	}
+	log.Info("cleanup done", "rulesRemoved", removed, "ip_local_reserved_ports", v)
 	return nil
 }
 

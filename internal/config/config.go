@@ -33,6 +33,13 @@ type Config struct {
 	MinSyncPeriod      time.Duration
 	MetricsBindAddress string
 	HealthzBindAddress string
+	// NodePortReservation is range, ports or off: what svcproxy adds to
+	// net.ipv4.ip_local_reserved_ports.
+	NodePortReservation string
+	// NodePortRange is the API server's --service-node-port-range.
+	NodePortRange string
+	// StateDir keeps what svcproxy changed on the node, to undo it.
+	StateDir string
 	// QPS and Burst limit requests to the API server.
 	QPS   float32
 	Burst int32
@@ -41,14 +48,17 @@ type Config struct {
 // Defaults are kube-proxy's defaults.
 func Defaults() Config {
 	return Config{
-		Mode:               "iptables",
-		LocalhostNodePorts: true,
-		SyncPeriod:         30 * time.Second,
-		MinSyncPeriod:      time.Second,
-		MetricsBindAddress: "127.0.0.1:10249",
-		HealthzBindAddress: "0.0.0.0:10256",
-		QPS:                5,
-		Burst:              10,
+		Mode:                "iptables",
+		LocalhostNodePorts:  true,
+		SyncPeriod:          30 * time.Second,
+		MinSyncPeriod:       time.Second,
+		MetricsBindAddress:  "127.0.0.1:10249",
+		HealthzBindAddress:  "0.0.0.0:10256",
+		NodePortReservation: "range",
+		NodePortRange:       "30000-32767",
+		StateDir:            "/var/lib/svcproxy",
+		QPS:                 5,
+		Burst:               10,
 	}
 }
 
@@ -95,10 +105,24 @@ func (c *Config) Validate() error {
 			bad(b.flag, b.field, "%q: want IP:PORT", b.v)
 		}
 	}
+	switch c.NodePortReservation {
+	case "range", "ports", "off":
+	default:
+		errs = append(errs, fmt.Errorf("--nodeport-reservation %q: must be range, ports or off", c.NodePortReservation))
+	}
+	if lo, hi, ok := strings.Cut(c.NodePortRange, "-"); !ok || !validPort(lo) || !validPort(hi) {
+		errs = append(errs, fmt.Errorf("--service-node-port-range %q: want FIRST-LAST, such as 30000-32767", c.NodePortRange))
+	}
 	if c.Kubeconfig != "" && c.Manifests != "" {
 		errs = append(errs, errors.New("--kubeconfig and --manifests are alternatives: give one"))
 	}
 	return errors.Join(errs...)
+}
+
+func validPort(s string) bool {
+	var p int
+	_, err := fmt.Sscanf(s, "%d", &p)
+	return err == nil && p >= 1 && p <= 65535 && fmt.Sprint(p) == s
 }
 
 // LoadFile reads a KubeProxyConfiguration into c. Fields svcproxy does not

@@ -6,6 +6,7 @@ package nodeport
 
 import (
 	"fmt"
+	"strings"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,15 @@ type Guard struct {
 	// Hold keeps a listening socket open on every NodePort, as kube-proxy
 	// did before v1.24, so no other process can take it.
 	Hold bool
+	// Metrics, when set, gets the number of holders of each NodePort.
+	Metrics interface {
+		SetNodePortConflict(port int32, protocol string, holders int)
+	}
+	// Events, when set, is told about each new conflict (as a Kubernetes
+	// Event on the Service).
+	Events interface {
+		NodePortConflict(svc model.ServicePortName, message string)
+	}
 
 	held      map[key]io.Closer
 	conflicts map[key]string // port -> error text, as last reported
@@ -39,6 +49,21 @@ type Conflict struct {
 	Port    int32
 	Proto   model.Protocol
 	Err     error
+	// Holders are the processes found holding the port.
+	Holders []Holder
+}
+
+// Message says what is wrong in one sentence, naming the culprits.
+func (c Conflict) Message() string {
+	msg := fmt.Sprintf("NodePort %d/%s of %s is held by another process", c.Port, c.Proto, c.Service)
+	if len(c.Holders) == 0 {
+		return msg + " (not found in /proc: another user's, or gone)"
+	}
+	parts := make([]string, len(c.Holders))
+	for i, h := range c.Holders {
+		parts[i] = h.String()
+	}
+	return msg + ": " + strings.Join(parts, "; ")
 }
 
 // Update checks every NodePort of st. Conflicts are logged when they appear
@@ -74,20 +99,18 @@ func (g *Guard) Update(st *model.State) []Conflict {
 		}
 		sock, err := open(k)
 		if err != nil {
-			out = append(out, Conflict{Service: name, Port: k.port, Proto: k.proto, Err: err})
-			if g.conflicts[k] != err.Error() {
-				g.conflicts[k] = err.Error()
-				// The words are kube-proxy's, so that operators' searches
-				// still find it; unlike kube-proxy, the rules stay installed.
-				g.Log.Error(fmt.Sprintf("can't open \"nodePort for %s\" (%s), skipping this nodePort: %v", name, k, err),
-					"service", name.String(), "nodePort", k.port, "protocol", string(k.proto),
-					"rules", "installed; traffic to the port still reaches the pods")
-			}
+			c := Conflict{Service: name, Port: k.port, Proto: k.proto, Err: err}
+			c.Holders, _ = Holders(k.port, k.proto)
+			out = append(out, c)
+			g.report(k, c)
 			continue
 		}
 		if _, was := g.conflicts[k]; was {
 			delete(g.conflicts, k)
 			g.Log.Info("node port is free again", "service", name.String(), "nodePort", k.port, "protocol", string(k.proto))
+			if g.Metrics != nil {
+				g.Metrics.SetNodePortConflict(k.port, string(k.proto), 0)
+			}
 		}
 		if g.Hold {
 			g.held[k] = sock
@@ -99,9 +122,36 @@ func (g *Guard) Update(st *model.State) []Conflict {
 	for k := range g.conflicts {
 		if _, ok := want[k]; !ok {
 			delete(g.conflicts, k)
+			if g.Metrics != nil {
+				g.Metrics.SetNodePortConflict(k.port, string(k.proto), 0)
+			}
 		}
 	}
 	return out
+}
+
+// report publishes a conflict: the metric on every sync, the log line and
+// the Event only when it is new or has changed.
+func (g *Guard) report(k key, c Conflict) {
+	if g.Metrics != nil {
+		g.Metrics.SetNodePortConflict(k.port, string(k.proto), max(1, len(c.Holders)))
+	}
+	sig := c.Err.Error() + " " + fmt.Sprint(c.Holders)
+	if g.conflicts[k] == sig {
+		return
+	}
+	g.conflicts[k] = sig
+	attrs := []any{"service", c.Service.String(), "nodePort", k.port, "protocol", string(k.proto),
+		"rules", "installed; traffic to the port still reaches the pods"}
+	for _, h := range c.Holders {
+		attrs = append(attrs, "pid", h.Pid, "command", h.Command, "socket", h.State+" "+h.Local)
+	}
+	// The words are kube-proxy's, so that operators' searches still find
+	// them; unlike kube-proxy, the rules stay installed.
+	g.Log.Error(fmt.Sprintf("can't open \"nodePort for %s\" (%s), skipping this nodePort: %v", c.Service, k, c.Err), attrs...)
+	if g.Events != nil {
+		g.Events.NodePortConflict(c.Service, c.Message()+"; its rules are installed and traffic still reaches the pods")
+	}
 }
 
 // Close releases every held port.

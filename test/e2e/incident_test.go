@@ -220,7 +220,7 @@ func TestCleanupLeavesOthersAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Kill()
-	out, err := w.node.Run(ctx, binary, "cleanup")
+	out, err := w.node.Run(ctx, binary, "cleanup", "--state-dir", w.stateDir)
 	if err != nil || !strings.Contains(out, "removed svcproxy's iptables rules") {
 		t.Fatalf("cleanup: %v %s", err, out)
 	}
@@ -233,7 +233,7 @@ func TestCleanupLeavesOthersAlone(t *testing.T) {
 			t.Errorf("cleanup removed another program's rule %q:\n%s", want, rules)
 		}
 	}
-	if out, _ := w.node.Run(ctx, binary, "cleanup"); !strings.Contains(out, "nothing to do") {
+	if out, _ := w.node.Run(ctx, binary, "cleanup", "--state-dir", w.stateDir); !strings.Contains(out, "nothing to do") {
 		t.Errorf("second cleanup: %s", out)
 	}
 }

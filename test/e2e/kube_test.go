@@ -115,7 +115,8 @@ func TestKubeAPIServer(t *testing.T) {
 	var proxies []*lab.Proc
 	for _, n := range l.Nodes {
 		p, err := l.Start(&n.NS, binary, "run", "--kubeconfig", kubeconfig, "--hostname-override", n.NodeName,
-			"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--healthz-bind-address", "127.0.0.1:10256")
+			"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--healthz-bind-address", "127.0.0.1:10256",
+			"--state-dir", t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

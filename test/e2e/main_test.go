@@ -62,10 +62,11 @@ func run(m *testing.M) int {
 
 // world is one lab with a manifests folder and svcproxy on node-1.
 type world struct {
-	t    *testing.T
-	lab  *lab.Lab
-	dir  string
-	node *lab.Node
+	t        *testing.T
+	lab      *lab.Lab
+	dir      string
+	stateDir string
+	node     *lab.Node
 }
 
 func newWorld(t *testing.T, pods ...lab.PodSpec) *world {
@@ -85,7 +86,7 @@ func newWorld(t *testing.T, pods ...lab.PodSpec) *world {
 			t.Errorf("lab cleanup: %v", err)
 		}
 	})
-	return &world{t: t, lab: l, dir: t.TempDir(), node: l.Nodes[0]}
+	return &world{t: t, lab: l, dir: t.TempDir(), stateDir: t.TempDir(), node: l.Nodes[0]}
 }
 
 func (w *world) write(name, yaml string) {
@@ -107,7 +108,8 @@ func (w *world) remove(name string) {
 func (w *world) start(extra ...string) *lab.Proc {
 	w.t.Helper()
 	args := append([]string{"run", "--manifests", w.dir, "--hostname-override", w.node.NodeName,
-		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms"}, extra...)
+		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--state-dir", w.stateDir,
+		"--metrics-bind-address", "127.0.0.1:10249"}, extra...)
 	p, err := w.lab.Start(&w.node.NS, binary, args...)
 	if err != nil {
 		w.t.Fatal(err)

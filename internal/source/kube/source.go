@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,8 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -35,6 +38,23 @@ type Source struct {
 	Log      *slog.Logger
 	// Settle coalesces bursts of events into one snapshot.
 	Settle time.Duration
+
+	mu       sync.Mutex
+	services corelisters.ServiceLister
+}
+
+// ServiceUID returns a Service's UID from the informer cache ("" if unknown).
+func (s *Source) ServiceUID(namespace, name string) types.UID {
+	s.mu.Lock()
+	lister := s.services
+	s.mu.Unlock()
+	if lister == nil {
+		return ""
+	}
+	if svc, err := lister.Services(namespace).Get(name); err == nil {
+		return svc.UID
+	}
+	return ""
 }
 
 // Run calls onChange with a full snapshot once the caches have synced, and
@@ -81,6 +101,9 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		return ctx.Err()
 	}
 	s.Log.Info("API server caches synced")
+	s.mu.Lock()
+	s.services = svcs.Lister()
+	s.mu.Unlock()
 	poke()
 
 	settle := s.Settle

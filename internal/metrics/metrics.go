@@ -1,0 +1,92 @@
+// Package metrics owns svcproxy's Prometheus metrics, under upstream
+// kube-proxy's names where they exist, and the server that exposes them.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the collectors; one per process.
+type Metrics struct {
+	Registry          *prometheus.Registry
+	syncDuration      prometheus.Histogram
+	lastSync          prometheus.Gauge
+	restoreFailures   prometheus.Counter
+	nodePortConflicts *prometheus.GaugeVec
+}
+
+// New registers the collectors in a fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kubeproxy_sync_proxy_rules_duration_seconds",
+			Help:    "SyncProxyRules latency in seconds",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+			Help: "The last time proxy rules were successfully synced",
+		}),
+		restoreFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+			Help: "Cumulative proxy iptables restore failures",
+		}),
+		nodePortConflicts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "svcproxy_nodeport_conflicts",
+			Help: "Number of other processes holding a NodePort (listening, or as the local port of a connection)",
+		}, []string{"port", "protocol"}),
+	}
+	m.Registry.MustRegister(m.syncDuration, m.lastSync, m.restoreFailures, m.nodePortConflicts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveSync records one sync attempt.
+func (m *Metrics) ObserveSync(took time.Duration, err error) {
+	m.syncDuration.Observe(took.Seconds())
+	if err != nil {
+		m.restoreFailures.Inc()
+		return
+	}
+	m.lastSync.SetToCurrentTime()
+}
+
+// SetNodePortConflict records how many processes hold a NodePort; 0
+// removes the series.
+func (m *Metrics) SetNodePortConflict(port int32, protocol string, holders int) {
+	labels := prometheus.Labels{"port": strconv.Itoa(int(port)), "protocol": protocol}
+	if holders == 0 {
+		m.nodePortConflicts.Delete(labels)
+		return
+	}
+	m.nodePortConflicts.With(labels).Set(float64(holders))
+}
+
+// ListenAndServe serves /metrics on addr until ctx ends.
+func (m *Metrics) ListenAndServe(ctx context.Context, addr string) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package kube
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Events posts Kubernetes Events about Services, such as a NodePort held by
+// another process on this node.
+type Events struct {
+	rec record.EventRecorder
+	uid func(namespace, name string) types.UID
+	// Stop ends the event broadcaster.
+	Stop func()
+}
+
+// NewEvents posts events as "svcproxy" from this node. uid looks a Service's
+// UID up, so that `kubectl describe service` lists the events.
+func NewEvents(client kubernetes.Interface, node string, uid func(namespace, name string) types.UID) *Events {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	return &Events{
+		rec:  b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "svcproxy", Host: node}),
+		uid:  uid,
+		Stop: b.Shutdown,
+	}
+}
+
+// NodePortConflict reports a NodePort held by another process.
+func (e *Events) NodePortConflict(svc model.ServicePortName, message string) {
+	ref := &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: svc.Namespace, Name: svc.Name}
+	if e.uid != nil {
+		ref.UID = e.uid(svc.Namespace, svc.Name)
+	}
+	e.rec.Event(ref, corev1.EventTypeWarning, "NodePortConflict", message)
+}
