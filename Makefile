@@ -15,7 +15,7 @@ KUBE_BIN     ?= $(HOME)/.cache/svcproxy-kube/$(KUBE_VERSION)
 E2E_REQUIRED ?= $(CI)
 
 # The system tools svcproxy drives, and the Debian packages that bring them.
-SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz
+SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz python3:python3
 
 .PHONY: all build deps tools kube-tools lint test lab clean
 

@@ -6,12 +6,12 @@ package nodeport
 
 import (
 	"fmt"
-	"strings"
 	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )

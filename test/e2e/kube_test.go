@@ -191,6 +191,35 @@ func TestKubeAPIServer(t *testing.T) {
 		eventually(t, 5*time.Second, "only web-3 answers", answeredBy(onNode(0), "web-3"))
 	})
 
+	t.Run("a NodePort held by another process is reported as an Event on the Service", func(t *testing.T) {
+		rogue, err := l.Start(&l.Nodes[0].NS, "python3", "-m", "http.server", fmt.Sprint(nodePort), "--bind", "0.0.0.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rogue.Kill()
+		if err := rogue.WaitOutput(ctx, "Serving HTTP"); err != nil {
+			t.Fatal(err)
+		}
+		setEndpoints("10.244.0.10", "10.244.1.10") // a change, so a sync checks the ports
+		eventually(t, 10*time.Second, "NodePortConflict event", func() error {
+			evs, err := admin.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=azure-vote-front,reason=NodePortConflict"})
+			if err != nil {
+				return err
+			}
+			for _, e := range evs.Items {
+				if strings.Contains(e.Message, fmt.Sprintf("pid %d", rogue.Pid())) && strings.Contains(e.Message, "http.server") &&
+					e.Source.Host == "node-1" && e.InvolvedObject.UID == svc.UID && e.Type == corev1.EventTypeWarning {
+					return nil
+				}
+			}
+			return fmt.Errorf("no matching event among %d", len(evs.Items))
+		})
+		// Traffic still reaches the pods.
+		if _, err := l.Client.HTTPGet(ctx, onNode(0)); err != nil {
+			t.Error(err)
+		}
+	})
+
 	t.Run("multi-node: every node's NodePort reaches pods on other nodes, masqueraded", func(t *testing.T) {
 		setEndpoints("10.244.0.10")
 		for i := 1; i < 3; i++ {

@@ -60,6 +60,9 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// isRequired reports whether skipping is a failure (CI).
+func isRequired() bool { return os.Getenv("SVCPROXY_E2E_REQUIRED") != "" }
+
 // world is one lab with a manifests folder and svcproxy on node-1.
 type world struct {
 	t        *testing.T
