@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -21,9 +22,11 @@ and a restart reconciles without flushing.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd())
+	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd())
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)
+		if !errors.Is(err, errFindings) {
+			fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)
+		}
 		os.Exit(1)
 	}
 }

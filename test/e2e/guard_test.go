@@ -101,6 +101,21 @@ func TestRogueProcessIsNamed(t *testing.T) {
 			t.Errorf("metric %s missing", m)
 		}
 	}
+
+	// svcproxy doctor names the culprit and fails; once it is gone, passes.
+	out, err := w.node.Run(ctx, binary, "doctor", "--healthz-address", "0.0.0.0:10256")
+	if err == nil {
+		t.Errorf("doctor exited 0 with a rogue process on a NodePort:\n%s", out)
+	}
+	want := fmt.Sprintf("NodePort 30450/tcp (default/azure-vote-front) is held by pid %d (", rogue.Pid())
+	if !strings.Contains(out, want) || !strings.Contains(out, "http.server 30450") {
+		t.Errorf("doctor output does not name the culprit (%q):\n%s", want, out)
+	}
+	rogue.Kill()
+	out, err = w.node.Run(ctx, binary, "doctor", "-o", "json", "--healthz-address", "127.0.0.1:10256")
+	if err != nil || !strings.Contains(out, `"check": "nodeports"`) || strings.Contains(out, `"status": "fail"`) {
+		t.Errorf("doctor after the rogue left: %v\n%s", err, out)
+	}
 }
 
 // --hold-nodeports: once the rules are in, svcproxy holds the port, so a
@@ -169,4 +184,3 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
