@@ -51,7 +51,7 @@ func healthyNode(t *testing.T) *fakeEnv {
 		backends: map[string]string{"nft": string(save), "legacy": "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"},
 		sysctls: map[string]string{
 			"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.route_localnet": "1",
-			"net.ipv4.ip_local_reserved_ports":  "30000-32767",
+			"net.ipv4.ip_local_reserved_ports": "30000-32767",
 			"net.netfilter.nf_conntrack_count": "100", "net.netfilter.nf_conntrack_max": "1000",
 		},
 		holders: map[int32][]nodeport.Holder{},
