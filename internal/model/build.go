@@ -137,6 +137,10 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 	if len(svc.Spec.Ports) == 0 {
 		return nil, false, &ObjectError{Field: "spec.ports", Err: fmt.Errorf("a Service with a cluster IP needs at least one port")}
 	}
+	common, ferr := serviceWide(svc)
+	if ferr != nil {
+		return nil, false, ferr
+	}
 	seen := map[string]bool{}
 	for i, p := range svc.Spec.Ports {
 		field := fmt.Sprintf("spec.ports[%d]", i)
@@ -174,15 +178,84 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 			// as the API server would clear it.
 			nodePort = 0
 		}
-		ports = append(ports, ServicePort{
-			Name:      ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name},
-			Protocol:  proto,
-			ClusterIP: clusterIP,
-			Port:      p.Port,
-			NodePort:  nodePort,
-		})
+		sp := common
+		sp.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name}
+		sp.Protocol, sp.ClusterIP, sp.Port, sp.NodePort = proto, clusterIP, p.Port, nodePort
+		sp.ExternalPolicyLocal = sp.ExternalPolicyLocal && sp.ExternallyAccessible()
+		ports = append(ports, sp)
 	}
 	return ports, false, nil
+}
+
+// serviceWide reads the settings every port of a Service shares. IPv6
+// addresses are left for the IPv6 family, which is not programmed yet.
+func serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
+	var sp ServicePort
+	for i, s := range svc.Spec.ExternalIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return sp, &ObjectError{Field: fmt.Sprintf("spec.externalIPs[%d]", i), Err: fmt.Errorf("%q is not an IP address", s)}
+		}
+		if a.Is4() {
+			sp.ExternalIPs = append(sp.ExternalIPs, a)
+		}
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for i, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP == "" {
+				continue // a hostname-only ingress (some clouds) is not an address to program
+			}
+			a, err := netip.ParseAddr(ing.IP)
+			if err != nil {
+				return sp, &ObjectError{Field: fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), Err: fmt.Errorf("%q is not an IP address", ing.IP)}
+			}
+			if a.Is4() {
+				sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a)
+			}
+		}
+		for i, r := range svc.Spec.LoadBalancerSourceRanges {
+			p, err := netip.ParsePrefix(strings.TrimSpace(r))
+			if err != nil {
+				return sp, &ObjectError{Field: fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i), Err: fmt.Errorf("%q is not a CIDR", r)}
+			}
+			if p.Addr().Is4() {
+				sp.SourceRanges = append(sp.SourceRanges, p.Masked())
+			}
+		}
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+		}
+	}
+	switch svc.Spec.ExternalTrafficPolicy {
+	case "", corev1.ServiceExternalTrafficPolicyCluster:
+	case corev1.ServiceExternalTrafficPolicyLocal:
+		sp.ExternalPolicyLocal = true
+	default:
+		return sp, &ObjectError{Field: "spec.externalTrafficPolicy", Err: fmt.Errorf("%q: must be Cluster or Local", svc.Spec.ExternalTrafficPolicy)}
+	}
+	if itp := svc.Spec.InternalTrafficPolicy; itp != nil {
+		switch *itp {
+		case corev1.ServiceInternalTrafficPolicyCluster:
+		case corev1.ServiceInternalTrafficPolicyLocal:
+			sp.InternalPolicyLocal = true
+		default:
+			return sp, &ObjectError{Field: "spec.internalTrafficPolicy", Err: fmt.Errorf("%q: must be Cluster or Local", *itp)}
+		}
+	}
+	switch svc.Spec.SessionAffinity {
+	case "", corev1.ServiceAffinityNone:
+	case corev1.ServiceAffinityClientIP:
+		sp.AffinitySeconds = corev1.DefaultClientIPServiceAffinitySeconds
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			sp.AffinitySeconds = *c.ClientIP.TimeoutSeconds
+		}
+		if sp.AffinitySeconds < 1 || sp.AffinitySeconds > 86400 {
+			return sp, &ObjectError{Field: "spec.sessionAffinityConfig.clientIP.timeoutSeconds", Err: fmt.Errorf("%d: must be between 1 and 86400", sp.AffinitySeconds)}
+		}
+	default:
+		return sp, &ObjectError{Field: "spec.sessionAffinity", Err: fmt.Errorf("%q: must be None or ClientIP", svc.Spec.SessionAffinity)}
+	}
+	return sp, nil
 }
 
 // claimPorts refuses a Service whose node ports or cluster IP frontends are

@@ -55,7 +55,15 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 		}
 		var usable []Endpoint
 		for i, ep := range s.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+			// Upstream's defaults for missing conditions: ready and serving
+			// unless said otherwise, not terminating.
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			serving := ready
+			if ep.Conditions.Serving != nil {
+				serving = *ep.Conditions.Serving
+			}
+			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+			if !ready && !(serving && terminating) {
 				continue
 			}
 			if len(ep.Addresses) == 0 {
@@ -68,7 +76,7 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 				fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an IPv4 address", ep.Addresses[0]))
 				continue
 			}
-			e := Endpoint{IP: ip}
+			e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
 			if ep.NodeName != nil {
 				e.NodeName = *ep.NodeName
 				e.IsLocal = node.Name != "" && e.NodeName == node.Name

@@ -46,9 +46,61 @@ type ServicePort struct {
 	Port      int32
 	// NodePort is 0 when the Service has none.
 	NodePort int32
-	// Endpoints are the usable endpoints, sorted by address then port; empty
-	// means the Service has no endpoints and traffic to it is rejected.
+	// ExternalIPs are spec.externalIPs.
+	ExternalIPs []netip.Addr
+	// LoadBalancerIPs are status.loadBalancer.ingress[].ip.
+	LoadBalancerIPs []netip.Addr
+	// SourceRanges are spec.loadBalancerSourceRanges: when set, only these
+	// clients may use the load balancer IPs.
+	SourceRanges []netip.Prefix
+	// ExternalPolicyLocal is externalTrafficPolicy: Local.
+	ExternalPolicyLocal bool
+	// InternalPolicyLocal is internalTrafficPolicy: Local.
+	InternalPolicyLocal bool
+	// HealthCheckNodePort serves the local-endpoint health check for
+	// externalTrafficPolicy: Local (0 when none).
+	HealthCheckNodePort int32
+	// AffinitySeconds is the sessionAffinity: ClientIP timeout; 0 means no
+	// affinity.
+	AffinitySeconds int32
+	// Endpoints are all endpoints with their conditions, sorted by address
+	// then port. ClusterEndpoints and LocalEndpoints choose among them.
 	Endpoints []Endpoint
+}
+
+// ExternallyAccessible reports whether traffic from outside the cluster
+// can reach the Service (NodePort, external or load balancer IPs).
+func (sp *ServicePort) ExternallyAccessible() bool {
+	return sp.NodePort != 0 || len(sp.ExternalIPs) > 0 || len(sp.LoadBalancerIPs) > 0
+}
+
+// ClusterEndpoints are the endpoints for Cluster traffic policy: the ready
+// ones, or, when none is ready, the ones still serving while terminating
+// (as upstream: connections drain instead of failing).
+func (sp *ServicePort) ClusterEndpoints() []Endpoint {
+	return usable(sp.Endpoints, func(Endpoint) bool { return true })
+}
+
+// LocalEndpoints are the endpoints on this node, chosen the same way.
+func (sp *ServicePort) LocalEndpoints() []Endpoint {
+	return usable(sp.Endpoints, func(e Endpoint) bool { return e.IsLocal })
+}
+
+func usable(eps []Endpoint, keep func(Endpoint) bool) []Endpoint {
+	var ready, terminating []Endpoint
+	for _, e := range eps {
+		switch {
+		case !keep(e):
+		case e.Ready:
+			ready = append(ready, e)
+		case e.Serving && e.Terminating:
+			terminating = append(terminating, e)
+		}
+	}
+	if len(ready) > 0 {
+		return ready
+	}
+	return terminating
 }
 
 // Endpoint is one backend of a ServicePort.
@@ -58,6 +110,8 @@ type Endpoint struct {
 	NodeName string
 	// IsLocal is true when the endpoint runs on this node.
 	IsLocal bool
+	// Ready, Serving and Terminating are the EndpointSlice conditions.
+	Ready, Serving, Terminating bool
 }
 
 // String is the "ip:port" form used for DNAT targets and endpoint hashes.

@@ -34,7 +34,7 @@ func TestFailedApplyKeepsPreviousRules(t *testing.T) {
 		return model.State{Services: []model.ServicePort{{
 			Name:     model.ServicePortName{Namespace: "default", Name: "web"},
 			Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, NodePort: 30450,
-			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(ip), Port: 80}},
+			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(ip), Port: 80, Ready: true}},
 		}}}
 	}
 	good := &iptables.Syncer{Runner: inNode, Options: iptables.Options{LocalhostNodePorts: true}}

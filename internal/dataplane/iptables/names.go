@@ -46,6 +46,16 @@ func ExternalChain(name model.ServicePortName, proto model.Protocol) string {
 	return "KUBE-EXT-" + portChainHash(name, proto)
 }
 
+// LocalChain is the KUBE-SVL chain (local endpoints only) of a Service port.
+func LocalChain(name model.ServicePortName, proto model.Protocol) string {
+	return "KUBE-SVL-" + portChainHash(name, proto)
+}
+
+// FirewallChain is the KUBE-FW chain (load balancer source ranges).
+func FirewallChain(name model.ServicePortName, proto model.Protocol) string {
+	return "KUBE-FW-" + portChainHash(name, proto)
+}
+
 // EndpointChain is the KUBE-SEP chain of one endpoint of a Service port.
 func EndpointChain(name model.ServicePortName, proto model.Protocol, endpoint string) string {
 	sum := sha256.Sum256([]byte(name.String() + string(proto) + endpoint))

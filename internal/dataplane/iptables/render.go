@@ -46,6 +46,11 @@ type TableRules struct {
 // options always give the same bytes.
 func Render(st *model.State, opts Options) *Ruleset {
 	r := &renderer{opts: opts}
+	total := 0
+	for i := range st.Services {
+		total += len(st.Services[i].Endpoints)
+	}
+	r.largeCluster = total > largeClusterEndpoints
 	r.filter.chains = []string{chainServices, chainExternalServices, chainNodePorts, chainForward, chainFirewall, chainProxyFirewall}
 	r.nat.chains = []string{chainServices, chainNodePorts, chainMarkMasq, chainPostrouting}
 	r.fixedRules()
@@ -81,7 +86,10 @@ type tableBuf struct {
 }
 
 type renderer struct {
-	opts        Options
+	opts Options
+	// largeCluster drops per-endpoint comments, as upstream does above
+	// largeClusterEndpoints endpoints.
+	largeCluster bool
 	filter, nat tableBuf
 	// nat KUBE-SERVICES and KUBE-NODEPORTS rules are collected apart so
 	// that the dispatch chains read in one block.
@@ -107,68 +115,208 @@ func (r *renderer) fixedRules() {
 	f.line("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding conntrack rule"`, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
 }
 
+// largeClusterEndpoints is upstream's threshold above which per-endpoint
+// comments are left out, to keep the restore input small.
+const largeClusterEndpoints = 1000
+
 func (r *renderer) servicePort(sp *model.ServicePort) {
 	spn := sp.Name.String()
 	proto := string(sp.Protocol)
-	clusterIP := sp.ClusterIP.String()
 	port := strconv.Itoa(int(sp.Port))
-
-	if len(sp.Endpoints) == 0 {
-		f := &r.filter.rules
-		f.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" has no endpoints"),
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", "REJECT")
-		if sp.NodePort != 0 {
-			f.line("-A", chainExternalServices, "-m", "comment", "--comment", quote(spn+" has no endpoints"),
-				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", strconv.Itoa(int(sp.NodePort)), "-j", "REJECT")
-		}
-		return
-	}
+	clusterEps, localEps := sp.ClusterEndpoints(), sp.LocalEndpoints()
+	hasEndpoints := len(clusterEps) > 0 || len(localEps) > 0
 
 	svcChain := ServiceChain(sp.Name, sp.Protocol)
-	clusterComment := quote(spn + " cluster IP")
-	r.nat.chains = append(r.nat.chains, svcChain)
-	r.natServices.line("-A", chainServices, "-m", "comment", "--comment", clusterComment,
-		"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", svcChain)
+	svlChain := LocalChain(sp.Name, sp.Protocol)
+	extChain := ExternalChain(sp.Name, sp.Protocol)
+	fwChain := FirewallChain(sp.Name, sp.Protocol)
 
+	// As upstream: the cluster policy chain also serves pods and the node
+	// reaching an external address of an externalTrafficPolicy: Local
+	// Service, so it exists whenever the Service is reachable from outside.
+	usesSVC := len(clusterEps) > 0 && (!sp.InternalPolicyLocal || sp.ExternallyAccessible())
+	usesSVL := len(localEps) > 0 && (sp.InternalPolicyLocal || sp.ExternalPolicyLocal)
+
+	internalChain, hasInternal := svcChain, len(clusterEps) > 0
+	if sp.InternalPolicyLocal {
+		internalChain, hasInternal = svlChain, len(localEps) > 0
+	}
+	externalPolicyChain, hasExternal := svcChain, len(clusterEps) > 0
+	if sp.ExternalPolicyLocal {
+		externalPolicyChain, hasExternal = svlChain, len(localEps) > 0
+	}
+	usesEXT := hasExternal && sp.ExternallyAccessible()
+	usesFW := usesEXT && len(sp.SourceRanges) > 0 && len(sp.LoadBalancerIPs) > 0
+
+	// What the filter table does when there is nowhere to send traffic.
+	filterTarget := func(policyLocal bool) (target, comment string) {
+		if !hasEndpoints {
+			return "REJECT", quote(spn + " has no endpoints")
+		}
+		return "DROP", quote(spn + " has no local endpoints")
+	}
+	f := &r.filter.rules
 	n := &r.nat.rules
-	if sp.NodePort != 0 {
-		extChain := ExternalChain(sp.Name, sp.Protocol)
-		r.nat.chains = append(r.nat.chains, extChain)
-		r.natNodePorts.line("-A", chainNodePorts, "-m", "comment", "--comment", quote(spn),
-			"-m", proto, "-p", proto, "--dport", strconv.Itoa(int(sp.NodePort)), "-j", extChain)
-		n.line("-A", extChain, "-m", "comment", "--comment", quote("masquerade traffic for "+spn+" external destinations"), "-j", chainMarkMasq)
-		n.line("-A", extChain, "-j", svcChain)
+
+	clusterComment := quote(spn + " cluster IP")
+	clusterIP := sp.ClusterIP.String()
+	if hasInternal {
+		r.natServices.line("-A", chainServices, "-m", "comment", "--comment", clusterComment,
+			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", internalChain)
+	} else {
+		t, c := filterTarget(sp.InternalPolicyLocal)
+		f.line("-A", chainServices, "-m", "comment", "--comment", c, "-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", t)
 	}
 
-	switch {
-	case r.opts.MasqueradeAll:
-		n.line("-A", svcChain, "-m", "comment", "--comment", clusterComment,
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", chainMarkMasq)
-	case r.opts.ClusterCIDR.IsValid():
-		n.line("-A", svcChain, "-m", "comment", "--comment", clusterComment,
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "!", "-s", r.opts.ClusterCIDR.String(), "-j", chainMarkMasq)
-	}
-
-	count := len(sp.Endpoints)
-	for i, ep := range sp.Endpoints {
-		epStr := ep.String()
-		sepChain := EndpointChain(sp.Name, sp.Protocol, epStr)
-		r.nat.chains = append(r.nat.chains, sepChain)
-		if i < count-1 {
-			n.line("-A", svcChain, "-m", "comment", "--comment", quote(spn+" -> "+epStr),
-				"-m", "statistic", "--mode", "random", "--probability", probability(count-i), "-j", sepChain)
+	extTarget, extComment := filterTarget(sp.ExternalPolicyLocal)
+	for _, ip := range sp.ExternalIPs {
+		if usesEXT {
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" external IP"),
+				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extChain)
 		} else {
-			n.line("-A", svcChain, "-m", "comment", "--comment", quote(spn+" -> "+epStr), "-j", sepChain)
+			f.line("-A", chainExternalServices, "-m", "comment", "--comment", extComment, "-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extTarget)
 		}
 	}
-	for _, ep := range sp.Endpoints {
-		epStr := ep.String()
-		sepChain := EndpointChain(sp.Name, sp.Protocol, epStr)
-		// Hairpin: a pod reaching itself through the Service must be
-		// masqueraded or its reply would bypass the DNAT.
-		n.line("-A", sepChain, "-m", "comment", "--comment", quote(spn), "-s", ep.IP.String(), "-j", chainMarkMasq)
-		n.line("-A", sepChain, "-m", "comment", "--comment", quote(spn), "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)
+	for _, ip := range sp.LoadBalancerIPs {
+		switch {
+		case usesFW:
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"),
+				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", fwChain)
+			f.line("-A", chainProxyFirewall, "-m", "comment", "--comment", quote(spn+" traffic not accepted by "+fwChain),
+				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", "DROP")
+		case usesEXT:
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"),
+				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extChain)
+		default:
+			f.line("-A", chainExternalServices, "-m", "comment", "--comment", extComment, "-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extTarget)
+		}
 	}
+	if sp.NodePort != 0 {
+		np := strconv.Itoa(int(sp.NodePort))
+		if usesEXT {
+			r.natNodePorts.line("-A", chainNodePorts, "-m", "comment", "--comment", quote(spn),
+				"-m", proto, "-p", proto, "--dport", np, "-j", extChain)
+		} else {
+			f.line("-A", chainExternalServices, "-m", "comment", "--comment", extComment,
+				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", np, "-j", extTarget)
+		}
+	}
+	if sp.HealthCheckNodePort != 0 {
+		f.line("-A", chainNodePorts, "-m", "comment", "--comment", quote(spn+" health check node port"),
+			"-m", "tcp", "-p", "tcp", "--dport", strconv.Itoa(int(sp.HealthCheckNodePort)), "-j", "ACCEPT")
+	}
+
+	if usesFW {
+		r.nat.chains = append(r.nat.chains, fwChain)
+		for _, src := range sp.SourceRanges {
+			n.line("-A", fwChain, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"), "-s", src.String(), "-j", extChain)
+		}
+		// Nodes reaching the load balancer through its own address.
+		for _, ip := range sp.LoadBalancerIPs {
+			n.line("-A", fwChain, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"), "-s", ip.String(), "-j", extChain)
+		}
+		n.line("-A", fwChain, "-m", "comment", "--comment", quote("other traffic to "+spn+" will be dropped by KUBE-PROXY-FIREWALL"))
+	}
+	if usesEXT {
+		r.nat.chains = append(r.nat.chains, extChain)
+		if sp.ExternalPolicyLocal {
+			if r.opts.ClusterCIDR.IsValid() {
+				n.line("-A", extChain, "-m", "comment", "--comment", quote("pod traffic for "+spn+" external destinations"),
+					"-s", r.opts.ClusterCIDR.String(), "-j", svcChain)
+			}
+			n.line("-A", extChain, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+spn+" external destinations"),
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq)
+			n.line("-A", extChain, "-m", "comment", "--comment", quote("route LOCAL traffic for "+spn+" external destinations"),
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
+		} else {
+			n.line("-A", extChain, "-m", "comment", "--comment", quote("masquerade traffic for "+spn+" external destinations"), "-j", chainMarkMasq)
+		}
+		n.line("-A", extChain, "-j", externalPolicyChain)
+	}
+
+	if usesSVC {
+		r.policyChain(sp, svcChain, internalChain == svcChain, clusterEps)
+	}
+	if usesSVL {
+		r.policyChain(sp, svlChain, internalChain == svlChain, localEps)
+	}
+	// Endpoint chains, each once, for every endpoint a policy chain uses.
+	var used []model.Endpoint
+	if usesSVC {
+		used = append(used, clusterEps...)
+	}
+	if usesSVL {
+		used = append(used, localEps...)
+	}
+	done := map[string]bool{}
+	for _, ep := range used {
+		if epStr := ep.String(); !done[epStr] {
+			done[epStr] = true
+			r.endpointChain(sp, epStr, ep.IP.String())
+		}
+	}
+}
+
+// policyChain writes a KUBE-SVC or KUBE-SVL chain: the masquerade rule for
+// cluster IP traffic (on the chain cluster IP traffic enters), session
+// affinity, then one jump per endpoint with upstream's probabilities.
+func (r *renderer) policyChain(sp *model.ServicePort, chain string, internal bool, eps []model.Endpoint) {
+	spn := sp.Name.String()
+	proto := string(sp.Protocol)
+	n := &r.nat.rules
+	r.nat.chains = append(r.nat.chains, chain)
+	if internal {
+		match := []string{"-A", chain, "-m", "comment", "--comment", quote(spn + " cluster IP"),
+			"-m", proto, "-p", proto, "-d", sp.ClusterIP.String(), "--dport", strconv.Itoa(int(sp.Port))}
+		switch {
+		case r.opts.MasqueradeAll:
+			n.line(append(match, "-j", chainMarkMasq)...)
+		case r.opts.ClusterCIDR.IsValid():
+			n.line(append(match, "!", "-s", r.opts.ClusterCIDR.String(), "-j", chainMarkMasq)...)
+		}
+	}
+	if sp.AffinitySeconds > 0 {
+		secs := strconv.Itoa(int(sp.AffinitySeconds))
+		for _, ep := range eps {
+			epStr := ep.String()
+			sep := EndpointChain(sp.Name, sp.Protocol, epStr)
+			n.line("-A", chain, "-m", "comment", "--comment", quote(spn+" -> "+epStr),
+				"-m", "recent", "--name", sep, "--rcheck", "--seconds", secs, "--reap", "-j", sep)
+		}
+	}
+	count := len(eps)
+	for i, ep := range eps {
+		epStr := ep.String()
+		sep := EndpointChain(sp.Name, sp.Protocol, epStr)
+		args := []string{"-A", chain}
+		if !r.largeCluster {
+			args = append(args, "-m", "comment", "--comment", quote(spn+" -> "+epStr))
+		}
+		if i < count-1 {
+			args = append(args, "-m", "statistic", "--mode", "random", "--probability", probability(count-i))
+		}
+		n.line(append(args, "-j", sep)...)
+	}
+}
+
+// endpointChain writes a KUBE-SEP chain: hairpin masquerade, then DNAT.
+func (r *renderer) endpointChain(sp *model.ServicePort, epStr, epIP string) {
+	proto := string(sp.Protocol)
+	sep := EndpointChain(sp.Name, sp.Protocol, epStr)
+	r.nat.chains = append(r.nat.chains, sep)
+	var comment []string
+	if !r.largeCluster {
+		comment = []string{"-m", "comment", "--comment", quote(sp.Name.String())}
+	}
+	n := &r.nat.rules
+	// Hairpin: a pod reaching itself through the Service must be
+	// masqueraded or its reply would bypass the DNAT.
+	n.line(append(append([]string{"-A", sep}, comment...), "-s", epIP, "-j", chainMarkMasq)...)
+	args := append([]string{"-A", sep}, comment...)
+	if sp.AffinitySeconds > 0 {
+		args = append(args, "-m", "recent", "--name", sep, "--set")
+	}
+	n.line(append(args, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)...)
 }
 
 // nodePortAddresses returns the addresses NodePorts answer on, or nil for

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"flag"
+	"strings"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ var (
 )
 
 func ep(ip string, port int32) model.Endpoint {
-	return model.Endpoint{IP: netip.MustParseAddr(ip), Port: port, NodeName: "node-1", IsLocal: true}
+	return model.Endpoint{IP: netip.MustParseAddr(ip), Port: port, NodeName: "node-1", IsLocal: true, Ready: true, Serving: true}
 }
 
 func azureVoteFront(eps ...model.Endpoint) model.ServicePort {
@@ -40,6 +41,33 @@ func kubeDNS(eps ...model.Endpoint) model.ServicePort {
 		ClusterIP: netip.MustParseAddr("10.96.0.53"),
 		Port:      53,
 		Endpoints: eps,
+	}
+}
+
+func remote(ip string, port int32) model.Endpoint {
+	e := ep(ip, port)
+	e.NodeName, e.IsLocal = "node-2", false
+	return e
+}
+
+func terminating(e model.Endpoint) model.Endpoint {
+	e.Ready, e.Serving, e.Terminating = false, true, true
+	return e
+}
+
+// lbService is a LoadBalancer Service with externalTrafficPolicy: Local.
+func lbService(eps ...model.Endpoint) model.ServicePort {
+	return model.ServicePort{
+		Name:                model.ServicePortName{Namespace: "default", Name: "lb", Port: "https"},
+		Protocol:            model.TCP,
+		ClusterIP:           netip.MustParseAddr("10.96.40.4"),
+		Port:                443,
+		NodePort:            31443,
+		LoadBalancerIPs:     []netip.Addr{netip.MustParseAddr("203.0.113.50")},
+		SourceRanges:        []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+		ExternalPolicyLocal: true,
+		HealthCheckNodePort: 32000,
+		Endpoints:           eps,
 	}
 }
 
@@ -127,6 +155,84 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name:  "loadbalancer-local-policy-source-ranges",
+			state: model.State{Services: []model.ServicePort{lbService(ep("10.244.0.10", 8443), remote("10.244.1.10", 8443))}},
+			opts:  defaults,
+			traces: []traceCase{
+				{"allowed source to the LB IP reaches only the local endpoint, source kept", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
+					"DNAT to 10.244.0.10:8443 (100%); source kept"},
+				{"a source outside loadBalancerSourceRanges is dropped", netfilter.Arriving, "192.0.2.99", "tcp", "203.0.113.50:443",
+					"DROP by filter KUBE-PROXY-FIREWALL"},
+				{"NodePort with Local policy: local endpoint only, source kept", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (100%); source kept"},
+				{"a pod reaching the NodePort uses every endpoint (short circuit)", netfilter.Arriving, "10.244.1.5", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"},
+				{"the node itself reaching its NodePort uses every endpoint, masqueraded", netfilter.Local, "192.168.77.1", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); masqueraded"},
+				{"cluster IP keeps Cluster policy", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"},
+				{"the health check node port is accepted", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:32000",
+					"ACCEPT (not rewritten)"},
+			},
+		},
+		{
+			name:  "local-policy-without-local-endpoints",
+			state: model.State{Services: []model.ServicePort{lbService(remote("10.244.1.10", 8443))}},
+			opts:  defaults,
+			traces: []traceCase{
+				{"NodePort on a node without local endpoints drops", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
+					"DROP by filter KUBE-EXTERNAL-SERVICES"},
+				{"LB IP on a node without local endpoints drops", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
+					"DROP by filter KUBE-EXTERNAL-SERVICES"},
+				{"cluster IP still works", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
+					"DNAT to 10.244.1.10:8443 (100%); source kept"},
+			},
+		},
+		{
+			name: "external-ips-and-affinity",
+			state: model.State{Services: []model.ServicePort{{
+				Name: model.ServicePortName{Namespace: "default", Name: "sticky"}, Protocol: model.TCP,
+				ClusterIP: netip.MustParseAddr("10.96.50.1"), Port: 80, ExternalIPs: []netip.Addr{netip.MustParseAddr("192.0.2.50")},
+				AffinitySeconds: 10800, Endpoints: []model.Endpoint{ep("10.244.0.10", 80), remote("10.244.1.10", 80)},
+			}}},
+			opts: defaults,
+			traces: []traceCase{
+				{"external IP from outside, masqueraded (Cluster policy)", netfilter.Arriving, "192.0.2.7", "tcp", "192.0.2.50:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.1.10:80 (50%); masqueraded"},
+				{"new clients spread over the endpoints", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.50.1:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.1.10:80 (50%); source kept"},
+			},
+		},
+		{
+			name: "internal-traffic-policy-local",
+			state: model.State{Services: []model.ServicePort{
+				{Name: model.ServicePortName{Namespace: "default", Name: "node-local"}, Protocol: model.UDP,
+					ClusterIP: netip.MustParseAddr("10.96.0.60"), Port: 53, InternalPolicyLocal: true,
+					Endpoints: []model.Endpoint{ep("10.244.0.12", 53), remote("10.244.1.12", 53)}},
+				{Name: model.ServicePortName{Namespace: "default", Name: "elsewhere"}, Protocol: model.UDP,
+					ClusterIP: netip.MustParseAddr("10.96.0.61"), Port: 53, InternalPolicyLocal: true,
+					Endpoints: []model.Endpoint{remote("10.244.1.12", 53)}},
+			}},
+			opts: defaults,
+			traces: []traceCase{
+				{"only the endpoint on this node", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.60:53",
+					"DNAT to 10.244.0.12:53 (100%); source kept"},
+				{"no local endpoint: dropped, not rejected", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.61:53",
+					"DROP by filter KUBE-SERVICES"},
+			},
+		},
+		{
+			name: "terminating-endpoints",
+			state: model.State{Services: []model.ServicePort{kubeDNS(
+				terminating(ep("10.244.0.12", 53)), terminating(remote("10.244.1.12", 53)),
+			)}},
+			opts: defaults,
+			traces: []traceCase{
+				{"with no ready endpoint, serving terminating ones are used", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (50%), 10.244.1.12:53 (50%); source kept"},
+			},
+		},
+		{
 			name:  "no-cluster-cidr",
 			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}},
 			opts:  Options{LocalhostNodePorts: true},
@@ -180,5 +286,36 @@ func assertTrace(t *testing.T, rs *netfilter.Ruleset, tc traceCase) {
 	}
 	if got := res.Summary(); got != tc.want {
 		t.Errorf("%s: %s %s -> %s\n got: %s\nwant: %s", tc.name, tc.proto, tc.src, tc.dst, got, tc.want)
+	}
+}
+
+func TestLargeClusterDropsEndpointComments(t *testing.T) {
+	var eps []model.Endpoint
+	for i := 0; i < 1001; i++ {
+		eps = append(eps, ep(netip.AddrFrom4([4]byte{10, 244, byte(i / 250), byte(i%250 + 1)}).String(), 80))
+	}
+	st := model.State{Services: []model.ServicePort{azureVoteFront(eps...)}}
+	out := string(Compose(Render(&st, Options{ClusterCIDR: podCIDR}), nil))
+	for _, l := range strings.Split(out, "\n") {
+		if (strings.HasPrefix(l, "-A KUBE-SEP-") || strings.Contains(l, "-j KUBE-SEP-")) && strings.Contains(l, "--comment") {
+			t.Fatalf("per-endpoint comment above 1000 endpoints: %s", l)
+		}
+	}
+	small := model.State{Services: []model.ServicePort{azureVoteFront(eps[:1000]...)}}
+	if !strings.Contains(string(Compose(Render(&small, Options{}), nil)), "-A KUBE-SEP-") ||
+		!strings.Contains(string(Compose(Render(&small, Options{}), nil)), `--comment "default/azure-vote-front -> 10.244.0.1:80"`) {
+		t.Error("at 1000 endpoints comments must stay")
+	}
+	rs, err := netfilter.ParseIPTables(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := netfilter.Trace(rs, netfilter.Packet{Src: netip.MustParseAddr("192.0.2.7"), Dst: nodeIP, Protocol: "tcp", DstPort: 30450},
+		netfilter.TraceOptions{LocalAddrs: []netip.Addr{nodeIP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := res.Destinations(); len(d) != 1001 {
+		t.Errorf("traced %d destinations, want 1001", len(d))
 	}
 }
