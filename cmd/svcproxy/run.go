@@ -166,6 +166,15 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var proxyHealth *healthcheck.Server
+	if c.HealthzBindAddress != "" {
+		proxyHealth = &healthcheck.Server{Timeout: 2 * c.SyncPeriod, Log: log}
+	}
+	svcHealth := &healthcheck.Services{Log: log}
+	if proxyHealth != nil {
+		svcHealth.Proxy = proxyHealth
+	}
+	defer svcHealth.Close()
 	m := metrics.New()
 	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m}
 	defer guard.Close()
@@ -187,6 +196,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 				}
 			}
 			guard.Update(st)
+			svcHealth.Update(st)
 		},
 	}
 	if c.MetricsBindAddress != "" {
@@ -196,10 +206,10 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 			}
 		}()
 	}
-	if c.HealthzBindAddress != "" {
-		hs := &healthcheck.Server{Syncer: runner, Timeout: 2 * c.SyncPeriod, Log: log}
+	if proxyHealth != nil {
+		proxyHealth.Syncer = runner
 		go func() {
-			if err := hs.ListenAndServe(ctx, c.HealthzBindAddress); err != nil {
+			if err := proxyHealth.ListenAndServe(ctx, c.HealthzBindAddress); err != nil {
 				log.Error("health check server stopped", "address", c.HealthzBindAddress, "err", err)
 			}
 		}()

@@ -40,7 +40,7 @@ func (s *Server) Healthy() (bool, time.Time) {
 	last := s.Syncer.LastSuccess()
 	if last.IsZero() {
 		// Still starting (waiting for the source): healthy for a while.
-		return now.Sub(s.started) <= s.Timeout, last
+		return s.started.IsZero() || now.Sub(s.started) <= s.Timeout, last
 	}
 	return now.Sub(last) <= s.Timeout, last
 }

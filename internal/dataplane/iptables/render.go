@@ -90,7 +90,7 @@ type renderer struct {
 	// largeCluster drops per-endpoint comments, as upstream does above
 	// largeClusterEndpoints endpoints.
 	largeCluster bool
-	filter, nat tableBuf
+	filter, nat  tableBuf
 	// nat KUBE-SERVICES and KUBE-NODEPORTS rules are collected apart so
 	// that the dispatch chains read in one block.
 	natServices, natNodePorts lineBuf

@@ -2,10 +2,10 @@ package iptables
 
 import (
 	"flag"
-	"strings"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/svcproxy/svcproxy/internal/model"
