@@ -31,9 +31,9 @@ type svcServer struct {
 	srv   *http.Server
 	proxy interface{ Healthy() (bool, time.Time) }
 	mu    sync.Mutex
-	ns  string
-	nm  string
-	n   int
+	ns    string
+	nm    string
+	n     int
 }
 
 type svcStatus struct {

@@ -177,4 +177,3 @@ func healthCheck(t *testing.T, from *lab.NS, addr string) (int, map[string]any) 
 	}
 	return resp.StatusCode, body
 }
-

@@ -233,6 +233,17 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name:  "nodeport-addresses",
+			state: model.State{Services: []model.ServicePort{azureVoteFront(ep("10.244.0.10", 80))}},
+			opts:  Options{ClusterCIDR: podCIDR, NodePortAddresses: []netip.Addr{nodeIP}},
+			traces: []traceCase{
+				{"NodePort on a listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (100%); masqueraded"},
+				{"not on the node's other addresses", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					"NONE (no rule changes the packet)"},
+			},
+		},
+		{
 			name:  "no-cluster-cidr",
 			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}},
 			opts:  Options{LocalhostNodePorts: true},
