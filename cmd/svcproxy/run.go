@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/svcproxy/svcproxy/internal/config"
+	"github.com/svcproxy/svcproxy/internal/conntrack"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/healthcheck"
 	"github.com/svcproxy/svcproxy/internal/logging"
@@ -176,6 +178,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	}
 	defer svcHealth.Close()
 	m := metrics.New()
+	ct := &conntrack.Cleaner{Log: log}
 	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m}
 	defer guard.Close()
 	if ks, ok := src.(*kube.Source); ok {
@@ -190,6 +193,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		SyncPeriod:    c.SyncPeriod,
 		Metrics:       m,
 		OnSynced: func(st *model.State) {
+			ct.Synced(st)
 			if c.NodePortReservation == "ports" {
 				if err := reserveNodePorts(log, reserver, c, st); err != nil {
 					log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
@@ -229,6 +233,8 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		})
 	}()
 	go runner.Run(ctx)
+	go iptables.Monitor(ctx, iptables.Exec{}, canaryInterval(c.SyncPeriod), log,
+		func() bool { return !runner.LastSuccess().IsZero() }, runner.Resync)
 	select {
 	case err := <-srcErr:
 		if err != nil {
@@ -238,6 +244,12 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	}
 	log.Info("stopping; the rules stay in the kernel")
 	return nil
+}
+
+// canaryInterval is how often the canary chains are checked: often enough
+// that flushed rules come back well within the sync period.
+func canaryInterval(syncPeriod time.Duration) time.Duration {
+	return min(max(syncPeriod/4, 100*time.Millisecond), 5*time.Second)
 }
 
 func reservationState(stateDir string) string {

@@ -57,6 +57,16 @@ func (r *Runner) Update(st model.State) {
 	}
 }
 
+// Resync asks for a sync now (after minSyncPeriod), as after the tables
+// were flushed by someone else.
+func (r *Runner) Resync() {
+	r.init()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // LastSuccess returns the time of the last successful sync (zero if none).
 func (r *Runner) LastSuccess() time.Time {
 	r.mu.Lock()

@@ -62,7 +62,7 @@ func (j jump) present(cur *netfilter.Ruleset) bool {
 func isOwnedChain(name string) bool {
 	switch name {
 	case chainServices, chainExternalServices, chainNodePorts, chainPostrouting, chainMarkMasq,
-		chainForward, chainFirewall, chainProxyFirewall:
+		chainForward, chainFirewall, chainProxyFirewall, ChainCanary:
 		return true
 	}
 	for _, p := range perServicePrefixes {

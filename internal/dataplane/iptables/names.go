@@ -21,6 +21,9 @@ const (
 	chainFirewall         = "KUBE-FIREWALL"
 	chainProxyFirewall    = "KUBE-PROXY-FIREWALL"
 
+	// ChainCanary is watched: when it is gone, the tables were flushed.
+	ChainCanary = "KUBE-PROXY-CANARY"
+
 	// masqMark is bit 14, the mark upstream uses for "masquerade me".
 	masqMark = "0x4000"
 )

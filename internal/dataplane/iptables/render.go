@@ -74,9 +74,12 @@ func Render(st *model.State, opts Options) *Ruleset {
 	nat.Write(r.natServices.Bytes())
 	nat.Write(r.natNodePorts.Bytes())
 	nat.Write(r.nat.rules.Bytes())
+	// The canary chains stay empty; if one disappears, someone flushed the
+	// tables and a full sync is due (see Monitor).
 	return &Ruleset{Tables: []TableRules{
-		{Name: "filter", Chains: r.filter.chains, Rules: r.filter.rules.Bytes()},
-		{Name: "nat", Chains: r.nat.chains, Rules: nat.Bytes()},
+		{Name: "mangle", Chains: []string{ChainCanary}},
+		{Name: "filter", Chains: append(r.filter.chains, ChainCanary), Rules: r.filter.rules.Bytes()},
+		{Name: "nat", Chains: append(r.nat.chains, ChainCanary), Rules: nat.Bytes()},
 	}}
 }
 

@@ -1,0 +1,138 @@
+// Package conntrack removes stale UDP conntrack entries. UDP has no
+// connection end, so after an endpoint goes away, a client that keeps
+// sending from the same source port would keep hitting the old endpoint (the
+// DNS case: kubernetes #19029, #125467). After each sync, entries that point
+// at removed endpoints, or that were created while a Service had no
+// endpoints, are deleted through netlink.
+package conntrack
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Flow selects conntrack entries: UDP, to OrigDst (any when invalid) port
+// OrigDstPort, whose reply comes from ReplySrc (any when invalid).
+type Flow struct {
+	OrigDst     netip.Addr
+	OrigDstPort uint16
+	ReplySrc    netip.Addr
+}
+
+type spKey struct {
+	name  model.ServicePortName
+	proto model.Protocol
+}
+
+// Stale returns the entries to delete after going from prev to cur.
+func Stale(prev, cur *model.State) []Flow {
+	before := map[spKey]*model.ServicePort{}
+	if prev != nil {
+		for i := range prev.Services {
+			sp := &prev.Services[i]
+			if sp.Protocol == model.UDP {
+				before[spKey{sp.Name, sp.Protocol}] = sp
+			}
+		}
+	}
+	var out []Flow
+	seen := map[spKey]bool{}
+	for i := range cur.Services {
+		sp := &cur.Services[i]
+		if sp.Protocol != model.UDP {
+			continue
+		}
+		k := spKey{sp.Name, sp.Protocol}
+		seen[k] = true
+		now := usedEndpoints(sp)
+		old, existed := before[k]
+		if !existed || len(usedEndpoints(old)) == 0 {
+			if len(now) > 0 {
+				// Entries made while traffic was rejected would keep the
+				// client's flow going nowhere.
+				out = append(out, frontends(sp, netip.Addr{})...)
+			}
+			continue
+		}
+		for ip := range usedEndpoints(old) {
+			if !now[ip] {
+				out = append(out, frontends(old, ip)...)
+			}
+		}
+	}
+	for k, old := range before {
+		if !seen[k] {
+			for ip := range usedEndpoints(old) {
+				out = append(out, frontends(old, ip)...)
+			}
+		}
+	}
+	return out
+}
+
+func usedEndpoints(sp *model.ServicePort) map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	for _, e := range sp.ClusterEndpoints() {
+		m[e.IP] = true
+	}
+	for _, e := range sp.LocalEndpoints() {
+		m[e.IP] = true
+	}
+	return m
+}
+
+// frontends are the flows to every address and port the Service answers on,
+// with replies from ep (any when invalid).
+func frontends(sp *model.ServicePort, ep netip.Addr) []Flow {
+	port := uint16(sp.Port)
+	out := []Flow{{OrigDst: sp.ClusterIP, OrigDstPort: port, ReplySrc: ep}}
+	for _, ip := range append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...) {
+		out = append(out, Flow{OrigDst: ip, OrigDstPort: port, ReplySrc: ep})
+	}
+	if sp.NodePort != 0 {
+		out = append(out, Flow{OrigDstPort: uint16(sp.NodePort), ReplySrc: ep})
+	}
+	return out
+}
+
+// Cleaner deletes stale entries after each sync.
+type Cleaner struct {
+	Log  *slog.Logger
+	prev *model.State
+}
+
+// Synced is called with each state once its rules are in the kernel.
+func (c *Cleaner) Synced(st *model.State) {
+	flows := Stale(c.prev, st)
+	c.prev = st
+	if len(flows) == 0 {
+		return
+	}
+	filters := make([]netlink.CustomConntrackFilter, 0, len(flows))
+	for _, f := range flows {
+		cf := &netlink.ConntrackFilter{}
+		_ = cf.AddProtocol(unix.IPPROTO_UDP)
+		if f.OrigDst.IsValid() {
+			_ = cf.AddIP(netlink.ConntrackOrigDstIP, net.IP(f.OrigDst.AsSlice()))
+		}
+		_ = cf.AddPort(netlink.ConntrackOrigDstPort, f.OrigDstPort)
+		if f.ReplySrc.IsValid() {
+			_ = cf.AddIP(netlink.ConntrackReplySrcIP, net.IP(f.ReplySrc.AsSlice()))
+		}
+		filters = append(filters, cf)
+	}
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+	if err != nil {
+		c.Log.Error("deleting stale UDP conntrack entries", "err", err)
+		return
+	}
+	if n > 0 {
+		c.Log.Info("deleted stale UDP conntrack entries", "entries", n)
+	}
+}

@@ -1,0 +1,67 @@
+package iptables
+
+import (
+	"context"
+	"strings"
+	"log/slog"
+	"os/exec"
+	"time"
+)
+
+// canaryTables are the tables a canary chain is kept in.
+var canaryTables = []string{"mangle", "nat", "filter"}
+
+// CanaryPresent reports whether every canary chain exists and the jumps
+// into our chains from nat PREROUTING and filter FORWARD are still there.
+// Upstream watches the canary chains only; checking the jumps too catches a
+// plain "iptables -F", which empties chains without deleting them. An error
+// other than "not found" (no iptables at all) counts as present: there is
+// nothing to resync into.
+func (e Exec) CanaryPresent(ctx context.Context) bool {
+	var checks [][]string
+	for _, t := range canaryTables {
+		checks = append(checks, []string{"-t", t, "-S", ChainCanary})
+	}
+	for _, j := range jumps {
+		if (j.table == "nat" && j.from == "PREROUTING") || (j.table == "filter" && j.from == "FORWARD" && j.to == chainForward) {
+			checks = append(checks, append([]string{"-t", j.table, "-C", j.from}, unquoted(j.args())...))
+		}
+	}
+	for _, c := range checks {
+		args := append(append(append([]string{}, e.Prefix...), "iptables", "-w"), c...)
+		if err := exec.CommandContext(ctx, args[0], args[1:]...).Run(); err != nil {
+			if _, ok := err.(*exec.ExitError); ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// unquoted turns restore-style arguments into exec arguments.
+func unquoted(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = strings.Trim(a, `"`)
+	}
+	return out
+}
+
+// Monitor checks the canary chains every interval, once rules were synced
+// (synced reports that), and calls resync when they are gone: someone
+// flushed the tables (a firewall reload, iptables -F -X).
+func Monitor(ctx context.Context, e Exec, interval time.Duration, log *slog.Logger, synced func() bool, resync func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if synced() && !e.CanaryPresent(ctx) && ctx.Err() == nil {
+			log.Warn("iptables canary chain deleted: the tables were flushed; re-syncing all rules", "chain", ChainCanary)
+			resync()
+		}
+	}
+}
