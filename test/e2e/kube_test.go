@@ -276,15 +276,17 @@ func TestKubeAPIServer(t *testing.T) {
 	})
 
 	t.Run("API server down: traffic keeps working; back: svcproxy catches up", func(t *testing.T) {
+		g := startLoad(ctx, map[*lab.NS]string{l.Client: onNode(2), &l.Pods[0].NS: clusterIP + ":8080"}, 3)
+		time.Sleep(300 * time.Millisecond)
 		cp.StopAPIServer()
-		for i := 0; i < 20; i++ {
-			if _, err := l.Client.HTTPGet(ctx, onNode(i%3)); err != nil {
-				t.Fatalf("request %d with the API server down: %v", i, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		time.Sleep(time.Second)
 		if err := cp.StartAPIServer(ctx); err != nil {
 			t.Fatal(err)
+		}
+		g.finish(2000, 60*time.Second)
+		t.Logf("API server stopped and restarted under load: %d requests, %d failed", g.sent.Load(), g.failed.Load())
+		if g.failed.Load() > 0 || g.sent.Load() < 2000 {
+			t.Errorf("%d of %d requests failed; first: %v", g.failed.Load(), g.sent.Load(), g.firstErrs)
 		}
 		setEndpoints("10.244.1.10")
 		took := eventually(t, 30*time.Second, "caught up after the API server restart", answeredBy(onNode(2), "web-2"))

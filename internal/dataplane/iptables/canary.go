@@ -2,9 +2,9 @@ package iptables
 
 import (
 	"context"
-	"strings"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"time"
 )
 
