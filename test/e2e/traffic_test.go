@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -162,5 +164,44 @@ func TestLocalhostNodePort(t *testing.T) {
 	}
 	if got := res.Summary(); got != "DROP by filter KUBE-FIREWALL" {
 		t.Errorf("neighbour to 127.0.0.1:22: %s, want DROP by filter KUBE-FIREWALL", got)
+	}
+}
+
+// CVE-2020-8558: route_localnet lets packets for 127.0.0.0/8 arrive from the
+// network. A neighbour must reach neither a local-only service on the node nor
+// a NodePort through the node's loopback; the node itself still can.
+func TestNeighbourCannotReachNodeLoopback(t *testing.T) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	ctx := ctxFor(t, 60*time.Second)
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	w.start()
+	if _, err := w.node.WaitHTTP(ctxFor(t, 10*time.Second), "127.0.0.1:30450"); err != nil {
+		t.Fatal(err)
+	}
+	// A service on the node that listens on loopback only.
+	l, err := w.node.Listen("tcp", "127.0.0.1:9999")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "local-only") })}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	if a, err := w.node.HTTPGet(ctx, "127.0.0.1:9999"); err != nil || a.Pod != "local-only" {
+		t.Fatalf("the node itself reaches its local service: %v %v", a, err)
+	}
+	// The neighbour routes 127.0.0.2 to the node, as an attacker on the
+	// same network would.
+	if _, err := w.lab.Client.Run(ctx, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet && "+
+		"ip route del local 127.0.0.0/8 dev lo table local && ip route add 127.0.0.2/32 via "+w.node.IP.String()+" dev eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"127.0.0.2:9999", "127.0.0.2:30450"} {
+		if a, err := w.lab.Client.HTTPGet(ctx, target); err == nil || !isTimeout(err) {
+			t.Errorf("neighbour to the node's %s: %+v %v, want dropped", target, a, err)
+		}
+	}
+	// Still reachable the normal way.
+	if _, err := w.lab.Client.HTTPGet(ctx, w.node.IP.String()+":30450"); err != nil {
+		t.Error(err)
 	}
 }

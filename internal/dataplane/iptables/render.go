@@ -61,6 +61,16 @@ func Render(st *model.State, opts Options) *Ruleset {
 	// matched only after every cluster IP.
 	const npComment = `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`
 	if addrs := nodePortAddresses(st, opts); addrs == nil {
+		// Localhost NodePorts are for the node itself. Upstream lets a
+		// neighbour that sends to 127.0.0.1 (possible once route_localnet
+		// is set) reach them too; here such packets skip the NodePorts and
+		// are dropped by KUBE-FIREWALL (CVE-2020-8558).
+		if opts.LocalhostNodePorts {
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"localhost NodePorts answer only this node"`,
+				"!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8", "-j", "RETURN")
+		} else {
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"block localhost nodeports"`, "-d", "127.0.0.0/8", "-j", "RETURN")
+		}
 		r.natServices.line("-A", chainServices, "-m", "comment", "--comment", npComment,
 			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)
 	} else {
