@@ -81,3 +81,13 @@ func TestLoadFileErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultsKeepMetricsOnLoopback(t *testing.T) {
+	d := Defaults()
+	if d.MetricsBindAddress != "127.0.0.1:10249" {
+		t.Errorf("metrics must listen on 127.0.0.1 by default, not %q", d.MetricsBindAddress)
+	}
+	if d.NodePortReservation != "range" || d.NodePortRange != "30000-32767" {
+		t.Errorf("NodePorts must be reserved by default: %+v", d)
+	}
+}

@@ -61,6 +61,12 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 		{name: "nodeport-missing", mutate: func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 0 }, wantErr: "spec.ports[0].nodePort: required for type NodePort"},
 		{name: "bad-protocol", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Protocol = "ICMP" }, wantErr: `spec.ports[0].protocol: "ICMP"`},
 		{name: "quote-in-port-name", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Name = "a\" -j ACCEPT" }, wantErr: "spec.ports[0].name"},
+		{name: "newline-in-port-name", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Name = "a\n-A INPUT -j DROP" }, wantErr: "spec.ports[0].name"},
+		{name: "bad-source-range", mutate: func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeLoadBalancer
+			s.Spec.LoadBalancerSourceRanges = []string{"10.0.0.0/33"}
+		}, wantErr: `spec.loadBalancerSourceRanges[0]: "10.0.0.0/33" is not a CIDR`},
+		{name: "bad-external-ip", mutate: func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"1.2.3"} }, wantErr: `spec.externalIPs[0]: "1.2.3"`},
 		{name: "Bad_Name", wantErr: "metadata.name"},
 		{name: "unnamed-ports", mutate: func(s *corev1.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Port: 81, NodePort: 30451})

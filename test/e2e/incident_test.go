@@ -219,6 +219,17 @@ func TestCleanupLeavesOthersAlone(t *testing.T) {
 	if _, err := w.lab.Client.WaitHTTP(ctxFor(t, 10*time.Second), w.node.IP.String()+":30450"); err != nil {
 		t.Fatal(err)
 	}
+	// Another sync (a file change) with the foreign rules in place.
+	w.write("web2.yaml", webService("web2", "10.96.0.11", 30451, "10.244.0.10"))
+	if _, err := w.lab.Client.WaitHTTP(ctxFor(t, 10*time.Second), w.node.IP.String()+":30451"); err != nil {
+		t.Fatal(err)
+	}
+	synced := w.iptablesSave()
+	for _, want := range []string{":OTHER-NAT", "-A PREROUTING -p tcp -m tcp --dport 2222 -j OTHER-NAT", "-A INPUT -p tcp -m tcp --dport 2222 -j ACCEPT"} {
+		if !strings.Contains(synced, want) {
+			t.Errorf("a sync removed another program's rule %q", want)
+		}
+	}
 	p.Kill()
 	out, err := w.node.Run(ctx, binary, "cleanup", "--state-dir", w.stateDir)
 	if err != nil || !strings.Contains(out, "removed svcproxy's iptables rules") {
