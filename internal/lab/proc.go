@@ -13,7 +13,7 @@ import (
 // Proc is a process the lab started inside a namespace.
 type Proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SafeBuffer
 	done chan struct{}
 	err  error
 }
@@ -22,7 +22,7 @@ type Proc struct {
 // pid is the command's own). The lab kills it on Close.
 func (l *Lab) Start(ns *NS, name string, args ...string) (*Proc, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-	buf := &syncBuffer{}
+	buf := &SafeBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -90,18 +90,19 @@ func killPid(pid int) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
-type syncBuffer struct {
+// SafeBuffer is a bytes.Buffer that many goroutines may write to.
+type SafeBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SafeBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SafeBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -153,27 +153,6 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 	}
 	onNode := func(i int) string { return fmt.Sprintf("%s:%d", l.Nodes[i].IP, nodePort) }
-	answeredBy := func(addr string, want ...string) func() error {
-		return func() error {
-			seen := map[string]bool{}
-			for i := 0; i < 12*len(want); i++ {
-				a, err := l.Client.HTTPGet(ctx, addr)
-				if err != nil {
-					return err
-				}
-				seen[a.Pod] = true
-			}
-			for _, w := range want {
-				if !seen[w] {
-					return fmt.Errorf("%s not among answers %v", w, seen)
-				}
-			}
-			if len(seen) != len(want) {
-				return fmt.Errorf("answers from %v, want only %v", seen, want)
-			}
-			return nil
-		}
-	}
 
 	t.Run("a new NodePort Service answers within a second", func(t *testing.T) {
 		setEndpoints("10.244.0.10")
@@ -186,9 +165,9 @@ func TestKubeAPIServer(t *testing.T) {
 
 	t.Run("scaling endpoints up and down", func(t *testing.T) {
 		setEndpoints("10.244.0.10", "10.244.1.10", "10.244.2.10")
-		eventually(t, 5*time.Second, "three pods answer", answeredBy(onNode(0), "web-1", "web-2", "web-3"))
+		eventually(t, 5*time.Second, "three pods answer", answeredBy(ctx, l.Client, onNode(0), true, "web-1", "web-2", "web-3"))
 		setEndpoints("10.244.2.10")
-		eventually(t, 5*time.Second, "only web-3 answers", answeredBy(onNode(0), "web-3"))
+		eventually(t, 5*time.Second, "only web-3 answers", answeredBy(ctx, l.Client, onNode(0), true, "web-3"))
 	})
 
 	t.Run("a NodePort held by another process is reported as an Event on the Service", func(t *testing.T) {
@@ -289,7 +268,7 @@ func TestKubeAPIServer(t *testing.T) {
 			t.Errorf("%d of %d requests failed; first: %v", g.failed.Load(), g.sent.Load(), g.firstErrs)
 		}
 		setEndpoints("10.244.1.10")
-		took := eventually(t, 30*time.Second, "caught up after the API server restart", answeredBy(onNode(2), "web-2"))
+		took := eventually(t, 30*time.Second, "caught up after the API server restart", answeredBy(ctx, l.Client, onNode(2), true, "web-2"))
 		t.Logf("caught up %s after the change", took.Round(time.Millisecond))
 		for i, p := range proxies {
 			if out, err := l.Nodes[i].Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256/healthz"); err != nil || out != "200" {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
 const labPrefix = "svcproxy-lab-" // as cmd/svcproxy names the lab's namespaces
@@ -58,9 +60,9 @@ func TestLabInterruptAndCrash(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-	start := func() (*exec.Cmd, *syncWriter) {
+	start := func() (*exec.Cmd, *lab.SafeBuffer) {
 		cmd := exec.Command(binary, "lab", "--keep")
-		w := &syncWriter{}
+		w := &lab.SafeBuffer{}
 		cmd.Stdout, cmd.Stderr = w, w
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -13,24 +13,6 @@ import (
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
 
-const dnsService = `apiVersion: v1
-kind: Service
-metadata: {name: kube-dns, namespace: kube-system}
-spec:
-  clusterIP: 10.96.0.53
-  ports: [{name: dns, port: 53, protocol: UDP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: kube-dns-1
-  namespace: kube-system
-  labels: {kubernetes.io/service-name: kube-dns}
-addressType: IPv4
-ports: [{name: dns, port: 53, protocol: UDP}]
-endpoints: [{addresses: ["10.244.0.12"], nodeName: node-1}]
-`
-
 func TestServiceTraffic(t *testing.T) {
 	w := newWorld(t,
 		lab.PodSpec{Name: "web-1", TCP: []int{80}},
@@ -38,7 +20,7 @@ func TestServiceTraffic(t *testing.T) {
 		lab.PodSpec{Name: "dns-1", UDP: []int{53}},
 	)
 	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10", "10.244.0.11"))
-	w.write("dns.yaml", dnsService)
+	w.write("dns.yaml", dnsServiceAt("10.244.0.12"))
 	// A broken manifest in the same folder must not stop the others.
 	w.write("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {clusterIP: 10.96.0.77, ports: [{port: 99999}]}\n")
 	proxy := w.start()

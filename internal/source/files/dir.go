@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -90,26 +91,26 @@ func (d *Dir) merge(names []string) (model.Input, []error) {
 	for _, p := range names {
 		fe := d.cache[p]
 		errs = append(errs, fe.errs...)
-		for _, s := range fe.objs.Services {
-			k := "Service " + s.Namespace + "/" + s.Name
-			if prev, dup := in.Origin[k]; dup {
-				errs = append(errs, &model.ObjectError{Source: p, Kind: "Service", Object: s.Namespace + "/" + s.Name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
-				continue
-			}
-			in.Origin[k] = p
-			in.Services = append(in.Services, s)
-		}
-		for _, s := range fe.objs.EndpointSlices {
-			k := "EndpointSlice " + s.Namespace + "/" + s.Name
-			if prev, dup := in.Origin[k]; dup {
-				errs = append(errs, &model.ObjectError{Source: p, Kind: "EndpointSlice", Object: s.Namespace + "/" + s.Name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
-				continue
-			}
-			in.Origin[k] = p
-			in.EndpointSlices = append(in.EndpointSlices, s)
-		}
+		in.Services = appendFirst(in.Services, fe.objs.Services, "Service", p, in.Origin, &errs)
+		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.objs.EndpointSlices, "EndpointSlice", p, in.Origin, &errs)
 	}
 	return in, errs
+}
+
+// appendFirst adds the objects of one file that no earlier file defined,
+// recording where each came from.
+func appendFirst[T metav1.Object](dst, objs []T, kind, path string, origin map[string]string, errs *[]error) []T {
+	for _, o := range objs {
+		name := o.GetNamespace() + "/" + o.GetName()
+		k := kind + " " + name
+		if prev, dup := origin[k]; dup {
+			*errs = append(*errs, &model.ObjectError{Source: path, Kind: kind, Object: name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
+			continue
+		}
+		origin[k] = path
+		dst = append(dst, o)
+	}
+	return dst
 }
 
 // Watch calls onChange with the folder's contents now and after every change,
