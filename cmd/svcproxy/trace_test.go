@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/svcproxy/svcproxy/internal/explain"
 )
 
 const upstreamDump = "../../internal/explain/testdata/kube-proxy-v1.37-iptables-save.txt"
@@ -16,13 +18,7 @@ func TestTraceCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep struct {
-		Verdict    string   `json:"verdict"`
-		Endpoints  []string `json:"endpoints"`
-		Masquerade bool     `json:"masquerade"`
-		Service    string   `json:"service"`
-		Hops       []struct{ Table, Chain, Rule string }
-	}
+	var rep explain.TraceReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

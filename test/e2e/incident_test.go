@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcproxy/svcproxy/internal/explain"
 	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
@@ -67,12 +68,7 @@ func TestNodePortHeldByAnotherProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var rep struct {
-			Verdict    string   `json:"verdict"`
-			Endpoints  []string `json:"endpoints"`
-			Masquerade bool     `json:"masquerade"`
-			Service    string   `json:"service"`
-		}
+		var rep explain.TraceReport
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
