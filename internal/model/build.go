@@ -32,8 +32,9 @@ type Input struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Origin         map[string]string
-	// Node is this node's Node object, when the source has one.
-	Node *corev1.Node
+	// Nodes are Node objects the source knows; the one named like this
+	// node gives its zone and addresses.
+	Nodes []*corev1.Node
 }
 
 // Build turns a snapshot into the desired State. Objects that cannot be used
@@ -41,8 +42,10 @@ type Input struct {
 // still in the State.
 func Build(in Input, node Node) (State, []error) {
 	var errs []error
-	if in.Node != nil {
-		node = nodeInfo(node, in.Node)
+	for _, n := range in.Nodes {
+		if n.Name == node.Name {
+			node = nodeInfo(node, n)
+		}
 	}
 	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
 
@@ -78,6 +81,7 @@ func Build(in Input, node Node) (State, []error) {
 	for i := range ports {
 		sp := &ports[i]
 		sp.Endpoints = eps.forPort(sp.Name, sp.Protocol)
+		applyTopology(sp.Endpoints, node)
 	}
 	slices.SortFunc(ports, func(a, b ServicePort) int {
 		return cmp.Or(cmp.Compare(a.Name.String(), b.Name.String()), cmp.Compare(a.Protocol, b.Protocol))

@@ -144,3 +144,50 @@ func TestBuildEndpoints(t *testing.T) {
 		t.Errorf("metrics endpoints = %v: the target port comes from the slice port of the same name", metrics.Endpoints)
 	}
 }
+
+func TestTopologyHints(t *testing.T) {
+	zoned := func(ip, node, zone string, forNodes ...string) discoveryv1.Endpoint {
+		e := endpoint(ip, node, nil)
+		e.Hints = &discoveryv1.EndpointHints{}
+		if zone != "" {
+			e.Hints.ForZones = []discoveryv1.ForZone{{Name: zone}}
+		}
+		for _, n := range forNodes {
+			e.Hints.ForNodes = append(e.Hints.ForNodes, discoveryv1.ForNode{Name: n})
+		}
+		return e
+	}
+	s := svc("web", nil)
+	tests := []struct {
+		name string
+		eps  []discoveryv1.Endpoint
+		node Node
+		want string
+	}{
+		{"same zone preferred", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a"), zoned("10.244.1.5", "node-2", "zone-b")},
+			Node{Name: "node-1", Zone: "zone-a"}, "10.244.0.5:80"},
+		{"an endpoint without hints: every endpoint", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a"), endpoint("10.244.1.5", "node-2", nil)},
+			Node{Name: "node-1", Zone: "zone-a"}, "10.244.0.5:80,10.244.1.5:80"},
+		{"no endpoint for this zone: every endpoint", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a"), zoned("10.244.1.5", "node-2", "zone-b")},
+			Node{Name: "node-3", Zone: "zone-c"}, "10.244.0.5:80,10.244.1.5:80"},
+		{"unknown node zone: every endpoint", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a"), zoned("10.244.1.5", "node-2", "zone-b")},
+			Node{Name: "node-1"}, "10.244.0.5:80,10.244.1.5:80"},
+		{"same node preferred over zone", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a", "node-1"), zoned("10.244.0.6", "node-9", "zone-a", "node-9")},
+			Node{Name: "node-1", Zone: "zone-a"}, "10.244.0.5:80"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-1", "web", 80, "", tt.eps...)}}, tt.node)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			var got []string
+			for _, e := range st.Services[0].ClusterEndpoints() {
+				got = append(got, e.String())
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("cluster endpoints = %v, want %s", got, tt.want)
+			}
+		})
+	}
+}

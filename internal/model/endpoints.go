@@ -77,6 +77,14 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 				continue
 			}
 			e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
+			if h := ep.Hints; h != nil {
+				for _, z := range h.ForZones {
+					e.ZoneHints = append(e.ZoneHints, z.Name)
+				}
+				for _, n := range h.ForNodes {
+					e.NodeHints = append(e.NodeHints, n.Name)
+				}
+			}
 			if ep.NodeName != nil {
 				e.NodeName = *ep.NodeName
 				e.IsLocal = node.Name != "" && e.NodeName == node.Name
@@ -112,4 +120,32 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 		}
 	}
 	return idx, errs
+}
+
+// applyTopology follows topology hints as upstream kube-proxy does: when a
+// ready endpoint is hinted for this node, Cluster traffic goes to the
+// endpoints hinted for this node (PreferSameNode); otherwise, when every
+// ready endpoint has zone hints and one is for this node's zone, to those
+// (PreferSameZone). In every other case all endpoints are used, so a
+// half-hinted slice never blackholes traffic.
+func applyTopology(eps []Endpoint, node Node) {
+	var ready []int
+	for i, e := range eps {
+		if e.Ready {
+			ready = append(ready, i)
+		}
+	}
+	has := func(list []string, v string) bool { return v != "" && slices.Contains(list, v) }
+	keep := func(e Endpoint) bool { return true }
+	switch {
+	case slices.ContainsFunc(ready, func(i int) bool { return has(eps[i].NodeHints, node.Name) }):
+		keep = func(e Endpoint) bool { return has(e.NodeHints, node.Name) }
+	case node.Zone != "" && len(ready) > 0 &&
+		!slices.ContainsFunc(ready, func(i int) bool { return len(eps[i].ZoneHints) == 0 }) &&
+		slices.ContainsFunc(ready, func(i int) bool { return has(eps[i].ZoneHints, node.Zone) }):
+		keep = func(e Endpoint) bool { return has(e.ZoneHints, node.Zone) }
+	}
+	for i := range eps {
+		eps[i].OutOfTopology = eps[i].Ready && !keep(eps[i])
+	}
 }

@@ -78,7 +78,7 @@ func (sp *ServicePort) ExternallyAccessible() bool {
 // ones, or, when none is ready, the ones still serving while terminating
 // (as upstream: connections drain instead of failing).
 func (sp *ServicePort) ClusterEndpoints() []Endpoint {
-	return usable(sp.Endpoints, func(Endpoint) bool { return true })
+	return usable(sp.Endpoints, func(e Endpoint) bool { return !e.OutOfTopology })
 }
 
 // LocalEndpoints are the endpoints on this node, chosen the same way.
@@ -112,6 +112,13 @@ type Endpoint struct {
 	IsLocal bool
 	// Ready, Serving and Terminating are the EndpointSlice conditions.
 	Ready, Serving, Terminating bool
+	// ZoneHints and NodeHints are the slice's topology hints (forZones,
+	// forNodes), written by the EndpointSlice controller for
+	// trafficDistribution and topology-aware routing.
+	ZoneHints, NodeHints []string
+	// OutOfTopology is set when topology hints steer this node's Cluster
+	// traffic to other endpoints (see applyTopology).
+	OutOfTopology bool
 }
 
 // String is the "ip:port" form used for DNAT targets and endpoint hashes.

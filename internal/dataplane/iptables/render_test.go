@@ -248,6 +248,19 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "topology-hints",
+			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53), func() model.Endpoint {
+				e := remote("10.244.1.12", 53)
+				e.OutOfTopology = true // hinted for another zone
+				return e
+			}())}},
+			opts: defaults,
+			traces: []traceCase{
+				{"Cluster traffic stays in the zone the hints say", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (100%); source kept"},
+			},
+		},
+		{
 			name:  "no-cluster-cidr",
 			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}},
 			opts:  Options{LocalhostNodePorts: true},

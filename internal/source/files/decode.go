@@ -23,6 +23,8 @@ import (
 type Objects struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
+	// Nodes give a node's zone (for topology hints) in standalone mode.
+	Nodes []*corev1.Node
 	// Ignored counts objects of kinds the proxy does not use (Deployments,
 	// ConfigMaps, ...), which a folder for kubectl apply may well contain.
 	Ignored int
@@ -111,6 +113,12 @@ func decodeObject(path, pos string, raw []byte, objs *Objects) []error {
 			s.Namespace = corev1.NamespaceDefault
 		}
 		objs.EndpointSlices = append(objs.EndpointSlices, s)
+	case tm.Kind == "Node" && tm.APIVersion == "v1":
+		n := &corev1.Node{}
+		if err := strictUnmarshal(raw, n); err != nil {
+			return fail("", err)
+		}
+		objs.Nodes = append(objs.Nodes, n)
 	default:
 		objs.Ignored++
 	}

@@ -93,6 +93,7 @@ func (d *Dir) merge(names []string) (model.Input, []error) {
 		errs = append(errs, fe.errs...)
 		in.Services = appendFirst(in.Services, fe.objs.Services, "Service", p, in.Origin, &errs)
 		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.objs.EndpointSlices, "EndpointSlice", p, in.Origin, &errs)
+		in.Nodes = appendFirst(in.Nodes, fe.objs.Nodes, "Node", p, in.Origin, &errs)
 	}
 	return in, errs
 }

@@ -145,7 +145,7 @@ func (s *Source) snapshot(
 	}
 	in := model.Input{Services: svcs, EndpointSlices: slices}
 	if n, err := getNode(s.NodeName); err == nil {
-		in.Node = n
+		in.Nodes = []*corev1.Node{n}
 	}
 	return in, nil
 }
