@@ -79,35 +79,41 @@ func isOwnedChain(name string) bool {
 // per-Service chains that are no longer needed flushed and deleted. Rules and
 // chains that are not ours are never named, so they are left alone.
 func Compose(rs *Ruleset, cur *netfilter.Ruleset) []byte {
-	var b bytes.Buffer
+	total := 4096
 	for _, t := range rs.Tables {
-		b.WriteString("*" + t.Name + "\n")
+		total += t.size() + 32*len(t.Chains)
+	}
+	b := make([]byte, 0, total)
+	for _, t := range rs.Tables {
+		b = append(append(append(b, '*'), t.Name...), '\n')
 		want := make(map[string]bool, len(t.Chains))
 		for _, c := range t.Chains {
 			want[c] = true
-			b.WriteString(":" + c + " - [0:0]\n")
+			b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
 		}
 		var stale []string
 		if cur != nil {
 			for _, c := range cur.Table(t.Name).ChainNames() {
 				if !want[c] && isPerService(c) {
 					stale = append(stale, c)
-					b.WriteString(":" + c + " - [0:0]\n")
+					b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
 				}
 			}
 		}
-		b.Write(t.Rules)
+		for _, r := range t.Rules {
+			b = append(b, r...)
+		}
 		for _, j := range jumps {
 			if j.table == t.Name && !j.present(cur) {
-				b.WriteString("-I " + j.from + " " + strings.Join(j.args(), " ") + "\n")
+				b = append(b, "-I "+j.from+" "+strings.Join(j.args(), " ")+"\n"...)
 			}
 		}
 		for _, c := range stale {
-			b.WriteString("-X " + c + "\n")
+			b = append(append(append(b, "-X "...), c...), '\n')
 		}
-		b.WriteString("COMMIT\n")
+		b = append(b, "COMMIT\n"...)
 	}
-	return b.Bytes()
+	return b
 }
 
 func isPerService(name string) bool {

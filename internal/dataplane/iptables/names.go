@@ -35,8 +35,15 @@ var perServicePrefixes = []string{"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-F
 // portChainHash is upstream's hash: the first 16 characters of
 // base32(sha256(servicePortName + protocol)).
 func portChainHash(name model.ServicePortName, proto model.Protocol) string {
-	sum := sha256.Sum256([]byte(name.String() + string(proto)))
-	return base32.StdEncoding.EncodeToString(sum[:])[:16]
+	return hash16(name.String() + string(proto))
+}
+
+// hash16 is the first 16 characters of base32(sha256(s)).
+func hash16(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	var enc [56]byte
+	base32.StdEncoding.Encode(enc[:], sum[:])
+	return string(enc[:16])
 }
 
 // ServiceChain is the KUBE-SVC chain of a Service port.
@@ -61,6 +68,5 @@ func FirewallChain(name model.ServicePortName, proto model.Protocol) string {
 
 // EndpointChain is the KUBE-SEP chain of one endpoint of a Service port.
 func EndpointChain(name model.ServicePortName, proto model.Protocol, endpoint string) string {
-	sum := sha256.Sum256([]byte(name.String() + string(proto) + endpoint))
-	return "KUBE-SEP-" + base32.StdEncoding.EncodeToString(sum[:])[:16]
+	return "KUBE-SEP-" + hash16(name.String()+string(proto)+endpoint)
 }

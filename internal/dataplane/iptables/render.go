@@ -38,8 +38,18 @@ type TableRules struct {
 	Name string
 	// Chains are declared (and so flushed and refilled) on every apply.
 	Chains []string
-	// Rules are "-A CHAIN ..." lines.
-	Rules []byte
+	// Rules are "-A CHAIN ..." lines, in segments written out in order
+	// (kept apart so they are never copied into one buffer first).
+	Rules [][]byte
+}
+
+// size is the byte length of the rules.
+func (t *TableRules) size() int {
+	n := 0
+	for _, r := range t.Rules {
+		n += len(r)
+	}
+	return n
 }
 
 // Render turns the desired state into rules. It is pure: the same state and
@@ -51,6 +61,12 @@ func Render(st *model.State, opts Options) *Ruleset {
 		total += len(st.Services[i].Endpoints)
 	}
 	r.largeCluster = total > largeClusterEndpoints
+	// Sized from what a Service port and an endpoint take, so the buffers
+	// are not regrown (and copied) while rendering large clusters.
+	r.nat.rules.Grow(total*400 + len(st.Services)*600)
+	r.nat.chains = make([]string, 0, 8+total+3*len(st.Services))
+	r.natServices.Grow(len(st.Services) * 160)
+	r.natNodePorts.Grow(len(st.Services) * 130)
 	r.filter.chains = []string{chainServices, chainExternalServices, chainNodePorts, chainForward, chainFirewall, chainProxyFirewall}
 	r.nat.chains = []string{chainServices, chainNodePorts, chainMarkMasq, chainPostrouting}
 	r.fixedRules()
@@ -79,17 +95,12 @@ func Render(st *model.State, opts Options) *Ruleset {
 		}
 	}
 
-	var nat bytes.Buffer
-	nat.Grow(r.natServices.Len() + r.natNodePorts.Len() + r.nat.rules.Len())
-	nat.Write(r.natServices.Bytes())
-	nat.Write(r.natNodePorts.Bytes())
-	nat.Write(r.nat.rules.Bytes())
 	// The canary chains stay empty; if one disappears, someone flushed the
 	// tables and a full sync is due (see Monitor).
 	return &Ruleset{Tables: []TableRules{
 		{Name: "mangle", Chains: []string{ChainCanary}},
-		{Name: "filter", Chains: append(r.filter.chains, ChainCanary), Rules: r.filter.rules.Bytes()},
-		{Name: "nat", Chains: append(r.nat.chains, ChainCanary), Rules: nat.Bytes()},
+		{Name: "filter", Chains: append(r.filter.chains, ChainCanary), Rules: [][]byte{r.filter.rules.Bytes()}},
+		{Name: "nat", Chains: append(r.nat.chains, ChainCanary), Rules: [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes(), r.nat.rules.Bytes()}},
 	}}
 }
 
@@ -103,7 +114,9 @@ type renderer struct {
 	// largeCluster drops per-endpoint comments, as upstream does above
 	// largeClusterEndpoints endpoints.
 	largeCluster bool
-	filter, nat  tableBuf
+	// sepByEP caches the KUBE-SEP names of the Service port being rendered.
+	sepByEP     map[string]string
+	filter, nat tableBuf
 	// nat KUBE-SERVICES and KUBE-NODEPORTS rules are collected apart so
 	// that the dispatch chains read in one block.
 	natServices, natNodePorts lineBuf
@@ -247,6 +260,9 @@ func (r *renderer) servicePort(sp *model.ServicePort) {
 		n.line("-A", extChain, "-j", externalPolicyChain)
 	}
 
+	// The cache is per Service port: the same endpoint hashes differently
+	// under another Service.
+	clear(r.sepByEP)
 	if usesSVC {
 		r.policyChain(sp, svcChain, internalChain == svcChain, clusterEps)
 	}
@@ -265,7 +281,7 @@ func (r *renderer) servicePort(sp *model.ServicePort) {
 	for _, ep := range used {
 		if epStr := ep.String(); !done[epStr] {
 			done[epStr] = true
-			r.endpointChain(sp, epStr, ep.IP.String())
+			r.endpointChain(sp, epStr, ep.IP.String(), r.sepName(sp, epStr))
 		}
 	}
 }
@@ -292,7 +308,7 @@ func (r *renderer) policyChain(sp *model.ServicePort, chain string, internal boo
 		secs := strconv.Itoa(int(sp.AffinitySeconds))
 		for _, ep := range eps {
 			epStr := ep.String()
-			sep := EndpointChain(sp.Name, sp.Protocol, epStr)
+			sep := r.sepName(sp, epStr)
 			n.line("-A", chain, "-m", "comment", "--comment", quote(spn+" -> "+epStr),
 				"-m", "recent", "--name", sep, "--rcheck", "--seconds", secs, "--reap", "-j", sep)
 		}
@@ -300,7 +316,7 @@ func (r *renderer) policyChain(sp *model.ServicePort, chain string, internal boo
 	count := len(eps)
 	for i, ep := range eps {
 		epStr := ep.String()
-		sep := EndpointChain(sp.Name, sp.Protocol, epStr)
+		sep := r.sepName(sp, epStr)
 		args := []string{"-A", chain}
 		if !r.largeCluster {
 			args = append(args, "-m", "comment", "--comment", quote(spn+" -> "+epStr))
@@ -312,10 +328,23 @@ func (r *renderer) policyChain(sp *model.ServicePort, chain string, internal boo
 	}
 }
 
+// sepName is the KUBE-SEP chain of an endpoint of the Service port being
+// rendered, hashed once however many rules name it.
+func (r *renderer) sepName(sp *model.ServicePort, epStr string) string {
+	if r.sepByEP == nil {
+		r.sepByEP = map[string]string{}
+	}
+	if n, ok := r.sepByEP[epStr]; ok {
+		return n
+	}
+	n := EndpointChain(sp.Name, sp.Protocol, epStr)
+	r.sepByEP[epStr] = n
+	return n
+}
+
 // endpointChain writes a KUBE-SEP chain: hairpin masquerade, then DNAT.
-func (r *renderer) endpointChain(sp *model.ServicePort, epStr, epIP string) {
+func (r *renderer) endpointChain(sp *model.ServicePort, epStr, epIP, sep string) {
 	proto := string(sp.Protocol)
-	sep := EndpointChain(sp.Name, sp.Protocol, epStr)
 	r.nat.chains = append(r.nat.chains, sep)
 	var comment []string
 	if !r.largeCluster {
