@@ -14,8 +14,10 @@ func main() {
 	root := &cobra.Command{
 		Use:   "svcproxy",
 		Short: "A Kubernetes service proxy that explains itself",
-		Long: `svcproxy makes Service traffic (ClusterIP, NodePort) reach pods by programming
-the kernel's netfilter with the same chains kube-proxy writes in iptables mode.
+		Long: `svcproxy makes Service traffic (ClusterIP, NodePort, LoadBalancer, externalIPs)
+reach pods by programming the kernel's netfilter with the same chains
+kube-proxy writes in iptables mode, and explains itself: trace, explain, graph
+and doctor say where packets go and what is wrong on a node.
 
 Rules outlive the process: if svcproxy stops, existing Services keep working,
 and a restart reconciles without flushing.`,
