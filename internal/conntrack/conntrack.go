@@ -52,7 +52,11 @@ func Stale(prev, cur *model.State) []Flow {
 		seen[k] = true
 		now := usedEndpoints(sp)
 		old, existed := before[k]
-		if !existed || len(usedEndpoints(old)) == 0 {
+		var was map[netip.Addr]bool
+		if existed {
+			was = usedEndpoints(old)
+		}
+		if len(was) == 0 {
 			if len(now) > 0 {
 				// Entries made while traffic was rejected would keep the
 				// client's flow going nowhere.
@@ -60,7 +64,7 @@ func Stale(prev, cur *model.State) []Flow {
 			}
 			continue
 		}
-		for ip := range usedEndpoints(old) {
+		for ip := range was {
 			if !now[ip] {
 				out = append(out, frontends(old, ip)...)
 			}

@@ -79,10 +79,10 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 			// be programmed whatever happens to the first.
 			other := svc("zz-other", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.99"; s.Spec.Ports[0].NodePort = 30999 })
 			st, errs := Build(Input{Services: []*corev1.Service{s, other}, Origin: map[string]string{"Service default/" + tt.name: "svc.yaml"}}, Node{Name: "node-1"})
-			if _, ok := st.Lookup(ServicePortName{Namespace: "default", Name: "zz-other"}); !ok {
+			if _, ok := lookup(&st, ServicePortName{Namespace: "default", Name: "zz-other"}); !ok {
 				t.Fatal("an unrelated Service was not programmed")
 			}
-			_, programmed := st.Lookup(ServicePortName{Namespace: "default", Name: tt.name})
+			_, programmed := lookup(&st, ServicePortName{Namespace: "default", Name: tt.name})
 			if tt.wantErr == "" {
 				if len(errs) != 0 || programmed == tt.skipped {
 					t.Fatalf("errs=%v programmed=%v", errs, programmed)
@@ -103,7 +103,7 @@ func TestBuildDuplicateNodePortKeepsFirst(t *testing.T) {
 	a := svc("a", nil)
 	b := svc("b", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.11" })
 	st, errs := Build(Input{Services: []*corev1.Service{b, a}}, Node{})
-	if _, ok := st.Lookup(ServicePortName{Namespace: "default", Name: "a"}); !ok {
+	if _, ok := lookup(&st, ServicePortName{Namespace: "default", Name: "a"}); !ok {
 		t.Error("default/a should keep node port 30450")
 	}
 	if len(st.Services) != 1 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "30450/tcp is already used by Service default/a") {
@@ -126,7 +126,7 @@ func TestBuildEndpoints(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `EndpointSlice default/web-2: endpoints[2].addresses[0]: "not-an-ip"`) {
 		t.Errorf("errs = %v", errs)
 	}
-	http, _ := st.Lookup(ServicePortName{Namespace: "default", Name: "web", Port: "http"})
+	http, _ := lookup(&st, ServicePortName{Namespace: "default", Name: "web", Port: "http"})
 	var got []string
 	for _, e := range http.Endpoints {
 		s := e.String()
@@ -139,7 +139,7 @@ func TestBuildEndpoints(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Errorf("http endpoints = %s, want %s (not-ready excluded, duplicates merged, sorted)", strings.Join(got, ","), want)
 	}
-	metrics, _ := st.Lookup(ServicePortName{Namespace: "default", Name: "web", Port: "metrics"})
+	metrics, _ := lookup(&st, ServicePortName{Namespace: "default", Name: "web", Port: "metrics"})
 	if len(metrics.Endpoints) != 1 || metrics.Endpoints[0].Port != 9100 {
 		t.Errorf("metrics endpoints = %v: the target port comes from the slice port of the same name", metrics.Endpoints)
 	}
@@ -190,4 +190,14 @@ func TestTopologyHints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lookup returns the ServicePort with the given name.
+func lookup(s *State, name ServicePortName) (*ServicePort, bool) {
+	for i := range s.Services {
+		if s.Services[i].Name == name {
+			return &s.Services[i], true
+		}
+	}
+	return nil, false
 }

@@ -134,16 +134,6 @@ type State struct {
 	Node Node
 }
 
-// Lookup returns the ServicePort with the given name.
-func (s *State) Lookup(name ServicePortName) (*ServicePort, bool) {
-	for i := range s.Services {
-		if s.Services[i].Name == name {
-			return &s.Services[i], true
-		}
-	}
-	return nil, false
-}
-
 // ObjectError is a problem with one input object. It names the object and the
 // field so that an operator can find and fix it; the object is skipped and
 // everything else is still programmed.
