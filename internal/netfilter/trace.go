@@ -193,6 +193,11 @@ func Trace(rs *Ruleset, pkt Packet, opts TraceOptions) (*Result, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
+	return t.finish(out), nil
+}
+
+// finish turns the states that left the tables into the result's paths.
+func (t *tracer) finish(out []*state) *Result {
 	for _, st := range out {
 		p := Path{Probability: st.prob, Hops: st.hops, Mark: st.mark, Masquerade: st.masq}
 		switch {
@@ -214,7 +219,7 @@ func Trace(rs *Ruleset, pkt Packet, opts TraceOptions) (*Result, error) {
 	t.res.Assumptions = slices.Compact(t.res.Assumptions)
 	slices.Sort(t.res.Unknown)
 	t.res.Unknown = slices.Compact(t.res.Unknown)
-	return t.res, nil
+	return t.res
 }
 
 type tracer struct {
