@@ -53,7 +53,12 @@ func explainService(cmd *cobra.Command, src *ruleSource, name string) (*explain.
 	if !l.guessLocal {
 		local = l.local
 	}
-	rep, err := l.idx.Explain(l.rs, name, local)
+	var rep *explain.ServiceReport
+	if l.nft != nil {
+		rep, err = l.idx.ExplainNft(l.nft, name, local)
+	} else {
+		rep, err = l.idx.Explain(l.rs, name, local)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -89,7 +94,11 @@ traffic; with --to, the path of one packet. The output is Graphviz DOT; with
 				if err != nil {
 					return err
 				}
-				rep.WriteDOT(&dot, l.rs, idx)
+				if l.nft != nil {
+					rep.WritePathDOT(&dot, idx)
+				} else {
+					rep.WriteDOT(&dot, l.rs, idx)
+				}
 			case to != "":
 				dst, err := netip.ParseAddrPort(to)
 				if err != nil {
@@ -105,11 +114,11 @@ traffic; with --to, the path of one packet. The output is Graphviz DOT; with
 				if err != nil {
 					return err
 				}
-				if l.guessLocal && !serviceAddrs(l.rs)[dst.Addr()] {
+				if l.guessLocal && !l.serviceAddrs()[dst.Addr()] {
 					l.local = []netip.Addr{dst.Addr()}
 				}
 				pkt := netfilter.Packet{Src: srcAddr, Dst: dst.Addr(), DstPort: dst.Port(), Protocol: strings.ToLower(proto)}
-				res, err := netfilter.Trace(l.rs, pkt, netfilter.TraceOptions{LocalAddrs: l.local})
+				res, err := l.trace(pkt, netfilter.TraceOptions{LocalAddrs: l.local})
 				if err != nil {
 					return err
 				}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -38,7 +39,9 @@ func (s *ruleSource) register(fs *pflag.FlagSet) {
 
 // loaded is a parsed ruleset with what is known about it.
 type loaded struct {
-	rs    *netfilter.Ruleset
+	rs *netfilter.Ruleset
+	// nft is set instead of rs for an nftables ruleset.
+	nft   *netfilter.NftRuleset
 	idx   *explain.Index
 	local []netip.Addr
 	// guessLocal is true when the node's addresses are unknown (a dump from
@@ -92,17 +95,29 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 		}
 		text, live = string(b), true
 	}
-	if looksLikeNft(text) {
-		return nil, errors.New("this is an nftables ruleset (nft list ruleset); tracing nftables rules is not supported yet: give an iptables-save dump")
-	}
-	rs, err := netfilter.ParseIPTables(text)
-	if err != nil {
-		if errors.Is(err, netfilter.ErrNoTables) && live {
-			return nil, errors.New("this node has no iptables rules (is the proxy running here, in iptables mode?)")
+	if live && !strings.Contains(text, ":KUBE-SERVICES") {
+		// A node in nftables mode keeps its rules in nft.
+		if out, err := exec.CommandContext(ctx, "nft", "list", "ruleset").Output(); err == nil && strings.Contains(string(out), "table ip kube-proxy") {
+			text = string(out)
 		}
-		return nil, fmt.Errorf("not an iptables-save dump: %w", err)
 	}
-	l := &loaded{rs: rs, idx: explain.NewIndex(rs)}
+	var l *loaded
+	if netfilter.LooksLikeNft(text) {
+		nrs, err := netfilter.ParseNft(text)
+		if err != nil {
+			return nil, fmt.Errorf("not an nft ruleset: %w", err)
+		}
+		l = &loaded{nft: nrs, idx: explain.NewNftIndex(nrs)}
+	} else {
+		rs, err := netfilter.ParseIPTables(text)
+		if err != nil {
+			if errors.Is(err, netfilter.ErrNoTables) && live {
+				return nil, errors.New("this node has no iptables or nftables Service rules (is a proxy running here?)")
+			}
+			return nil, fmt.Errorf("not an iptables-save dump or nft ruleset: %w", err)
+		}
+		l = &loaded{rs: rs, idx: explain.NewIndex(rs)}
+	}
 	if st != nil {
 		l.idx.AddModel(st)
 	}
@@ -123,24 +138,35 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 	return l, nil
 }
 
-func looksLikeNft(text string) bool {
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		return strings.HasPrefix(line, "table ")
-	}
-	return false
-}
-
 func hostAddrs() []netip.Addr { return interfaceAddrs() }
+
+// trace follows a packet with the tracer for the loaded ruleset.
+func (l *loaded) trace(pkt netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+	if l.nft != nil {
+		return netfilter.TraceNft(l.nft, pkt, o)
+	}
+	return netfilter.Trace(l.rs, pkt, o)
+}
 
 // serviceAddrs are the addresses rules match as destinations (cluster,
 // external and load balancer IPs): never the node's own.
-func serviceAddrs(rs *netfilter.Ruleset) map[netip.Addr]bool {
+func (l *loaded) serviceAddrs() map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
-	for _, t := range rs.Tables {
+	if l.nft != nil {
+		for _, t := range l.nft.Tables {
+			for _, name := range []string{"service-ips", "no-endpoint-services", "cluster-ips"} {
+				if set := t.Sets[name]; set != nil {
+					for _, e := range set.Elements {
+						if a, err := netip.ParseAddr(e.Key[0]); err == nil {
+							out[a] = true
+						}
+					}
+				}
+			}
+		}
+		return out
+	}
+	for _, t := range l.rs.Tables {
 		for _, c := range t.Chains {
 			for _, r := range c.Rules {
 				for _, m := range r.Matches {

@@ -28,8 +28,10 @@ as the kernel would, and print every rule it meets with what that rule means,
 then where the packet ends up: the possible pods with their share of the
 traffic, whether the source is masqueraded, or which rule drops or rejects it.
 
-Rules come from this node (iptables-save), from a saved dump (--rules FILE,
-from any node, svcproxy's or kube-proxy's), or from manifests (--manifests DIR).
+Rules come from this node (iptables-save, or nft list ruleset on a node in
+nftables mode), from a saved dump (--rules FILE: iptables-save or
+nft list ruleset output, from any node, svcproxy's or kube-proxy's), or from
+manifests (--manifests DIR).
 Matches the tracer cannot decide from the packet alone (conntrack state,
 session affinity, interfaces) are listed as assumptions.
 
@@ -79,13 +81,13 @@ Example, the question of a NodePort held by another process:
 			}
 			if l.guessLocal {
 				l.local = []netip.Addr{}
-				if !serviceAddrs(l.rs)[dst.Addr()] {
+				if !l.serviceAddrs()[dst.Addr()] {
 					l.local = append(l.local, dst.Addr())
 					notes = append(notes, fmt.Sprintf("no --local-ip given: %s is taken to be an address of the node the rules came from", dst.Addr()))
 				}
 			}
 			pkt := netfilter.Packet{Src: srcAddr, Dst: dst.Addr(), DstPort: dst.Port(), Protocol: proto, SrcPort: sport}
-			res, err := netfilter.Trace(l.rs, pkt, netfilter.TraceOptions{Direction: dir, LocalAddrs: l.local})
+			res, err := l.trace(pkt, netfilter.TraceOptions{Direction: dir, LocalAddrs: l.local})
 			if err != nil {
 				return err
 			}
@@ -106,7 +108,7 @@ Example, the question of a NodePort held by another process:
 	fs.StringVar(&from, "from", "", "source IP of the packet (default: a host outside the cluster; for --direction local, the node)")
 	fs.StringVar(&proto, "proto", "tcp", "protocol: tcp, udp or sctp")
 	fs.Uint16Var(&sport, "sport", 0, "source port, when it matters (default: any)")
-	fs.StringVar(&direction, "direction", "arriving", "arriving (from the network: nat PREROUTING) or local (from a process on the node: nat OUTPUT)")
+	fs.StringVar(&direction, "direction", "arriving", "arriving (from the network: the prerouting hook) or local (from a process on the node: the output hook)")
 	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

@@ -73,7 +73,7 @@ func TestTraceExplainErrors(t *testing.T) {
 	notDump := filepath.Join(dir, "notes.txt")
 	os.WriteFile(notDump, []byte("hello\n"), 0o644)
 	nft := filepath.Join(dir, "nft.txt")
-	os.WriteFile(nft, []byte("table ip kube-proxy {\n}\n"), 0o644)
+	os.WriteFile(nft, []byte("table ip kube-proxy {\n\tchain services {\n"), 0o644)
 	tests := []struct {
 		name string
 		run  func() error
@@ -82,7 +82,7 @@ func TestTraceExplainErrors(t *testing.T) {
 		{"not a dump", func() error {
 			_, _, err := runCmd(t, newTraceCmd(), "--rules", notDump, "--to", "1.2.3.4:80")
 			return err
-		}, "not an iptables-save dump: line 1"},
+		}, "not an iptables-save dump or nft ruleset: line 1"},
 		{"bad --to", func() error {
 			_, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--to", "192.168.77.1")
 			return err
@@ -95,10 +95,10 @@ func TestTraceExplainErrors(t *testing.T) {
 			_, _, err := runCmd(t, newTraceCmd(), "--rules", upstreamDump, "--to", "1.2.3.4:80", "--local-ip", "x")
 			return err
 		}, `--local-ip "x": not an IP address`},
-		{"nft dump", func() error {
+		{"truncated nft dump", func() error {
 			_, _, err := runCmd(t, newTraceCmd(), "--rules", nft, "--to", "1.2.3.4:80")
 			return err
-		}, "this is an nftables ruleset"},
+		}, "not an nft ruleset: table ip kube-proxy is not closed"},
 		{"unknown Service", func() error {
 			_, _, err := runCmd(t, newExplainCmd(), "default/nope", "--rules", upstreamDump)
 			return err
@@ -117,5 +117,20 @@ func TestTraceExplainErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: err = %v, want one line containing %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestTraceNftDump(t *testing.T) {
+	out, _, err := runCmd(t, newTraceCmd(), "--rules", "../../internal/netfilter/testdata/kube-proxy-nftables-ruleset.txt",
+		"--local-ip", "192.168.77.1", "--to", "192.168.77.1:31443", "--from", "192.0.2.7", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep explain.TraceReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict != "DNAT" || len(rep.Endpoints) != 1 || rep.Endpoints[0] != "10.244.1.9:8443" || rep.Masquerade || rep.Service != "default/lb:https" {
+		t.Errorf("nft trace = %+v", rep)
 	}
 }

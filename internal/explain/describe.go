@@ -11,8 +11,11 @@ import (
 // Describe says in words what a rule on a packet's path did.
 func (idx *Index) Describe(h netfilter.Hop) string {
 	r := h.RuleRef()
-	if r == nil {
+	switch {
+	case r == nil && h.Note == "chain policy":
 		return "end of chain: policy " + strings.TrimPrefix(h.Rule, "policy ")
+	case r == nil:
+		return idx.describeNft(h)
 	}
 	comment := r.Comment()
 	svc := ServiceInComment(comment)

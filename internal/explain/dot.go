@@ -201,3 +201,49 @@ func (rep *TraceReport) WriteDOT(w io.Writer) {
 	}
 	g.write(w)
 }
+
+// WritePathDOT draws a Service from the traces explain made: every chain
+// its entry points' packets pass, and where they end. It needs no
+// knowledge of the ruleset's layout, so it serves nftables rulesets too.
+func (rep *ServiceReport) WritePathDOT(w io.Writer, idx *Index) {
+	g := newDot(rep.Service, "LR")
+	for _, sp := range rep.Ports {
+		for _, e := range sp.Entries {
+			id := fmt.Sprintf("%s %s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
+			label := fmt.Sprintf("%s\n%s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
+			if e.Kind == "NodePort" {
+				id, label = fmt.Sprintf("NodePort %d/%s", e.Port, e.Protocol), fmt.Sprintf("NodePort\n%d/%s", e.Port, e.Protocol)
+			}
+			g.node(id, label, entryAttrs)
+			for _, res := range e.Results {
+				for _, p := range res.Trace.Paths {
+					prev := id
+					for _, h := range p.Hops {
+						if !IsServiceChain(h.Chain) && nftService(h.Chain) == "" {
+							continue // dispatch and filter chains are the same for every Service
+						}
+						label := h.Chain
+						if svc := idx.Service(h.Chain); svc != "" {
+							label += "\n" + svc
+						}
+						g.node(h.Chain, label, "")
+						if prev != h.Chain {
+							g.edge(prev, h.Chain, "")
+						}
+						prev = h.Chain
+					}
+					switch {
+					case p.Verdict == netfilter.VerdictDNAT:
+						to := "ep " + p.DNAT.String()
+						g.node(to, p.DNAT.String(), endpointAttrs)
+						g.edge(prev, to, "DNAT")
+					case p.Verdict == netfilter.VerdictDrop || p.Verdict == netfilter.VerdictReject:
+						g.node(string(p.Verdict), string(p.Verdict), verdictAttrs)
+						g.edge(prev, string(p.Verdict), res.Source)
+					}
+				}
+			}
+		}
+	}
+	g.write(w)
+}

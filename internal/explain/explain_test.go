@@ -204,3 +204,33 @@ func renders(t *testing.T, dot []byte) {
 		t.Fatalf("dot -Tsvg: %v\n%s", err, out)
 	}
 }
+
+func TestExplainNftGolden(t *testing.T) {
+	data, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := netfilter.ParseNft(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := NewNftIndex(rs)
+	if got := idx.Service("endpoint-AFGSLHOD-default/web/tcp/http__10.244.1.5/8080"); got != "default/web:http" {
+		t.Errorf("chain resolves to %q", got)
+	}
+	for _, svc := range []string{"default/lb", "default/empty", "kube-system/kube-dns"} {
+		rep, err := idx.ExplainNft(rs, svc, []netip.Addr{node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text, dot bytes.Buffer
+		rep.WriteText(&text)
+		rep.WritePathDOT(&dot, idx)
+		name := "kube-proxy-nftables-" + strings.ReplaceAll(svc, "/", "-")
+		golden(t, name+".explain.golden", text.Bytes())
+		renders(t, dot.Bytes())
+	}
+	if _, err := idx.ExplainNft(rs, "default/nope", nil); err == nil {
+		t.Error("unknown Service explained")
+	}
+}

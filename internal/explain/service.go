@@ -67,7 +67,6 @@ var externalSource = netip.MustParseAddr("203.0.113.10")
 // each of its entry points from a pod and from outside the cluster.
 // localAddrs are the node's addresses; NodePorts are traced to the first.
 func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []netip.Addr) (*ServiceReport, error) {
-	rep := &ServiceReport{Service: service}
 	byPort := map[string]*ServicePort{}
 	portOf := func(name string) *ServicePort {
 		if p, ok := byPort[name]; ok {
@@ -107,10 +106,18 @@ func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []ne
 			portOf(spn).Chains = append(portOf(spn).Chains, chain)
 		}
 	}
+	return idx.explainPorts(service, byPort, localAddrs, func(e Entry) []source { return allowedSources(rs, e.Chain) },
+		func(pkt netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) { return netfilter.Trace(rs, pkt, o) })
+}
+
+// explainPorts traces every entry point of every port of a Service from
+// representative sources, with the tracer of the ruleset at hand.
+func (idx *Index) explainPorts(service string, byPort map[string]*ServicePort, localAddrs []netip.Addr,
+	extraSources func(Entry) []source, trace func(netfilter.Packet, netfilter.TraceOptions) (*netfilter.Result, error)) (*ServiceReport, error) {
 	if len(byPort) == 0 {
 		return nil, &ErrNoService{Name: service}
 	}
-
+	rep := &ServiceReport{Service: service}
 	node := netip.MustParseAddr("192.0.2.1")
 	if len(localAddrs) > 0 {
 		node = localAddrs[0]
@@ -131,8 +138,8 @@ func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []ne
 			if e.Kind == "NodePort" {
 				dst = node
 			}
-			for _, src := range append(idx.sources(), allowedSources(rs, e.Chain)...) {
-				res, err := netfilter.Trace(rs, netfilter.Packet{Src: src.addr, Dst: dst, Protocol: e.Protocol, DstPort: e.Port},
+			for _, src := range append(idx.sources(), extraSources(*e)...) {
+				res, err := trace(netfilter.Packet{Src: src.addr, Dst: dst, Protocol: e.Protocol, DstPort: e.Port},
 					netfilter.TraceOptions{Direction: netfilter.Arriving, LocalAddrs: localAddrs})
 				if err != nil {
 					return nil, err
@@ -241,7 +248,7 @@ func endpointChains(res *netfilter.Result) []Endpoint {
 				continue
 			}
 			for _, h := range p.Hops {
-				if strings.HasPrefix(h.Chain, "KUBE-SEP-") {
+				if strings.HasPrefix(h.Chain, "KUBE-SEP-") || strings.HasPrefix(h.Chain, "endpoint-") {
 					ep.Chain = h.Chain
 				}
 			}

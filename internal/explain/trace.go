@@ -83,6 +83,9 @@ func (idx *Index) Report(pkt netfilter.Packet, dir netfilter.Direction, res *net
 
 func (idx *Index) hop(h netfilter.Hop) HopReport {
 	hr := HopReport{Table: h.Table, Chain: h.Chain, Rule: h.Rule, Meaning: idx.Describe(h)}
+	if h.RuleRef() == nil {
+		hr.Service = idx.Service(h.Chain) // nftables: the chain name says
+	}
 	if r := h.RuleRef(); r != nil {
 		hr.Service = idx.Service(r.Target)
 		if hr.Service == "" {
@@ -113,9 +116,9 @@ func directionString(d netfilter.Direction) string {
 // WriteText prints a report for people: the rules every path shares once,
 // then each path from where they part.
 func (rep *TraceReport) WriteText(w io.Writer) {
-	where := "arriving at this node (nat PREROUTING)"
+	where := "arriving at this node (prerouting)"
 	if rep.Direction == "local" {
-		where = "sent by a process on this node (nat OUTPUT)"
+		where = "sent by a process on this node (output)"
 	}
 	fmt.Fprintf(w, "%s, %s\n", rep.Packet, where)
 	if rep.Service != "" {

@@ -31,6 +31,8 @@ type NftSet struct {
 type NftElement struct {
 	Key     []string
 	Verdict []string
+	// Comment is the element's comment, unquoted.
+	Comment string
 }
 
 // NftChain is a chain; base chains have a hook.
@@ -225,6 +227,7 @@ func parseElements(body string, isMap bool) ([]NftElement, error) {
 			flush()
 		case t == "comment" && i+1 < len(toks)-1:
 			i++
+			cur.Comment = strings.Trim(toks[i], `"`)
 		case t == ":" && isMap:
 			inVerdict = true
 		case t == ".":

@@ -244,3 +244,27 @@ func TestCleanupLeavesOthersAlone(t *testing.T) {
 		t.Errorf("second cleanup: %s", out)
 	}
 }
+
+// On a node in nftables mode (upstream kube-proxy's layout loaded with real
+// nft), svcproxy trace finds the rules by itself and follows them.
+func TestTraceLiveNftNode(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxFor(t, 30*time.Second)
+	if _, err := w.node.Run(ctx, "nft", "-f", "../../internal/netfilter/testdata/kube-proxy-nftables.nft"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := w.node.Run(ctx, binary, "trace", "--to", w.node.IP.String()+":31080", "--from", "192.0.2.7", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep explain.TraceReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep.Verdict != "DNAT" || len(rep.Endpoints) != 3 || !rep.Masquerade || rep.Service != "default/web:http" {
+		t.Errorf("live nft trace = %+v", rep)
+	}
+	if len(rep.Hops) == 0 || rep.Hops[0].Table != "ip kube-proxy" {
+		t.Errorf("hops should come from the nft table: %+v", rep.Hops)
+	}
+}
