@@ -107,7 +107,9 @@ func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []ne
 		}
 	}
 	return idx.explainPorts(service, byPort, localAddrs, func(e Entry) []source { return allowedSources(rs, e.Chain) },
-		func(pkt netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) { return netfilter.Trace(rs, pkt, o) })
+		func(pkt netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+			return netfilter.Trace(rs, pkt, o)
+		})
 }
 
 // explainPorts traces every entry point of every port of a Service from
