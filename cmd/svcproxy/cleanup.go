@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/svcproxy/svcproxy/internal/config"
-	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/nodeport"
 )
 
@@ -24,8 +23,7 @@ The NodePorts svcproxy added to net.ipv4.ip_local_reserved_ports are given
 back; the operator's own entries stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s := &iptables.Syncer{Runner: iptables.Exec{}}
-			removed, err := s.Cleanup(context.Background())
+			removed, err := bothFamilies().Cleanup(context.Background())
 			if err != nil {
 				return err
 			}

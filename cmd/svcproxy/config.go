@@ -26,7 +26,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	c := &f.cfg
 	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "folder of Service and EndpointSlice manifests (*.yaml, *.yml, *.json), read like kubectl apply -f DIR reads them, and watched for changes")
 	fs.StringVar(&c.HostnameOverride, "hostname-override", c.HostnameOverride, "the name of this node, matched against EndpointSlice nodeName (default: the host name)")
-	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR; traffic to cluster IPs from outside it is masqueraded")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR (for dual-stack, an IPv4 and an IPv6 CIDR separated by a comma); traffic to cluster IPs from outside it is masqueraded")
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
 	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
 	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP); default: every address")
@@ -44,23 +44,32 @@ func (f *proxyFlags) node() (model.Node, error) {
 	return model.Node{Name: strings.ToLower(strings.TrimSpace(name))}, nil
 }
 
-// options turns validated settings into dataplane options. NodePort address
-// CIDRs are matched against the addresses this host has now.
-func (f *proxyFlags) options() (iptables.Options, error) {
+// options turns validated settings into IPv4 dataplane options.
+func (f *proxyFlags) options() (iptables.Options, error) { return f.optionsFor(false) }
+
+// optionsFor turns validated settings into dataplane options for one
+// family. NodePort address CIDRs are matched against the addresses this
+// host has now.
+func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
 	c := &f.cfg
 	if err := c.Validate(); err != nil {
 		return iptables.Options{}, err
 	}
-	o := iptables.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts}
+	o := iptables.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts, IPv6: v6}
 	if c.ClusterCIDR != "" {
-		o.ClusterCIDR = netip.MustParsePrefix(c.ClusterCIDR).Masked()
+		cidrs, _ := config.ClusterCIDRs(c.ClusterCIDR)
+		if v6 {
+			o.ClusterCIDR = cidrs[1]
+		} else {
+			o.ClusterCIDR = cidrs[0]
+		}
 	}
 	for _, spec := range c.NodePortAddresses {
 		switch spec {
 		case "primary":
 			o.NodePortPrimary = true
 		case "all":
-			return iptables.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR}, nil
+			return iptables.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR, IPv6: v6}, nil
 		default:
 			p := netip.MustParsePrefix(spec)
 			for _, a := range interfaceAddrs() {

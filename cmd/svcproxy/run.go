@@ -186,8 +186,18 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		defer ev.Stop()
 		guard.Events = ev
 	}
+	dataplane := iptables.Families{{Runner: iptables.Exec{}, Options: opts}}
+	if iptables.HaveIPv6() {
+		opts6, err := f.optionsFor(true)
+		if err != nil {
+			return err
+		}
+		dataplane = append(dataplane, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: opts6})
+	} else {
+		log.Info("no IPv6 on this node (or no ip6tables): programming IPv4 only")
+	}
 	runner := &proxy.Runner{
-		Dataplane:     &iptables.Syncer{Runner: iptables.Exec{}, Options: opts},
+		Dataplane:     dataplane,
 		Log:           log,
 		MinSyncPeriod: c.MinSyncPeriod,
 		SyncPeriod:    c.SyncPeriod,
@@ -289,9 +299,18 @@ func reserveNodePorts(log *slog.Logger, r *nodeport.Reserver, c *config.Config, 
 	return nil
 }
 
+// bothFamilies are the syncers cleanup works with.
+func bothFamilies() iptables.Families {
+	fs := iptables.Families{{Runner: iptables.Exec{}}}
+	if iptables.HaveIPv6() {
+		fs = append(fs, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: iptables.Options{IPv6: true}})
+	}
+	return fs
+}
+
 // cleanupNode removes the rules and gives back the reserved ports.
 func cleanupNode(log *slog.Logger, stateDir string) error {
-	removed, err := (&iptables.Syncer{Runner: iptables.Exec{}}).Cleanup(context.Background())
+	removed, err := bothFamilies().Cleanup(context.Background())
 	if err != nil {
 		return err
 	}

@@ -80,10 +80,8 @@ func (c *Config) Validate() error {
 		bad("iptables-min-sync-period", "iptables.minSyncPeriod", "%s: must be between 0 and the sync period (%s)", c.MinSyncPeriod, c.SyncPeriod)
 	}
 	if c.ClusterCIDR != "" {
-		if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil {
-			bad("cluster-cidr", "clusterCIDR", "%q: not a CIDR", c.ClusterCIDR)
-		} else if !p.Addr().Is4() {
-			bad("cluster-cidr", "clusterCIDR", "%s: only IPv4 is supported", p)
+		if _, err := ClusterCIDRs(c.ClusterCIDR); err != nil {
+			bad("cluster-cidr", "clusterCIDR", "%v", err)
 		}
 	}
 	for _, a := range c.NodePortAddresses {
@@ -117,6 +115,27 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--kubeconfig and --manifests are alternatives: give one"))
 	}
 	return errors.Join(errs...)
+}
+
+// ClusterCIDRs parses --cluster-cidr: one CIDR, or an IPv4 and an IPv6 CIDR
+// separated by a comma (dual-stack). It returns them by family: [IPv4, IPv6].
+func ClusterCIDRs(v string) ([2]netip.Prefix, error) {
+	var out [2]netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(part))
+		if err != nil {
+			return out, fmt.Errorf("%q: not a CIDR", part)
+		}
+		i := 0
+		if p.Addr().Is6() {
+			i = 1
+		}
+		if out[i].IsValid() {
+			return out, fmt.Errorf("%q: at most one CIDR per family", v)
+		}
+		out[i] = p.Masked()
+	}
+	return out, nil
 }
 
 func validPort(s string) bool {

@@ -23,11 +23,14 @@ type Flow struct {
 	OrigDst     netip.Addr
 	OrigDstPort uint16
 	ReplySrc    netip.Addr
+	// IPv6 is the family of the flow.
+	IPv6 bool
 }
 
 type spKey struct {
 	name  model.ServicePortName
 	proto model.Protocol
+	v6    bool
 }
 
 // Stale returns the entries to delete after going from prev to cur.
@@ -37,7 +40,7 @@ func Stale(prev, cur *model.State) []Flow {
 		for i := range prev.Services {
 			sp := &prev.Services[i]
 			if sp.Protocol == model.UDP {
-				before[spKey{sp.Name, sp.Protocol}] = sp
+				before[spKey{sp.Name, sp.Protocol, sp.ClusterIP.Is6()}] = sp
 			}
 		}
 	}
@@ -48,7 +51,7 @@ func Stale(prev, cur *model.State) []Flow {
 		if sp.Protocol != model.UDP {
 			continue
 		}
-		k := spKey{sp.Name, sp.Protocol}
+		k := spKey{sp.Name, sp.Protocol, sp.ClusterIP.Is6()}
 		seen[k] = true
 		now := usedEndpoints(sp)
 		old, existed := before[k]
@@ -94,13 +97,13 @@ func usedEndpoints(sp *model.ServicePort) map[netip.Addr]bool {
 // frontends are the flows to every address and port the Service answers on,
 // with replies from ep (any when invalid).
 func frontends(sp *model.ServicePort, ep netip.Addr) []Flow {
-	port := uint16(sp.Port)
-	out := []Flow{{OrigDst: sp.ClusterIP, OrigDstPort: port, ReplySrc: ep}}
+	port, v6 := uint16(sp.Port), sp.ClusterIP.Is6()
+	out := []Flow{{OrigDst: sp.ClusterIP, OrigDstPort: port, ReplySrc: ep, IPv6: v6}}
 	for _, ip := range append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...) {
-		out = append(out, Flow{OrigDst: ip, OrigDstPort: port, ReplySrc: ep})
+		out = append(out, Flow{OrigDst: ip, OrigDstPort: port, ReplySrc: ep, IPv6: v6})
 	}
 	if sp.NodePort != 0 {
-		out = append(out, Flow{OrigDstPort: uint16(sp.NodePort), ReplySrc: ep})
+		out = append(out, Flow{OrigDstPort: uint16(sp.NodePort), ReplySrc: ep, IPv6: v6})
 	}
 	return out
 }
@@ -118,8 +121,18 @@ func (c *Cleaner) Synced(st *model.State) {
 	if len(flows) == 0 {
 		return
 	}
-	filters := make([]netlink.CustomConntrackFilter, 0, len(flows))
+	for _, family := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		c.delete(family, flows)
+	}
+}
+
+// delete removes the flows of one family.
+func (c *Cleaner) delete(family netlink.InetFamily, flows []Flow) {
+	var filters []netlink.CustomConntrackFilter
 	for _, f := range flows {
+		if f.IPv6 != (family == unix.AF_INET6) {
+			continue
+		}
 		cf := &netlink.ConntrackFilter{}
 		_ = cf.AddProtocol(unix.IPPROTO_UDP)
 		if f.OrigDst.IsValid() {
@@ -131,7 +144,10 @@ func (c *Cleaner) Synced(st *model.State) {
 		}
 		filters = append(filters, cf)
 	}
-	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+	if len(filters) == 0 {
+		return
+	}
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
 	if err != nil {
 		c.Log.Error("deleting stale UDP conntrack entries", "err", err)
 		return

@@ -80,11 +80,11 @@ func Build(in Input, node Node) (State, []error) {
 	errs = append(errs, epErrs...)
 	for i := range ports {
 		sp := &ports[i]
-		sp.Endpoints = eps.forPort(sp.Name, sp.Protocol)
+		sp.Endpoints = eps.forPort(sp.Name, sp.Protocol, sp.ClusterIP.Is6())
 		applyTopology(sp.Endpoints, node)
 	}
 	slices.SortFunc(ports, func(a, b ServicePort) int {
-		return cmp.Or(cmp.Compare(a.Name.String(), b.Name.String()), cmp.Compare(a.Protocol, b.Protocol))
+		return cmp.Or(cmp.Compare(a.Name.String(), b.Name.String()), cmp.Compare(a.Protocol, b.Protocol), a.ClusterIP.Compare(b.ClusterIP))
 	})
 	return State{Services: ports, Node: node}, errs
 }
@@ -131,12 +131,9 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 	if svc.Spec.ClusterIP == "" {
 		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("required: without an API server nothing allocates one; set an address from the service CIDR, or \"None\" for a headless Service")}
 	}
-	clusterIP, perr := netip.ParseAddr(svc.Spec.ClusterIP)
-	if perr != nil {
-		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("%q is not an IP address", svc.Spec.ClusterIP)}
-	}
-	if !clusterIP.Is4() {
-		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("%s: only IPv4 Services are supported", clusterIP)}
+	clusterIPs, ferr := clusterIPsOf(svc)
+	if ferr != nil {
+		return nil, false, ferr
 	}
 	if len(svc.Spec.Ports) == 0 {
 		return nil, false, &ObjectError{Field: "spec.ports", Err: fmt.Errorf("a Service with a cluster IP needs at least one port")}
@@ -182,17 +179,62 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 			// as the API server would clear it.
 			nodePort = 0
 		}
-		sp := common
-		sp.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name}
-		sp.Protocol, sp.ClusterIP, sp.Port, sp.NodePort = proto, clusterIP, p.Port, nodePort
-		sp.ExternalPolicyLocal = sp.ExternalPolicyLocal && sp.ExternallyAccessible()
-		ports = append(ports, sp)
+		// A dual-stack Service is one ServicePort per family, each with
+		// that family's addresses.
+		for _, clusterIP := range clusterIPs {
+			sp := common.forFamily(clusterIP.Is6())
+			sp.Name = ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name}
+			sp.Protocol, sp.ClusterIP, sp.Port, sp.NodePort = proto, clusterIP, p.Port, nodePort
+			sp.ExternalPolicyLocal = sp.ExternalPolicyLocal && sp.ExternallyAccessible()
+			ports = append(ports, sp)
+		}
 	}
 	return ports, false, nil
 }
 
-// serviceWide reads the settings every port of a Service shares. IPv6
-// addresses are left for the IPv6 family, which is not programmed yet.
+// clusterIPsOf returns spec.clusterIPs (or spec.clusterIP), at most one
+// per family.
+func clusterIPsOf(svc *corev1.Service) ([]netip.Addr, *ObjectError) {
+	list := svc.Spec.ClusterIPs
+	field := "spec.clusterIPs"
+	if len(list) == 0 {
+		list, field = []string{svc.Spec.ClusterIP}, "spec.clusterIP"
+	}
+	if len(list) > 2 {
+		return nil, &ObjectError{Field: field, Err: fmt.Errorf("at most one address per family (IPv4, IPv6)")}
+	}
+	var out []netip.Addr
+	for i, s := range list {
+		a, err := netip.ParseAddr(s)
+		f := field
+		if field == "spec.clusterIPs" {
+			f = fmt.Sprintf("%s[%d]", field, i)
+		}
+		if err != nil {
+			return nil, &ObjectError{Field: f, Err: fmt.Errorf("%q is not an IP address", s)}
+		}
+		if len(out) == 1 && out[0].Is6() == a.Is6() {
+			return nil, &ObjectError{Field: f, Err: fmt.Errorf("%s: a dual-stack Service needs one address of each family", a)}
+		}
+		out = append(out, a.Unmap())
+	}
+	if svc.Spec.ClusterIP != "" && len(svc.Spec.ClusterIPs) > 0 && svc.Spec.ClusterIP != svc.Spec.ClusterIPs[0] {
+		return nil, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("%q must equal spec.clusterIPs[0] %q", svc.Spec.ClusterIP, svc.Spec.ClusterIPs[0])}
+	}
+	return out, nil
+}
+
+// forFamily keeps the addresses and ranges of one family.
+func (sp ServicePort) forFamily(v6 bool) ServicePort {
+	keep := func(a netip.Addr) bool { return a.Is6() == v6 }
+	sp.ExternalIPs = slices.DeleteFunc(slices.Clone(sp.ExternalIPs), func(a netip.Addr) bool { return !keep(a) })
+	sp.LoadBalancerIPs = slices.DeleteFunc(slices.Clone(sp.LoadBalancerIPs), func(a netip.Addr) bool { return !keep(a) })
+	sp.SourceRanges = slices.DeleteFunc(slices.Clone(sp.SourceRanges), func(p netip.Prefix) bool { return !keep(p.Addr()) })
+	return sp
+}
+
+// serviceWide reads the settings every port of a Service shares, for both
+// families (forFamily splits them).
 func serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
 	var sp ServicePort
 	for i, s := range svc.Spec.ExternalIPs {
@@ -200,9 +242,7 @@ func serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
 		if err != nil {
 			return sp, &ObjectError{Field: fmt.Sprintf("spec.externalIPs[%d]", i), Err: fmt.Errorf("%q is not an IP address", s)}
 		}
-		if a.Is4() {
-			sp.ExternalIPs = append(sp.ExternalIPs, a)
-		}
+		sp.ExternalIPs = append(sp.ExternalIPs, a.Unmap())
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for i, ing := range svc.Status.LoadBalancer.Ingress {
@@ -213,18 +253,14 @@ func serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
 			if err != nil {
 				return sp, &ObjectError{Field: fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), Err: fmt.Errorf("%q is not an IP address", ing.IP)}
 			}
-			if a.Is4() {
-				sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a)
-			}
+			sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a.Unmap())
 		}
 		for i, r := range svc.Spec.LoadBalancerSourceRanges {
 			p, err := netip.ParsePrefix(strings.TrimSpace(r))
 			if err != nil {
 				return sp, &ObjectError{Field: fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i), Err: fmt.Errorf("%q is not a CIDR", r)}
 			}
-			if p.Addr().Is4() {
-				sp.SourceRanges = append(sp.SourceRanges, p.Masked())
-			}
+			sp.SourceRanges = append(sp.SourceRanges, p.Masked())
 		}
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 			sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort

@@ -56,7 +56,9 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 		{name: "other-proxy", mutate: func(s *corev1.Service) { s.Labels = map[string]string{ServiceProxyNameLabel: "x"} }, skipped: true},
 		{name: "no-cluster-ip", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "" }, wantErr: "Service default/no-cluster-ip: spec.clusterIP: required"},
 		{name: "bad-ip", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.300" }, wantErr: `spec.clusterIP: "10.96.0.300" is not an IP address`},
-		{name: "ipv6", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "fd00::1" }, wantErr: "spec.clusterIP: fd00::1: only IPv4"},
+		{name: "ipv6", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "fd00::1" }},
+		{name: "two-ipv4", mutate: func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.10", "10.96.0.11"} },
+			wantErr: "spec.clusterIPs[1]: 10.96.0.11: a dual-stack Service needs one address of each family"},
 		{name: "port-range", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Port = 70000 }, wantErr: "spec.ports[0].port: 70000: must be between 1 and 65535"},
 		{name: "nodeport-missing", mutate: func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 0 }, wantErr: "spec.ports[0].nodePort: required for type NodePort"},
 		{name: "bad-protocol", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Protocol = "ICMP" }, wantErr: `spec.ports[0].protocol: "ICMP"`},
@@ -123,7 +125,7 @@ func TestBuildEndpoints(t *testing.T) {
 		slice("other", "not-web", 8080, "http", endpoint("10.244.9.9", "node-1", nil)),
 	}
 	st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: slices}, Node{Name: "node-1"})
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `EndpointSlice default/web-2: endpoints[2].addresses[0]: "not-an-ip"`) {
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `EndpointSlice default/web-2: endpoints[2].addresses[0]: "not-an-ip" is not an IPv4 address`) {
 		t.Errorf("errs = %v", errs)
 	}
 	http, _ := lookup(&st, ServicePortName{Namespace: "default", Name: "web", Port: "http"})
@@ -200,4 +202,29 @@ func lookup(s *State, name ServicePortName) (*ServicePort, bool) {
 		}
 	}
 	return nil, false
+}
+
+func TestBuildDualStack(t *testing.T) {
+	s := svc("web", func(s *corev1.Service) {
+		s.Spec.ClusterIPs = []string{"10.96.0.10", "fd00:96::10"}
+		s.Spec.ExternalIPs = []string{"192.0.2.50", "2001:db8::50"}
+	})
+	v6 := slice("web-v6", "web", 80, "", endpoint("fd00:10:244::5", "node-1", nil))
+	v6.AddressType = discoveryv1.AddressTypeIPv6
+	st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: []*discoveryv1.EndpointSlice{
+		slice("web-v4", "web", 80, "", endpoint("10.244.0.5", "node-1", nil)), v6,
+	}}, Node{Name: "node-1"})
+	if len(errs) > 0 || len(st.Services) != 2 {
+		t.Fatalf("errs=%v services=%d, want one port per family", errs, len(st.Services))
+	}
+	v4p, v6p := st.Services[0], st.Services[1]
+	if v4p.ClusterIP.String() != "10.96.0.10" || v6p.ClusterIP.String() != "fd00:96::10" || v4p.NodePort != v6p.NodePort {
+		t.Errorf("ports: %v %v", v4p.ClusterIP, v6p.ClusterIP)
+	}
+	if len(v4p.Endpoints) != 1 || !v4p.Endpoints[0].IP.Is4() || len(v6p.Endpoints) != 1 || !v6p.Endpoints[0].IP.Is6() {
+		t.Errorf("endpoints not split by family: %v / %v", v4p.Endpoints, v6p.Endpoints)
+	}
+	if len(v4p.ExternalIPs) != 1 || !v4p.ExternalIPs[0].Is4() || len(v6p.ExternalIPs) != 1 || !v6p.ExternalIPs[0].Is6() {
+		t.Errorf("external IPs not split by family: %v / %v", v4p.ExternalIPs, v6p.ExternalIPs)
+	}
 }

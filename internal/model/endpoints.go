@@ -15,14 +15,15 @@ type endpointKey struct {
 	service  string // namespace/name
 	port     string
 	protocol Protocol
+	v6       bool
 }
 
 type endpointIndex map[endpointKey][]Endpoint
 
 // forPort returns the endpoints of one Service port, sorted and de-duplicated
 // (several slices of one Service may list the same address).
-func (idx endpointIndex) forPort(name ServicePortName, proto Protocol) []Endpoint {
-	eps := slices.Clone(idx[endpointKey{service: name.ServiceName(), port: name.Port, protocol: proto}])
+func (idx endpointIndex) forPort(name ServicePortName, proto Protocol, v6 bool) []Endpoint {
+	eps := slices.Clone(idx[endpointKey{service: name.ServiceName(), port: name.Port, protocol: proto, v6: v6}])
 	slices.SortFunc(eps, func(a, b Endpoint) int {
 		return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
 	})
@@ -44,10 +45,13 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 			fail("metadata.labels", fmt.Errorf("label %s is required to tie the slice to its Service", discoveryv1.LabelServiceName))
 			continue
 		}
+		v6 := false
 		switch s.AddressType {
 		case discoveryv1.AddressTypeIPv4:
-		case discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN:
-			// Not programmed in IPv4 iptables mode; nothing is wrong with the slice.
+		case discoveryv1.AddressTypeIPv6:
+			v6 = true
+		case discoveryv1.AddressTypeFQDN:
+			// Not something a proxy can send traffic to; nothing is wrong.
 			continue
 		default:
 			fail("addressType", fmt.Errorf("%q: must be IPv4, IPv6 or FQDN", s.AddressType))
@@ -72,10 +76,11 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 			}
 			// Like upstream, only the first address of an endpoint is used.
 			ip, err := netip.ParseAddr(ep.Addresses[0])
-			if err != nil || !ip.Is4() {
-				fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an IPv4 address", ep.Addresses[0]))
+			if err != nil || ip.Unmap().Is6() != v6 {
+				fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an %s address", ep.Addresses[0], s.AddressType))
 				continue
 			}
+			ip = ip.Unmap()
 			e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
 			if h := ep.Hints; h != nil {
 				for _, z := range h.ForZones {
@@ -112,7 +117,7 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 			if p.Name != nil {
 				name = *p.Name
 			}
-			k := endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto}
+			k := endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto, v6: v6}
 			for _, e := range usable {
 				e.Port = *p.Port
 				idx[k] = append(idx[k], e)

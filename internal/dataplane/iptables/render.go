@@ -24,6 +24,9 @@ type Options struct {
 	// NodePortPrimary adds the node's primary addresses (from its Node
 	// object) to NodePortAddresses ("primary").
 	NodePortPrimary bool
+	// IPv6 renders the IPv6 family (ip6tables); the other family's Service
+	// ports are left out. ClusterCIDR must be of the same family.
+	IPv6 bool
 }
 
 // Ruleset is a rendered ruleset: per table, the chains it owns and the rules
@@ -56,22 +59,27 @@ func (t *TableRules) size() int {
 // options always give the same bytes.
 func Render(st *model.State, opts Options) *Ruleset {
 	r := &renderer{opts: opts}
-	total := 0
+	total, ports := 0, 0
 	for i := range st.Services {
-		total += len(st.Services[i].Endpoints)
+		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
+			total += len(st.Services[i].Endpoints)
+			ports++
+		}
 	}
 	r.largeCluster = total > largeClusterEndpoints
 	// Sized from what a Service port and an endpoint take, so the buffers
 	// are not regrown (and copied) while rendering large clusters.
-	r.nat.rules.Grow(total*400 + len(st.Services)*600)
-	r.nat.chains = make([]string, 0, 8+total+3*len(st.Services))
-	r.natServices.Grow(len(st.Services) * 160)
-	r.natNodePorts.Grow(len(st.Services) * 130)
+	r.nat.rules.Grow(total*400 + ports*600)
+	r.nat.chains = make([]string, 0, 8+total+3*ports)
+	r.natServices.Grow(ports * 160)
+	r.natNodePorts.Grow(ports * 130)
 	r.filter.chains = []string{chainServices, chainExternalServices, chainNodePorts, chainForward, chainFirewall, chainProxyFirewall}
 	r.nat.chains = []string{chainServices, chainNodePorts, chainMarkMasq, chainPostrouting}
 	r.fixedRules()
 	for i := range st.Services {
-		r.servicePort(&st.Services[i])
+		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
+			r.servicePort(&st.Services[i])
+		}
 	}
 	// Must stay the last rule(s) of nat KUBE-SERVICES: node ports are
 	// matched only after every cluster IP.
@@ -81,10 +89,14 @@ func Render(st *model.State, opts Options) *Ruleset {
 		// neighbour that sends to 127.0.0.1 (possible once route_localnet
 		// is set) reach them too; here such packets skip the NodePorts and
 		// are dropped by KUBE-FIREWALL (CVE-2020-8558).
-		if opts.LocalhostNodePorts {
+		switch {
+		case opts.IPv6:
+			// IPv6 has no route_localnet: ::1 never reaches a NodePort.
+			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"block localhost nodeports"`, "-d", "::1/128", "-j", "RETURN")
+		case opts.LocalhostNodePorts:
 			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"localhost NodePorts answer only this node"`,
 				"!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8", "-j", "RETURN")
-		} else {
+		default:
 			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"block localhost nodeports"`, "-d", "127.0.0.0/8", "-j", "RETURN")
 		}
 		r.natServices.line("-A", chainServices, "-m", "comment", "--comment", npComment,
@@ -132,7 +144,7 @@ func (r *renderer) fixedRules() {
 	n.line("-A", chainPostrouting, "-m", "comment", "--comment", `"kubernetes service traffic requiring SNAT"`, "-j", "MASQUERADE", "--random-fully")
 
 	f := &r.filter.rules
-	if r.opts.LocalhostNodePorts {
+	if r.opts.LocalhostNodePorts && !r.opts.IPv6 {
 		f.line("-A", chainFirewall, "-m", "comment", "--comment", `"block incoming localnet connections"`,
 			"-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
 	}
@@ -371,7 +383,7 @@ func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
 	out := []netip.Addr{}
 	seen := map[netip.Addr]bool{}
 	add := func(a netip.Addr) {
-		if a.Is4() && !seen[a] {
+		if a.Is6() == opts.IPv6 && !seen[a] {
 			seen[a] = true
 			out = append(out, a)
 		}
@@ -379,8 +391,13 @@ func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
 	for _, a := range opts.NodePortAddresses {
 		add(a)
 	}
-	if opts.NodePortPrimary && len(st.Node.IPs) > 0 {
-		add(st.Node.IPs[0])
+	if opts.NodePortPrimary {
+		for _, ip := range st.Node.IPs {
+			if ip.Is6() == opts.IPv6 {
+				add(ip)
+				break
+			}
+		}
 	}
 	return out
 }
