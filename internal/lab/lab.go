@@ -27,6 +27,9 @@ type Config struct {
 	// ControlPlane adds a namespace on the LAN for an API server
 	// (ControlPlaneIP); see StartControlPlane.
 	ControlPlane bool
+	// IPv6 gives every node, pod and the client an IPv6 address too
+	// (fd00:77::/64 on the LAN, fd00:10:244:<node>::/64 for pods).
+	IPv6 bool
 }
 
 // PodSpec is one pod: it answers HTTP on each TCP port and datagrams on each
@@ -48,7 +51,9 @@ type Lab struct {
 	Nodes    []*Node
 	Client   *NS
 	ClientIP netip.Addr
-	Pods     []*Pod
+	// ClientIP6 is the client's IPv6 address (with Config.IPv6).
+	ClientIP6 netip.Addr
+	Pods      []*Pod
 	// CP is the control-plane namespace, when Config.ControlPlane is set.
 	CP *NS
 
@@ -64,13 +69,19 @@ type Node struct {
 	IP       netip.Addr
 	PodCIDR  netip.Prefix
 	gateway  netip.Addr
+	// IP6, PodCIDR6 and gateway6 are set with Config.IPv6.
+	IP6      netip.Addr
+	PodCIDR6 netip.Prefix
+	gateway6 netip.Addr
 }
 
 // Pod is a running pod.
 type Pod struct {
 	NS
-	Spec    PodSpec
-	IP      netip.Addr
+	Spec PodSpec
+	IP   netip.Addr
+	// IP6 is set with Config.IPv6.
+	IP6     netip.Addr
 	servers []io.Closer
 }
 
@@ -91,6 +102,17 @@ var lanGateway = netip.AddrFrom4([4]byte{192, 168, 77, 254})
 
 // ClientIP is the LAN address of the client outside the cluster.
 var ClientIP = netip.AddrFrom4([4]byte{192, 168, 77, 2})
+
+// NodeIP6 and ClientIP6 are the IPv6 LAN addresses, mirroring the IPv4 ones.
+func NodeIP6(i int) netip.Addr {
+	b := NodeIP(i).As4()
+	return netip.MustParseAddr(fmt.Sprintf("fd00:77::%x", b[3]))
+}
+
+// ClientIP6 is the client's IPv6 LAN address.
+var ClientIP6 = netip.MustParseAddr("fd00:77::2")
+
+func podNet6(node int) string { return fmt.Sprintf("fd00:10:244:%x::", node) }
 
 // Build creates the namespaces, links, routes and pod servers. On error
 // everything created so far is removed.
@@ -132,6 +154,20 @@ func Build(ctx context.Context, cfg Config) (l *Lab, err error) {
 		if err := l.attachLAN(ctx, &n.NS, "n"+strconv.Itoa(i+1), n.IP); err != nil {
 			return nil, err
 		}
+		if cfg.IPv6 {
+			n.IP6 = NodeIP6(i)
+			n.PodCIDR6 = netip.MustParsePrefix(podNet6(i) + "/64")
+			n.gateway6 = netip.MustParseAddr(podNet6(i) + "1")
+			if err := ipCmds(ctx,
+				[]string{"-n", n.Name, "addr", "add", n.IP6.String() + "/64", "dev", "eth0", "nodad"},
+				[]string{"-n", n.Name, "-6", "route", "add", "default", "via", "fd00:77::fe"},
+			); err != nil {
+				return nil, err
+			}
+			if _, err := n.Run(ctx, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"); err != nil {
+				return nil, err
+			}
+		}
 		// Like a real node, it has a default route, so that packets to a
 		// cluster IP (which no interface owns) reach nat OUTPUT instead of
 		// failing with "network is unreachable". The gateway does not exist:
@@ -151,6 +187,11 @@ func Build(ctx context.Context, cfg Config) (l *Lab, err error) {
 				if err := ipCmds(ctx, []string{"-n", n.Name, "route", "add", other.PodCIDR.String(), "via", other.IP.String()}); err != nil {
 					return nil, err
 				}
+				if cfg.IPv6 {
+					if err := ipCmds(ctx, []string{"-n", n.Name, "-6", "route", "add", other.PodCIDR6.String(), "via", other.IP6.String()}); err != nil {
+						return nil, err
+					}
+				}
 			}
 		}
 	}
@@ -161,6 +202,12 @@ func Build(ctx context.Context, cfg Config) (l *Lab, err error) {
 	l.ClientIP = ClientIP
 	if err := l.attachLAN(ctx, l.Client, "c1", l.ClientIP); err != nil {
 		return nil, err
+	}
+	if cfg.IPv6 {
+		l.ClientIP6 = ClientIP6
+		if err := ipCmds(ctx, []string{"-n", l.Client.Name, "addr", "add", ClientIP6.String() + "/64", "dev", "eth0", "nodad"}); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ControlPlane {
 		if l.CP, err = l.addNS(ctx, "cp"); err != nil {
@@ -178,8 +225,12 @@ func Build(ctx context.Context, cfg Config) (l *Lab, err error) {
 		if !spec.IP.IsValid() {
 			spec.IP = netip.AddrFrom4([4]byte{10, 244, byte(spec.Node), byte(10 + perNode[spec.Node])})
 		}
+		ip6 := netip.Addr{}
+		if cfg.IPv6 {
+			ip6 = netip.MustParseAddr(fmt.Sprintf("%s%x", podNet6(spec.Node), 16+perNode[spec.Node]))
+		}
 		perNode[spec.Node]++
-		p, err := l.addPod(ctx, i, spec)
+		p, err := l.addPod(ctx, i, spec, ip6)
 		if err != nil {
 			return nil, err
 		}
@@ -210,13 +261,13 @@ func (l *Lab) attachLAN(ctx context.Context, ns *NS, lanSide string, addr netip.
 // addPod wires a pod to its node: a veth with the pod's /32 on one side and
 // the node's pod gateway on the other, routed rather than bridged so that
 // pod-to-pod traffic on one node goes through the node's netfilter.
-func (l *Lab) addPod(ctx context.Context, idx int, spec PodSpec) (*Pod, error) {
+func (l *Lab) addPod(ctx context.Context, idx int, spec PodSpec, ip6 netip.Addr) (*Pod, error) {
 	node := l.Nodes[spec.Node]
 	ns, err := l.addNS(ctx, "pod-"+spec.Name)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pod{NS: *ns, Spec: spec, IP: spec.IP}
+	p := &Pod{NS: *ns, Spec: spec, IP: spec.IP, IP6: ip6}
 	hostSide := "vp" + strconv.Itoa(idx)
 	if err := ipCmds(ctx,
 		[]string{"link", "add", "eth0", "netns", p.Name, "type", "veth", "peer", "name", hostSide, "netns", node.Name},
@@ -229,6 +280,17 @@ func (l *Lab) addPod(ctx context.Context, idx int, spec PodSpec) (*Pod, error) {
 		[]string{"-n", p.Name, "route", "add", "default", "via", node.gateway.String()},
 	); err != nil {
 		return nil, err
+	}
+	if ip6.IsValid() {
+		if err := ipCmds(ctx,
+			[]string{"-n", node.Name, "addr", "add", node.gateway6.String() + "/128", "dev", hostSide, "nodad"},
+			[]string{"-n", node.Name, "-6", "route", "add", ip6.String() + "/128", "dev", hostSide},
+			[]string{"-n", p.Name, "addr", "add", ip6.String() + "/128", "dev", "eth0", "nodad"},
+			[]string{"-n", p.Name, "-6", "route", "add", node.gateway6.String(), "dev", "eth0"},
+			[]string{"-n", p.Name, "-6", "route", "add", "default", "via", node.gateway6.String()},
+		); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.serve(); err != nil {
 		return nil, err

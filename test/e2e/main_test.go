@@ -73,13 +73,19 @@ type world struct {
 
 func newWorld(t *testing.T, pods ...lab.PodSpec) *world {
 	t.Helper()
+	return newWorldCfg(t, lab.Config{Nodes: 1, Pods: pods})
+}
+
+// newWorldCfg builds a lab from cfg (its prefix is chosen here).
+func newWorldCfg(t *testing.T, cfg lab.Config) *world {
+	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prefix := fmt.Sprintf("svt%d-%d", os.Getpid()%100000, labSeq.Add(1))
-	l, err := lab.Build(ctx, lab.Config{Prefix: prefix, Nodes: 1, Pods: pods})
+	cfg.Prefix = fmt.Sprintf("svt%d-%d", os.Getpid()%100000, labSeq.Add(1))
+	l, err := lab.Build(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -261,6 +261,28 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "ipv6",
+			state: model.State{Services: []model.ServicePort{
+				azureVoteFront(ep("10.244.0.10", 80)), // the IPv4 port is left to iptables
+				func() model.ServicePort {
+					sp := azureVoteFront(ep("fd00:10:244::10", 80), ep("fd00:10:244::11", 80))
+					sp.ClusterIP = netip.MustParseAddr("fd00:96::10")
+					return sp
+				}(),
+			}},
+			opts: Options{IPv6: true, ClusterCIDR: netip.MustParsePrefix("fd00:10:244::/48"), LocalhostNodePorts: true},
+			traces: []traceCase{
+				{"IPv6 NodePort from outside", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:77::1]:30450",
+					"DNAT to [fd00:10:244::10]:80 (50%), [fd00:10:244::11]:80 (50%); masqueraded"},
+				{"IPv6 cluster IP from a pod keeps its source", netfilter.Arriving, "fd00:10:244::20", "tcp", "[fd00:96::10]:80",
+					"DNAT to [fd00:10:244::10]:80 (50%), [fd00:10:244::11]:80 (50%); source kept"},
+				{"the IPv4 cluster IP is not in the IPv6 rules", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.0.10:80",
+					"NONE (no rule changes the packet)"},
+				{"no localhost NodePorts over ::1", netfilter.Local, "::1", "tcp", "[::1]:30450",
+					"NONE (no rule changes the packet)"},
+			},
+		},
+		{
 			name:  "no-cluster-cidr",
 			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}},
 			opts:  Options{LocalhostNodePorts: true},
@@ -305,7 +327,7 @@ func assertTrace(t *testing.T, rs *netfilter.Ruleset, tc traceCase) {
 	dst := netip.MustParseAddrPort(tc.dst)
 	res, err := netfilter.Trace(rs, netfilter.Packet{
 		Src: netip.MustParseAddr(tc.src), Dst: dst.Addr(), Protocol: tc.proto, DstPort: dst.Port(),
-	}, netfilter.TraceOptions{Direction: tc.dir, LocalAddrs: []netip.Addr{nodeIP}})
+	}, netfilter.TraceOptions{Direction: tc.dir, LocalAddrs: []netip.Addr{nodeIP, netip.MustParseAddr("fd00:77::1")}})
 	if err != nil {
 		t.Fatalf("%s: %v", tc.name, err)
 	}
