@@ -369,3 +369,20 @@ func TestLargeClusterDropsEndpointComments(t *testing.T) {
 		t.Errorf("traced %d destinations, want 1001", len(d))
 	}
 }
+
+// --nodeport-addresses=primary: NodePorts answer on the node's primary
+// address of the family, from its Node object.
+func TestNodePortAddressesPrimary(t *testing.T) {
+	st := model.State{
+		Services: []model.ServicePort{azureVoteFront(ep("10.244.0.10", 80))},
+		Node:     model.Node{Name: "node-1", IPs: []netip.Addr{netip.MustParseAddr("fd00:77::1"), netip.MustParseAddr("192.168.77.1"), netip.MustParseAddr("192.168.77.9")}},
+	}
+	out := string(Compose(Render(&st, Options{NodePortPrimary: true}), nil))
+	if !strings.Contains(out, "-d 192.168.77.1 -j KUBE-NODEPORTS") || strings.Contains(out, "192.168.77.9") || strings.Contains(out, "--dst-type LOCAL -j KUBE-NODEPORTS") {
+		t.Errorf("primary NodePort address not used alone:\n%s", out)
+	}
+	st.Node.IPs = nil
+	if out := string(Compose(Render(&st, Options{NodePortPrimary: true}), nil)); strings.Contains(out, "-j KUBE-NODEPORTS\n") && strings.Contains(out, "--dst-type LOCAL -j KUBE-NODEPORTS") {
+		t.Error("with no known primary address NodePorts must not open on every address")
+	}
+}
