@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -179,6 +180,9 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	defer svcHealth.Close()
 	m := metrics.New()
 	ct := &conntrack.Cleaner{Log: log}
+	// Trigger times of endpoint changes not yet in the kernel.
+	var pendingMu sync.Mutex
+	var pending []time.Time
 	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m}
 	defer guard.Close()
 	if ks, ok := src.(*kube.Source); ok {
@@ -186,13 +190,13 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		defer ev.Stop()
 		guard.Events = ev
 	}
-	dataplane := iptables.Families{{Runner: iptables.Exec{}, Options: opts}}
+	dataplane := iptables.Families{{Runner: iptables.Exec{}, Options: opts, Metrics: m}}
 	if iptables.HaveIPv6() {
 		opts6, err := f.optionsFor(true)
 		if err != nil {
 			return err
 		}
-		dataplane = append(dataplane, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: opts6})
+		dataplane = append(dataplane, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: opts6, Metrics: m})
 	} else {
 		log.Info("no IPv6 on this node (or no ip6tables): programming IPv4 only")
 	}
@@ -203,6 +207,12 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		SyncPeriod:    c.SyncPeriod,
 		Metrics:       m,
 		OnSynced: func(st *model.State) {
+			pendingMu.Lock()
+			for _, t := range pending {
+				m.ObserveProgramming(time.Since(t))
+			}
+			pending = nil
+			pendingMu.Unlock()
 			ct.Synced(st)
 			if c.NodePortReservation == "ports" {
 				if err := reserveNodePorts(log, reserver, c, st); err != nil {
@@ -231,8 +241,15 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	log.Info("starting svcproxy", "mode", "iptables", "node", node.Name, "clusterCIDR", c.ClusterCIDR,
 		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
 	srcErr := make(chan error, 1)
+	var prev model.Input
 	go func() {
 		srcErr <- src.Run(ctx, func(in model.Input, objErrs []error) {
+			cs := model.Changes(prev, in)
+			prev = in
+			m.CountChanges(cs.Services, cs.EndpointSlices)
+			pendingMu.Lock()
+			pending = append(pending, cs.Triggers...)
+			pendingMu.Unlock()
 			st, buildErrs := model.Build(in, node)
 			for _, e := range append(objErrs, buildErrs...) {
 				log.Error("skipping object: "+e.Error(), "err", e)

@@ -22,6 +22,10 @@ type Metrics struct {
 	lastSync          prometheus.Gauge
 	restoreFailures   prometheus.Counter
 	nodePortConflicts *prometheus.GaugeVec
+	rulesTotal        *prometheus.GaugeVec
+	serviceChanges    prometheus.Counter
+	endpointChanges   prometheus.Counter
+	programming       prometheus.Histogram
 }
 
 // New registers the collectors in a fresh registry.
@@ -46,7 +50,25 @@ func New() *Metrics {
 			Help: "Number of other processes holding a NodePort (listening, or as the local port of a connection)",
 		}, []string{"port", "protocol"}),
 	}
+	m.rulesTotal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kubeproxy_sync_proxy_rules_iptables_total",
+		Help: "Total number of iptables rules owned by svcproxy",
+	}, []string{"table"})
+	m.serviceChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kubeproxy_sync_proxy_rules_service_changes_total",
+		Help: "Cumulative Services added, changed or removed",
+	})
+	m.endpointChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+		Help: "Cumulative EndpointSlices added, changed or removed",
+	})
+	m.programming = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kubeproxy_network_programming_duration_seconds",
+		Help:    "In-cluster network programming latency: from an endpoints change (its trigger time) to the rules being in the kernel",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+	})
 	m.Registry.MustRegister(m.syncDuration, m.lastSync, m.restoreFailures, m.nodePortConflicts,
+		m.rulesTotal, m.serviceChanges, m.endpointChanges, m.programming,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -60,6 +82,18 @@ func (m *Metrics) ObserveSync(took time.Duration, err error) {
 	}
 	m.lastSync.SetToCurrentTime()
 }
+
+// SetRules records how many rules svcproxy owns in a table.
+func (m *Metrics) SetRules(table string, n int) { m.rulesTotal.WithLabelValues(table).Set(float64(n)) }
+
+// CountChanges adds to the Service and EndpointSlice change counters.
+func (m *Metrics) CountChanges(services, slices int) {
+	m.serviceChanges.Add(float64(services))
+	m.endpointChanges.Add(float64(slices))
+}
+
+// ObserveProgramming records one change's way into the kernel.
+func (m *Metrics) ObserveProgramming(d time.Duration) { m.programming.Observe(d.Seconds()) }
 
 // SetNodePortConflict records how many processes hold a NodePort; 0
 // removes the series.

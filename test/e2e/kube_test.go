@@ -161,6 +161,11 @@ func TestKubeAPIServer(t *testing.T) {
 			return err
 		})
 		t.Logf("EndpointSlice written -> NodePort answering: %s", took.Round(time.Millisecond))
+		metrics := scrape(t, l.Nodes[0], "127.0.0.1:10249")
+		if !strings.Contains(metrics, "kubeproxy_network_programming_duration_seconds_count") ||
+			strings.Contains(metrics, "kubeproxy_network_programming_duration_seconds_count 0\n") {
+			t.Errorf("network programming latency not measured:\n%s", grep(metrics, "network_programming"))
+		}
 	})
 
 	t.Run("scaling endpoints up and down", func(t *testing.T) {
@@ -316,7 +321,9 @@ func TestKubeAPIServer(t *testing.T) {
 
 func endpointSlice(service, name string, port int32, l *lab.Lab, ips ...string) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: service},
+			// As the EndpointSlice controller writes it: when the change happened.
+			Annotations: map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": time.Now().UTC().Format(time.RFC3339Nano)}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Port: &port}},
 	}

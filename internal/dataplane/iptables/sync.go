@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,9 @@ import (
 type Syncer struct {
 	Runner  Runner
 	Options Options
+	// Metrics, when set, gets the number of rules per table after each
+	// successful sync.
+	Metrics interface{ SetRules(table string, n int) }
 }
 
 // Sync makes the kernel's rules match st in one iptables-restore. On error
@@ -22,9 +26,22 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	if err != nil {
 		return err
 	}
-	input := Compose(Render(st, s.Options), cur)
-	if err := s.Runner.Restore(ctx, input); err != nil {
+	rs := Render(st, s.Options)
+	if err := s.Runner.Restore(ctx, Compose(rs, cur)); err != nil {
 		return fmt.Errorf("apply rules: %w", err)
+	}
+	if s.Metrics != nil {
+		for _, t := range rs.Tables {
+			n := 0
+			for _, r := range t.Rules {
+				n += bytes.Count(r, []byte{'\n'})
+			}
+			name := t.Name
+			if s.Options.IPv6 {
+				name = "ip6 " + name
+			}
+			s.Metrics.SetRules(name, n)
+		}
 	}
 	return nil
 }

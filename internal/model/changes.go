@@ -1,0 +1,62 @@
+package model
+
+import (
+	"reflect"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ChangeSet is what changed between two snapshots.
+type ChangeSet struct {
+	Services, EndpointSlices int
+	// Triggers are the trigger times (endpoints.kubernetes.io/last-change-
+	// trigger-time) of the EndpointSlices that changed, for measuring
+	// network programming latency.
+	Triggers []time.Time
+}
+
+// Changes compares two snapshots object by object: by resourceVersion when
+// the API server set one, by content otherwise (manifest files).
+func Changes(prev, cur Input) ChangeSet {
+	var cs ChangeSet
+	cs.Services = countChanged(prev.Services, cur.Services, nil)
+	cs.EndpointSlices = countChanged(prev.EndpointSlices, cur.EndpointSlices, func(s *discoveryv1.EndpointSlice) {
+		if v, ok := s.Annotations[lastChangeTriggerTime]; ok {
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				cs.Triggers = append(cs.Triggers, t)
+			}
+		}
+	})
+	return cs
+}
+
+// lastChangeTriggerTime is set by the EndpointSlice controller to when
+// the change that caused the slice update happened.
+const lastChangeTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
+
+func countChanged[T metav1.Object](prev, cur []T, changed func(T)) int {
+	old := make(map[string]T, len(prev))
+	for _, o := range prev {
+		old[o.GetNamespace()+"/"+o.GetName()] = o
+	}
+	n := 0
+	for _, o := range cur {
+		k := o.GetNamespace() + "/" + o.GetName()
+		p, ok := old[k]
+		delete(old, k)
+		switch {
+		case !ok:
+		case o.GetResourceVersion() != "" && o.GetResourceVersion() == p.GetResourceVersion():
+			continue
+		case o.GetResourceVersion() == "" && reflect.DeepEqual(o, p):
+			continue
+		}
+		n++
+		if changed != nil {
+			changed(o)
+		}
+	}
+	return n + len(old) // removed objects
+}
