@@ -161,11 +161,16 @@ func TestKubeAPIServer(t *testing.T) {
 			return err
 		})
 		t.Logf("EndpointSlice written -> NodePort answering: %s", took.Round(time.Millisecond))
-		metrics := scrape(t, l.Nodes[0], "127.0.0.1:10249")
-		if !strings.Contains(metrics, "kubeproxy_network_programming_duration_seconds_count") ||
-			strings.Contains(metrics, "kubeproxy_network_programming_duration_seconds_count 0\n") {
-			t.Errorf("network programming latency not measured:\n%s", grep(metrics, "network_programming"))
-		}
+		// Recorded right after the rules are committed, so a moment after
+		// traffic first flows.
+		eventually(t, 5*time.Second, "network programming latency measured", func() error {
+			metrics := scrape(t, l.Nodes[0], "127.0.0.1:10249")
+			if !strings.Contains(metrics, "kubeproxy_network_programming_duration_seconds_count") ||
+				strings.Contains(metrics, "kubeproxy_network_programming_duration_seconds_count 0\n") {
+				return fmt.Errorf("not yet:\n%s", grep(metrics, "network_programming_duration_seconds_count"))
+			}
+			return nil
+		})
 	})
 
 	t.Run("scaling endpoints up and down", func(t *testing.T) {
