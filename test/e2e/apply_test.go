@@ -82,3 +82,40 @@ func stripCounters(s string) string {
 	}
 	return strings.Join(keep, "\n")
 }
+
+// A sync split into transactions (here one Service each) programs every
+// Service on the real kernel, and a later sync removes what went away.
+func TestChunkedApply(t *testing.T) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}}, lab.PodSpec{Name: "web-2", TCP: []int{80}})
+	ctx := ctxFor(t, 30*time.Second)
+	sp := func(name string, ip string, nodePort int32, ep string) model.ServicePort {
+		return model.ServicePort{
+			Name: model.ServicePortName{Namespace: "default", Name: name}, Protocol: model.TCP,
+			ClusterIP: netip.MustParseAddr(ip), Port: 80, NodePort: nodePort,
+			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(ep), Port: 80, Ready: true}},
+		}
+	}
+	s := &iptables.Syncer{Runner: iptables.Exec{Prefix: []string{"ip", "netns", "exec", w.node.Name}}, Options: iptables.Options{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")}, ChunkServices: 1}
+	st := model.State{Services: []model.ServicePort{sp("a", "10.96.0.1", 30001, "10.244.0.10"), sp("b", "10.96.0.2", 30002, "10.244.0.11"), sp("c", "10.96.0.3", 30003, "10.244.0.10")}}
+	if n := len(iptables.ComposeChunks(iptables.Render(&st, s.Options), nil, 1)); n != 5 {
+		t.Fatalf("%d transactions, want 5", n)
+	}
+	if err := s.Sync(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	for port, pod := range map[string]string{"30001": "web-1", "30002": "web-2", "30003": "web-1"} {
+		if a, err := w.lab.Client.HTTPGet(ctx, w.node.IP.String()+":"+port); err != nil || a.Pod != pod {
+			t.Errorf("NodePort %s: %+v %v, want %s", port, a, err, pod)
+		}
+	}
+	st.Services = st.Services[:2]
+	if err := s.Sync(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.lab.Client.HTTPGet(ctx, w.node.IP.String()+":30003"); err == nil {
+		t.Error("removed Service still answers")
+	}
+	if rules := w.iptablesSave(); strings.Contains(rules, "default/c") {
+		t.Error("chains of the removed Service left behind")
+	}
+}

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,5 +99,74 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	empty, _ := netfilter.ParseIPTables("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")
 	if got := CleanupInput(empty); got != nil {
 		t.Errorf("cleanup of a clean node = %q, want nothing", got)
+	}
+}
+
+func TestComposeChunks(t *testing.T) {
+	st := syntheticState(600)
+	st.Services = append(st.Services, lbService(ep("10.244.0.10", 8443), remote("10.244.1.10", 8443)))
+	rs := Render(st, Options{ClusterCIDR: podCIDR, LocalhostNodePorts: true})
+	cur, _ := netfilter.ParseIPTables(currentKernel)
+	txs := ComposeChunks(rs, cur, 250)
+	if len(txs) != 1+3+1 {
+		t.Fatalf("%d transactions, want the fixed chains, 3 chunks of Services, and dispatch", len(txs))
+	}
+	declared := func(tx []byte) map[string]bool {
+		d := map[string]bool{}
+		for _, l := range strings.Split(string(tx), "\n") {
+			if strings.HasPrefix(l, ":") {
+				d[strings.Fields(l[1:])[0]] = true
+			}
+		}
+		return d
+	}
+	if d := declared(txs[0]); !d["KUBE-MARK-MASQ"] || !d["KUBE-POSTROUTING"] || len(d) != 2 {
+		t.Errorf("first transaction declares %v", d)
+	}
+	for i, tx := range txs[1 : len(txs)-1] {
+		d := declared(tx)
+		if d["KUBE-SERVICES"] || d["KUBE-NODEPORTS"] {
+			t.Errorf("chunk %d rewrites a dispatch chain", i)
+		}
+		// Every per-Service chain a rule of the chunk jumps to is in the
+		// same chunk: no Service is half-programmed between transactions.
+		for _, l := range strings.Split(string(tx), "\n") {
+			if j := strings.LastIndex(l, "-j "); j >= 0 {
+				if tgt := strings.Fields(l[j+3:])[0]; isPerService(tgt) && !d[tgt] {
+					t.Errorf("chunk %d: %s jumps to %s, declared elsewhere", i, l, tgt)
+				}
+			}
+		}
+		if _, err := netfilter.ParseIPTables(string(tx)); err != nil {
+			t.Errorf("chunk %d does not parse: %v", i, err)
+		}
+	}
+	final := string(txs[len(txs)-1])
+	if !strings.Contains(final, ":KUBE-SERVICES - [0:0]") || !strings.Contains(final, "-X KUBE-SVC-GONEGONEGONEGONE") {
+		t.Errorf("the last transaction must rewrite dispatch and delete stale chains")
+	}
+	for c := range declared(txs[1]) {
+		if strings.Contains(final, "-X "+c+"\n") {
+			t.Errorf("the last transaction deletes %s, which a chunk just wrote", c)
+		}
+	}
+	// Together the transactions write exactly the rules of one transaction.
+	lines := func(txs ...[]byte) []string {
+		var out []string
+		for _, tx := range txs {
+			for _, l := range strings.Split(string(tx), "\n") {
+				if strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, "-I ") || strings.HasPrefix(l, "-X ") {
+					out = append(out, l)
+				}
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := lines(txs...), lines(Compose(rs, cur)); !slices.Equal(got, want) {
+		t.Errorf("chunked rules differ from the single transaction: %d vs %d lines", len(got), len(want))
+	}
+	if small := ComposeChunks(Render(&model.State{Services: st.Services[:10]}, Options{}), nil, 250); len(small) != 1 {
+		t.Errorf("a small state must be one transaction, got %d", len(small))
 	}
 }

@@ -34,6 +34,26 @@ type Options struct {
 // Compose does.
 type Ruleset struct {
 	Tables []TableRules
+	// ServiceSpans say which nat chains and rules belong to each Service
+	// port, so that they can be applied in separate transactions that each
+	// carry whole Services (ComposeChunks).
+	ServiceSpans []Span
+	// fixedNat are the nat chains every Service needs (KUBE-MARK-MASQ,
+	// KUBE-POSTROUTING) and their rules.
+	fixedNatChains []string
+	fixedNatRules  []byte
+	// perServiceNat holds the rules ServiceSpans index into.
+	perServiceNat []byte
+	natChains     []string
+	// dispatch are the nat KUBE-SERVICES and KUBE-NODEPORTS rules.
+	dispatch [][]byte
+}
+
+// Span is one Service port's part of the nat table: chains
+// natChains[ChainsFrom:ChainsTo] and rules perServiceNat[RulesFrom:RulesTo].
+type Span struct {
+	ChainsFrom, ChainsTo int
+	RulesFrom, RulesTo   int
 }
 
 // TableRules are the chains and rules of one table.
@@ -70,15 +90,20 @@ func Render(st *model.State, opts Options) *Ruleset {
 	// Sized from what a Service port and an endpoint take, so the buffers
 	// are not regrown (and copied) while rendering large clusters.
 	r.nat.rules.Grow(total*400 + ports*600)
-	r.nat.chains = make([]string, 0, 8+total+3*ports)
+	r.nat.chains = append(make([]string, 0, 8+total+3*ports), chainServices, chainNodePorts, chainMarkMasq, chainPostrouting)
 	r.natServices.Grow(ports * 160)
 	r.natNodePorts.Grow(ports * 130)
 	r.filter.chains = []string{chainServices, chainExternalServices, chainNodePorts, chainForward, chainFirewall, chainProxyFirewall}
-	r.nat.chains = []string{chainServices, chainNodePorts, chainMarkMasq, chainPostrouting}
 	r.fixedRules()
+	fixedEnd := r.nat.rules.Len()
+	fixedChains := len(r.nat.chains)
+	var spans []Span
 	for i := range st.Services {
 		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
+			sp := Span{ChainsFrom: len(r.nat.chains), RulesFrom: r.nat.rules.Len() - fixedEnd}
 			r.servicePort(&st.Services[i])
+			sp.ChainsTo, sp.RulesTo = len(r.nat.chains), r.nat.rules.Len()-fixedEnd
+			spans = append(spans, sp)
 		}
 	}
 	// Must stay the last rule(s) of nat KUBE-SERVICES: node ports are
@@ -109,11 +134,20 @@ func Render(st *model.State, opts Options) *Ruleset {
 
 	// The canary chains stay empty; if one disappears, someone flushed the
 	// tables and a full sync is due (see Monitor).
-	return &Ruleset{Tables: []TableRules{
-		{Name: "mangle", Chains: []string{ChainCanary}},
-		{Name: "filter", Chains: append(r.filter.chains, ChainCanary), Rules: [][]byte{r.filter.rules.Bytes()}},
-		{Name: "nat", Chains: append(r.nat.chains, ChainCanary), Rules: [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes(), r.nat.rules.Bytes()}},
-	}}
+	natRules := r.nat.rules.Bytes()
+	return &Ruleset{
+		Tables: []TableRules{
+			{Name: "mangle", Chains: []string{ChainCanary}},
+			{Name: "filter", Chains: append(r.filter.chains, ChainCanary), Rules: [][]byte{r.filter.rules.Bytes()}},
+			{Name: "nat", Chains: append(r.nat.chains, ChainCanary), Rules: [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes(), natRules}},
+		},
+		ServiceSpans:   spans,
+		fixedNatChains: r.nat.chains[2:fixedChains], // after KUBE-SERVICES and KUBE-NODEPORTS
+		fixedNatRules:  natRules[:fixedEnd],
+		perServiceNat:  natRules[fixedEnd:],
+		natChains:      r.nat.chains,
+		dispatch:       [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes()},
+	}
 }
 
 type tableBuf struct {

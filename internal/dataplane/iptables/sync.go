@@ -17,18 +17,33 @@ type Syncer struct {
 	// Metrics, when set, gets the number of rules per table after each
 	// successful sync.
 	Metrics interface{ SetRules(table string, n int) }
+	// ChunkServices is how many Service ports one transaction carries in a
+	// large sync (0: DefaultChunkServices).
+	ChunkServices int
 }
 
-// Sync makes the kernel's rules match st in one iptables-restore. On error
-// the kernel keeps the rules it had.
+// Sync makes the kernel's rules match st: in one iptables-restore, or for
+// large states in chunks that each carry whole Services, dispatch last (see
+// ComposeChunks). On error the failed transaction leaves nothing behind;
+// earlier ones stay, each consistent, and the next sync completes the rest.
 func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	cur, err := s.current(ctx)
 	if err != nil {
 		return err
 	}
 	rs := Render(st, s.Options)
-	if err := s.Runner.Restore(ctx, Compose(rs, cur)); err != nil {
-		return fmt.Errorf("apply rules: %w", err)
+	per := s.ChunkServices
+	if per == 0 {
+		per = DefaultChunkServices
+	}
+	txs := ComposeChunks(rs, cur, per)
+	for i, tx := range txs {
+		if err := s.Runner.Restore(ctx, tx); err != nil {
+			if len(txs) == 1 {
+				return fmt.Errorf("apply rules: %w", err)
+			}
+			return fmt.Errorf("apply rules (transaction %d of %d): %w", i+1, len(txs), err)
+		}
 	}
 	if s.Metrics != nil {
 		for _, t := range rs.Tables {

@@ -1,0 +1,27 @@
+package model
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Synthetic is a cluster of n NodePort Services with eps ready endpoints
+// each, shaped like DESIGN.md §6's (for benchmarks of render and apply).
+func Synthetic(n, eps int) *State {
+	st := &State{Services: make([]ServicePort, 0, n)}
+	for i := 0; i < n; i++ {
+		sp := ServicePort{
+			Name:      ServicePortName{Namespace: fmt.Sprintf("ns%d", i%100), Name: fmt.Sprintf("svc%d", i), Port: "http"},
+			Protocol:  TCP,
+			ClusterIP: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}),
+			Port:      80,
+			NodePort:  int32(30000 + i%2768),
+		}
+		for e := 0; e < eps; e++ {
+			k := i*eps + e
+			sp.Endpoints = append(sp.Endpoints, Endpoint{IP: netip.AddrFrom4([4]byte{10, byte(128 + k>>16), byte(k >> 8), byte(k)}), Port: 8080, Ready: true, Serving: true})
+		}
+		st.Services = append(st.Services, sp)
+	}
+	return st
+}
