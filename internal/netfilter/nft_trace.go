@@ -113,33 +113,9 @@ func (n *nftTracer) chain(tbl *NftTable, c *NftChain, st *state, depth int) []*s
 		n.res.Unknown = append(n.res.Unknown, "jump depth over 64 at chain "+c.Name+" (loop?)")
 		return []*state{st}
 	}
-	active := []*state{st}
-	var out []*state
-	for _, r := range c.Rules {
-		var next []*state
-		for _, s := range active {
-			if n.budget -= 1; n.budget < 0 {
-				n.err = errTooComplex
-				return append(out, active...)
-			}
-			for _, o := range n.rule(tbl, c, r, s, depth) {
-				switch {
-				case o.done || o.final != "":
-					out = append(out, o)
-				case o.returned:
-					o.returned = false
-					out = append(out, o)
-				default:
-					next = append(next, o)
-				}
-			}
-		}
-		active = next
-		if len(active) == 0 {
-			break
-		}
-	}
-	return append(out, active...)
+	return n.runRules(len(c.Rules), st, func(i int, s *state) []*state {
+		return n.rule(tbl, c, c.Rules[i], s, depth)
+	})
 }
 
 // rule evaluates one rule: its matches left to right, then what it does.

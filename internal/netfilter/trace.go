@@ -302,39 +302,48 @@ func (t *tracer) runChain(tbl *Table, c *Chain, st *state, depth int) []*state {
 		t.res.Unknown = append(t.res.Unknown, "jump depth over 64 at chain "+c.Name+" (loop?)")
 		return []*state{st}
 	}
+	return t.runRules(len(c.Rules), st, func(i int, s *state) []*state {
+		r := c.Rules[i]
+		matched, rest := t.match(tbl.Name, r, s)
+		var out []*state
+		if rest != nil {
+			out = append(out, rest)
+		}
+		if matched != nil {
+			matched.hops = append(matched.hops, Hop{Table: tbl.Name, Chain: c.Name, Rule: r.Text, Line: r.Line, rule: r})
+			out = append(out, t.target(tbl, r, matched, depth)...)
+		}
+		return out
+	})
+}
+
+// runRules runs st through count rules in order, for iptables and nftables
+// alike: apply returns the states that come out of rule i. States that are
+// done (a terminal verdict), final (dropped, rejected) or returned leave the
+// chain; the others go on to the next rule.
+func (t *tracer) runRules(count int, st *state, apply func(i int, s *state) []*state) []*state {
 	active := []*state{st}
 	var out []*state
-	for _, r := range c.Rules {
+	for i := 0; i < count && len(active) > 0; i++ {
 		var next []*state
 		for _, s := range active {
 			if t.budget -= 1; t.budget < 0 {
 				t.err = errTooComplex
 				return append(out, active...)
 			}
-			matched, rest := t.match(tbl.Name, r, s)
-			if rest != nil {
-				next = append(next, rest)
-			}
-			if matched == nil {
-				continue
-			}
-			hop := Hop{Table: tbl.Name, Chain: c.Name, Rule: r.Text, Line: r.Line, rule: r}
-			matched.hops = append(matched.hops, hop)
-			for _, res := range t.target(tbl, r, matched, depth) {
-				if res.done || res.final != "" {
-					out = append(out, res)
-				} else if res.returned {
-					res.returned = false
-					out = append(out, res)
-				} else {
-					next = append(next, res)
+			for _, o := range apply(i, s) {
+				switch {
+				case o.done || o.final != "":
+					out = append(out, o)
+				case o.returned:
+					o.returned = false
+					out = append(out, o)
+				default:
+					next = append(next, o)
 				}
 			}
 		}
 		active = next
-		if len(active) == 0 {
-			break
-		}
 	}
 	return append(out, active...)
 }
