@@ -62,18 +62,21 @@ const (
 	verdictAttrs  = `, shape=octagon, style=filled, fillcolor="#f9d0d0"`
 )
 
+// dotNode is an entry point's node id and label.
+func (e Entry) dotNode() (id, label string) {
+	if e.Kind == "NodePort" {
+		return fmt.Sprintf("NodePort %d/%s", e.Port, e.Protocol), fmt.Sprintf("NodePort\n%d/%s", e.Port, e.Protocol)
+	}
+	return fmt.Sprintf("%s %s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol), fmt.Sprintf("%s\n%s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
+}
+
 // WriteDOT draws a Service: its entry points, the chains they lead through
 // and the endpoints at the end, with each endpoint's share of the traffic.
 func (rep *ServiceReport) WriteDOT(w io.Writer, rs *netfilter.Ruleset, idx *Index) {
 	g := newDot(rep.Service, "LR")
 	for _, sp := range rep.Ports {
 		for _, e := range sp.Entries {
-			id := fmt.Sprintf("%s %s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
-			label := fmt.Sprintf("%s\n%s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
-			if e.Kind == "NodePort" {
-				id = fmt.Sprintf("NodePort %d/%s", e.Port, e.Protocol)
-				label = fmt.Sprintf("NodePort\n%d/%s", e.Port, e.Protocol)
-			}
+			id, label := e.dotNode()
 			g.node(id, label, entryAttrs)
 			table := "nat"
 			if e.Chain == "REJECT" {
@@ -209,11 +212,7 @@ func (rep *ServiceReport) WritePathDOT(w io.Writer, idx *Index) {
 	g := newDot(rep.Service, "LR")
 	for _, sp := range rep.Ports {
 		for _, e := range sp.Entries {
-			id := fmt.Sprintf("%s %s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
-			label := fmt.Sprintf("%s\n%s:%d/%s", e.Kind, e.Addr, e.Port, e.Protocol)
-			if e.Kind == "NodePort" {
-				id, label = fmt.Sprintf("NodePort %d/%s", e.Port, e.Protocol), fmt.Sprintf("NodePort\n%d/%s", e.Port, e.Protocol)
-			}
+			id, label := e.dotNode()
 			g.node(id, label, entryAttrs)
 			for _, res := range e.Results {
 				for _, p := range res.Trace.Paths {

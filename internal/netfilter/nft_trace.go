@@ -28,18 +28,12 @@ func TraceNft(rs *NftRuleset, pkt Packet, opts TraceOptions) (*Result, error) {
 	states = n.hook(first, states)
 	var out []*state
 	for _, st := range states {
-		if st.final != "" {
+		switch t.route(st, opts.Direction) {
+		case routeNone:
 			out = append(out, st)
-			continue
-		}
-		dst := st.pkt.Dst
-		if st.dnat.IsValid() {
-			dst = st.dnat.Addr()
-		}
-		switch {
-		case opts.Direction == Local:
+		case routeOutput:
 			out = append(out, n.hook("postrouting", []*state{st})...)
-		case t.isLocal(dst):
+		case routeInput:
 			out = append(out, n.hook("input", []*state{st})...)
 		default:
 			for _, f := range n.hook("forward", []*state{st}) {

@@ -162,18 +162,13 @@ func Trace(rs *Ruleset, pkt Packet, opts TraceOptions) (*Result, error) {
 	states := t.runBuiltin("nat", nat1, []*state{start})
 	var out []*state
 	for _, st := range states {
-		if st.final != "" {
+		switch t.route(st, opts.Direction) {
+		case routeNone:
 			out = append(out, st)
 			continue
-		}
-		dst := st.pkt.Dst
-		if st.dnat.IsValid() {
-			dst = st.dnat.Addr()
-		}
-		switch {
-		case opts.Direction == Local:
+		case routeOutput:
 			filt = "OUTPUT"
-		case t.isLocal(dst):
+		case routeInput:
 			filt = "INPUT"
 		default:
 			filt = "FORWARD"
@@ -194,6 +189,33 @@ func Trace(rs *Ruleset, pkt Packet, opts TraceOptions) (*Result, error) {
 		return nil, t.err
 	}
 	return t.finish(out), nil
+}
+
+type routeKind int
+
+const (
+	routeNone    routeKind = iota // dropped or rejected: no further hooks
+	routeOutput                   // sent by the node itself
+	routeInput                    // delivered to the node
+	routeForward                  // forwarded (to a pod after DNAT)
+)
+
+// route is the kernel's routing decision after the first hook: where the
+// packet goes given its (possibly rewritten) destination.
+func (t *tracer) route(st *state, dir Direction) routeKind {
+	dst := st.pkt.Dst
+	if st.dnat.IsValid() {
+		dst = st.dnat.Addr()
+	}
+	switch {
+	case st.final != "":
+		return routeNone
+	case dir == Local:
+		return routeOutput
+	case t.isLocal(dst):
+		return routeInput
+	}
+	return routeForward
 }
 
 // finish turns the states that left the tables into the result's paths.
