@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -48,6 +50,11 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 	}
 	seen := map[string]bool{}
 	var names []string
+	type job struct {
+		path string
+		fe   fileEntry
+	}
+	var todo []job
 	for _, e := range entries {
 		if e.IsDir() || !IsManifest(e.Name()) || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -63,14 +70,28 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 			continue
 		}
 		changed = true
-		fe := fileEntry{modTime: info.ModTime(), size: info.Size()}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			fe.errs = []error{&model.ObjectError{Source: p, Object: "file", Err: err}}
-		} else {
-			fe.objs, fe.errs = Decode(p, data)
-		}
-		d.cache[p] = fe
+		todo = append(todo, job{path: p, fe: fileEntry{modTime: info.ModTime(), size: info.Size()}})
+	}
+	// Files are independent: decode them on every core (YAML parsing is
+	// most of the cost of a large folder).
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(j *job) {
+			defer func() { <-sem; wg.Done() }()
+			data, err := os.ReadFile(j.path)
+			if err != nil {
+				j.fe.errs = []error{&model.ObjectError{Source: j.path, Object: "file", Err: err}}
+				return
+			}
+			j.fe.objs, j.fe.errs = Decode(j.path, data)
+		}(&todo[i])
+	}
+	wg.Wait()
+	for _, j := range todo {
+		d.cache[j.path] = j.fe
 	}
 	for p := range d.cache {
 		if !seen[p] {
