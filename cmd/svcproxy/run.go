@@ -190,13 +190,13 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		defer ev.Stop()
 		guard.Events = ev
 	}
-	dataplane := iptables.Families{{Runner: iptables.Exec{}, Options: opts, Metrics: m}}
+	dataplane := iptables.Families{{Runner: iptables.Exec{}, Options: opts, Metrics: m, FullSyncPeriod: c.SyncPeriod}}
 	if iptables.HaveIPv6() {
 		opts6, err := f.optionsFor(true)
 		if err != nil {
 			return err
 		}
-		dataplane = append(dataplane, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: opts6, Metrics: m})
+		dataplane = append(dataplane, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: opts6, Metrics: m, FullSyncPeriod: c.SyncPeriod})
 	} else {
 		log.Info("no IPv6 on this node (or no ip6tables): programming IPv4 only")
 	}
@@ -261,7 +261,8 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	}()
 	go runner.Run(ctx)
 	go iptables.Monitor(ctx, iptables.Exec{}, canaryInterval(c.SyncPeriod), log,
-		func() bool { return !runner.LastSuccess().IsZero() }, runner.Resync)
+		func() bool { return !runner.LastSuccess().IsZero() },
+		func() { dataplane.ForceFull(); runner.Resync() })
 	select {
 	case err := <-srcErr:
 		if err != nil {

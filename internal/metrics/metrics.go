@@ -21,6 +21,7 @@ type Metrics struct {
 	syncDuration      prometheus.Histogram
 	lastSync          prometheus.Gauge
 	restoreFailures   prometheus.Counter
+	partialFailures   prometheus.Counter
 	nodePortConflicts *prometheus.GaugeVec
 	rulesTotal        *prometheus.GaugeVec
 	serviceChanges    prometheus.Counter
@@ -50,6 +51,10 @@ func New() *Metrics {
 			Help: "Number of other processes holding a NodePort (listening, or as the local port of a connection)",
 		}, []string{"port", "protocol"}),
 	}
+	m.partialFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+		Help: "Cumulative proxy iptables partial restore failures",
+	})
 	m.rulesTotal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kubeproxy_sync_proxy_rules_iptables_total",
 		Help: "Total number of iptables rules owned by svcproxy",
@@ -68,7 +73,7 @@ func New() *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
 	})
 	m.Registry.MustRegister(m.syncDuration, m.lastSync, m.restoreFailures, m.nodePortConflicts,
-		m.rulesTotal, m.serviceChanges, m.endpointChanges, m.programming,
+		m.partialFailures, m.rulesTotal, m.serviceChanges, m.endpointChanges, m.programming,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -82,6 +87,9 @@ func (m *Metrics) ObserveSync(took time.Duration, err error) {
 	}
 	m.lastSync.SetToCurrentTime()
 }
+
+// PartialRestoreFailed counts a failed partial sync (a full one follows).
+func (m *Metrics) PartialRestoreFailed() { m.partialFailures.Inc() }
 
 // SetRules records how many rules svcproxy owns in a table.
 func (m *Metrics) SetRules(table string, n int) { m.rulesTotal.WithLabelValues(table).Set(float64(n)) }

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"bytes"
+	"hash/maphash"
 	"slices"
 	"strings"
 
@@ -80,7 +81,23 @@ func isOwnedChain(name string) bool {
 // deleted. Rules and chains that are not ours are never named, so they are
 // left alone.
 func Compose(rs *Ruleset, cur *netfilter.Ruleset) []byte {
-	return composeTables(rs.Tables, cur, wanted(rs))
+	return composeTables(rs.Tables, staleIn(cur, wanted(rs)), func(j jump) bool { return !j.present(cur) })
+}
+
+// staleIn lists, per table, the per-Service chains cur has and want does not.
+func staleIn(cur *netfilter.Ruleset, want map[string]map[string]bool) map[string][]string {
+	stale := map[string][]string{}
+	if cur == nil {
+		return stale
+	}
+	for _, t := range cur.Tables {
+		for _, c := range t.ChainNames() {
+			if !want[t.Name][c] && isPerService(c) {
+				stale[t.Name] = append(stale[t.Name], c)
+			}
+		}
+	}
+	return stale
 }
 
 // DefaultChunkServices is how many Service ports one transaction of a large
@@ -106,22 +123,18 @@ func ComposeChunks(rs *Ruleset, cur *netfilter.Ruleset, perChunk int) [][]byte {
 	if perChunk <= 0 || len(rs.ServiceSpans) <= perChunk {
 		return [][]byte{Compose(rs, cur)}
 	}
-	nat := func(chains []string, rules ...[]byte) []byte {
-		b := []byte("*nat\n")
-		for _, c := range chains {
-			b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
-		}
-		for _, r := range rules {
-			b = append(b, r...)
-		}
-		return append(b, "COMMIT\n"...)
-	}
-	out := [][]byte{nat(rs.fixedNatChains, rs.fixedNatRules)}
+	out := [][]byte{natTransaction(rs.fixedNatChains, rs.fixedNatRules)}
 	for i := 0; i < len(rs.ServiceSpans); i += perChunk {
 		group := rs.ServiceSpans[i:min(i+perChunk, len(rs.ServiceSpans))]
 		first, last := group[0], group[len(group)-1]
-		out = append(out, nat(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.perServiceNat[first.RulesFrom:last.RulesTo]))
+		out = append(out, natTransaction(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.perServiceNat[first.RulesFrom:last.RulesTo]))
 	}
+	return append(out, composeTables(dispatchTables(rs), staleIn(cur, wanted(rs)), func(j jump) bool { return !j.present(cur) }))
+}
+
+// dispatchTables are the tables of the last transaction of a chunked sync:
+// nat reduced to the dispatch chains, the other tables whole.
+func dispatchTables(rs *Ruleset) []TableRules {
 	var final []TableRules
 	for _, t := range rs.Tables {
 		if t.Name == "nat" {
@@ -129,7 +142,91 @@ func ComposeChunks(rs *Ruleset, cur *netfilter.Ruleset, perChunk int) [][]byte {
 		}
 		final = append(final, t)
 	}
-	return append(out, composeTables(final, cur, wanted(rs)))
+	return final
+}
+
+// Applied is what a sync left in the kernel, for the partial syncs after
+// it: a fingerprint of each Service port's nat chains and rules.
+type Applied struct {
+	seed   maphash.Seed
+	spans  map[string]uint64
+	chains map[string]bool // every per-Service nat chain
+}
+
+// Record returns what applying rs leaves in the kernel.
+func Record(rs *Ruleset) *Applied {
+	a := &Applied{seed: maphash.MakeSeed(), spans: make(map[string]uint64, len(rs.ServiceSpans)), chains: map[string]bool{}}
+	for _, sp := range rs.ServiceSpans {
+		a.spans[sp.Key] = a.sum(rs, sp)
+		for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
+			a.chains[c] = true
+		}
+	}
+	return a
+}
+
+func (a *Applied) sum(rs *Ruleset, sp Span) uint64 {
+	var h maphash.Hash
+	h.SetSeed(a.seed)
+	for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
+		h.WriteString(c)
+		h.WriteByte('\n')
+	}
+	h.Write(rs.perServiceNat[sp.RulesFrom:sp.RulesTo])
+	return h.Sum64()
+}
+
+// ComposePartial returns the transactions that take the kernel from prev
+// (what the last sync applied) to rs, rewriting only the chains of Service
+// ports that changed or are new, in chunks of whole Services, then the
+// dispatch chains, where the chains of removed Service ports and endpoints
+// are deleted. It returns nil when nothing changed. It trusts prev: the
+// jumps from built-in chains are not checked (full syncs and the canary
+// monitor do that).
+func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
+	if perChunk <= 0 {
+		perChunk = DefaultChunkServices
+	}
+	var changed []Span
+	for _, sp := range rs.ServiceSpans {
+		if sum, ok := prev.spans[sp.Key]; !ok || sum != prev.sum(rs, sp) {
+			changed = append(changed, sp)
+		}
+	}
+	want := wanted(rs)
+	var stale []string
+	for c := range prev.chains {
+		if !want["nat"][c] {
+			stale = append(stale, c)
+		}
+	}
+	if len(changed) == 0 && len(stale) == 0 {
+		return nil
+	}
+	slices.Sort(stale)
+	var out [][]byte
+	for i := 0; i < len(changed); i += perChunk {
+		var chains []string
+		var rules []byte
+		for _, sp := range changed[i:min(i+perChunk, len(changed))] {
+			chains = append(chains, rs.natChains[sp.ChainsFrom:sp.ChainsTo]...)
+			rules = append(rules, rs.perServiceNat[sp.RulesFrom:sp.RulesTo]...)
+		}
+		out = append(out, natTransaction(chains, rules))
+	}
+	return append(out, composeTables(dispatchTables(rs), map[string][]string{"nat": stale}, func(jump) bool { return false }))
+}
+
+// natTransaction declares and fills nat chains in one transaction.
+func natTransaction(chains []string, rules ...[]byte) []byte {
+	b := []byte("*nat\n")
+	for _, c := range chains {
+		b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
+	}
+	for _, r := range rules {
+		b = append(b, r...)
+	}
+	return append(b, "COMMIT\n"...)
 }
 
 // wanted are all chains rs declares, per table.
@@ -144,13 +241,13 @@ func wanted(rs *Ruleset) map[string]map[string]bool {
 	return w
 }
 
-// composeTables writes one transaction: tables' chains declared and filled,
-// missing jumps inserted, and per-Service chains in cur that want does not
-// have deleted.
-func composeTables(tables []TableRules, cur *netfilter.Ruleset, want map[string]map[string]bool) []byte {
+// composeTables writes one transaction: tables' chains declared and
+// filled, the jumps missing says are missing inserted, and the stale chains
+// (per table) flushed and deleted.
+func composeTables(tables []TableRules, stale map[string][]string, missing func(jump) bool) []byte {
 	total := 4096
 	for _, t := range tables {
-		total += t.size() + 32*len(t.Chains)
+		total += t.size() + 32*len(t.Chains) + 32*len(stale[t.Name])
 	}
 	b := make([]byte, 0, total)
 	for _, t := range tables {
@@ -158,24 +255,18 @@ func composeTables(tables []TableRules, cur *netfilter.Ruleset, want map[string]
 		for _, c := range t.Chains {
 			b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
 		}
-		var stale []string
-		if cur != nil {
-			for _, c := range cur.Table(t.Name).ChainNames() {
-				if !want[t.Name][c] && isPerService(c) {
-					stale = append(stale, c)
-					b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
-				}
-			}
+		for _, c := range stale[t.Name] {
+			b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
 		}
 		for _, r := range t.Rules {
 			b = append(b, r...)
 		}
 		for _, j := range jumps {
-			if j.table == t.Name && !j.present(cur) {
+			if j.table == t.Name && missing(j) {
 				b = append(b, "-I "+j.from+" "+strings.Join(j.args(), " ")+"\n"...)
 			}
 		}
-		for _, c := range stale {
+		for _, c := range stale[t.Name] {
 			b = append(append(append(b, "-X "...), c...), '\n')
 		}
 		b = append(b, "COMMIT\n"...)

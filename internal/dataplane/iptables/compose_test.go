@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -168,5 +169,54 @@ func TestComposeChunks(t *testing.T) {
 	}
 	if small := ComposeChunks(Render(&model.State{Services: st.Services[:10]}, Options{}), nil, 250); len(small) != 1 {
 		t.Errorf("a small state must be one transaction, got %d", len(small))
+	}
+}
+
+func TestComposePartial(t *testing.T) {
+	opts := Options{ClusterCIDR: podCIDR}
+	before := model.Synthetic(600, 10)
+	prev := Record(Render(before, opts))
+
+	if txs := ComposePartial(Render(before, opts), prev, 250); txs != nil {
+		t.Fatalf("nothing changed, yet %d transactions", len(txs))
+	}
+
+	after := model.Synthetic(600, 10)
+	after.Services[7].Endpoints = after.Services[7].Endpoints[1:] // one endpoint gone
+	removed := after.Services[9]
+	after.Services = append(after.Services[:9], after.Services[10:]...)
+	after.Services = append(after.Services, model.ServicePort{
+		Name: model.ServicePortName{Namespace: "default", Name: "new"}, Protocol: model.TCP,
+		ClusterIP: netip.MustParseAddr("10.97.0.1"), Port: 80,
+		Endpoints: []model.Endpoint{ep("10.244.9.9", 80)},
+	})
+	rs := Render(after, opts)
+	txs := ComposePartial(rs, prev, 250)
+	if len(txs) != 2 {
+		t.Fatalf("%d transactions, want the changed Services and dispatch", len(txs))
+	}
+	chunk, final := string(txs[0]), string(txs[1])
+	svc7 := ServiceChain(after.Services[7].Name, model.TCP)
+	newSvc := ServiceChain(model.ServicePortName{Namespace: "default", Name: "new"}, model.TCP)
+	if !strings.Contains(chunk, ":"+svc7+" ") || !strings.Contains(chunk, ":"+newSvc+" ") {
+		t.Error("the changed and the new Service must be rewritten")
+	}
+	if n := strings.Count(chunk, ":KUBE-SVC-"); n != 2 {
+		t.Errorf("%d Service chains rewritten, want only the 2 that changed", n)
+	}
+	goneSEP := EndpointChain(before.Services[7].Name, model.TCP, before.Services[7].Endpoints[0].String())
+	goneSVC := ServiceChain(removed.Name, model.TCP)
+	for _, c := range []string{goneSEP, goneSVC} {
+		if !strings.Contains(final, "-X "+c+"\n") {
+			t.Errorf("%s (gone) not deleted in the last transaction", c)
+		}
+	}
+	if !strings.Contains(final, ":KUBE-SERVICES - [0:0]") || strings.Contains(final, "-I PREROUTING") {
+		t.Error("the last transaction rewrites dispatch and leaves the built-in chains alone")
+	}
+	// Applying the partial result equals applying everything: the rules the
+	// kernel ends up with are those of a full sync.
+	if strings.Contains(final, "-A "+goneSVC) || !strings.Contains(final, "-j "+newSvc) {
+		t.Error("dispatch must drop the removed Service and reach the new one")
 	}
 }

@@ -37,6 +37,13 @@ func (fs Families) Sync(ctx context.Context, st *model.State) error {
 	return errors.Join(errs...)
 }
 
+// ForceFull makes the next sync of every family a full one.
+func (fs Families) ForceFull() {
+	for _, s := range fs {
+		s.ForceFull()
+	}
+}
+
 // Cleanup removes svcproxy's rules of every family.
 func (fs Families) Cleanup(ctx context.Context) (bool, error) {
 	any := false

@@ -52,6 +52,8 @@ type Ruleset struct {
 // Span is one Service port's part of the nat table: chains
 // natChains[ChainsFrom:ChainsTo] and rules perServiceNat[RulesFrom:RulesTo].
 type Span struct {
+	// Key identifies the Service port ("ns/name:port/proto").
+	Key                  string
 	ChainsFrom, ChainsTo int
 	RulesFrom, RulesTo   int
 }
@@ -100,7 +102,8 @@ func Render(st *model.State, opts Options) *Ruleset {
 	var spans []Span
 	for i := range st.Services {
 		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
-			sp := Span{ChainsFrom: len(r.nat.chains), RulesFrom: r.nat.rules.Len() - fixedEnd}
+			sp := Span{Key: st.Services[i].Name.String() + "/" + string(st.Services[i].Protocol),
+				ChainsFrom: len(r.nat.chains), RulesFrom: r.nat.rules.Len() - fixedEnd}
 			r.servicePort(&st.Services[i])
 			sp.ChainsTo, sp.RulesTo = len(r.nat.chains), r.nat.rules.Len()-fixedEnd
 			spans = append(spans, sp)

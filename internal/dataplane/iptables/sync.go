@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
@@ -15,35 +17,66 @@ type Syncer struct {
 	Runner  Runner
 	Options Options
 	// Metrics, when set, gets the number of rules per table after each
-	// successful sync.
-	Metrics interface{ SetRules(table string, n int) }
+	// successful sync, and failed partial syncs.
+	Metrics interface {
+		SetRules(table string, n int)
+		PartialRestoreFailed()
+	}
 	// ChunkServices is how many Service ports one transaction carries in a
 	// large sync (0: DefaultChunkServices).
 	ChunkServices int
+	// FullSyncPeriod is how often a sync rewrites everything after reading
+	// the kernel's rules; in between, syncs rewrite only the Services that
+	// changed (0: every sync is full).
+	FullSyncPeriod time.Duration
+
+	applied  *Applied
+	lastFull time.Time
+	// forceFull is set from other goroutines (the canary monitor).
+	forceFull atomic.Bool
 }
+
+// ForceFull makes the next sync a full one, as after the tables were
+// flushed by someone else.
+func (s *Syncer) ForceFull() { s.forceFull.Store(true) }
 
 // Sync makes the kernel's rules match st: in one iptables-restore, or for
 // large states in chunks that each carry whole Services, dispatch last (see
 // ComposeChunks). On error the failed transaction leaves nothing behind;
 // earlier ones stay, each consistent, and the next sync completes the rest.
 func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
-	cur, err := s.current(ctx)
-	if err != nil {
-		return err
-	}
 	rs := Render(st, s.Options)
 	per := s.ChunkServices
 	if per == 0 {
 		per = DefaultChunkServices
 	}
-	txs := ComposeChunks(rs, cur, per)
+	full := s.forceFull.Swap(false) || s.applied == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
+	var txs [][]byte
+	if full {
+		cur, err := s.current(ctx)
+		if err != nil {
+			return err
+		}
+		txs = ComposeChunks(rs, cur, per)
+	} else {
+		txs = ComposePartial(rs, s.applied, per)
+	}
 	for i, tx := range txs {
 		if err := s.Runner.Restore(ctx, tx); err != nil {
+			// What the kernel has is no longer known exactly: read it again.
+			s.applied = nil
+			if !full && s.Metrics != nil {
+				s.Metrics.PartialRestoreFailed()
+			}
 			if len(txs) == 1 {
 				return fmt.Errorf("apply rules: %w", err)
 			}
 			return fmt.Errorf("apply rules (transaction %d of %d): %w", i+1, len(txs), err)
 		}
+	}
+	s.applied = Record(rs)
+	if full {
+		s.lastFull = time.Now()
 	}
 	if s.Metrics != nil {
 		for _, t := range rs.Tables {
