@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +119,79 @@ func TestChunkedApply(t *testing.T) {
 	}
 	if rules := w.iptablesSave(); strings.Contains(rules, "default/c") {
 		t.Error("chains of the removed Service left behind")
+	}
+}
+
+// After a series of partial syncs (endpoints added and removed, Services
+// added, removed and emptied), the kernel holds exactly the rules a full
+// sync of the final state writes.
+func TestPartialSyncsMatchAFullSync(t *testing.T) {
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	ctx := ctxFor(t, 60*time.Second)
+	saveOf := func(ns string) []string {
+		out, err := exec.Command("ip", "netns", "exec", ns, "iptables-save").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rules []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, ":KUBE") {
+				rules = append(rules, l)
+			}
+		}
+		slices.Sort(rules)
+		return rules
+	}
+	netns := func(name string) iptables.Exec {
+		_ = exec.Command("ip", "netns", "del", name).Run()
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+		return iptables.Exec{Prefix: []string{"ip", "netns", "exec", name}}
+	}
+	opts := iptables.Options{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), LocalhostNodePorts: true}
+	partial := &iptables.Syncer{Runner: netns("svpartial"), Options: opts, FullSyncPeriod: time.Hour, ChunkServices: 7}
+	st := model.Synthetic(40, 3)
+	if err := partial.Sync(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	steps := []func(){
+		func() { st.Services[3].Endpoints = st.Services[3].Endpoints[1:] },
+		func() { st.Services[5].Endpoints = nil }, // now rejected
+		func() { st.Services = append(st.Services[:10], st.Services[11:]...) },
+		func() { st.Services = append(st.Services, model.Synthetic(45, 2).Services[44]) },
+		func() { st.Services[5].Endpoints = model.Synthetic(1, 2).Services[0].Endpoints },
+		func() { st.Services[7].NodePort = 31999 },
+		func() { // many at once: more than a chunk
+			for i := 12; i < 30; i++ {
+				st.Services[i].Endpoints = st.Services[i].Endpoints[:1]
+			}
+		},
+	}
+	for i, step := range steps {
+		step()
+		if err := partial.Sync(ctx, st); err != nil {
+			t.Fatalf("partial sync %d: %v", i, err)
+		}
+	}
+	full := &iptables.Syncer{Runner: netns("svfull"), Options: opts}
+	if err := full.Sync(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	got, want := saveOf("svpartial"), saveOf("svfull")
+	if !slices.Equal(got, want) {
+		for _, l := range got {
+			if !slices.Contains(want, l) {
+				t.Errorf("only after partial syncs: %s", l)
+			}
+		}
+		for _, l := range want {
+			if !slices.Contains(got, l) {
+				t.Errorf("missing after partial syncs: %s", l)
+			}
+		}
 	}
 }

@@ -146,18 +146,22 @@ func dispatchTables(rs *Ruleset) []TableRules {
 }
 
 // Applied is what a sync left in the kernel, for the partial syncs after
-// it: a fingerprint of each Service port's nat chains and rules.
+// it: a fingerprint of each Service port's nat chains, rules and lines in
+// the shared chains, and those lines themselves.
 type Applied struct {
-	seed   maphash.Seed
-	spans  map[string]uint64
-	chains map[string]bool // every per-Service nat chain
+	seed     maphash.Seed
+	spans    map[string]uint64
+	dispatch map[string][3][]string
+	chains   map[string]bool // every per-Service nat chain
 }
 
 // Record returns what applying rs leaves in the kernel.
 func Record(rs *Ruleset) *Applied {
-	a := &Applied{seed: maphash.MakeSeed(), spans: make(map[string]uint64, len(rs.ServiceSpans)), chains: map[string]bool{}}
+	a := &Applied{seed: maphash.MakeSeed(), spans: make(map[string]uint64, len(rs.ServiceSpans)),
+		dispatch: make(map[string][3][]string, len(rs.ServiceSpans)), chains: map[string]bool{}}
 	for _, sp := range rs.ServiceSpans {
 		a.spans[sp.Key] = a.sum(rs, sp)
+		a.dispatch[sp.Key] = dispatchLines(rs, sp)
 		for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
 			a.chains[c] = true
 		}
@@ -173,24 +177,52 @@ func (a *Applied) sum(rs *Ruleset, sp Span) uint64 {
 		h.WriteByte('\n')
 	}
 	h.Write(rs.perServiceNat[sp.RulesFrom:sp.RulesTo])
+	// Its lines in the shared chains too: a new NodePort changes only those.
+	for k, r := range sp.Dispatch {
+		h.WriteByte(0)
+		h.Write(rs.shared[k][r[0]:r[1]])
+	}
 	return h.Sum64()
 }
 
+// dispatchLines are a Service port's lines in each shared buffer.
+func dispatchLines(rs *Ruleset, sp Span) [3][]string {
+	var out [3][]string
+	for k, r := range sp.Dispatch {
+		if r[1] > r[0] {
+			out[k] = strings.Split(strings.TrimSuffix(string(rs.shared[k][r[0]:r[1]]), "\n"), "\n")
+		}
+	}
+	return out
+}
+
 // ComposePartial returns the transactions that take the kernel from prev
-// (what the last sync applied) to rs, rewriting only the chains of Service
-// ports that changed or are new, in chunks of whole Services, then the
-// dispatch chains, where the chains of removed Service ports and endpoints
-// are deleted. It returns nil when nothing changed. It trusts prev: the
-// jumps from built-in chains are not checked (full syncs and the canary
-// monitor do that).
+// (what the last sync applied) to rs. Only the chains of Service ports that
+// changed or are new are rewritten, and only their lines in the shared
+// chains are edited (-D the old, -I or -A the new); chains of removed Service
+// ports and endpoints are deleted. Up to perChunk changed Service ports go in
+// one transaction with the edits; more are chunked, whole Services each,
+// and the edits come last. It returns nil when nothing changed. It trusts
+// prev: full syncs and the canary monitor catch outside changes.
 func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
 	if perChunk <= 0 {
 		perChunk = DefaultChunkServices
 	}
 	var changed []Span
+	var edits [3][]string
+	now := map[string]bool{}
 	for _, sp := range rs.ServiceSpans {
-		if sum, ok := prev.spans[sp.Key]; !ok || sum != prev.sum(rs, sp) {
-			changed = append(changed, sp)
+		now[sp.Key] = true
+		sum, known := prev.spans[sp.Key]
+		if known && sum == prev.sum(rs, sp) {
+			continue
+		}
+		changed = append(changed, sp)
+		edits = addEdits(edits, prev.dispatch[sp.Key], dispatchLines(rs, sp))
+	}
+	for key, old := range prev.dispatch {
+		if !now[key] {
+			edits = addEdits(edits, old, [3][]string{})
 		}
 	}
 	want := wanted(rs)
@@ -200,21 +232,77 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
 			stale = append(stale, c)
 		}
 	}
-	if len(changed) == 0 && len(stale) == 0 {
+	slices.Sort(stale)
+	if len(changed) == 0 && len(stale) == 0 && len(edits[0])+len(edits[1])+len(edits[2]) == 0 {
 		return nil
 	}
-	slices.Sort(stale)
-	var out [][]byte
-	for i := 0; i < len(changed); i += perChunk {
+	chainsOf := func(spans []Span) ([]string, []byte) {
 		var chains []string
 		var rules []byte
-		for _, sp := range changed[i:min(i+perChunk, len(changed))] {
+		for _, sp := range spans {
 			chains = append(chains, rs.natChains[sp.ChainsFrom:sp.ChainsTo]...)
 			rules = append(rules, rs.perServiceNat[sp.RulesFrom:sp.RulesTo]...)
 		}
-		out = append(out, natTransaction(chains, rules))
+		return chains, rules
 	}
-	return append(out, composeTables(dispatchTables(rs), map[string][]string{"nat": stale}, func(jump) bool { return false }))
+	var out [][]byte
+	var last []Span
+	if len(changed) <= perChunk {
+		last = changed
+	} else {
+		for i := 0; i < len(changed); i += perChunk {
+			chains, rules := chainsOf(changed[i:min(i+perChunk, len(changed))])
+			out = append(out, natTransaction(chains, rules))
+		}
+	}
+	chains, rules := chainsOf(last)
+	b := append([]byte("*nat\n"), declare(append(chains, stale...))...)
+	b = append(b, rules...)
+	for _, e := range append(edits[0], edits[1]...) {
+		b = append(append(b, e...), '\n')
+	}
+	for _, c := range stale {
+		b = append(append(append(b, "-X "...), c...), '\n')
+	}
+	b = append(b, "COMMIT\n"...)
+	if len(edits[2]) > 0 {
+		b = append(b, "*filter\n"...)
+		for _, e := range edits[2] {
+			b = append(append(b, e...), '\n')
+		}
+		b = append(b, "COMMIT\n"...)
+	}
+	return append(out, b)
+}
+
+// addEdits turns a Service port's old and new lines in the shared chains
+// into -D and -I/-A edits, none when they are the same. New nat dispatch
+// lines are inserted at the top, so the NodePort jump stays last.
+func addEdits(edits [3][]string, old, cur [3][]string) [3][]string {
+	for k := range old {
+		if slices.Equal(old[k], cur[k]) {
+			continue
+		}
+		for _, l := range old[k] {
+			edits[k] = append(edits[k], "-D"+strings.TrimPrefix(l, "-A"))
+		}
+		for _, l := range cur[k] {
+			if sharedTables[k] == "nat" {
+				chain, rest, _ := strings.Cut(strings.TrimPrefix(l, "-A "), " ")
+				l = "-I " + chain + " 1 " + rest
+			}
+			edits[k] = append(edits[k], l)
+		}
+	}
+	return edits
+}
+
+func declare(chains []string) []byte {
+	var b []byte
+	for _, c := range chains {
+		b = append(append(append(b, ':'), c...), " - [0:0]\n"...)
+	}
+	return b
 }
 
 // natTransaction declares and fills nat chains in one transaction.

@@ -192,31 +192,66 @@ func TestComposePartial(t *testing.T) {
 	})
 	rs := Render(after, opts)
 	txs := ComposePartial(rs, prev, 250)
-	if len(txs) != 2 {
-		t.Fatalf("%d transactions, want the changed Services and dispatch", len(txs))
+	if len(txs) != 1 {
+		t.Fatalf("%d transactions, want one: few Services changed", len(txs))
 	}
-	chunk, final := string(txs[0]), string(txs[1])
+	tx := string(txs[0])
 	svc7 := ServiceChain(after.Services[7].Name, model.TCP)
 	newSvc := ServiceChain(model.ServicePortName{Namespace: "default", Name: "new"}, model.TCP)
-	if !strings.Contains(chunk, ":"+svc7+" ") || !strings.Contains(chunk, ":"+newSvc+" ") {
+	goneSVC := ServiceChain(removed.Name, model.TCP)
+	goneSEP := EndpointChain(before.Services[7].Name, model.TCP, before.Services[7].Endpoints[0].String())
+	if !strings.Contains(tx, ":"+svc7+" ") || !strings.Contains(tx, ":"+newSvc+" ") {
 		t.Error("the changed and the new Service must be rewritten")
 	}
-	if n := strings.Count(chunk, ":KUBE-SVC-"); n != 2 {
-		t.Errorf("%d Service chains rewritten, want only the 2 that changed", n)
+	if n := strings.Count(tx, ":KUBE-SVC-"); n != 3 {
+		t.Errorf("%d Service chains declared, want the changed, the new and the removed one (to flush it)", n)
 	}
-	goneSEP := EndpointChain(before.Services[7].Name, model.TCP, before.Services[7].Endpoints[0].String())
-	goneSVC := ServiceChain(removed.Name, model.TCP)
-	for _, c := range []string{goneSEP, goneSVC} {
-		if !strings.Contains(final, "-X "+c+"\n") {
-			t.Errorf("%s (gone) not deleted in the last transaction", c)
+	if strings.Contains(tx, ":KUBE-SERVICES ") || strings.Contains(tx, ":KUBE-NODEPORTS ") {
+		t.Error("the dispatch chains must be edited, not rewritten")
+	}
+	for _, l := range strings.Split(tx, "\n") {
+		if (strings.HasPrefix(l, "-D ") || strings.HasPrefix(l, "-I ")) && strings.Contains(l, after.Services[7].Name.String()) {
+			t.Errorf("an endpoint change must not edit the Service's dispatch lines: %s", l)
 		}
 	}
-	if !strings.Contains(final, ":KUBE-SERVICES - [0:0]") || strings.Contains(final, "-I PREROUTING") {
-		t.Error("the last transaction rewrites dispatch and leaves the built-in chains alone")
+	if !strings.Contains(tx, "-D KUBE-SERVICES -m comment --comment \""+removed.Name.String()+" cluster IP\"") ||
+		!strings.Contains(tx, "-I KUBE-SERVICES 1 -m comment --comment \"default/new cluster IP\"") {
+		t.Errorf("dispatch edits missing:\n%s", grepLines(tx, "KUBE-SERVICES"))
 	}
-	// Applying the partial result equals applying everything: the rules the
-	// kernel ends up with are those of a full sync.
-	if strings.Contains(final, "-A "+goneSVC) || !strings.Contains(final, "-j "+newSvc) {
-		t.Error("dispatch must drop the removed Service and reach the new one")
+	for _, c := range []string{goneSEP, goneSVC} {
+		if !strings.Contains(tx, "-X "+c+"\n") {
+			t.Errorf("%s (gone) not deleted", c)
+		}
 	}
+	if strings.Index(tx, "-D KUBE-SERVICES") > strings.Index(tx, "-X "+goneSVC) {
+		t.Error("a chain must be deleted only after the rules jumping to it")
+	}
+	if _, err := netfilter.ParseIPTables(tx); err != nil {
+		t.Errorf("does not parse: %v", err)
+	}
+
+	// A new NodePort changes only the Service's line in KUBE-NODEPORTS.
+	moved := model.Synthetic(600, 10)
+	moved.Services[3].NodePort = 31999
+	tx3 := string(ComposePartial(Render(moved, opts), prev, 250)[0])
+	if !strings.Contains(tx3, "--dport 30003 -j KUBE-EXT-") || !strings.Contains(tx3, "-I KUBE-NODEPORTS 1 ") || !strings.Contains(tx3, "--dport 31999") {
+		t.Errorf("a NodePort change must replace the KUBE-NODEPORTS line:\n%s", grepLines(tx3, "KUBE-NODEPORTS"))
+	}
+
+	// Many changes: chunks of whole Services, the edits last.
+	many := model.Synthetic(600, 9)
+	txs = ComposePartial(Render(many, opts), prev, 250)
+	if len(txs) != 4 || strings.Contains(string(txs[3]), ":KUBE-SERVICES ") {
+		t.Errorf("%d transactions for 600 changed Services, want 3 chunks and the edits", len(txs))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -47,7 +47,13 @@ type Ruleset struct {
 	natChains     []string
 	// dispatch are the nat KUBE-SERVICES and KUBE-NODEPORTS rules.
 	dispatch [][]byte
+	// shared are the buffers Span.Dispatch indexes: nat KUBE-SERVICES and
+	// KUBE-NODEPORTS rules, and the filter rules.
+	shared [3][]byte
 }
+
+// sharedTables names the table of each of Ruleset.shared.
+var sharedTables = [3]string{"nat", "nat", "filter"}
 
 // Span is one Service port's part of the nat table: chains
 // natChains[ChainsFrom:ChainsTo] and rules perServiceNat[RulesFrom:RulesTo].
@@ -56,6 +62,9 @@ type Span struct {
 	Key                  string
 	ChainsFrom, ChainsTo int
 	RulesFrom, RulesTo   int
+	// Dispatch are the Service port's lines in the shared chains, as offsets
+	// into Ruleset.shared: nat KUBE-SERVICES, nat KUBE-NODEPORTS, filter.
+	Dispatch [3][2]int
 }
 
 // TableRules are the chains and rules of one table.
@@ -104,8 +113,15 @@ func Render(st *model.State, opts Options) *Ruleset {
 		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
 			sp := Span{Key: st.Services[i].Name.String() + "/" + string(st.Services[i].Protocol),
 				ChainsFrom: len(r.nat.chains), RulesFrom: r.nat.rules.Len() - fixedEnd}
+			shared := [3]*lineBuf{&r.natServices, &r.natNodePorts, &r.filter.rules}
+			for k, b := range shared {
+				sp.Dispatch[k][0] = b.Len()
+			}
 			r.servicePort(&st.Services[i])
 			sp.ChainsTo, sp.RulesTo = len(r.nat.chains), r.nat.rules.Len()-fixedEnd
+			for k, b := range shared {
+				sp.Dispatch[k][1] = b.Len()
+			}
 			spans = append(spans, sp)
 		}
 	}
@@ -150,6 +166,7 @@ func Render(st *model.State, opts Options) *Ruleset {
 		perServiceNat:  natRules[fixedEnd:],
 		natChains:      r.nat.chains,
 		dispatch:       [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes()},
+		shared:         [3][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes(), r.filter.rules.Bytes()},
 	}
 }
 
