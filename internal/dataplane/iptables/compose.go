@@ -220,10 +220,15 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
 		changed = append(changed, sp)
 		edits = addEdits(edits, prev.dispatch[sp.Key], dispatchLines(rs, sp))
 	}
-	for key, old := range prev.dispatch {
+	var removed []string
+	for key := range prev.dispatch {
 		if !now[key] {
-			edits = addEdits(edits, old, [3][]string{})
+			removed = append(removed, key)
 		}
+	}
+	slices.Sort(removed) // deterministic output
+	for _, key := range removed {
+		edits = addEdits(edits, prev.dispatch[key], [3][]string{})
 	}
 	want := wanted(rs)
 	var stale []string
