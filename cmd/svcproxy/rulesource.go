@@ -130,15 +130,13 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 	}
 	if len(l.local) == 0 {
 		if live {
-			l.local = hostAddrs()
+			l.local = interfaceAddrs()
 		} else {
 			l.guessLocal = true
 		}
 	}
 	return l, nil
 }
-
-func hostAddrs() []netip.Addr { return interfaceAddrs() }
 
 // trace follows a packet with the tracer for the loaded ruleset.
 func (l *loaded) trace(pkt netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {

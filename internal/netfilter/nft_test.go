@@ -127,13 +127,7 @@ func FuzzParseNft(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			total := 0.0
-			for _, p := range res.Paths {
-				total += p.Probability
-			}
-			if len(res.Paths) > 0 && (total < 0.999 || total > 1.001) {
-				t.Fatalf("path probabilities add up to %v", total)
-			}
+			checkShares(t, res)
 		}
 	})
 }
