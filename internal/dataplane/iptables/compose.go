@@ -157,16 +157,24 @@ type Applied struct {
 
 // Record returns what applying rs leaves in the kernel.
 func Record(rs *Ruleset) *Applied {
-	a := &Applied{seed: maphash.MakeSeed(), spans: make(map[string]uint64, len(rs.ServiceSpans)),
-		dispatch: make(map[string][3][]string, len(rs.ServiceSpans)), chains: map[string]bool{}}
+	a := newApplied(maphash.MakeSeed(), len(rs.ServiceSpans))
 	for _, sp := range rs.ServiceSpans {
-		a.spans[sp.Key] = a.sum(rs, sp)
-		a.dispatch[sp.Key] = dispatchLines(rs, sp)
-		for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
-			a.chains[c] = true
-		}
+		a.add(rs, sp, a.sum(rs, sp), dispatchLines(rs, sp))
 	}
 	return a
+}
+
+func newApplied(seed maphash.Seed, n int) *Applied {
+	return &Applied{seed: seed, spans: make(map[string]uint64, n), dispatch: make(map[string][3][]string, n), chains: map[string]bool{}}
+}
+
+// add records one Service port with its fingerprint and shared-chain lines.
+func (a *Applied) add(rs *Ruleset, sp Span, sum uint64, lines [3][]string) {
+	a.spans[sp.Key] = sum
+	a.dispatch[sp.Key] = lines
+	for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
+		a.chains[c] = true
+	}
 }
 
 func (a *Applied) sum(rs *Ruleset, sp Span) uint64 {
@@ -202,23 +210,30 @@ func dispatchLines(rs *Ruleset, sp Span) [3][]string {
 // chains are edited (-D the old, -I or -A the new); chains of removed Service
 // ports and endpoints are deleted. Up to perChunk changed Service ports go in
 // one transaction with the edits; more are chunked, whole Services each,
-// and the edits come last. It returns nil when nothing changed. It trusts
-// prev: full syncs and the canary monitor catch outside changes.
-func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
+// and the edits come last. No transactions are returned when nothing
+// changed. It trusts prev: full syncs and the canary monitor catch outside
+// changes. next is what the kernel holds once the transactions are applied,
+// built from the fingerprints computed here (Record would compute them
+// again).
+func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, next *Applied) {
 	if perChunk <= 0 {
 		perChunk = DefaultChunkServices
 	}
+	next = newApplied(prev.seed, len(rs.ServiceSpans))
 	var changed []Span
 	var edits [3][]string
 	now := map[string]bool{}
 	for _, sp := range rs.ServiceSpans {
 		now[sp.Key] = true
-		sum, known := prev.spans[sp.Key]
-		if known && sum == prev.sum(rs, sp) {
+		sum := prev.sum(rs, sp)
+		if old, known := prev.spans[sp.Key]; known && old == sum {
+			next.add(rs, sp, sum, prev.dispatch[sp.Key])
 			continue
 		}
 		changed = append(changed, sp)
-		edits = addEdits(edits, prev.dispatch[sp.Key], dispatchLines(rs, sp))
+		lines := dispatchLines(rs, sp)
+		next.add(rs, sp, sum, lines)
+		edits = addEdits(edits, prev.dispatch[sp.Key], lines)
 	}
 	var removed []string
 	for key := range prev.dispatch {
@@ -239,7 +254,7 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
 	}
 	slices.Sort(stale)
 	if len(changed) == 0 && len(stale) == 0 && len(edits[0])+len(edits[1])+len(edits[2]) == 0 {
-		return nil
+		return nil, next
 	}
 	chainsOf := func(spans []Span) ([]string, []byte) {
 		var chains []string
@@ -277,7 +292,7 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) [][]byte {
 		}
 		b = append(b, "COMMIT\n"...)
 	}
-	return append(out, b)
+	return append(out, b), next
 }
 
 // addEdits turns a Service port's old and new lines in the shared chains

@@ -177,7 +177,7 @@ func TestComposePartial(t *testing.T) {
 	before := model.Synthetic(600, 10)
 	prev := Record(Render(before, opts))
 
-	if txs := ComposePartial(Render(before, opts), prev, 250); txs != nil {
+	if txs, _ := ComposePartial(Render(before, opts), prev, 250); txs != nil {
 		t.Fatalf("nothing changed, yet %d transactions", len(txs))
 	}
 
@@ -191,7 +191,10 @@ func TestComposePartial(t *testing.T) {
 		Endpoints: []model.Endpoint{ep("10.244.9.9", 80)},
 	})
 	rs := Render(after, opts)
-	txs := ComposePartial(rs, prev, 250)
+	txs, next := ComposePartial(rs, prev, 250)
+	if again, _ := ComposePartial(rs, next, 250); again != nil {
+		t.Error("the state ComposePartial returns must be what it applied: nothing left to do")
+	}
 	if len(txs) != 1 {
 		t.Fatalf("%d transactions, want one: few Services changed", len(txs))
 	}
@@ -232,21 +235,24 @@ func TestComposePartial(t *testing.T) {
 
 	// Removing many Services composes the same bytes every time.
 	fewer := model.Synthetic(590, 10)
-	if a, b := ComposePartial(Render(fewer, opts), prev, 250), ComposePartial(Render(fewer, opts), prev, 250); string(a[0]) != string(b[0]) {
+	a, _ := ComposePartial(Render(fewer, opts), prev, 250)
+	b, _ := ComposePartial(Render(fewer, opts), prev, 250)
+	if string(a[0]) != string(b[0]) {
 		t.Error("ComposePartial is not deterministic")
 	}
 
 	// A new NodePort changes only the Service's line in KUBE-NODEPORTS.
 	moved := model.Synthetic(600, 10)
 	moved.Services[3].NodePort = 31999
-	tx3 := string(ComposePartial(Render(moved, opts), prev, 250)[0])
+	moves, _ := ComposePartial(Render(moved, opts), prev, 250)
+	tx3 := string(moves[0])
 	if !strings.Contains(tx3, "--dport 30003 -j KUBE-EXT-") || !strings.Contains(tx3, "-I KUBE-NODEPORTS 1 ") || !strings.Contains(tx3, "--dport 31999") {
 		t.Errorf("a NodePort change must replace the KUBE-NODEPORTS line:\n%s", grepLines(tx3, "KUBE-NODEPORTS"))
 	}
 
 	// Many changes: chunks of whole Services, the edits last.
 	many := model.Synthetic(600, 9)
-	txs = ComposePartial(Render(many, opts), prev, 250)
+	txs, _ = ComposePartial(Render(many, opts), prev, 250)
 	if len(txs) != 4 || strings.Contains(string(txs[3]), ":KUBE-SERVICES ") {
 		t.Errorf("%d transactions for 600 changed Services, want 3 chunks and the edits", len(txs))
 	}

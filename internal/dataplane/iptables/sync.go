@@ -52,6 +52,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	}
 	full := s.forceFull.Swap(false) || s.applied == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
 	var txs [][]byte
+	var next *Applied
 	if full {
 		cur, err := s.current(ctx)
 		if err != nil {
@@ -59,7 +60,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 		}
 		txs = ComposeChunks(rs, cur, per)
 	} else {
-		txs = ComposePartial(rs, s.applied, per)
+		txs, next = ComposePartial(rs, s.applied, per)
 	}
 	for i, tx := range txs {
 		if err := s.Runner.Restore(ctx, tx); err != nil {
@@ -74,9 +75,10 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 			return fmt.Errorf("apply rules (transaction %d of %d): %w", i+1, len(txs), err)
 		}
 	}
-	s.applied = Record(rs)
 	if full {
-		s.lastFull = time.Now()
+		s.applied, s.lastFull = Record(rs), time.Now()
+	} else {
+		s.applied = next
 	}
 	if s.Metrics != nil {
 		for _, t := range rs.Tables {
