@@ -1,0 +1,214 @@
+package nftables
+
+import (
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+)
+
+// List prints the ruleset as `nft list table` does, which is what operators
+// read and what the packet tracer parses.
+func (rs *Ruleset) List() string {
+	var b strings.Builder
+	b.WriteString("table " + rs.family() + " " + TableName + " {\n\tcomment \"rules for kube-proxy\"\n")
+	elements := rs.elementsBySet()
+	for _, s := range rs.allSets() {
+		kind := "set"
+		if s.IsMap {
+			kind = "map"
+		}
+		b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + rs.keyType(s))
+		if s.IsMap {
+			b.WriteString(" : verdict")
+		}
+		b.WriteString("\n")
+		if s.Timeout > 0 {
+			b.WriteString("\t\tflags dynamic,timeout\n\t\ttimeout " + strconv.Itoa(int(s.Timeout)) + "s\n")
+		}
+		if s.Comment != "" {
+			b.WriteString("\t\tcomment \"" + s.Comment + "\"\n")
+		}
+		if els := elements[s.Name]; len(els) > 0 {
+			b.WriteString("\t\telements = { ")
+			for i, e := range els {
+				if i > 0 {
+					b.WriteString(",\n\t\t\t     ")
+				}
+				b.WriteString(e.text(s))
+			}
+			b.WriteString(" }\n")
+		}
+		b.WriteString("\t}\n\n")
+	}
+	for _, c := range rs.Base {
+		b.WriteString("\tchain " + c.Name + " {\n\t\ttype " + c.Type + " hook " + c.Hook + " priority " + strconv.Itoa(c.Priority) + "; policy accept;\n")
+		rs.writeRules(&b, c.Chain)
+		b.WriteString("\t}\n\n")
+	}
+	for _, c := range rs.chains() {
+		b.WriteString("\tchain " + c.Name + " {\n")
+		if c.Comment != "" {
+			b.WriteString("\t\tcomment \"" + c.Comment + "\"\n")
+		}
+		rs.writeRules(&b, c)
+		b.WriteString("\t}\n\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n") + "}\n"
+}
+
+func (rs *Ruleset) writeRules(b *strings.Builder, c Chain) {
+	for _, r := range c.Rules {
+		b.WriteString("\t\t" + r.Text(rs.IPv6) + "\n")
+	}
+}
+
+func (rs *Ruleset) family() string { return ipWord(rs.IPv6) }
+
+// allSets are the fixed sets and maps, then every affinity set.
+func (rs *Ruleset) allSets() []Set {
+	out := append([]Set{}, rs.Sets...)
+	for _, s := range rs.Services {
+		out = append(out, s.AffinitySets...)
+	}
+	return out
+}
+
+// chains are the fixed regular chains, then every Service's.
+func (rs *Ruleset) chains() []Chain {
+	out := append([]Chain{}, rs.Fixed...)
+	for _, s := range rs.Services {
+		out = append(out, s.Chains...)
+	}
+	return out
+}
+
+// elementsBySet gathers the node's and every Service's elements per set.
+func (rs *Ruleset) elementsBySet() map[string][]Element {
+	m := map[string][]Element{}
+	for _, s := range rs.Sets {
+		m[s.Name] = append(m[s.Name], s.Elements...)
+	}
+	for _, svc := range rs.Services {
+		for _, e := range svc.Elements {
+			m[e.Set] = append(m[e.Set], e.Element)
+		}
+	}
+	return m
+}
+
+// keyType is the nft type of a set's key.
+func (rs *Ruleset) keyType(s Set) string {
+	parts := make([]string, len(s.Keys))
+	for i, k := range s.Keys {
+		switch k {
+		case "addr":
+			parts[i] = addrType(rs.IPv6)
+		case "proto":
+			parts[i] = "inet_proto"
+		case "port":
+			parts[i] = "inet_service"
+		}
+	}
+	return strings.Join(parts, " . ")
+}
+
+// keyParts are the element's key fields as nft prints them.
+func (e Element) keyParts(s Set) []string {
+	parts := make([]string, len(s.Keys))
+	for i, k := range s.Keys {
+		switch k {
+		case "addr":
+			parts[i] = e.Addr.String()
+		case "proto":
+			parts[i] = e.Proto
+		case "port":
+			parts[i] = strconv.Itoa(int(e.Port))
+		}
+	}
+	return parts
+}
+
+func (e Element) text(s Set) string {
+	t := strings.Join(e.keyParts(s), " . ")
+	if s.IsMap {
+		t += " : " + e.Verdict.String()
+	}
+	if e.Comment != "" {
+		t += ` comment "` + e.Comment + `"`
+	}
+	return t
+}
+
+// Transaction is the ruleset as one knftables transaction that creates the
+// table from nothing: what the golden tests dump through knftables.NewFake.
+func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("rules for kube-proxy")})
+	for _, s := range rs.allSets() {
+		typ := rs.keyType(s)
+		var comment *string
+		if s.Comment != "" {
+			comment = knftables.PtrTo(s.Comment)
+		}
+		if s.IsMap {
+			tx.Add(&knftables.Map{Name: s.Name, Type: typ + " : verdict", Comment: comment})
+			continue
+		}
+		set := &knftables.Set{Name: s.Name, Type: typ, Comment: comment}
+		if s.Timeout > 0 {
+			set.Flags = []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}
+			set.Timeout = knftables.PtrTo(timeoutDuration(s.Timeout))
+		}
+		tx.Add(set)
+	}
+	for _, c := range rs.Base {
+		tx.Add(&knftables.Chain{Name: c.Name, Type: knftables.PtrTo(knftables.BaseChainType(c.Type)),
+			Hook: knftables.PtrTo(knftables.BaseChainHook(c.Hook)), Priority: knftables.PtrTo(knftables.BaseChainPriority(strconv.Itoa(c.Priority)))})
+	}
+	all := rs.chains()
+	for _, c := range all {
+		var comment *string
+		if c.Comment != "" {
+			comment = knftables.PtrTo(c.Comment)
+		}
+		tx.Add(&knftables.Chain{Name: c.Name, Comment: comment})
+	}
+	for _, c := range append(baseChains(rs.Base), all...) {
+		for _, r := range c.Rules {
+			var text strings.Builder
+			r.write(&text, rs.IPv6, " , ")
+			kr := &knftables.Rule{Chain: c.Name, Rule: text.String()}
+			if r.Comment != "" {
+				kr.Comment = knftables.PtrTo(r.Comment)
+			}
+			tx.Add(kr)
+		}
+	}
+	sets := map[string]Set{}
+	for _, s := range rs.allSets() {
+		sets[s.Name] = s
+	}
+	for name, els := range rs.elementsBySet() {
+		s := sets[name]
+		for _, e := range els {
+			ke := &knftables.Element{Key: e.keyParts(s)}
+			if s.IsMap {
+				ke.Map, ke.Value = name, []string{e.Verdict.String()}
+			} else {
+				ke.Set = name
+			}
+			if e.Comment != "" {
+				ke.Comment = knftables.PtrTo(e.Comment)
+			}
+			tx.Add(ke)
+		}
+	}
+}
+
+func baseChains(bs []BaseChain) []Chain {
+	out := make([]Chain, len(bs))
+	for i, b := range bs {
+		out[i] = b.Chain
+	}
+	return out
+}

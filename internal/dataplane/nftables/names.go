@@ -1,0 +1,93 @@
+// Package nftables is svcproxy's nftables dataplane: a pure renderer from the
+// model to upstream kube-proxy's nftables layout (table ip/ip6 kube-proxy,
+// dispatch through verdict maps), and a thin layer that applies it over
+// netlink in transactions that each carry whole Services.
+package nftables
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// TableName is the table svcproxy owns in each family, named as upstream's.
+const TableName = "kube-proxy"
+
+// Chains and containers of the table, with upstream's names.
+const (
+	chainServices          = "services"
+	chainMasquerading      = "masquerading"
+	chainMarkMasq          = "mark-for-masquerade"
+	chainReject            = "reject-chain"
+	chainFirewallCheck     = "firewall-check"
+	chainServiceEPCheck    = "service-endpoints-check"
+	chainNodePortEPCheck   = "nodeport-endpoints-check"
+	chainClusterIPsCheck   = "cluster-ips-check"
+	setClusterIPs          = "cluster-ips"
+	setNodePortIPs         = "nodeport-ips"
+	mapServiceIPs          = "service-ips"
+	mapServiceNodePorts    = "service-nodeports"
+	mapNoEndpointServices  = "no-endpoint-services"
+	mapNoEndpointNodePorts = "no-endpoint-nodeports"
+	mapFirewallIPs         = "firewall-ips"
+
+	// masqMark is bit 14, the mark upstream uses for "masquerade me".
+	masqMark = 0x4000
+)
+
+// Prefixes of the per-Service objects; one the state does not need is stale.
+var (
+	perServiceChainPrefixes = []string{"service-", "local-", "external-", "firewall-", "endpoint-"}
+	affinitySetPrefix       = "affinity-"
+)
+
+// isServiceChain reports whether a chain is a per-Service or per-endpoint
+// chain (as opposed to the table's fixed chains).
+func isServiceChain(name string) bool {
+	for _, p := range perServiceChainPrefixes {
+		if strings.HasPrefix(name, p) && name != chainServices && name != chainServiceEPCheck {
+			return true
+		}
+	}
+	return false
+}
+
+// maxChainBase is upstream's limit on the part of a name after its prefix.
+const maxChainBase = 240
+
+// hashAndTruncate prefixes name with 8 characters of base32(sha256(name)), as
+// upstream does, so that truncated or look-alike names stay distinct.
+func hashAndTruncate(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	name = base32.StdEncoding.EncodeToString(sum[:])[:8] + "-" + name
+	if len(name) > maxChainBase {
+		name = name[:maxChainBase-3] + "..."
+	}
+	return name
+}
+
+// portBase is "HASH-namespace/name/protocol/port" for a Service port.
+func portBase(sp *model.ServicePort) string {
+	return hashAndTruncate(sp.Name.Namespace + "/" + sp.Name.Name + "/" + strings.ToLower(string(sp.Protocol)) + "/" + sp.Name.Port)
+}
+
+// endpointBase is "HASH-namespace/name/protocol/port__ip/port"; the colons of
+// an IPv6 address become dots, as chain names cannot hold colons.
+func endpointBase(sp *model.ServicePort, ep model.Endpoint) string {
+	ip := strings.ReplaceAll(ep.IP.String(), ":", ".")
+	return hashAndTruncate(sp.Name.Namespace + "/" + sp.Name.Name + "/" + strings.ToLower(string(sp.Protocol)) + "/" + sp.Name.Port +
+		"__" + ip + "/" + strconv.Itoa(int(ep.Port)))
+}
+
+// family is the knftables family of the table.
+func family(v6 bool) knftables.Family {
+	if v6 {
+		return knftables.IPv6Family
+	}
+	return knftables.IPv4Family
+}

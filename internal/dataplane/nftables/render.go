@@ -1,0 +1,390 @@
+package nftables
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Options are the node-wide settings that shape the rules.
+type Options struct {
+	// ClusterCIDR is the pod CIDR (--cluster-cidr): traffic to a cluster IP
+	// from outside it is masqueraded.
+	ClusterCIDR netip.Prefix
+	// MasqueradeAll masquerades all traffic to cluster IPs.
+	MasqueradeAll bool
+	// NodePortAddresses limits NodePorts to these node addresses; empty
+	// means every local address except loopback.
+	NodePortAddresses []netip.Addr
+	// NodePortPrimary adds the node's primary address (from its Node).
+	NodePortPrimary bool
+	// IPv6 renders the ip6 table; Service ports of the other family are
+	// left out.
+	IPv6 bool
+}
+
+// Ruleset is the whole desired content of one family's kube-proxy table:
+// the fixed part every node has, then one Service per Service port with
+// everything that belongs to it alone, so that it can be applied (and
+// re-applied) as a unit.
+type Ruleset struct {
+	IPv6  bool
+	Base  []BaseChain
+	Fixed []Chain
+	Sets  []Set
+	// Services are sorted by Key.
+	Services []Service
+}
+
+// BaseChain is a chain attached to a netfilter hook.
+type BaseChain struct {
+	Chain
+	Type, Hook string
+	Priority   int
+}
+
+// Chain is a regular chain and its rules.
+type Chain struct {
+	Name    string
+	Comment string
+	Rules   []Rule
+}
+
+// Set is a named set or map. Key fields are "addr", "proto" and "port".
+type Set struct {
+	Name    string
+	Keys    []string
+	IsMap   bool
+	Comment string
+	// Elements that belong to the node rather than to a Service.
+	Elements []Element
+	// Timeout (seconds) makes a dynamic set whose elements expire
+	// (session affinity).
+	Timeout int32
+}
+
+// Element is one set or map element. Only the fields the set's key has are
+// meaningful.
+type Element struct {
+	Addr    netip.Addr
+	Proto   string
+	Port    uint16
+	Verdict verdict
+	Comment string
+}
+
+// MapElement is an element and the set or map it belongs to.
+type MapElement struct {
+	Set string
+	Element
+}
+
+// Service is everything one Service port owns: its chains, its elements in
+// the shared maps and its affinity sets.
+type Service struct {
+	// Key identifies the Service port ("ns/name:port/proto").
+	Key          string
+	Chains       []Chain
+	Elements     []MapElement
+	AffinitySets []Set
+}
+
+// Render turns the desired state into the table's content. It is pure.
+func Render(st *model.State, opts Options) *Ruleset {
+	rs := fixed(st, opts)
+	for i := range st.Services {
+		sp := &st.Services[i]
+		if sp.ClusterIP.Is6() == opts.IPv6 {
+			rs.Services = append(rs.Services, servicePort(sp, opts))
+		}
+	}
+	return rs
+}
+
+// addrType is the nft type of an address of the family.
+func addrType(v6 bool) string {
+	if v6 {
+		return "ipv6_addr"
+	}
+	return "ipv4_addr"
+}
+
+func loopback(v6 bool) netip.Prefix {
+	if v6 {
+		return netip.MustParsePrefix("::1/128")
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
+}
+
+// fixed is the part of the table that does not depend on Services: hooks,
+// dispatch through the maps, masquerading.
+func fixed(st *model.State, opts Options) *Ruleset {
+	v6 := opts.IPv6
+	ctJump := func(c string) Rule { return rule(matchCtNew{}, jump(c)) }
+	rs := &Ruleset{IPv6: v6}
+	// Filtering runs before DNAT, on the destination the client used.
+	rs.Base = []BaseChain{
+		{Chain{Name: "filter-prerouting", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "prerouting", -110},
+		{Chain{Name: "filter-input", Rules: []Rule{ctJump(chainNodePortEPCheck), ctJump(chainServiceEPCheck)}}, "filter", "input", -110},
+		{Chain{Name: "filter-forward", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "forward", -110},
+		{Chain{Name: "filter-output", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainFirewallCheck)}}, "filter", "output", -110},
+		{Chain{Name: "filter-output-post-dnat", Rules: []Rule{ctJump(chainClusterIPsCheck)}}, "filter", "output", -90},
+		{Chain{Name: "nat-prerouting", Rules: []Rule{rule(jump(chainServices))}}, "nat", "prerouting", -100},
+		{Chain{Name: "nat-output", Rules: []Rule{rule(jump(chainServices))}}, "nat", "output", -100},
+		{Chain{Name: "nat-postrouting", Rules: []Rule{rule(jump(chainMasquerading))}}, "nat", "postrouting", 100},
+	}
+	concat3 := []keyField{fDaddr, fL4Proto, fDport}
+	nodePorts := nodePortAddresses(st, opts)
+	var npMatch []stmt
+	if nodePorts == nil {
+		npMatch = []stmt{matchFibLocal{}, matchAddr{p: loopback(v6), neg: true}}
+	} else {
+		npMatch = []stmt{matchAddrSet{set: setNodePortIPs}}
+	}
+	rs.Fixed = []Chain{
+		{Name: chainClusterIPsCheck, Rules: []Rule{{Stmts: []stmt{matchAddrSet{set: setClusterIPs}, reject{}}, Comment: "Reject traffic to invalid ports of ClusterIPs"}}},
+		{Name: chainFirewallCheck, Rules: []Rule{rule(vmapLookup{concat3, mapFirewallIPs})}},
+		{Name: chainMarkMasq, Rules: []Rule{rule(markOr{})}},
+		{Name: chainMasquerading, Rules: []Rule{rule(matchMarkClear{}, returnV()), rule(markXor{}), rule(masq{})}},
+		{Name: chainNodePortEPCheck, Rules: []Rule{rule(append(append([]stmt{}, npMatch[len(npMatch)-1]), vmapLookup{[]keyField{fL4Proto, fDport}, mapNoEndpointNodePorts})...)}},
+		{Name: chainReject, Comment: "helper for @no-endpoint-services / @no-endpoint-nodeports", Rules: []Rule{rule(reject{})}},
+		{Name: chainServices, Rules: []Rule{
+			rule(vmapLookup{concat3, mapServiceIPs}),
+			rule(append(append([]stmt{}, npMatch...), vmapLookup{[]keyField{fL4Proto, fDport}, mapServiceNodePorts})...),
+		}},
+		{Name: chainServiceEPCheck, Rules: []Rule{rule(vmapLookup{concat3, mapNoEndpointServices})}},
+	}
+	addr := []string{"addr"}
+	triple := []string{"addr", "proto", "port"}
+	pair := []string{"proto", "port"}
+	rs.Sets = []Set{
+		{Name: setClusterIPs, Keys: addr, Comment: "Active ClusterIPs"},
+		{Name: mapFirewallIPs, Keys: triple, IsMap: true, Comment: "destinations that are subject to LoadBalancerSourceRanges"},
+		{Name: mapNoEndpointNodePorts, Keys: pair, IsMap: true, Comment: "vmap to drop or reject packets to service nodeports with no endpoints"},
+		{Name: mapNoEndpointServices, Keys: triple, IsMap: true, Comment: "vmap to drop or reject packets to services with no endpoints"},
+		{Name: mapServiceIPs, Keys: triple, IsMap: true, Comment: "ClusterIP, ExternalIP and LoadBalancer IP traffic"},
+		{Name: mapServiceNodePorts, Keys: pair, IsMap: true, Comment: "NodePort traffic"},
+	}
+	if nodePorts != nil {
+		np := Set{Name: setNodePortIPs, Keys: addr, Comment: "IPs that accept NodePort traffic"}
+		for _, a := range nodePorts {
+			np.Elements = append(np.Elements, Element{Addr: a})
+		}
+		rs.Sets = append(rs.Sets, np)
+	}
+	return rs
+}
+
+// servicePort renders one Service port as upstream's nftables proxier does.
+func servicePort(sp *model.ServicePort, opts Options) Service {
+	v6 := opts.IPv6
+	spn := sp.Name.String()
+	svc := Service{Key: spn + "/" + string(sp.Protocol)}
+	proto := strings.ToLower(string(sp.Protocol))
+	port := uint16(sp.Port)
+	base := portBase(sp)
+	clusterChain, localChain := "service-"+base, "local-"+base
+	extChain, fwChain := "external-"+base, "firewall-"+base
+
+	clusterEps, localEps := sp.ClusterEndpoints(), sp.LocalEndpoints()
+	hasEndpoints := len(clusterEps) > 0 || len(localEps) > 0
+	usesCluster := len(clusterEps) > 0 && (!sp.InternalPolicyLocal || sp.ExternallyAccessible())
+	usesLocal := len(localEps) > 0 && (sp.InternalPolicyLocal || sp.ExternalPolicyLocal)
+
+	internalChain, hasInternal := clusterChain, hasEndpoints
+	if sp.InternalPolicyLocal {
+		internalChain, hasInternal = localChain, len(localEps) > 0
+	}
+	externalPolicyChain, hasExternal := clusterChain, hasEndpoints
+	if sp.ExternalPolicyLocal {
+		externalPolicyChain, hasExternal = localChain, len(localEps) > 0
+	}
+	// Upstream keys this on any endpoint, not on external ones: the
+	// short-circuit rules for pods and the node are needed either way.
+	usesExt := hasEndpoints && sp.ExternallyAccessible()
+	usesFW := len(sp.LoadBalancerIPs) > 0 && len(sp.SourceRanges) > 0
+
+	// What the filter maps do when there is nowhere to send traffic.
+	internalNone, externalNone := drop(), drop()
+	if !hasEndpoints {
+		internalNone, externalNone = goTo(chainReject), goTo(chainReject)
+	}
+	el := func(set string, e Element) { svc.Elements = append(svc.Elements, MapElement{set, e}) }
+	addrEl := func(a netip.Addr, v verdict, comment string) Element {
+		return Element{Addr: a, Proto: proto, Port: port, Verdict: v, Comment: comment}
+	}
+
+	el(setClusterIPs, Element{Addr: sp.ClusterIP})
+	if hasInternal {
+		el(mapServiceIPs, addrEl(sp.ClusterIP, goTo(internalChain), ""))
+	} else {
+		el(mapNoEndpointServices, addrEl(sp.ClusterIP, internalNone, spn))
+	}
+	for _, ip := range sp.ExternalIPs {
+		if ip.Is6() != v6 {
+			continue
+		}
+		if hasEndpoints {
+			el(mapServiceIPs, addrEl(ip, goTo(extChain), ""))
+		}
+		if !hasExternal {
+			el(mapNoEndpointServices, addrEl(ip, externalNone, spn))
+		}
+	}
+	for _, ip := range sp.LoadBalancerIPs {
+		if ip.Is6() != v6 {
+			continue
+		}
+		if hasEndpoints {
+			el(mapServiceIPs, addrEl(ip, goTo(extChain), ""))
+		}
+		if usesFW {
+			el(mapFirewallIPs, addrEl(ip, goTo(fwChain), ""))
+		}
+		if !hasExternal {
+			el(mapNoEndpointServices, addrEl(ip, externalNone, spn))
+		}
+	}
+	if sp.NodePort != 0 {
+		np := Element{Proto: proto, Port: uint16(sp.NodePort)}
+		if hasEndpoints {
+			np.Verdict = goTo(extChain)
+			el(mapServiceNodePorts, np)
+		}
+		if !hasExternal {
+			np.Verdict, np.Comment = externalNone, spn
+			el(mapNoEndpointNodePorts, np)
+		}
+	}
+
+	// Chains, in upstream's order of creation.
+	epChains := map[string]string{}
+	affinity := map[string]string{}
+	var reachable []model.Endpoint
+	note := func(eps []model.Endpoint) {
+		for _, ep := range eps {
+			if k := ep.String(); epChains[k] == "" {
+				b := endpointBase(sp, ep)
+				epChains[k] = "endpoint-" + b
+				affinity[k] = affinitySetPrefix + b
+				reachable = append(reachable, ep)
+			}
+		}
+	}
+	if usesCluster {
+		note(clusterEps)
+	}
+	if usesLocal {
+		note(localEps)
+	}
+
+	if usesExt {
+		c := Chain{Name: extChain}
+		if !sp.ExternalPolicyLocal {
+			// Endpoints may be on other nodes: masquerade so replies
+			// come back through this one.
+			c.Rules = append(c.Rules, rule(jump(chainMarkMasq)))
+		} else {
+			if opts.ClusterCIDR.IsValid() {
+				c.Rules = append(c.Rules, Rule{Stmts: []stmt{matchAddr{src: true, p: opts.ClusterCIDR}, goTo(clusterChain)}, Comment: "short-circuit pod traffic"})
+			}
+			c.Rules = append(c.Rules,
+				Rule{Stmts: []stmt{matchFibLocal{src: true}, jump(chainMarkMasq)}, Comment: "masquerade local traffic"},
+				Rule{Stmts: []stmt{matchFibLocal{src: true}, goTo(clusterChain)}, Comment: "short-circuit local traffic"})
+		}
+		if hasExternal {
+			c.Rules = append(c.Rules, rule(goTo(externalPolicyChain)))
+		}
+		svc.Chains = append(svc.Chains, c)
+	}
+	if usesFW {
+		c := Chain{Name: fwChain}
+		for _, r := range sp.SourceRanges {
+			if r.Addr().Is6() == v6 {
+				c.Rules = append(c.Rules, rule(matchAddr{src: true, p: r}, returnV()))
+			}
+		}
+		// Nodes reaching the load balancer through its own address.
+		for _, ip := range sp.LoadBalancerIPs {
+			if ip.Is6() == v6 {
+				c.Rules = append(c.Rules, rule(addrIs(true, ip), returnV()))
+			}
+		}
+		c.Rules = append(c.Rules, rule(drop()))
+		svc.Chains = append(svc.Chains, c)
+	}
+	policy := func(name string, internal bool, eps []model.Endpoint) {
+		c := Chain{Name: name}
+		if internal {
+			m := []stmt{addrIs(false, sp.ClusterIP), matchPort{proto, port}}
+			switch {
+			case opts.MasqueradeAll:
+				c.Rules = append(c.Rules, rule(append(m, jump(chainMarkMasq))...))
+			case opts.ClusterCIDR.IsValid():
+				c.Rules = append(c.Rules, rule(append(m, matchAddr{src: true, p: opts.ClusterCIDR, neg: true}, jump(chainMarkMasq))...))
+			}
+		}
+		chains := make([]string, len(eps))
+		for i, ep := range eps {
+			k := ep.String()
+			chains[i] = epChains[k]
+			if sp.AffinitySeconds > 0 {
+				c.Rules = append(c.Rules, rule(matchAddrSet{src: true, set: affinity[k]}, goTo(epChains[k])))
+			}
+		}
+		c.Rules = append(c.Rules, rule(numgenVmap{chains}))
+		svc.Chains = append(svc.Chains, c)
+	}
+	if usesCluster {
+		policy(clusterChain, internalChain == clusterChain, clusterEps)
+	}
+	if usesLocal {
+		policy(localChain, internalChain == localChain, localEps)
+	}
+	for _, ep := range reachable {
+		k := ep.String()
+		c := Chain{Name: epChains[k]}
+		// Hairpin: a pod reaching itself through the Service must be
+		// masqueraded or its reply would bypass the DNAT.
+		c.Rules = append(c.Rules, rule(addrIs(true, ep.IP), jump(chainMarkMasq)))
+		if sp.AffinitySeconds > 0 {
+			c.Rules = append(c.Rules, rule(updateSet{affinity[k]}))
+			svc.AffinitySets = append(svc.AffinitySets, Set{Name: affinity[k], Keys: []string{"addr"}, Timeout: sp.AffinitySeconds})
+		}
+		c.Rules = append(c.Rules, rule(matchL4{proto}, dnat{ep.IP, uint16(ep.Port)}))
+		svc.Chains = append(svc.Chains, c)
+	}
+	return svc
+}
+
+// nodePortAddresses returns the addresses NodePorts answer on, or nil for
+// every local address but loopback.
+func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
+	if len(opts.NodePortAddresses) == 0 && !opts.NodePortPrimary {
+		return nil
+	}
+	out := []netip.Addr{}
+	seen := map[netip.Addr]bool{}
+	add := func(a netip.Addr) {
+		if a.Is6() == opts.IPv6 && !a.IsLoopback() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, a := range opts.NodePortAddresses {
+		add(a)
+	}
+	if opts.NodePortPrimary {
+		for _, ip := range st.Node.IPs {
+			if ip.Is6() == opts.IPv6 {
+				add(ip)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func timeoutDuration(secs int32) time.Duration { return time.Duration(secs) * time.Second }

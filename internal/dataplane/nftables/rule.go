@@ -1,0 +1,240 @@
+package nftables
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Rule is one rule as a list of statements. Each statement knows both its
+// nft text (what `nft list` prints, for goldens, the tracer and operators)
+// and its netlink expressions (what the apply layer sends); keeping the two
+// in one place is what keeps them in step.
+type Rule struct {
+	Stmts   []stmt
+	Comment string
+}
+
+// Text is the rule as nft prints it, for an ip (v6 false) or ip6 table.
+func (r Rule) Text(v6 bool) string {
+	var b strings.Builder
+	r.write(&b, v6, ", ")
+	if r.Comment != "" {
+		b.WriteString(` comment "` + r.Comment + `"`)
+	}
+	return b.String()
+}
+
+// write writes the statements; sep separates vmap entries (knftables' fake
+// wants a comma to stand alone).
+func (r Rule) write(b *strings.Builder, v6 bool, sep string) {
+	for i, s := range r.Stmts {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if n, ok := s.(numgenVmap); ok {
+			b.WriteString(n.list(sep))
+			continue
+		}
+		b.WriteString(s.text(v6))
+	}
+}
+
+
+func rule(s ...stmt) Rule { return Rule{Stmts: s} }
+
+// stmt is one match or action of a rule.
+type stmt interface {
+	text(v6 bool) string
+}
+
+func ipWord(v6 bool) string {
+	if v6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+func dir(src bool) string {
+	if src {
+		return "saddr"
+	}
+	return "daddr"
+}
+
+// matchAddr: "ip saddr 10.0.0.1", "ip daddr != 10.0.0.0/8".
+type matchAddr struct {
+	src bool
+	p   netip.Prefix
+	neg bool
+}
+
+func (m matchAddr) text(v6 bool) string {
+	s := ipWord(v6) + " " + dir(m.src) + " "
+	if m.neg {
+		s += "!= "
+	}
+	if m.p.IsSingleIP() {
+		return s + m.p.Addr().String()
+	}
+	return s + m.p.String()
+}
+
+func addrIs(src bool, a netip.Addr) matchAddr {
+	return matchAddr{src: src, p: netip.PrefixFrom(a, a.BitLen())}
+}
+
+// matchPort: "tcp dport 80" (protocol and port).
+type matchPort struct {
+	proto string
+	port  uint16
+}
+
+func (m matchPort) text(bool) string {
+	return m.proto + " dport " + strconv.Itoa(int(m.port))
+}
+
+// matchL4: "meta l4proto tcp".
+type matchL4 struct{ proto string }
+
+func (m matchL4) text(bool) string { return "meta l4proto " + m.proto }
+
+// matchFibLocal: "fib saddr type local" (or daddr).
+type matchFibLocal struct{ src bool }
+
+func (m matchFibLocal) text(bool) string { return "fib " + dir(m.src) + " type local" }
+
+// matchCtNew: "ct state new".
+type matchCtNew struct{}
+
+func (matchCtNew) text(bool) string { return "ct state new" }
+
+// matchAddrSet: "ip daddr @set".
+type matchAddrSet struct {
+	src bool
+	set string
+}
+
+func (m matchAddrSet) text(v6 bool) string { return ipWord(v6) + " " + dir(m.src) + " @" + m.set }
+
+// matchMarkClear: the masquerade bit is not set.
+type matchMarkClear struct{}
+
+func (matchMarkClear) text(bool) string {
+	return "meta mark & " + hex32(masqMark) + " == " + hex32(0)
+}
+
+type verdictKind string
+
+const (
+	vJump   verdictKind = "jump"
+	vGoto   verdictKind = "goto"
+	vReturn verdictKind = "return"
+	vDrop   verdictKind = "drop"
+)
+
+// verdict: "jump CHAIN", "goto CHAIN", "return", "drop".
+type verdict struct {
+	kind  verdictKind
+	chain string
+}
+
+func (v verdict) text(bool) string {
+	if v.chain == "" {
+		return string(v.kind)
+	}
+	return string(v.kind) + " " + v.chain
+}
+
+func jump(c string) verdict   { return verdict{vJump, c} }
+func goTo(c string) verdict   { return verdict{vGoto, c} }
+func drop() verdict           { return verdict{kind: vDrop} }
+func returnV() verdict        { return verdict{kind: vReturn} }
+func (v verdict) String() string { return v.text(false) }
+
+// reject: ICMP port unreachable.
+type reject struct{}
+
+func (reject) text(bool) string { return "reject" }
+
+// numgenVmap picks one of chains at random: upstream's load balancing.
+type numgenVmap struct{ chains []string }
+
+func (n numgenVmap) text(bool) string { return n.list(", ") }
+
+func (n numgenVmap) list(sep string) string {
+	var b strings.Builder
+	b.WriteString("numgen random mod " + strconv.Itoa(len(n.chains)) + " vmap { ")
+	for i, c := range n.chains {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(strconv.Itoa(i) + " : goto " + c)
+	}
+	b.WriteString(" }")
+	return b.String()
+}
+
+// dnat: "dnat to 10.0.0.1:80" (after a matchL4).
+type dnat struct {
+	addr netip.Addr
+	port uint16
+}
+
+func (d dnat) text(bool) string {
+	return "dnat to " + netip.AddrPortFrom(d.addr, d.port).String()
+}
+
+// markOr sets the masquerade bit; markXor flips it back.
+type markOr struct{}
+
+func (markOr) text(bool) string { return "meta mark set meta mark | " + hex32(masqMark) }
+
+type markXor struct{}
+
+func (markXor) text(bool) string { return "meta mark set meta mark ^ " + hex32(masqMark) }
+
+// masq: "masquerade fully-random".
+type masq struct{}
+
+func (masq) text(bool) string { return "masquerade fully-random" }
+
+// Fields of a concatenated map key.
+type keyField string
+
+const (
+	fDaddr   keyField = "daddr"
+	fL4Proto keyField = "l4proto"
+	fDport   keyField = "dport"
+)
+
+// vmapLookup: "ip daddr . meta l4proto . th dport vmap @service-ips".
+type vmapLookup struct {
+	keys []keyField
+	m    string
+}
+
+func (v vmapLookup) text(v6 bool) string {
+	parts := make([]string, len(v.keys))
+	for i, k := range v.keys {
+		switch k {
+		case fDaddr:
+			parts[i] = ipWord(v6) + " daddr"
+		case fL4Proto:
+			parts[i] = "meta l4proto"
+		case fDport:
+			parts[i] = "th dport"
+		}
+	}
+	return strings.Join(parts, " . ") + " vmap @" + v.m
+}
+
+// updateSet records the client in a session-affinity set.
+type updateSet struct{ set string }
+
+func (u updateSet) text(v6 bool) string { return "update @" + u.set + " { " + ipWord(v6) + " saddr }" }
+
+func hex32(v uint32) string {
+	s := strconv.FormatUint(uint64(v), 16)
+	return "0x" + strings.Repeat("0", 8-len(s)) + s
+}
