@@ -122,16 +122,25 @@ func (n *nftTracer) rule(tbl *NftTable, c *NftChain, r *NftRule, s *state, depth
 			st.hops = append(st.hops, hop)
 		}
 	}
+	// States that a random match let past the rule.
+	var missed []*state
 	for i := 0; i < len(toks); {
 		res, next, err := n.statement(tbl, toks, i, s)
 		if err != nil {
 			n.res.Unknown = append(n.res.Unknown, fmt.Sprintf("%s %s line %d: %v", tbl.Name, c.Name, r.Line, err))
-			return []*state{s}
+			return append(missed, s)
 		}
 		i = next
 		switch {
+		case res.prob > 0 && res.prob < 1:
+			if n.budget -= 50; n.budget < 0 {
+				n.err = errTooComplex
+				return append(missed, s)
+			}
+			missed = append(missed, s.fork(1-res.prob))
+			s = s.fork(res.prob)
 		case res.noMatch:
-			return []*state{s}
+			return append(missed, s)
 		case res.branches != nil:
 			// A map lookup or numgen: each branch continues with its verdict.
 			// Forks copy the hops so far, so they cost more of the budget.
@@ -151,19 +160,22 @@ func (n *nftTracer) rule(tbl *NftTable, c *NftChain, r *NftRule, s *state, depth
 				out = append(out, n.verdict(tbl, c, b.verdict, bs, depth)...)
 			}
 			hopped = true
-			return out
+			return append(out, missed...)
 		case res.verdict != nil:
 			addHop(s)
-			return n.verdict(tbl, c, res.verdict, s, depth)
+			return append(n.verdict(tbl, c, res.verdict, s, depth), missed...)
 		}
 	}
 	// Matched to the end without a verdict (e.g. "meta mark set ...").
 	addHop(s)
-	return []*state{s}
+	return append(missed, s)
 }
 
 type stmtResult struct {
-	noMatch  bool
+	noMatch bool
+	// prob, when set, is the chance that a random match matches: the
+	// packet both goes on with the rule and, forked, past it.
+	prob     float64
 	verdict  []string
 	branches []branch
 }
@@ -262,13 +274,28 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 		s.dnat, s.done = ap, true
 		return stmtResult{verdict: []string{"accept"}}, j + 2, nil
 	case "numgen":
-		// numgen random mod N vmap { 0 : goto A , 1 : goto B }
-		if i+4 >= len(toks) || toks[i+1] != "random" || toks[i+2] != "mod" || toks[i+4] != "vmap" {
+		// numgen random mod N vmap { 0 : goto A , 1 : goto B }, or a
+		// match of one value: numgen random mod N 0
+		if i+4 >= len(toks) || toks[i+1] != "random" || toks[i+2] != "mod" {
 			return stmtResult{}, 0, fmt.Errorf("unsupported numgen form")
 		}
 		mod, err := strconv.Atoi(toks[i+3])
 		if err != nil || mod < 1 {
 			return stmtResult{}, 0, fmt.Errorf("bad numgen modulus %q", toks[i+3])
+		}
+		if toks[i+4] != "vmap" {
+			j := i + 4
+			if toks[j] == "==" && j+1 < len(toks) {
+				j++
+			}
+			v, err := strconv.Atoi(toks[j])
+			if err != nil {
+				return stmtResult{}, 0, fmt.Errorf("unsupported numgen form")
+			}
+			if v < 0 || v >= mod {
+				return stmtResult{noMatch: true}, j + 1, nil
+			}
+			return stmtResult{prob: 1 / float64(mod)}, j + 1, nil
 		}
 		elems, next, err := anonMap(toks, i+5)
 		if err != nil {

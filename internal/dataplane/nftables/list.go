@@ -176,7 +176,7 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	for _, c := range append(baseChains(rs.Base), all...) {
 		for _, r := range c.Rules {
 			var text strings.Builder
-			r.write(&text, rs.IPv6, " , ")
+			r.write(&text, rs.IPv6)
 			kr := &knftables.Rule{Chain: c.Name, Rule: text.String()}
 			if r.Comment != "" {
 				kr.Comment = knftables.PtrTo(r.Comment)

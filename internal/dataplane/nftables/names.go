@@ -47,14 +47,24 @@ var (
 )
 
 // isServiceChain reports whether a chain is a per-Service or per-endpoint
-// chain (as opposed to the table's fixed chains).
+// chain (as opposed to the table's fixed chains): a prefix, then the
+// 8-character hash and a dash.
 func isServiceChain(name string) bool {
 	for _, p := range perServiceChainPrefixes {
-		if strings.HasPrefix(name, p) && name != chainServices && name != chainServiceEPCheck {
+		if rest, ok := strings.CutPrefix(name, p); ok && len(rest) > 9 && rest[8] == '-' && isHash(rest[:8]) {
 			return true
 		}
 	}
 	return false
+}
+
+func isHash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // maxChainBase is upstream's limit on the part of a name after its prefix.

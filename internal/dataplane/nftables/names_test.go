@@ -23,3 +23,18 @@ func TestNames(t *testing.T) {
 		t.Errorf("IPv6 endpoint chain base = %s: colons must become dots", got)
 	}
 }
+
+func TestIsServiceChain(t *testing.T) {
+	for name, want := range map[string]bool{
+		"service-ULMVA6XW-ns1/svc1/tcp/p80":                 true,
+		"endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80": true,
+		"firewall-check":          false,
+		"services":                false,
+		"service-endpoints-check": false,
+		"external-lowercase-x/y":  false,
+	} {
+		if got := isServiceChain(name); got != want {
+			t.Errorf("isServiceChain(%q) = %v", name, got)
+		}
+	}
+}

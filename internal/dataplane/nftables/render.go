@@ -326,15 +326,19 @@ func servicePort(sp *model.ServicePort, opts Options) Service {
 				c.Rules = append(c.Rules, rule(append(m, matchAddr{src: true, p: opts.ClusterCIDR, neg: true}, jump(chainMarkMasq))...))
 			}
 		}
-		chains := make([]string, len(eps))
-		for i, ep := range eps {
-			k := ep.String()
-			chains[i] = epChains[k]
-			if sp.AffinitySeconds > 0 {
+		if sp.AffinitySeconds > 0 {
+			for _, ep := range eps {
+				k := ep.String()
 				c.Rules = append(c.Rules, rule(matchAddrSet{src: true, set: affinity[k]}, goTo(epChains[k])))
 			}
 		}
-		c.Rules = append(c.Rules, rule(numgenVmap{chains}))
+		for i, ep := range eps {
+			if left := len(eps) - i; left > 1 {
+				c.Rules = append(c.Rules, rule(numgenPick{left}, goTo(epChains[ep.String()])))
+			} else {
+				c.Rules = append(c.Rules, rule(goTo(epChains[ep.String()])))
+			}
+		}
 		svc.Chains = append(svc.Chains, c)
 	}
 	if usesCluster {

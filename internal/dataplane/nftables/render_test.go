@@ -70,18 +70,21 @@ type traceCase struct {
 	want  string
 }
 
-// The same behaviour the iptables renderer is held to, in nftables mode.
-func TestRenderGolden(t *testing.T) {
+type goldenCase struct {
+	name   string
+	state  model.State
+	opts   Options
+	traces []traceCase
+}
+
+// goldenCases hold the same behaviour the iptables renderer is held to, in
+// nftables mode.
+func goldenCases() []goldenCase {
 	defaults := Options{ClusterCIDR: podCIDR}
 	withAffinity := web(ep("10.244.0.10", 80), ep("10.244.0.11", 80))
 	withAffinity.AffinitySeconds = 10800
 	withAffinity.ExternalIPs = []netip.Addr{netip.MustParseAddr("192.0.2.80")}
-	tests := []struct {
-		name   string
-		state  model.State
-		opts   Options
-		traces []traceCase
-	}{
+	return []goldenCase{
 		{
 			name:  "nodeport-two-endpoints",
 			state: model.State{Services: []model.ServicePort{web(ep("10.244.0.10", 80), ep("10.244.0.11", 80))}},
@@ -184,7 +187,10 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range tests {
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, tc := range goldenCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := Render(&tc.state, tc.opts)
 			fake := knftables.NewFake(family(tc.opts.IPv6), TableName)

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"github.com/google/nftables/expr"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -18,34 +19,28 @@ type Rule struct {
 // Text is the rule as nft prints it, for an ip (v6 false) or ip6 table.
 func (r Rule) Text(v6 bool) string {
 	var b strings.Builder
-	r.write(&b, v6, ", ")
+	r.write(&b, v6)
 	if r.Comment != "" {
 		b.WriteString(` comment "` + r.Comment + `"`)
 	}
 	return b.String()
 }
 
-// write writes the statements; sep separates vmap entries (knftables' fake
-// wants a comma to stand alone).
-func (r Rule) write(b *strings.Builder, v6 bool, sep string) {
+func (r Rule) write(b *strings.Builder, v6 bool) {
 	for i, s := range r.Stmts {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		if n, ok := s.(numgenVmap); ok {
-			b.WriteString(n.list(sep))
-			continue
-		}
 		b.WriteString(s.text(v6))
 	}
 }
-
 
 func rule(s ...stmt) Rule { return Rule{Stmts: s} }
 
 // stmt is one match or action of a rule.
 type stmt interface {
 	text(v6 bool) string
+	exprs(v6 bool) []expr.Any
 }
 
 func ipWord(v6 bool) string {
@@ -146,10 +141,10 @@ func (v verdict) text(bool) string {
 	return string(v.kind) + " " + v.chain
 }
 
-func jump(c string) verdict   { return verdict{vJump, c} }
-func goTo(c string) verdict   { return verdict{vGoto, c} }
-func drop() verdict           { return verdict{kind: vDrop} }
-func returnV() verdict        { return verdict{kind: vReturn} }
+func jump(c string) verdict      { return verdict{vJump, c} }
+func goTo(c string) verdict      { return verdict{vGoto, c} }
+func drop() verdict              { return verdict{kind: vDrop} }
+func returnV() verdict           { return verdict{kind: vReturn} }
 func (v verdict) String() string { return v.text(false) }
 
 // reject: ICMP port unreachable.
@@ -157,23 +152,15 @@ type reject struct{}
 
 func (reject) text(bool) string { return "reject" }
 
-// numgenVmap picks one of chains at random: upstream's load balancing.
-type numgenVmap struct{ chains []string }
+// numgenPick matches one packet in mod: "numgen random mod 3 0". A ladder
+// of them (mod N, N-1, ... 2, then a plain goto) picks each of N endpoints
+// with probability 1/N, as iptables' statistic rules do. Upstream uses one
+// anonymous verdict map instead; anonymous maps cost the kernel time
+// quadratic in the size of the transaction that creates them, which makes
+// large syncs slow, and a ladder needs no map at all.
+type numgenPick struct{ mod int }
 
-func (n numgenVmap) text(bool) string { return n.list(", ") }
-
-func (n numgenVmap) list(sep string) string {
-	var b strings.Builder
-	b.WriteString("numgen random mod " + strconv.Itoa(len(n.chains)) + " vmap { ")
-	for i, c := range n.chains {
-		if i > 0 {
-			b.WriteString(sep)
-		}
-		b.WriteString(strconv.Itoa(i) + " : goto " + c)
-	}
-	b.WriteString(" }")
-	return b.String()
-}
+func (n numgenPick) text(bool) string { return "numgen random mod " + strconv.Itoa(n.mod) + " 0" }
 
 // dnat: "dnat to 10.0.0.1:80" (after a matchL4).
 type dnat struct {

@@ -1,0 +1,169 @@
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/svcproxy/svcproxy/internal/netfilter"
+)
+
+// kernelNS makes a throwaway network namespace and returns an fd for it and
+// a function that runs a command inside it.
+func kernelNS(t *testing.T) (int, func(args ...string) (string, error)) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("SVCPROXY_E2E_REQUIRED") != "" {
+			t.Fatal("real-kernel tests need root")
+		}
+		t.Skip("real-kernel tests need root")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("SVCPROXY_E2E_REQUIRED") != "" {
+			t.Fatal("nft is not installed (make deps)")
+		}
+		t.Skip("nft is not installed")
+	}
+	name := fmt.Sprintf("svpnft%d-%s", os.Getpid()%100000, strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", name}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	return fd, run
+}
+
+// listed parses what the kernel holds, as nft lists it.
+func listed(t *testing.T, run func(...string) (string, error), v6 bool) *netfilter.NftRuleset {
+	t.Helper()
+	out, err := run("nft", "list", "table", ipWord(v6), TableName)
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	rs, err := netfilter.ParseNft(out)
+	if err != nil {
+		t.Fatalf("parse nft list output: %v\n%s", err, out)
+	}
+	return rs
+}
+
+// sameTable compares two parsed tables: chains with their rules (in order)
+// and set elements (in any order). retiredOK allows extra empty chains:
+// chains a sync retired, which are deleted by a sync a second later.
+func sameTable(want, got *netfilter.NftTable, retiredOK bool) []string {
+	var diffs []string
+	for _, c := range want.Chains {
+		g := got.Chain(c.Name)
+		if g == nil {
+			diffs = append(diffs, "missing chain "+c.Name)
+			continue
+		}
+		if c.Hook != g.Hook || c.Priority != g.Priority {
+			diffs = append(diffs, fmt.Sprintf("chain %s: hook %s %d, kernel has %s %d", c.Name, c.Hook, c.Priority, g.Hook, g.Priority))
+		}
+		for i := 0; i < len(c.Rules) || i < len(g.Rules); i++ {
+			var a, b string
+			if i < len(c.Rules) {
+				a = c.Rules[i].Text
+			}
+			if i < len(g.Rules) {
+				b = g.Rules[i].Text
+			}
+			if a != b {
+				diffs = append(diffs, fmt.Sprintf("chain %s rule %d:\n  rendered %s\n  kernel   %s", c.Name, i, a, b))
+			}
+		}
+	}
+	for _, c := range got.Chains {
+		if want.Chain(c.Name) == nil && (len(c.Rules) > 0 || !retiredOK) {
+			diffs = append(diffs, fmt.Sprintf("extra chain %s (%d rules)", c.Name, len(c.Rules)))
+		}
+	}
+	for name, s := range want.Sets {
+		g := got.Sets[name]
+		if g == nil {
+			diffs = append(diffs, "missing set "+name)
+			continue
+		}
+		if a, b := elementSet(s), elementSet(g); a != b {
+			diffs = append(diffs, fmt.Sprintf("set %s:\n  rendered %s\n  kernel   %s", name, a, b))
+		}
+	}
+	return diffs
+}
+
+func elementSet(s *netfilter.NftSet) string {
+	var out []string
+	for _, e := range s.Elements {
+		out = append(out, strings.Join(e.Key, " . ")+" : "+strings.Join(e.Verdict, " "))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// What svcproxy renders is what the kernel holds after the apply layer has
+// sent it over netlink: the goldens, the tracer and `svcproxy rules` all
+// describe the real table. Then the partial path: every change between
+// the golden states, applied incrementally, ends where a fresh full sync
+// would.
+func TestKernelHoldsTheRenderedRuleset(t *testing.T) {
+	fd, run := kernelNS(t)
+	ctx := context.Background()
+	syncers := map[bool]*Syncer{}
+	cases := goldenCases()
+	// Forwards, then backwards: every step is a partial sync from the
+	// previous state (Services, endpoints and node options change).
+	for i := 0; i < 2*len(cases); i++ {
+		tc := cases[i%len(cases)]
+		if i >= len(cases) {
+			tc = cases[2*len(cases)-1-i]
+		}
+		v6 := tc.opts.IPv6
+		s := syncers[v6]
+		if s == nil {
+			s = &Syncer{NetNS: fd, FullSyncPeriod: time.Hour}
+			syncers[v6] = s
+		}
+		s.Options = tc.opts
+		if err := s.Sync(ctx, &tc.state); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		want, err := netfilter.ParseNft(Render(&tc.state, tc.opts).List())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := sameTable(want.Tables[0], listed(t, run, v6).Tables[0], true); len(d) > 0 {
+			t.Errorf("step %d, %s: the kernel differs from the rendered ruleset:\n%s", i, tc.name, strings.Join(d, "\n"))
+		}
+	}
+	// A second later, the next sync deletes the retired chains.
+	time.Sleep(staleChainDelay + 100*time.Millisecond)
+	tc := cases[0]
+	s := syncers[false]
+	s.Options = tc.opts
+	if err := s.Sync(ctx, &tc.state); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := netfilter.ParseNft(Render(&tc.state, tc.opts).List())
+	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], false); len(d) > 0 {
+		t.Errorf("retired chains must be gone a second later:\n%s", strings.Join(d, "\n"))
+	}
+}

@@ -1,0 +1,537 @@
+package nftables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	gnft "github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// DefaultChunkServices is how many Service ports one transaction carries.
+// The kernel's cost per object grows with the size of the transaction it
+// is in (anonymous maps are found by walking the transaction), so a large
+// sync is cut into transactions that each hold whole Services.
+const DefaultChunkServices = 250
+
+// staleChainDelay is how long a flushed chain waits before it is deleted:
+// kernels before 6.2 release a chain's last reference (a map element or an
+// anonymous vmap) lazily after the transaction that removed it.
+const staleChainDelay = time.Second
+
+// Syncer applies desired states to one family's kube-proxy table.
+type Syncer struct {
+	Options Options
+	// ChunkServices: see DefaultChunkServices (0: the default).
+	ChunkServices int
+	// FullSyncPeriod is how often a sync re-reads the table and rewrites
+	// every chain; in between only changed Services are rewritten (0:
+	// every sync is full).
+	FullSyncPeriod time.Duration
+	// Metrics, when set, counts failed partial syncs and the objects synced.
+	Metrics interface {
+		SetRules(table string, n int)
+		PartialRestoreFailed()
+	}
+	// NetNS, when not 0, is a file descriptor of the network namespace to
+	// program (tests); otherwise the process's own.
+	NetNS int
+
+	conn      *gnft.Conn
+	kernel    *kernelState
+	lastFull  time.Time
+	forceFull atomic.Bool
+	// recreated is set once this process has recreated the base chains
+	// (so that a changed hook or priority takes effect).
+	recreated bool
+	stale     map[string]time.Time
+}
+
+// kernelState is what this process knows the table holds.
+type kernelState struct {
+	fixed    uint64
+	chains   map[string]bool
+	services map[string]serviceRecord
+	// elements: set name -> key bytes -> verdict text ("" for sets).
+	elements map[string]map[string]string
+	affinity map[string]bool
+}
+
+type serviceRecord struct {
+	sum    uint64
+	chains []string
+	sets   []string
+}
+
+// ForceFull makes the next sync a full one.
+func (s *Syncer) ForceFull() { s.forceFull.Store(true) }
+
+func (s *Syncer) table() *gnft.Table {
+	f := gnft.TableFamilyIPv4
+	if s.Options.IPv6 {
+		f = gnft.TableFamilyIPv6
+	}
+	return &gnft.Table{Name: TableName, Family: f}
+}
+
+// Sync makes the table match st.
+func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
+	if s.conn == nil {
+		c, err := newConn(s.NetNS)
+		if err != nil {
+			return err
+		}
+		s.conn = c
+	}
+	rs := Render(st, s.Options)
+	full := s.forceFull.Swap(false) || s.kernel == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
+	s.deleteStale()
+	var ks *kernelState
+	if full {
+		var err error
+		if ks, err = s.read(); err != nil {
+			s.kernel = nil
+			return fmt.Errorf("read the %s table: %w", s.family(), err)
+		}
+	} else {
+		ks = s.kernel
+	}
+	err := s.apply(ctx, rs, ks, full)
+	if err != nil {
+		// What the kernel holds is no longer known exactly: read it again.
+		s.kernel = nil
+		if !full && s.Metrics != nil {
+			s.Metrics.PartialRestoreFailed()
+		}
+		return err
+	}
+	s.kernel = ks
+	if full {
+		s.lastFull = time.Now()
+	}
+	if s.Metrics != nil {
+		n := 0
+		for _, svc := range rs.Services {
+			for _, c := range svc.Chains {
+				n += len(c.Rules)
+			}
+		}
+		s.Metrics.SetRules(s.family()+" "+TableName, n)
+	}
+	return nil
+}
+
+func (s *Syncer) family() string { return ipWord(s.Options.IPv6) }
+
+// apply sends the transactions that take the table from ks to rs, and
+// updates ks as each one commits.
+func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState, full bool) error {
+	per := s.ChunkServices
+	if per <= 0 {
+		per = DefaultChunkServices
+	}
+	b := s.newBatch()
+	fixedSum := fixedFingerprint(rs)
+	if full || ks.fixed != fixedSum {
+		s.writeFixed(b, rs, ks)
+	}
+	sets := map[string]Set{}
+	for _, st := range rs.Sets {
+		sets[st.Name] = st
+	}
+	want := map[string]bool{}
+	inChunk := 0
+	commit := func(what string) error {
+		if b.ops == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.conn.Flush(); err != nil {
+			return fmt.Errorf("apply %s (%d operations): %w", what, b.ops, err)
+		}
+		b = s.newBatch()
+		inChunk = 0
+		return nil
+	}
+	wantEls := map[string]map[string]bool{}
+	for i := range rs.Services {
+		svc := &rs.Services[i]
+		want[svc.Key] = true
+		sum := serviceFingerprint(svc, rs.IPv6)
+		rec, had := ks.services[svc.Key]
+		for _, e := range svc.Elements {
+			k := string(elementKey(sets[e.Set].Keys, e.Element))
+			if wantEls[e.Set] == nil {
+				wantEls[e.Set] = map[string]bool{}
+			}
+			wantEls[e.Set][k] = true
+		}
+		// Chains first: the elements jump to them.
+		changed := !had || rec.sum != sum
+		if changed {
+			s.writeService(b, svc, ks, rec)
+		}
+		if !s.writeElements(b, svc.Elements, sets, ks) && !changed {
+			continue
+		}
+		inChunk++
+		if inChunk >= per {
+			if err := commit("Services"); err != nil {
+				return err
+			}
+		}
+	}
+	// Services gone: their elements, chains and affinity sets.
+	for key, rec := range ks.services {
+		if want[key] {
+			continue
+		}
+		for _, c := range rec.chains {
+			s.retire(b, c, ks)
+		}
+		delete(ks.services, key)
+	}
+	for set, els := range ks.elements {
+		st, ok := sets[set]
+		if !ok {
+			continue
+		}
+		var gone []gnft.SetElement
+		for k := range els {
+			if !wantEls[set][k] && !isNodeElement(st, k) {
+				gone = append(gone, gnft.SetElement{Key: []byte(k)})
+				delete(els, k)
+			}
+		}
+		if len(gone) > 0 {
+			_ = s.conn.SetDeleteElements(b.setFor(st), gone)
+			b.ops++
+		}
+	}
+	// Chains and affinity sets left by anyone (an earlier process, a
+	// failed sync) that no Service owns.
+	owned := map[string]bool{}
+	for _, rec := range ks.services {
+		for _, c := range rec.chains {
+			owned[c] = true
+		}
+		for _, a := range rec.sets {
+			owned[a] = true
+		}
+	}
+	for c := range ks.chains {
+		if isServiceChain(c) && !owned[c] {
+			if _, waiting := s.stale[c]; !waiting {
+				s.retire(b, c, ks)
+			}
+		}
+	}
+	for a := range ks.affinity {
+		if !owned[a] {
+			s.conn.DelSet(&gnft.Set{Table: b.table, Name: a})
+			delete(ks.affinity, a)
+			b.ops++
+		}
+	}
+	if err := commit("removals"); err != nil {
+		return err
+	}
+	ks.fixed = fixedSum
+	return nil
+}
+
+// isNodeElement reports whether a key belongs to the node rather than to a
+// Service (nodeport-ips is rewritten with the fixed part).
+func isNodeElement(s Set, _ string) bool { return s.Name == setNodePortIPs }
+
+func (s *Syncer) newBatch() *batch {
+	return &batch{c: s.conn, table: s.table(), v6: s.Options.IPv6}
+}
+
+// writeFixed (re)writes the table, its hooks, fixed chains and sets.
+func (s *Syncer) writeFixed(b *batch, rs *Ruleset, ks *kernelState) {
+	b.c.AddTable(b.table)
+	b.ops++
+	for _, bc := range rs.Base {
+		if !s.recreated && ks.chains[bc.Name] {
+			// A base chain's hook and priority cannot be changed in place.
+			b.c.DelChain(b.chain(bc.Name))
+		}
+		hook, prio := hookOf(bc.Hook), gnft.ChainPriority(bc.Priority)
+		c := &gnft.Chain{Name: bc.Name, Table: b.table, Type: gnft.ChainType(bc.Type), Hooknum: &hook, Priority: &prio}
+		b.c.AddChain(c)
+		b.c.FlushChain(c)
+		b.ops += 2
+		ks.chains[bc.Name] = true
+	}
+	s.recreated = true
+	for _, st := range rs.Sets {
+		ns := b.setFor(st)
+		_ = b.c.AddSet(ns, nil)
+		b.ops++
+		if st.Name == setNodePortIPs {
+			b.c.FlushSet(ns)
+			var els []gnft.SetElement
+			for _, e := range st.Elements {
+				els = append(els, b.element(st, e))
+			}
+			if len(els) > 0 {
+				_ = b.c.SetAddElements(ns, els)
+			}
+			b.ops++
+		}
+	}
+	for _, c := range rs.Fixed {
+		b.c.AddChain(b.chain(c.Name))
+		b.c.FlushChain(b.chain(c.Name))
+		b.ops += 2
+		ks.chains[c.Name] = true
+	}
+	for _, c := range rs.Fixed {
+		b.addRules(c.Name, c.Rules)
+	}
+	for _, bc := range rs.Base {
+		b.addRules(bc.Name, bc.Rules)
+	}
+}
+
+func hookOf(h string) gnft.ChainHook {
+	switch h {
+	case "prerouting":
+		return *gnft.ChainHookPrerouting
+	case "input":
+		return *gnft.ChainHookInput
+	case "forward":
+		return *gnft.ChainHookForward
+	case "output":
+		return *gnft.ChainHookOutput
+	default:
+		return *gnft.ChainHookPostrouting
+	}
+}
+
+// writeService rewrites a Service's chains and affinity sets.
+func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old serviceRecord) {
+	rec := serviceRecord{sum: serviceFingerprint(svc, b.v6)}
+	for _, a := range svc.AffinitySets {
+		_ = b.c.AddSet(b.setFor(a), nil)
+		b.ops++
+		ks.affinity[a.Name] = true
+		rec.sets = append(rec.sets, a.Name)
+	}
+	for _, c := range svc.Chains {
+		b.c.AddChain(b.chain(c.Name))
+		b.ops++
+		if ks.chains[c.Name] {
+			b.c.FlushChain(b.chain(c.Name))
+			b.ops++
+		}
+		ks.chains[c.Name] = true
+		delete(s.stale, c.Name)
+		rec.chains = append(rec.chains, c.Name)
+	}
+	for _, c := range svc.Chains {
+		b.addRules(c.Name, c.Rules)
+	}
+	// Chains the Service no longer needs (an endpoint gone).
+	keep := map[string]bool{}
+	for _, c := range rec.chains {
+		keep[c] = true
+	}
+	for _, c := range old.chains {
+		if !keep[c] {
+			s.retire(b, c, ks)
+		}
+	}
+	ks.services[svc.Key] = rec
+}
+
+// writeElements adds a Service's map elements that the table lacks or holds
+// with another verdict. It reports whether anything was written.
+func (s *Syncer) writeElements(b *batch, els []MapElement, sets map[string]Set, ks *kernelState) bool {
+	changed := false
+	for _, e := range els {
+		st := sets[e.Set]
+		k := string(elementKey(st.Keys, e.Element))
+		v := ""
+		if st.IsMap {
+			v = e.Verdict.String()
+		}
+		cur, ok := ks.elements[e.Set][k]
+		if ok && cur == v {
+			continue
+		}
+		ns := b.setFor(st)
+		if ok {
+			_ = b.c.SetDeleteElements(ns, []gnft.SetElement{{Key: []byte(k)}})
+		}
+		_ = b.c.SetAddElements(ns, []gnft.SetElement{b.element(st, e.Element)})
+		b.ops++
+		if ks.elements[e.Set] == nil {
+			ks.elements[e.Set] = map[string]string{}
+		}
+		ks.elements[e.Set][k] = v
+		changed = true
+	}
+	return changed
+}
+
+// retire empties a chain now and deletes it in a later sync.
+func (s *Syncer) retire(b *batch, c string, ks *kernelState) {
+	if !ks.chains[c] {
+		return
+	}
+	b.c.FlushChain(b.chain(c))
+	b.ops++
+	if s.stale == nil {
+		s.stale = map[string]time.Time{}
+	}
+	s.stale[c] = time.Now()
+}
+
+// deleteStale deletes the chains retired long enough ago, in a transaction
+// of its own: if the kernel still holds a reference, the chain waits for
+// the next sync and nothing else fails.
+func (s *Syncer) deleteStale() {
+	if len(s.stale) == 0 || s.kernel == nil {
+		return
+	}
+	b := s.newBatch()
+	var gone []string
+	for c, t := range s.stale {
+		if time.Since(t) >= staleChainDelay {
+			s.conn.DelChain(b.chain(c))
+			gone = append(gone, c)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if err := s.conn.Flush(); err != nil {
+		return
+	}
+	for _, c := range gone {
+		delete(s.stale, c)
+		delete(s.kernel.chains, c)
+	}
+}
+
+// read lists the table as the kernel holds it: chain names, affinity sets,
+// and the elements of the dispatch maps.
+func (s *Syncer) read() (*kernelState, error) {
+	ks := &kernelState{chains: map[string]bool{}, services: map[string]serviceRecord{},
+		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
+	t := s.table()
+	if _, err := s.conn.ListTableOfFamily(TableName, t.Family); err != nil {
+		if notFound(err) {
+			return ks, nil
+		}
+		return nil, fmt.Errorf("list table: %w", err)
+	}
+	chains, err := s.conn.ListChainsOfTableFamily(t.Family)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, c := range chains {
+		if c.Table.Name == TableName {
+			ks.chains[c.Name] = true
+		}
+	}
+	sets, err := s.conn.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	for _, st := range sets {
+		if strings.HasPrefix(st.Name, affinitySetPrefix) {
+			ks.affinity[st.Name] = true
+			continue
+		}
+		if st.Anonymous || st.Name == setNodePortIPs {
+			continue
+		}
+		els, err := s.conn.GetSetElements(st)
+		if err != nil {
+			return nil, fmt.Errorf("list elements of %s: %w", st.Name, err)
+		}
+		m := map[string]string{}
+		for _, e := range els {
+			v := ""
+			if st.IsMap {
+				v = verdictOf(e.VerdictData).String()
+			}
+			m[string(e.Key)] = v
+		}
+		ks.elements[st.Name] = m
+	}
+	return ks, nil
+}
+
+// Cleanup deletes the table. It reports whether there was one.
+func (s *Syncer) Cleanup(context.Context) (bool, error) {
+	if s.conn == nil {
+		c, err := newConn(s.NetNS)
+		if err != nil {
+			return false, err
+		}
+		s.conn = c
+	}
+	t := s.table()
+	if _, err := s.conn.ListTableOfFamily(TableName, t.Family); notFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look for table %s %s: %w", s.family(), TableName, err)
+	}
+	s.conn.DelTable(t)
+	if err := s.conn.Flush(); err != nil {
+		return false, fmt.Errorf("delete table %s %s: %w", s.family(), TableName, err)
+	}
+	s.kernel = nil
+	return true, nil
+}
+
+// fixedFingerprint and serviceFingerprint hash the rendered text, so that
+// a partial sync rewrites only what changed.
+func fixedFingerprint(rs *Ruleset) uint64 {
+	h := fnv.New64a()
+	for _, c := range append(baseChains(rs.Base), rs.Fixed...) {
+		h.Write([]byte(c.Name + "{"))
+		for _, r := range c.Rules {
+			h.Write([]byte(r.Text(rs.IPv6) + "\n"))
+		}
+	}
+	for _, st := range rs.Sets {
+		h.Write([]byte(st.Name + rs.keyType(st)))
+		for _, e := range st.Elements {
+			h.Write([]byte(e.text(st)))
+		}
+	}
+	return h.Sum64()
+}
+
+func serviceFingerprint(svc *Service, v6 bool) uint64 {
+	h := fnv.New64a()
+	for _, c := range svc.Chains {
+		h.Write([]byte(c.Name + "{"))
+		for _, r := range c.Rules {
+			h.Write([]byte(r.Text(v6) + "\n"))
+		}
+	}
+	for _, a := range svc.AffinitySets {
+		h.Write([]byte(a.Name))
+	}
+	return h.Sum64()
+}
+
+func notFound(err error) bool {
+	return err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist))
+}
