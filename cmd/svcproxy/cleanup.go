@@ -15,20 +15,22 @@ func newCleanupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove every rule and chain svcproxy installed, and nothing else",
-		Long: `Remove svcproxy's chains (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, ...) and the
-jumps to them from the built-in chains, in one iptables-restore per table.
-Rules and chains of other programs are left as they are. Like kube-proxy's
---cleanup, this also removes rules upstream kube-proxy wrote in iptables mode.
+		Long: `Remove svcproxy's rules of both modes: in iptables mode its chains
+(KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, ...) and the jumps to them from the
+built-in chains, in one iptables-restore per table; in nftables mode the tables
+ip kube-proxy and ip6 kube-proxy. Rules, chains and tables of other programs
+are left as they are. Like kube-proxy's --cleanup, this also removes rules
+upstream kube-proxy wrote.
 The NodePorts svcproxy added to net.ipv4.ip_local_reserved_ports are given
 back; the operator's own entries stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, err := bothFamilies().Cleanup(context.Background())
+			removed, err := append(modeFamilies("iptables"), modeFamilies("nftables")...).Cleanup(context.Background())
 			if err != nil {
 				return err
 			}
 			if removed {
-				fmt.Println("removed svcproxy's iptables rules")
+				fmt.Println("removed svcproxy's rules")
 			} else {
 				fmt.Println("no svcproxy rules found; nothing to do")
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/svcproxy/svcproxy/internal/config"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
@@ -20,10 +21,13 @@ type proxyFlags struct {
 	cfg config.Config
 }
 
+const proxyModeHelp = "which proxy mode to use: 'iptables' or 'nftables' (tables ip/ip6 kube-proxy, dispatch through verdict maps; programmed over netlink, no nft binary needed). A node running in one mode has the other mode's rules removed"
+
 func newProxyFlags() proxyFlags { return proxyFlags{cfg: config.Defaults()} }
 
 func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	c := &f.cfg
+	fs.StringVar(&c.Mode, "proxy-mode", c.Mode, proxyModeHelp)
 	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "folder of Service and EndpointSlice manifests (*.yaml, *.yml, *.json), read like kubectl apply -f DIR reads them, and watched for changes")
 	fs.StringVar(&c.HostnameOverride, "hostname-override", c.HostnameOverride, "the name of this node, matched against EndpointSlice nodeName (default: the host name)")
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR (for dual-stack, an IPv4 and an IPv6 CIDR separated by a comma); traffic to cluster IPs from outside it is masqueraded")
@@ -91,4 +95,34 @@ func interfaceAddrs() []netip.Addr {
 		}
 	}
 	return out
+}
+
+// nftOptions are the nftables mode's options for the same settings (it has
+// no localhost NodePorts, as upstream's nftables mode).
+func nftOptions(o iptables.Options) nftables.Options {
+	return nftables.Options{ClusterCIDR: o.ClusterCIDR, MasqueradeAll: o.MasqueradeAll,
+		NodePortAddresses: o.NodePortAddresses, NodePortPrimary: o.NodePortPrimary, IPv6: o.IPv6}
+}
+
+// renderText is what svcproxy would apply for st, as the mode's own tools
+// print it: iptables-restore input, or nft list output per family.
+func (f *proxyFlags) renderText(st *model.State) (string, error) {
+	opts, err := f.options()
+	if err != nil {
+		return "", err
+	}
+	if f.cfg.Mode != "nftables" {
+		return string(iptables.Compose(iptables.Render(st, opts), nil)), nil
+	}
+	text := nftables.Render(st, nftOptions(opts)).List()
+	if f.cfg.ClusterCIDR != "" {
+		if cidrs, _ := config.ClusterCIDRs(f.cfg.ClusterCIDR); cidrs[1].IsValid() {
+			opts6, err := f.optionsFor(true)
+			if err != nil {
+				return "", err
+			}
+			text += nftables.Render(st, nftOptions(opts6)).List()
+		}
+	}
+	return text, nil
 }

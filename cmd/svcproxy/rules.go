@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
-	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/source/files"
 )
@@ -14,10 +14,12 @@ func newRulesCmd() *cobra.Command {
 	pf := newProxyFlags()
 	cmd := &cobra.Command{
 		Use:   "rules --manifests DIR",
-		Short: "Print the iptables-restore input svcproxy would apply, without touching the kernel",
-		Long: `Print the iptables-restore input svcproxy would apply for the manifests in DIR
-on a node without svcproxy's rules: the full filter and nat tables, including
-the jumps from the built-in chains.
+		Short: "Print the rules svcproxy would apply, without touching the kernel",
+		Long: `Print the rules svcproxy would apply for the manifests in DIR on a node
+without svcproxy's rules. In iptables mode (the default) that is
+iptables-restore input: the full filter and nat tables, including the jumps
+from the built-in chains. With --proxy-mode nftables it is the kube-proxy
+table(s) as "nft list table ip kube-proxy" prints them.
 
 Objects that cannot be used are reported on stderr, one line each; the rules
 for every other Service are still printed, and the exit code is 1.`,
@@ -26,8 +28,7 @@ for every other Service are still printed, and the exit code is 1.`,
 			if pf.cfg.Manifests == "" {
 				return fmt.Errorf("--manifests is required")
 			}
-			opts, err := pf.options()
-			if err != nil {
+			if err := pf.cfg.Validate(); err != nil {
 				return err
 			}
 			node, err := pf.node()
@@ -41,7 +42,11 @@ for every other Service are still printed, and the exit code is 1.`,
 			}
 			st, buildErrs := model.Build(in, node)
 			objErrs = append(objErrs, buildErrs...)
-			if _, err := cmd.OutOrStdout().Write(iptables.Compose(iptables.Render(&st, opts), nil)); err != nil {
+			text, err := pf.renderText(&st)
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(cmd.OutOrStdout(), text); err != nil {
 				return err
 			}
 			for _, e := range objErrs {

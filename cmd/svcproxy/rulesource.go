@@ -35,6 +35,7 @@ func (s *ruleSource) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.pf.cfg.Manifests, "manifests", "", "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains")
 	fs.StringVar(&s.pf.cfg.ClusterCIDR, "cluster-cidr", "", "with --manifests: the pod CIDR, as for run")
 	fs.StringVar(&s.pf.cfg.HostnameOverride, "hostname-override", "", "with --manifests: this node's name, as for run")
+	fs.StringVar(&s.pf.cfg.Mode, "proxy-mode", s.pf.cfg.Mode, "with --manifests: the mode to render the rules of, as for run")
 }
 
 // loaded is a parsed ruleset with what is known about it.
@@ -78,16 +79,14 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 		if err != nil {
 			return nil, err
 		}
-		opts, err := s.pf.options()
-		if err != nil {
-			return nil, err
-		}
 		built, buildErrs := model.Build(in, node)
 		for _, e := range append(objErrs, buildErrs...) {
 			fmt.Fprintf(os.Stderr, "svcproxy: skipped: %v\n", e)
 		}
 		st = &built
-		text = string(iptables.Compose(iptables.Render(st, opts), nil))
+		if text, err = s.pf.renderText(st); err != nil {
+			return nil, err
+		}
 	default:
 		b, err := iptables.Exec{}.Save(ctx)
 		if err != nil {

@@ -20,7 +20,9 @@ import (
 
 	"github.com/svcproxy/svcproxy/internal/config"
 	"github.com/svcproxy/svcproxy/internal/conntrack"
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
 	"github.com/svcproxy/svcproxy/internal/healthcheck"
 	"github.com/svcproxy/svcproxy/internal/logging"
 	"github.com/svcproxy/svcproxy/internal/metrics"
@@ -76,7 +78,6 @@ warning.`,
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file of the API server to follow (default: in-cluster config when running in a pod)")
 	fs.StringVar(&f.configFile, "config", "", "a KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)")
 	fs.BoolVar(&f.cleanup, "cleanup", false, "remove svcproxy's (and kube-proxy's iptables-mode) rules and exit")
-	fs.StringVar(&c.Mode, "proxy-mode", c.Mode, "which proxy mode to use: only 'iptables' for now")
 	fs.DurationVar(&c.SyncPeriod, "iptables-sync-period", c.SyncPeriod, "the longest time between two syncs of the rules")
 	fs.DurationVar(&c.MinSyncPeriod, "iptables-min-sync-period", c.MinSyncPeriod, "the shortest time between two syncs; changes that arrive meanwhile are applied together (0 syncs on every change)")
 	fs.StringVar(&c.HealthzBindAddress, "healthz-bind-address", c.HealthzBindAddress, "IP:PORT for /healthz and /livez (empty to disable)")
@@ -134,9 +135,11 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	if err := f.cfg.Validate(); err != nil {
 		return err
 	}
-	for _, bin := range []string{"iptables-save", "iptables-restore"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return fmt.Errorf("%s not found in PATH: install the iptables package", bin)
+	if f.cfg.Mode != "nftables" {
+		for _, bin := range []string{"iptables-save", "iptables-restore"} {
+			if _, err := exec.LookPath(bin); err != nil {
+				return fmt.Errorf("%s not found in PATH: install the iptables package (or use --proxy-mode nftables)", bin)
+			}
 		}
 	}
 	if f.cleanup {
@@ -159,7 +162,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	if err := reserveNodePorts(log, reserver, c, nil); err != nil {
 		log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
 	}
-	if opts.LocalhostNodePorts {
+	if opts.LocalhostNodePorts && c.Mode != "nftables" {
 		if changed, err := sysctl.Ensure("net.ipv4.conf.all.route_localnet", "1"); err != nil {
 			log.Error("cannot enable localhost NodePorts", "err", err)
 		} else if changed {
@@ -190,18 +193,13 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		defer ev.Stop()
 		guard.Events = ev
 	}
-	dataplane := iptables.Families{{Runner: iptables.Exec{}, Options: opts, Metrics: m, FullSyncPeriod: c.SyncPeriod}}
-	if iptables.HaveIPv6() {
-		opts6, err := f.optionsFor(true)
-		if err != nil {
-			return err
-		}
-		dataplane = append(dataplane, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: opts6, Metrics: m, FullSyncPeriod: c.SyncPeriod})
-	} else {
-		log.Info("no IPv6 on this node (or no ip6tables): programming IPv4 only")
+	dp, err := f.dataplane(m, log)
+	if err != nil {
+		return err
 	}
+	removeOtherMode(ctx, log, c.Mode)
 	runner := &proxy.Runner{
-		Dataplane:     dataplane,
+		Dataplane:     dp,
 		Log:           log,
 		MinSyncPeriod: c.MinSyncPeriod,
 		SyncPeriod:    c.SyncPeriod,
@@ -238,7 +236,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 			}
 		}()
 	}
-	log.Info("starting svcproxy", "mode", "iptables", "node", node.Name, "clusterCIDR", c.ClusterCIDR,
+	log.Info("starting svcproxy", "mode", c.Mode, "node", node.Name, "clusterCIDR", c.ClusterCIDR,
 		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
 	srcErr := make(chan error, 1)
 	var prev model.Input
@@ -260,9 +258,13 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		})
 	}()
 	go runner.Run(ctx)
-	go iptables.Monitor(ctx, iptables.Exec{}, canaryInterval(c.SyncPeriod), log,
+	what, present := "iptables canary chain "+iptables.ChainCanary, iptables.Exec{}.CanaryPresent
+	if c.Mode == "nftables" {
+		what, present = "nftables table ip "+nftables.TableName, nftables.Present
+	}
+	go dataplane.Monitor(ctx, canaryInterval(c.SyncPeriod), log, what, present,
 		func() bool { return !runner.LastSuccess().IsZero() },
-		func() { dataplane.ForceFull(); runner.Resync() })
+		func() { dp.ForceFull(); runner.Resync() })
 	select {
 	case err := <-srcErr:
 		if err != nil {
@@ -317,18 +319,77 @@ func reserveNodePorts(log *slog.Logger, r *nodeport.Reserver, c *config.Config, 
 	return nil
 }
 
-// bothFamilies are the syncers cleanup works with.
-func bothFamilies() iptables.Families {
-	fs := iptables.Families{{Runner: iptables.Exec{}}}
+// dataplane is one syncer per IP family of the chosen mode.
+func (f *runFlags) dataplane(m *metrics.Metrics, log *slog.Logger) (dataplane.Families, error) {
+	c := &f.cfg
+	var fs dataplane.Families
+	for _, v6 := range []bool{false, true} {
+		if v6 && !haveIPv6(c.Mode) {
+			log.Info("no IPv6 on this node (or no ip6tables): programming IPv4 only")
+			break
+		}
+		opts, err := f.optionsFor(v6)
+		if err != nil {
+			return nil, err
+		}
+		if c.Mode == "nftables" {
+			fs = append(fs, &nftables.Syncer{Options: nftOptions(opts), Metrics: m, FullSyncPeriod: c.SyncPeriod})
+			continue
+		}
+		run := iptables.Exec{}
+		if v6 {
+			run = iptables.IPv6Exec
+		}
+		fs = append(fs, &iptables.Syncer{Runner: run, Options: opts, Metrics: m, FullSyncPeriod: c.SyncPeriod})
+	}
+	return fs, nil
+}
+
+func haveIPv6(mode string) bool {
+	if mode == "nftables" {
+		return nftables.HaveIPv6()
+	}
+	return iptables.HaveIPv6()
+}
+
+// modeFamilies are the syncers of one mode that cleanup works with.
+func modeFamilies(mode string) dataplane.Families {
+	if mode == "nftables" {
+		fs := dataplane.Families{&nftables.Syncer{}}
+		if nftables.HaveIPv6() {
+			fs = append(fs, &nftables.Syncer{Options: nftables.Options{IPv6: true}})
+		}
+		return fs
+	}
+	if _, err := exec.LookPath("iptables-restore"); err != nil {
+		return nil
+	}
+	fs := dataplane.Families{&iptables.Syncer{Runner: iptables.Exec{}}}
 	if iptables.HaveIPv6() {
 		fs = append(fs, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: iptables.Options{IPv6: true}})
 	}
 	return fs
 }
 
+// removeOtherMode deletes the rules a run in the other mode left, so that a
+// node switched between modes is never programmed twice.
+func removeOtherMode(ctx context.Context, log *slog.Logger, mode string) {
+	other := "nftables"
+	if mode == "nftables" {
+		other = "iptables"
+	}
+	removed, err := modeFamilies(other).Cleanup(ctx)
+	switch {
+	case err != nil:
+		log.Error("cannot remove the rules of "+other+" mode left on this node", "err", err)
+	case removed:
+		log.Info("removed the rules " + other + " mode left on this node")
+	}
+}
+
 // cleanupNode removes the rules and gives back the reserved ports.
 func cleanupNode(log *slog.Logger, stateDir string) error {
-	removed, err := bothFamilies().Cleanup(context.Background())
+	removed, err := append(modeFamilies("iptables"), modeFamilies("nftables")...).Cleanup(context.Background())
 	if err != nil {
 		return err
 	}

@@ -69,9 +69,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--%s (%s): %s", flag, field, fmt.Sprintf(format, a...)))
 	}
 	switch c.Mode {
-	case "", "iptables":
+	case "", "iptables", "nftables":
 	default:
-		bad("proxy-mode", "mode", "%q: only \"iptables\" is supported", c.Mode)
+		bad("proxy-mode", "mode", "%q: must be \"iptables\" or \"nftables\"", c.Mode)
 	}
 	if c.SyncPeriod <= 0 {
 		bad("iptables-sync-period", "iptables.syncPeriod", "%s: must be greater than 0", c.SyncPeriod)
@@ -245,6 +245,18 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if len(k.NodePortAddresses) > 0 {
 		c.NodePortAddresses = k.NodePortAddresses
 	}
+	// In nftables mode the nftables section's settings win, as upstream.
+	if k.Mode == "nftables" {
+		if k.NFTables.MasqueradeAll {
+			c.MasqueradeAll = true
+		}
+		if k.NFTables.SyncPeriod.Duration != 0 {
+			c.SyncPeriod = k.NFTables.SyncPeriod.Duration
+		}
+		if k.NFTables.MinSyncPeriod.Duration != 0 {
+			c.MinSyncPeriod = k.NFTables.MinSyncPeriod.Duration
+		}
+	}
 }
 
 // unsupportedFields names the fields that are set but that svcproxy does
@@ -265,7 +277,7 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("enableProfiling", k.EnableProfiling)
 	check("showHiddenMetricsForVersion", k.ShowHiddenMetricsForVersion)
 	check("ipvs", k.IPVS)
-	check("nftables", k.NFTables)
+	check("nftables.masqueradeBit", k.NFTables.MasqueradeBit)
 	check("winkernel", k.Winkernel)
 	check("iptables.masqueradeBit", k.IPTables.MasqueradeBit)
 	if k.DetectLocalMode != "" && k.DetectLocalMode != "ClusterCIDR" {

@@ -69,6 +69,8 @@ type world struct {
 	dir      string
 	stateDir string
 	node     *lab.Node
+	// mode is the --proxy-mode start passes ("" for the default, iptables).
+	mode string
 }
 
 func newWorld(t *testing.T, pods ...lab.PodSpec) *world {
@@ -118,6 +120,9 @@ func (w *world) start(extra ...string) *lab.Proc {
 	args := append([]string{"run", "--manifests", w.dir, "--hostname-override", w.node.NodeName,
 		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--state-dir", w.stateDir,
 		"--metrics-bind-address", "127.0.0.1:10249"}, extra...)
+	if w.mode != "" {
+		args = append(args, "--proxy-mode", w.mode)
+	}
 	p, err := w.lab.Start(&w.node.NS, binary, args...)
 	if err != nil {
 		w.t.Fatal(err)
@@ -137,6 +142,46 @@ func (w *world) iptablesSave() string {
 		w.t.Fatal(err)
 	}
 	return out
+}
+
+// nftList is the node's kube-proxy table as nft lists it ("" when absent).
+func (w *world) nftList() string {
+	w.t.Helper()
+	out, err := w.node.Run(context.Background(), "nft", "list", "table", "ip", "kube-proxy")
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// nodePortProgrammed reports whether the NodePort's dispatch is installed.
+func (w *world) nodePortProgrammed(port int) bool {
+	if w.mode == "nftables" {
+		return strings.Contains(w.nftList(), fmt.Sprintf("tcp . %d : goto external-", port))
+	}
+	return strings.Contains(w.iptablesSave(), fmt.Sprintf("--dport %d -j KUBE-EXT-", port))
+}
+
+// hookJumps counts the jumps from the kernel's hooks into svcproxy's
+// dispatch: one, however often svcproxy restarted.
+func (w *world) hookJumps() int {
+	if w.mode == "nftables" {
+		list := w.nftList()
+		i := strings.Index(list, "chain nat-prerouting {")
+		if i < 0 {
+			return 0
+		}
+		body := list[i : i+strings.Index(list[i:], "}")]
+		return strings.Count(body, "jump services")
+	}
+	return strings.Count(w.iptablesSave(), "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+}
+
+// modes runs a test in both proxy modes.
+func modes(t *testing.T, f func(t *testing.T, mode string)) {
+	for _, m := range []string{"iptables", "nftables"} {
+		t.Run(m, func(t *testing.T) { f(t, m) })
+	}
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {

@@ -2,10 +2,8 @@ package iptables
 
 import (
 	"context"
-	"log/slog"
 	"os/exec"
 	"strings"
-	"time"
 )
 
 // canaryTables are the tables a canary chain is kept in.
@@ -45,23 +43,4 @@ func unquoted(args []string) []string {
 		out[i] = strings.Trim(a, `"`)
 	}
 	return out
-}
-
-// Monitor checks the canary chains every interval, once rules were synced
-// (synced reports that), and calls resync when they are gone: someone
-// flushed the tables (a firewall reload, iptables -F -X).
-func Monitor(ctx context.Context, e Exec, interval time.Duration, log *slog.Logger, synced func() bool, resync func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if synced() && !e.CanaryPresent(ctx) && ctx.Err() == nil {
-			log.Warn("iptables canary chain deleted: the tables were flushed; re-syncing all rules", "chain", ChainCanary)
-			resync()
-		}
-	}
 }

@@ -1,13 +1,8 @@
 package iptables
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-
-	"github.com/svcproxy/svcproxy/internal/model"
 )
 
 // IPv6Exec runs ip6tables-save and ip6tables-restore.
@@ -23,42 +18,8 @@ func HaveIPv6() bool {
 	return err == nil
 }
 
-// Families syncs one Syncer per IP family (iptables, ip6tables). Each
-// family is its own transaction: a failure in one leaves the other applied.
-type Families []*Syncer
-
-func (fs Families) Sync(ctx context.Context, st *model.State) error {
-	var errs []error
-	for _, s := range fs {
-		if err := s.Sync(ctx, st); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.family(), err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// ForceFull makes the next sync of every family a full one.
-func (fs Families) ForceFull() {
-	for _, s := range fs {
-		s.ForceFull()
-	}
-}
-
-// Cleanup removes svcproxy's rules of every family.
-func (fs Families) Cleanup(ctx context.Context) (bool, error) {
-	any := false
-	var errs []error
-	for _, s := range fs {
-		removed, err := s.Cleanup(ctx)
-		any = any || removed
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.family(), err))
-		}
-	}
-	return any, errors.Join(errs...)
-}
-
-func (s *Syncer) family() string {
+// Family is "IPv4" or "IPv6".
+func (s *Syncer) Family() string {
 	if s.Options.IPv6 {
 		return "IPv6"
 	}

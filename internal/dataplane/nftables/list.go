@@ -11,7 +11,7 @@ import (
 // read and what the packet tracer parses.
 func (rs *Ruleset) List() string {
 	var b strings.Builder
-	b.WriteString("table " + rs.family() + " " + TableName + " {\n\tcomment \"rules for kube-proxy\"\n")
+	b.WriteString("table " + rs.family() + " " + TableName + " {\n")
 	elements := rs.elementsBySet()
 	for _, s := range rs.allSets() {
 		kind := "set"
@@ -48,9 +48,6 @@ func (rs *Ruleset) List() string {
 	}
 	for _, c := range rs.chains() {
 		b.WriteString("\tchain " + c.Name + " {\n")
-		if c.Comment != "" {
-			b.WriteString("\t\tcomment \"" + c.Comment + "\"\n")
-		}
 		rs.writeRules(&b, c)
 		b.WriteString("\t}\n\n")
 	}
@@ -143,7 +140,7 @@ func (e Element) text(s Set) string {
 // Transaction is the ruleset as one knftables transaction that creates the
 // table from nothing: what the golden tests dump through knftables.NewFake.
 func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
-	tx.Add(&knftables.Table{Comment: knftables.PtrTo("rules for kube-proxy")})
+	tx.Add(&knftables.Table{})
 	for _, s := range rs.allSets() {
 		typ := rs.keyType(s)
 		var comment *string
@@ -167,11 +164,7 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	}
 	all := rs.chains()
 	for _, c := range all {
-		var comment *string
-		if c.Comment != "" {
-			comment = knftables.PtrTo(c.Comment)
-		}
-		tx.Add(&knftables.Chain{Name: c.Name, Comment: comment})
+		tx.Add(&knftables.Chain{Name: c.Name})
 	}
 	for _, c := range append(baseChains(rs.Base), all...) {
 		for _, r := range c.Rules {

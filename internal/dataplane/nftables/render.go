@@ -47,9 +47,8 @@ type BaseChain struct {
 
 // Chain is a regular chain and its rules.
 type Chain struct {
-	Name    string
-	Comment string
-	Rules   []Rule
+	Name  string
+	Rules []Rule
 }
 
 // Set is a named set or map. Key fields are "addr", "proto" and "port".
@@ -149,7 +148,7 @@ func fixed(st *model.State, opts Options) *Ruleset {
 		{Name: chainMarkMasq, Rules: []Rule{rule(markOr{})}},
 		{Name: chainMasquerading, Rules: []Rule{rule(matchMarkClear{}, returnV()), rule(markXor{}), rule(masq{})}},
 		{Name: chainNodePortEPCheck, Rules: []Rule{rule(append(append([]stmt{}, npMatch[len(npMatch)-1]), vmapLookup{[]keyField{fL4Proto, fDport}, mapNoEndpointNodePorts})...)}},
-		{Name: chainReject, Comment: "helper for @no-endpoint-services / @no-endpoint-nodeports", Rules: []Rule{rule(reject{})}},
+		{Name: chainReject, Rules: []Rule{rule(reject{})}},
 		{Name: chainServices, Rules: []Rule{
 			rule(vmapLookup{concat3, mapServiceIPs}),
 			rule(append(append([]stmt{}, npMatch...), vmapLookup{[]keyField{fL4Proto, fDport}, mapServiceNodePorts})...),

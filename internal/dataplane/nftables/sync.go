@@ -99,7 +99,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 		var err error
 		if ks, err = s.read(); err != nil {
 			s.kernel = nil
-			return fmt.Errorf("read the %s table: %w", s.family(), err)
+			return fmt.Errorf("read the %s table: %w", s.tableFamily(), err)
 		}
 	} else {
 		ks = s.kernel
@@ -124,12 +124,20 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 				n += len(c.Rules)
 			}
 		}
-		s.Metrics.SetRules(s.family()+" "+TableName, n)
+		s.Metrics.SetRules(s.tableFamily()+" "+TableName, n)
 	}
 	return nil
 }
 
-func (s *Syncer) family() string { return ipWord(s.Options.IPv6) }
+func (s *Syncer) tableFamily() string { return ipWord(s.Options.IPv6) }
+
+// Family is "IPv4" or "IPv6".
+func (s *Syncer) Family() string {
+	if s.Options.IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
 
 // apply sends the transactions that take the table from ks to rs, and
 // updates ks as each one commits.
@@ -489,11 +497,11 @@ func (s *Syncer) Cleanup(context.Context) (bool, error) {
 	if _, err := s.conn.ListTableOfFamily(TableName, t.Family); notFound(err) {
 		return false, nil
 	} else if err != nil {
-		return false, fmt.Errorf("look for table %s %s: %w", s.family(), TableName, err)
+		return false, fmt.Errorf("look for table %s %s: %w", s.tableFamily(), TableName, err)
 	}
 	s.conn.DelTable(t)
 	if err := s.conn.Flush(); err != nil {
-		return false, fmt.Errorf("delete table %s %s: %w", s.family(), TableName, err)
+		return false, fmt.Errorf("delete table %s %s: %w", s.tableFamily(), TableName, err)
 	}
 	s.kernel = nil
 	return true, nil
@@ -534,4 +542,26 @@ func serviceFingerprint(svc *Service, v6 bool) uint64 {
 
 func notFound(err error) bool {
 	return err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist))
+}
+
+// HaveIPv6 reports whether the kernel has IPv6.
+func HaveIPv6() bool {
+	_, err := os.Stat("/proc/net/if_inet6")
+	return err == nil
+}
+
+// Present reports whether the IPv4 table still dispatches: its nat
+// prerouting hook chain exists and jumps to the services chain. An error
+// other than "not found" counts as present: there is nothing to resync into.
+func Present(context.Context) bool {
+	c, err := gnft.New()
+	if err != nil {
+		return true
+	}
+	t := &gnft.Table{Name: TableName, Family: gnft.TableFamilyIPv4}
+	rules, err := c.GetRules(t, &gnft.Chain{Name: "nat-prerouting", Table: t})
+	if notFound(err) {
+		return false
+	}
+	return err != nil || len(rules) > 0
 }

@@ -1,0 +1,81 @@
+// Package dataplane holds what the proxy modes (iptables, nftables) share:
+// the syncer contract and one syncer per IP family.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// Syncer programs one IP family of one proxy mode.
+type Syncer interface {
+	Sync(ctx context.Context, st *model.State) error
+	// ForceFull makes the next sync re-read the kernel and rewrite
+	// everything (after someone else flushed the rules).
+	ForceFull()
+	// Cleanup removes every rule svcproxy installed in this mode and
+	// family, and reports whether there was any.
+	Cleanup(ctx context.Context) (bool, error)
+	// Family is "IPv4" or "IPv6", for messages.
+	Family() string
+}
+
+// Families syncs one Syncer per IP family. Each family is its own
+// transaction: a failure in one leaves the other applied.
+type Families []Syncer
+
+func (fs Families) Sync(ctx context.Context, st *model.State) error {
+	var errs []error
+	for _, s := range fs {
+		if err := s.Sync(ctx, st); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Family(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ForceFull makes the next sync of every family a full one.
+func (fs Families) ForceFull() {
+	for _, s := range fs {
+		s.ForceFull()
+	}
+}
+
+// Cleanup removes the rules of every family.
+func (fs Families) Cleanup(ctx context.Context) (bool, error) {
+	any := false
+	var errs []error
+	for _, s := range fs {
+		removed, err := s.Cleanup(ctx)
+		any = any || removed
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Family(), err))
+		}
+	}
+	return any, errors.Join(errs...)
+}
+
+// Monitor checks every interval, once rules were synced (synced reports
+// that), whether svcproxy's rules are still in the kernel, and calls resync
+// when present says they are gone: someone flushed them (a firewall reload,
+// iptables -F -X, nft flush ruleset).
+func Monitor(ctx context.Context, interval time.Duration, log *slog.Logger, what string, present func(context.Context) bool, synced func() bool, resync func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if synced() && !present(ctx) && ctx.Err() == nil {
+			log.Warn(what + " gone: the rules were flushed; re-syncing all rules")
+			resync()
+		}
+	}
+}
