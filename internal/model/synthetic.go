@@ -5,8 +5,10 @@ import (
 	"net/netip"
 )
 
-// Synthetic is a cluster of n NodePort Services with eps ready endpoints
-// each, shaped like DESIGN.md §6's (for benchmarks of render and apply).
+// Synthetic is a cluster of n Services with eps ready endpoints each,
+// shaped like DESIGN.md §6's (for benchmarks of render and apply). The
+// first SyntheticNodePorts of them are NodePort Services (30000 upwards);
+// a cluster has no more NodePorts than its range holds.
 func Synthetic(n, eps int) *State {
 	st := &State{Services: make([]ServicePort, 0, n)}
 	for i := 0; i < n; i++ {
@@ -15,7 +17,9 @@ func Synthetic(n, eps int) *State {
 			Protocol:  TCP,
 			ClusterIP: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}),
 			Port:      80,
-			NodePort:  int32(30000 + i%2768),
+		}
+		if i < SyntheticNodePorts {
+			sp.NodePort = int32(30000 + i)
 		}
 		for e := 0; e < eps; e++ {
 			k := i*eps + e
@@ -25,3 +29,7 @@ func Synthetic(n, eps int) *State {
 	}
 	return st
 }
+
+// SyntheticNodePorts is how many Synthetic Services have a NodePort: the
+// default range 30000-32767 less one port (32767) left for a test Service.
+const SyntheticNodePorts = 2767

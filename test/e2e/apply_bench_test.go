@@ -7,40 +7,66 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
+	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
+// benchNS makes an empty network namespace for one benchmark run.
+func benchNS(b testing.TB, name string) func() {
+	_ = exec.Command("ip", "netns", "del", name).Run()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		b.Fatalf("%v %s", err, out)
+	}
+	return func() { _ = exec.Command("ip", "netns", "del", name).Run() }
+}
+
+// syncerIn is a syncer of the mode that programs the namespace ns.
+func syncerIn(b testing.TB, mode, ns string, fullPeriod time.Duration) dataplane.Syncer {
+	if mode == "nftables" {
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { unix.Close(fd) })
+		return &nftables.Syncer{NetNS: fd, FullSyncPeriod: fullPeriod}
+	}
+	return &iptables.Syncer{Runner: iptables.Exec{Prefix: []string{"ip", "netns", "exec", ns}}, Options: iptables.Options{LocalhostNodePorts: true}, FullSyncPeriod: fullPeriod}
+}
+
+var benchModes = []string{"iptables", "nftables"}
+
 // BenchmarkApply applies N Services × 10 endpoints to an empty network
-// namespace with the real iptables-restore: the first full sync of a node.
+// namespace with the real kernel: the first full sync of a node.
 //
 //	go test -run XXX -bench Apply -benchtime 1x ./test/e2e
 func BenchmarkApply(b *testing.B) {
 	if skipReason != "" {
 		b.Skip(skipReason)
 	}
-	for _, n := range []int{1000, 2000, 4000, 10000} {
-		st := model.Synthetic(n, 10)
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			for b.Loop() {
-				b.StopTimer()
-				ns := fmt.Sprintf("svbench-%d", n)
-				_ = exec.Command("ip", "netns", "del", ns).Run()
-				if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-					b.Fatalf("%v %s", err, out)
+	for _, mode := range benchModes {
+		for _, n := range []int{1000, 2000, 4000, 10000, 30000} {
+			st := model.Synthetic(n, 10)
+			b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					done := benchNS(b, fmt.Sprintf("svbench-%d", n))
+					s := syncerIn(b, mode, fmt.Sprintf("svbench-%d", n), 0)
+					b.StartTimer()
+					start := time.Now()
+					if err := s.Sync(context.Background(), st); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(time.Since(start).Seconds(), "s/apply")
+					b.StopTimer()
+					done()
+					b.StartTimer()
 				}
-				s := &iptables.Syncer{Runner: iptables.Exec{Prefix: []string{"ip", "netns", "exec", ns}}, Options: iptables.Options{LocalhostNodePorts: true}}
-				b.StartTimer()
-				start := time.Now()
-				if err := s.Sync(context.Background(), st); err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(time.Since(start).Seconds(), "s/apply")
-				b.StopTimer()
-				_ = exec.Command("ip", "netns", "del", ns).Run()
-				b.StartTimer()
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -50,27 +76,25 @@ func BenchmarkApplyOneChange(b *testing.B) {
 	if skipReason != "" {
 		b.Skip(skipReason)
 	}
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			ns := fmt.Sprintf("svbench1-%d", n)
-			_ = exec.Command("ip", "netns", "del", ns).Run()
-			if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-				b.Fatalf("%v %s", err, out)
-			}
-			defer exec.Command("ip", "netns", "del", ns).Run()
-			s := &iptables.Syncer{Runner: iptables.Exec{Prefix: []string{"ip", "netns", "exec", ns}}, Options: iptables.Options{LocalhostNodePorts: true}, FullSyncPeriod: time.Hour}
-			st := model.Synthetic(n, 10)
-			if err := s.Sync(context.Background(), st); err != nil {
-				b.Fatal(err)
-			}
-			i := 0
-			for b.Loop() {
-				i++
-				st.Services[n/2].Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints // 10, 11 or 12 endpoints
+	for _, mode := range benchModes {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
+				ns := fmt.Sprintf("svbench1-%d", n)
+				defer benchNS(b, ns)()
+				s := syncerIn(b, mode, ns, time.Hour)
+				st := model.Synthetic(n, 10)
 				if err := s.Sync(context.Background(), st); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				i := 0
+				for b.Loop() {
+					i++
+					st.Services[n/2].Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints // 10, 11 or 12 endpoints
+					if err := s.Sync(context.Background(), st); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

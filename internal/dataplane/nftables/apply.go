@@ -2,7 +2,9 @@ package nftables
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"syscall"
 
 	gnft "github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -11,22 +13,129 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// conn is a netlink connection to nf_tables with buffers big enough for
-// one transaction of a large sync.
-func newConn(netns int) (*gnft.Conn, error) {
+// conns are a Syncer's two ways to the kernel. Reads go through
+// google/nftables as usual. Writes are built by google/nftables and handed
+// to a sender (through its dial hook) that sends each transaction in one
+// sendmsg without asking for an acknowledgement per message: the kernel
+// answers a transaction synchronously and reports errors anyway, and at
+// 10k Services the acknowledgements alone (one recvmsg per object, 400k per
+// full sync) took a third of the sync's time.
+type conns struct {
+	read, write *gnft.Conn
+	send        *sender
+}
+
+func newConns(netns int) (*conns, error) {
+	snd, err := dialSender(netns)
+	if err != nil {
+		return nil, err
+	}
 	opts := []gnft.ConnOption{gnft.AsLasting(), gnft.WithSockOptions(bigBuffers)}
 	if netns != 0 {
 		opts = append(opts, gnft.WithNetNSFd(netns))
 	}
-	c, err := gnft.New(opts...)
+	r, err := gnft.New(opts...)
+	if err != nil {
+		snd.nl.Close()
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	w, err := gnft.New(gnft.WithTestDial(snd.dial))
+	if err != nil {
+		snd.nl.Close()
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return &conns{read: r, write: w, send: snd}, nil
+}
+
+// flush sends the queued transaction and returns the kernel's verdict on it.
+func (c *conns) flush() error {
+	c.send.err = nil
+	if err := c.write.Flush(); err != nil {
+		return err
+	}
+	return c.send.err
+}
+
+// sender sends google/nftables' batches on its own netlink socket.
+type sender struct {
+	nl  *netlink.Conn
+	err error
+}
+
+func dialSender(netns int) (*sender, error) {
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
-	return c, nil
+	if err := bigBuffers(nl); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("size nftables netlink socket buffers: %w", err)
+	}
+	return &sender{nl: nl}, nil
+}
+
+// ack is what google/nftables reads back for each message it sent.
+var ack = netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}
+
+// dial is google/nftables' view of the socket: a batch to send, or (req nil)
+// a read of the next acknowledgement.
+func (s *sender) dial(req []netlink.Message) ([]netlink.Message, error) {
+	if req == nil {
+		return []netlink.Message{ack}, nil
+	}
+	for i := range req {
+		req[i].Header.Flags &^= netlink.Acknowledge
+	}
+	if _, err := s.nl.SendMessages(req); err != nil {
+		s.err = fmt.Errorf("send transaction: %w", err)
+		return nil, nil
+	}
+	// The kernel has processed the batch by the time sendmsg returns; what
+	// it has to say (errors only) is already queued.
+	s.err = s.drain()
+	return nil, nil
+}
+
+// drain reads what the kernel queued, without waiting, and returns the
+// first error it reports.
+func (s *sender) drain() error {
+	rc, err := s.nl.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var first error
+	buf := make([]byte, 1<<16)
+	for {
+		n := 0
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, _, _, rerr = unix.Recvmsg(int(fd), buf, nil, unix.MSG_DONTWAIT)
+			return true
+		}); err != nil {
+			return err
+		}
+		if errors.Is(rerr, unix.EAGAIN) {
+			return first
+		}
+		if rerr != nil {
+			return fmt.Errorf("read the kernel's answer: %w", rerr)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return fmt.Errorf("parse the kernel's answer: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 && first == nil {
+				if errno := -int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
+					first = syscall.Errno(errno)
+				}
+			}
+		}
+	}
 }
 
 // bigBuffers lets a transaction of thousands of objects go out in one
-// sendmsg, and asks for acknowledgements without the request echoed back.
+// sendmsg, and has errors come back without the request echoed.
 func bigBuffers(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -36,7 +145,7 @@ func bigBuffers(c *netlink.Conn) error {
 	err = rc.Control(func(fd uintptr) {
 		for _, o := range [][3]int{
 			{unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 1 << 30},
-			{unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1 << 28},
+			{unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1 << 24},
 			{unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1},
 		} {
 			if serr = unix.SetsockoptInt(int(fd), o[0], o[1], o[2]); serr != nil {

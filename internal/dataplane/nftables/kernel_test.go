@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
 
@@ -166,4 +167,54 @@ func TestKernelHoldsTheRenderedRuleset(t *testing.T) {
 	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], false); len(d) > 0 {
 		t.Errorf("retired chains must be gone a second later:\n%s", strings.Join(d, "\n"))
 	}
+}
+
+// A transaction the kernel refuses changes nothing: the previous rules stay
+// whole, the error says what failed, and the next sync (a full one, as the
+// table is no longer known) repairs the table.
+func TestFailedTransactionChangesNothing(t *testing.T) {
+	fd, run := kernelNS(t)
+	ctx := context.Background()
+	opts := Options{ClusterCIDR: podCIDR}
+	a := model.State{Services: []model.ServicePort{web(ep("10.244.0.10", 80), ep("10.244.0.11", 80)), dns(ep("10.244.0.20", 53))}}
+	s := &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}
+	if err := s.Sync(ctx, &a); err != nil {
+		t.Fatal(err)
+	}
+	before := listed(t, run, false)
+	// Someone removes an element behind svcproxy's back; the next partial
+	// sync deletes it too (the Service is gone) and the kernel refuses.
+	if out, err := run("nft", "delete", "element", "ip", TableName, "service-ips", "{ 10.96.0.53 . udp . 53 }"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	b := model.State{Services: []model.ServicePort{web(ep("10.244.0.12", 80))}}
+	err := s.Sync(ctx, &b)
+	if err == nil {
+		t.Fatal("the partial sync succeeded though the kernel must refuse it")
+	}
+	t.Logf("refused: %v", err)
+	after := listed(t, run, false)
+	webChain := "service-" + portBase(&a.Services[0])
+	if got, want := ruleTexts(after.Tables[0], webChain), ruleTexts(before.Tables[0], webChain); got != want {
+		t.Errorf("the refused transaction changed %s:\nbefore %s\nafter  %s", webChain, want, got)
+	}
+	if err := s.Sync(ctx, &b); err != nil {
+		t.Fatalf("the sync after a failure must repair the table: %v", err)
+	}
+	want, _ := netfilter.ParseNft(Render(&b, opts).List())
+	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], true); len(d) > 0 {
+		t.Errorf("after the repair:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+func ruleTexts(t *netfilter.NftTable, chain string) string {
+	c := t.Chain(chain)
+	if c == nil {
+		return "(no chain)"
+	}
+	var out []string
+	for _, r := range c.Rules {
+		out = append(out, r.Text)
+	}
+	return strings.Join(out, "; ")
 }

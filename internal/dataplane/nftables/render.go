@@ -88,6 +88,8 @@ type Service struct {
 	Chains       []Chain
 	Elements     []MapElement
 	AffinitySets []Set
+	// sum and chainSum fingerprint the rendered Service (see fingerprint).
+	sum, chainSum uint64
 }
 
 // Render turns the desired state into the table's content. It is pure.

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -45,10 +48,12 @@ type Syncer struct {
 	// program (tests); otherwise the process's own.
 	NetNS int
 
-	conn      *gnft.Conn
+	conn      *conns
 	kernel    *kernelState
 	lastFull  time.Time
 	forceFull atomic.Bool
+	cache     map[string]*cachedPort
+	cacheOpts *Options
 	// recreated is set once this process has recreated the base chains
 	// (so that a changed hook or priority takes effect).
 	recreated bool
@@ -62,13 +67,27 @@ type kernelState struct {
 	services map[string]serviceRecord
 	// elements: set name -> key bytes -> verdict text ("" for sets).
 	elements map[string]map[string]string
+	// wanted counts the Services that want each element ("set\x00key"),
+	// so that one Service letting go of a key another still uses (two
+	// Services on one external IP and port) does not delete it.
+	wanted   map[string]int
 	affinity map[string]bool
 }
 
 type serviceRecord struct {
-	sum    uint64
-	chains []string
-	sets   []string
+	// sum covers everything the Service owns; chainSum its chains and
+	// affinity sets alone.
+	sum, chainSum uint64
+	chains        []string
+	sets          []string
+	elements      []string // "set\x00key"
+}
+
+// cachedPort is a Service port as last rendered, reused while the model
+// holds the same Service port: a partial sync renders only what changed.
+type cachedPort struct {
+	sp  model.ServicePort
+	svc Service
 }
 
 // ForceFull makes the next sync a full one.
@@ -85,14 +104,14 @@ func (s *Syncer) table() *gnft.Table {
 // Sync makes the table match st.
 func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	if s.conn == nil {
-		c, err := newConn(s.NetNS)
+		c, err := newConns(s.NetNS)
 		if err != nil {
 			return err
 		}
 		s.conn = c
 	}
-	rs := Render(st, s.Options)
 	full := s.forceFull.Swap(false) || s.kernel == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
+	rs := s.render(st, full)
 	s.deleteStale()
 	var ks *kernelState
 	if full {
@@ -104,10 +123,11 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	} else {
 		ks = s.kernel
 	}
-	err := s.apply(ctx, rs, ks, full)
+	err := s.apply(ctx, rs, ks)
 	if err != nil {
-		// What the kernel holds is no longer known exactly: read it again.
-		s.kernel = nil
+		// What the kernel holds is no longer known exactly: read it again
+		// (the full sync also finds the chains to retire anew).
+		s.kernel, s.stale = nil, nil
 		if !full && s.Metrics != nil {
 			s.Metrics.PartialRestoreFailed()
 		}
@@ -129,6 +149,34 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	return nil
 }
 
+// render is Render, reusing the Service ports that did not change since
+// the last sync (unless full).
+func (s *Syncer) render(st *model.State, full bool) *Ruleset {
+	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) {
+		s.cache = nil
+	}
+	next := make(map[string]*cachedPort, len(s.cache))
+	rs := fixed(st, s.Options)
+	for i := range st.Services {
+		sp := &st.Services[i]
+		if sp.ClusterIP.Is6() != s.Options.IPv6 {
+			continue
+		}
+		key := sp.Name.String() + "/" + string(sp.Protocol)
+		c := s.cache[key]
+		if c == nil || !sameServicePort(&c.sp, sp) {
+			c = &cachedPort{sp: cloneServicePort(sp), svc: servicePort(sp, s.Options)}
+			c.svc.fingerprint(rs.IPv6)
+		}
+		next[key] = c
+		rs.Services = append(rs.Services, c.svc)
+	}
+	s.cache = next
+	opts := s.Options
+	s.cacheOpts = &opts
+	return rs
+}
+
 func (s *Syncer) tableFamily() string { return ipWord(s.Options.IPv6) }
 
 // Family is "IPv4" or "IPv6".
@@ -140,22 +188,21 @@ func (s *Syncer) Family() string {
 }
 
 // apply sends the transactions that take the table from ks to rs, and
-// updates ks as each one commits.
-func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState, full bool) error {
+// updates ks to match.
+func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error {
 	per := s.ChunkServices
 	if per <= 0 {
 		per = DefaultChunkServices
 	}
 	b := s.newBatch()
 	fixedSum := fixedFingerprint(rs)
-	if full || ks.fixed != fixedSum {
+	if ks.fixed != fixedSum {
 		s.writeFixed(b, rs, ks)
 	}
 	sets := map[string]Set{}
 	for _, st := range rs.Sets {
 		sets[st.Name] = st
 	}
-	want := map[string]bool{}
 	inChunk := 0
 	commit := func(what string) error {
 		if b.ops == 0 {
@@ -164,34 +211,26 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState, full b
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.conn.Flush(); err != nil {
+		if err := s.conn.flush(); err != nil {
 			return fmt.Errorf("apply %s (%d operations): %w", what, b.ops, err)
 		}
 		b = s.newBatch()
 		inChunk = 0
 		return nil
 	}
-	wantEls := map[string]map[string]bool{}
+	want := make(map[string]bool, len(rs.Services))
 	for i := range rs.Services {
 		svc := &rs.Services[i]
 		want[svc.Key] = true
-		sum := serviceFingerprint(svc, rs.IPv6)
 		rec, had := ks.services[svc.Key]
-		for _, e := range svc.Elements {
-			k := string(elementKey(sets[e.Set].Keys, e.Element))
-			if wantEls[e.Set] == nil {
-				wantEls[e.Set] = map[string]bool{}
-			}
-			wantEls[e.Set][k] = true
-		}
-		// Chains first: the elements jump to them.
-		changed := !had || rec.sum != sum
-		if changed {
-			s.writeService(b, svc, ks, rec)
-		}
-		if !s.writeElements(b, svc.Elements, sets, ks) && !changed {
+		if had && rec.sum == svc.sum {
 			continue
 		}
+		// Chains first: the elements jump to them.
+		if !had || rec.chainSum != svc.chainSum {
+			s.writeService(b, svc, ks, rec)
+		}
+		s.writeElements(b, svc, sets, ks, rec)
 		inChunk++
 		if inChunk >= per {
 			if err := commit("Services"); err != nil {
@@ -201,33 +240,28 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState, full b
 	}
 	// Services gone: their elements, chains and affinity sets.
 	for key, rec := range ks.services {
-		if want[key] {
-			continue
+		if !want[key] {
+			for _, c := range rec.chains {
+				s.retire(b, c, ks)
+			}
+			s.release(b, rec.elements, nil, sets, ks)
+			delete(ks.services, key)
 		}
-		for _, c := range rec.chains {
-			s.retire(b, c, ks)
-		}
-		delete(ks.services, key)
 	}
+	// Elements, chains and affinity sets in the kernel that no Service
+	// owns: left by an earlier process or a failed sync (found by the
+	// read of a full sync).
+	var gone []string
 	for set, els := range ks.elements {
-		st, ok := sets[set]
-		if !ok {
-			continue
-		}
-		var gone []gnft.SetElement
-		for k := range els {
-			if !wantEls[set][k] && !isNodeElement(st, k) {
-				gone = append(gone, gnft.SetElement{Key: []byte(k)})
-				delete(els, k)
+		if _, ok := sets[set]; ok && set != setNodePortIPs {
+			for k := range els {
+				if ks.wanted[set+"\x00"+k] == 0 {
+					gone = append(gone, set+"\x00"+k)
+				}
 			}
 		}
-		if len(gone) > 0 {
-			_ = s.conn.SetDeleteElements(b.setFor(st), gone)
-			b.ops++
-		}
 	}
-	// Chains and affinity sets left by anyone (an earlier process, a
-	// failed sync) that no Service owns.
+	s.release(b, gone, nil, sets, ks)
 	owned := map[string]bool{}
 	for _, rec := range ks.services {
 		for _, c := range rec.chains {
@@ -246,7 +280,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState, full b
 	}
 	for a := range ks.affinity {
 		if !owned[a] {
-			s.conn.DelSet(&gnft.Set{Table: b.table, Name: a})
+			s.conn.write.DelSet(&gnft.Set{Table: b.table, Name: a})
 			delete(ks.affinity, a)
 			b.ops++
 		}
@@ -258,12 +292,8 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState, full b
 	return nil
 }
 
-// isNodeElement reports whether a key belongs to the node rather than to a
-// Service (nodeport-ips is rewritten with the fixed part).
-func isNodeElement(s Set, _ string) bool { return s.Name == setNodePortIPs }
-
 func (s *Syncer) newBatch() *batch {
-	return &batch{c: s.conn, table: s.table(), v6: s.Options.IPv6}
+	return &batch{c: s.conn.write, table: s.table(), v6: s.Options.IPv6}
 }
 
 // writeFixed (re)writes the table, its hooks, fixed chains and sets.
@@ -330,7 +360,7 @@ func hookOf(h string) gnft.ChainHook {
 
 // writeService rewrites a Service's chains and affinity sets.
 func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old serviceRecord) {
-	rec := serviceRecord{sum: serviceFingerprint(svc, b.v6)}
+	rec := serviceRecord{sum: old.sum, chainSum: svc.chainSum, elements: old.elements}
 	for _, a := range svc.AffinitySets {
 		_ = b.c.AddSet(b.setFor(a), nil)
 		b.ops++
@@ -364,13 +394,18 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 	ks.services[svc.Key] = rec
 }
 
-// writeElements adds a Service's map elements that the table lacks or holds
-// with another verdict. It reports whether anything was written.
-func (s *Syncer) writeElements(b *batch, els []MapElement, sets map[string]Set, ks *kernelState) bool {
-	changed := false
-	for _, e := range els {
+// writeElements adds the Service's map elements that the table lacks or
+// holds with another verdict, and lets go of the ones it no longer has.
+func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
+	rec := ks.services[svc.Key]
+	rec.sum = svc.sum
+	rec.elements = rec.elements[:0:0]
+	for _, e := range svc.Elements {
 		st := sets[e.Set]
 		k := string(elementKey(st.Keys, e.Element))
+		ref := e.Set + "\x00" + k
+		rec.elements = append(rec.elements, ref)
+		ks.wanted[ref]++
 		v := ""
 		if st.IsMap {
 			v = e.Verdict.String()
@@ -389,9 +424,39 @@ func (s *Syncer) writeElements(b *batch, els []MapElement, sets map[string]Set, 
 			ks.elements[e.Set] = map[string]string{}
 		}
 		ks.elements[e.Set][k] = v
-		changed = true
 	}
-	return changed
+	s.release(b, old.elements, rec.elements, sets, ks)
+	ks.services[svc.Key] = rec
+}
+
+// release drops one claim on each of refs ("set\x00key") except those in
+// keep, and deletes the elements nobody claims any more.
+func (s *Syncer) release(b *batch, refs, keep []string, sets map[string]Set, ks *kernelState) {
+	kept := map[string]bool{}
+	for _, r := range keep {
+		kept[r] = true
+	}
+	for _, ref := range refs {
+		if kept[ref] {
+			// Claimed again by the same Service above.
+			ks.wanted[ref]--
+			continue
+		}
+		if ks.wanted[ref] > 0 {
+			ks.wanted[ref]--
+		}
+		if ks.wanted[ref] > 0 {
+			continue
+		}
+		delete(ks.wanted, ref)
+		set, k, _ := strings.Cut(ref, "\x00")
+		if _, ok := ks.elements[set][k]; !ok {
+			continue
+		}
+		_ = b.c.SetDeleteElements(b.setFor(sets[set]), []gnft.SetElement{{Key: []byte(k)}})
+		b.ops++
+		delete(ks.elements[set], k)
+	}
 }
 
 // retire empties a chain now and deletes it in a later sync.
@@ -418,14 +483,14 @@ func (s *Syncer) deleteStale() {
 	var gone []string
 	for c, t := range s.stale {
 		if time.Since(t) >= staleChainDelay {
-			s.conn.DelChain(b.chain(c))
+			s.conn.write.DelChain(b.chain(c))
 			gone = append(gone, c)
 		}
 	}
 	if len(gone) == 0 {
 		return
 	}
-	if err := s.conn.Flush(); err != nil {
+	if err := s.conn.flush(); err != nil {
 		return
 	}
 	for _, c := range gone {
@@ -437,16 +502,16 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{chains: map[string]bool{}, services: map[string]serviceRecord{},
+	ks := &kernelState{chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
-	if _, err := s.conn.ListTableOfFamily(TableName, t.Family); err != nil {
+	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
 		if notFound(err) {
 			return ks, nil
 		}
 		return nil, fmt.Errorf("list table: %w", err)
 	}
-	chains, err := s.conn.ListChainsOfTableFamily(t.Family)
+	chains, err := s.conn.read.ListChainsOfTableFamily(t.Family)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
@@ -455,7 +520,7 @@ func (s *Syncer) read() (*kernelState, error) {
 			ks.chains[c.Name] = true
 		}
 	}
-	sets, err := s.conn.GetSets(t)
+	sets, err := s.conn.read.GetSets(t)
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
@@ -467,7 +532,7 @@ func (s *Syncer) read() (*kernelState, error) {
 		if st.Anonymous || st.Name == setNodePortIPs {
 			continue
 		}
-		els, err := s.conn.GetSetElements(st)
+		els, err := s.conn.read.GetSetElements(st)
 		if err != nil {
 			return nil, fmt.Errorf("list elements of %s: %w", st.Name, err)
 		}
@@ -487,20 +552,20 @@ func (s *Syncer) read() (*kernelState, error) {
 // Cleanup deletes the table. It reports whether there was one.
 func (s *Syncer) Cleanup(context.Context) (bool, error) {
 	if s.conn == nil {
-		c, err := newConn(s.NetNS)
+		c, err := newConns(s.NetNS)
 		if err != nil {
 			return false, err
 		}
 		s.conn = c
 	}
 	t := s.table()
-	if _, err := s.conn.ListTableOfFamily(TableName, t.Family); notFound(err) {
+	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); notFound(err) {
 		return false, nil
 	} else if err != nil {
 		return false, fmt.Errorf("look for table %s %s: %w", s.tableFamily(), TableName, err)
 	}
-	s.conn.DelTable(t)
-	if err := s.conn.Flush(); err != nil {
+	s.conn.write.DelTable(t)
+	if err := s.conn.flush(); err != nil {
 		return false, fmt.Errorf("delete table %s %s: %w", s.tableFamily(), TableName, err)
 	}
 	s.kernel = nil
@@ -526,7 +591,8 @@ func fixedFingerprint(rs *Ruleset) uint64 {
 	return h.Sum64()
 }
 
-func serviceFingerprint(svc *Service, v6 bool) uint64 {
+// fingerprint sets sum and chainSum.
+func (svc *Service) fingerprint(v6 bool) {
 	h := fnv.New64a()
 	for _, c := range svc.Chains {
 		h.Write([]byte(c.Name + "{"))
@@ -537,7 +603,30 @@ func serviceFingerprint(svc *Service, v6 bool) uint64 {
 	for _, a := range svc.AffinitySets {
 		h.Write([]byte(a.Name))
 	}
-	return h.Sum64()
+	svc.chainSum = h.Sum64()
+	for _, e := range svc.Elements {
+		h.Write([]byte(e.Set + " " + e.Addr.String() + " " + e.Proto + " " + strconv.Itoa(int(e.Port)) + " " + e.Verdict.String() + " " + e.Comment + "\n"))
+	}
+	svc.sum = h.Sum64()
+}
+
+func sameOptions(a, b Options) bool { return reflect.DeepEqual(a, b) }
+
+func sameServicePort(a, b *model.ServicePort) bool { return reflect.DeepEqual(a, b) }
+
+// cloneServicePort copies sp deeply enough that the caller may change the
+// state it came from.
+func cloneServicePort(sp *model.ServicePort) model.ServicePort {
+	c := *sp
+	c.ExternalIPs = slices.Clone(sp.ExternalIPs)
+	c.LoadBalancerIPs = slices.Clone(sp.LoadBalancerIPs)
+	c.SourceRanges = slices.Clone(sp.SourceRanges)
+	c.Endpoints = slices.Clone(sp.Endpoints)
+	for i := range c.Endpoints {
+		c.Endpoints[i].ZoneHints = slices.Clone(c.Endpoints[i].ZoneHints)
+		c.Endpoints[i].NodeHints = slices.Clone(c.Endpoints[i].NodeHints)
+	}
+	return c
 }
 
 func notFound(err error) bool {
