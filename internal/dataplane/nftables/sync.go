@@ -72,6 +72,8 @@ type kernelState struct {
 	// Services on one external IP and port) does not delete it.
 	wanted   map[string]int
 	affinity map[string]bool
+	// read is set when the state was just read from the kernel.
+	read bool
 }
 
 type serviceRecord struct {
@@ -248,9 +250,22 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error 
 			delete(ks.services, key)
 		}
 	}
-	// Elements, chains and affinity sets in the kernel that no Service
-	// owns: left by an earlier process or a failed sync (found by the
-	// read of a full sync).
+	s.removeOrphans(b, ks, sets)
+	if err := commit("removals"); err != nil {
+		return err
+	}
+	ks.fixed = fixedSum
+	return nil
+}
+
+// removeOrphans queues the removal of elements, chains and affinity sets
+// in the kernel that no Service owns: left by an earlier process or a
+// failed sync. Only a full sync, which read the table, can find them.
+func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
+	if !ks.read {
+		return
+	}
+	ks.read = false
 	var gone []string
 	for set, els := range ks.elements {
 		if _, ok := sets[set]; ok && set != setNodePortIPs {
@@ -285,11 +300,6 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error 
 			b.ops++
 		}
 	}
-	if err := commit("removals"); err != nil {
-		return err
-	}
-	ks.fixed = fixedSum
-	return nil
 }
 
 func (s *Syncer) newBatch() *batch {
@@ -502,7 +512,7 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{},
+	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
