@@ -98,3 +98,33 @@ func BenchmarkApplyOneChange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCleanup removes N Services × 10 endpoints: `svcproxy cleanup`,
+// and what a start in the other mode does on a switched node.
+func BenchmarkCleanup(b *testing.B) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	for _, mode := range benchModes {
+		for _, n := range []int{1000, 10000} {
+			st := model.Synthetic(n, 10)
+			b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					ns := fmt.Sprintf("svbenchc-%d", n)
+					done := benchNS(b, ns)
+					if err := syncerIn(b, mode, ns, 0).Sync(context.Background(), st); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if removed, err := syncerIn(b, mode, ns, 0).Cleanup(context.Background()); err != nil || !removed {
+						b.Fatalf("cleanup: %v %v", removed, err)
+					}
+					b.StopTimer()
+					done()
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}

@@ -64,7 +64,7 @@ func isRequired() bool { return os.Getenv("SVCPROXY_E2E_REQUIRED") != "" }
 
 // world is one lab with a manifests folder and svcproxy on node-1.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	lab      *lab.Lab
 	dir      string
 	stateDir string

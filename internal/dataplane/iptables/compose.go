@@ -391,14 +391,20 @@ func isPerService(name string) bool {
 	return false
 }
 
-// CleanupInput returns the restore input that removes everything svcproxy
-// installed in cur: its jumps from built-in chains, then its chains. It
-// returns nil when there is nothing to remove.
-func CleanupInput(cur *netfilter.Ruleset) []byte {
-	var b bytes.Buffer
+// cleanupChunk is how many chains one cleanup transaction flushes or
+// deletes: a --noflush restore costs more than linearly in its size, so a
+// node with 10k Services is cleaned in many small restores, not one.
+const cleanupChunk = 2500
+
+// CleanupInput returns the restore inputs that remove everything svcproxy
+// installed in cur, to run in order: its jumps from built-in chains, then
+// its chains flushed, then deleted (a chain can go once nothing jumps to
+// it). It returns nil when there is nothing to remove.
+func CleanupInput(cur *netfilter.Ruleset) [][]byte {
+	var jumps, flushes, deletes [][]byte
 	for _, t := range cur.Tables {
 		var owned []string
-		var dels []string
+		var b bytes.Buffer
 		for _, c := range t.Chains {
 			if isOwnedChain(c.Name) && c.Policy == "-" {
 				owned = append(owned, c.Name)
@@ -406,27 +412,26 @@ func CleanupInput(cur *netfilter.Ruleset) []byte {
 			}
 			for _, r := range c.Rules {
 				if isOwnedChain(r.Target) {
-					dels = append(dels, "-D "+c.Name+" "+r.Text+"\n")
+					b.WriteString("-D " + c.Name + " " + r.Text + "\n")
 				}
 			}
 		}
-		if len(owned) == 0 && len(dels) == 0 {
-			continue
+		if b.Len() > 0 {
+			jumps = append(jumps, []byte("*"+t.Name+"\n"+b.String()+"COMMIT\n"))
 		}
-		b.WriteString("*" + t.Name + "\n")
-		for _, c := range owned {
-			b.WriteString(":" + c + " - [0:0]\n")
+		for from := 0; from < len(owned); from += cleanupChunk {
+			part := owned[from:min(from+cleanupChunk, len(owned))]
+			var f, d bytes.Buffer
+			f.WriteString("*" + t.Name + "\n")
+			d.WriteString("*" + t.Name + "\n")
+			for _, c := range part {
+				f.WriteString(":" + c + " - [0:0]\n")
+				d.WriteString("-X " + c + "\n")
+			}
+			f.WriteString("COMMIT\n")
+			d.WriteString("COMMIT\n")
+			flushes, deletes = append(flushes, f.Bytes()), append(deletes, d.Bytes())
 		}
-		for _, d := range dels {
-			b.WriteString(d)
-		}
-		for _, c := range owned {
-			b.WriteString("-X " + c + "\n")
-		}
-		b.WriteString("COMMIT\n")
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return b.Bytes()
+	return append(append(jumps, flushes...), deletes...)
 }

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"net/netip"
 	"slices"
 	"strings"
@@ -79,7 +80,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := string(CleanupInput(cur))
+	out := string(bytes.Join(CleanupInput(cur), nil))
 	for _, want := range []string{
 		"-D PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n",
 		"-D INPUT -j KUBE-FIREWALL\n",
@@ -266,4 +267,39 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A node with thousands of Services is cleaned in small transactions, in
+// an order the kernel accepts: jumps from built-in chains, then every chain
+// flushed, then deleted.
+func TestCleanupInChunks(t *testing.T) {
+	rs := Render(model.Synthetic(600, 10), Options{})
+	cur, err := netfilter.ParseIPTables(string(Compose(rs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	txs := CleanupInput(cur)
+	phase := 0 // 0 jumps, 1 flushes, 2 deletes
+	chains := 0
+	for i, tx := range txs {
+		s := string(tx)
+		p := 0
+		switch {
+		case strings.Contains(s, "\n-X "):
+			p = 2
+		case strings.Contains(s, " - [0:0]\n"):
+			p = 1
+		}
+		if p < phase {
+			t.Fatalf("transaction %d goes back to phase %d after phase %d", i, p, phase)
+		}
+		phase = p
+		if n := strings.Count(s, "\n-X "); n > cleanupChunk {
+			t.Errorf("transaction %d deletes %d chains, more than %d", i, n, cleanupChunk)
+		}
+		chains += strings.Count(s, "\n-X ")
+	}
+	if want := 600*11 + 3; chains < want {
+		t.Errorf("%d chains deleted, want at least %d", chains, want)
+	}
 }

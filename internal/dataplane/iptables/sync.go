@@ -103,12 +103,14 @@ func (s *Syncer) Cleanup(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	input := CleanupInput(cur)
-	if input == nil {
+	txs := CleanupInput(cur)
+	if txs == nil {
 		return false, nil
 	}
-	if err := s.Runner.Restore(ctx, input); err != nil {
-		return false, fmt.Errorf("remove rules: %w", err)
+	for i, tx := range txs {
+		if err := s.Runner.Restore(ctx, tx); err != nil {
+			return false, fmt.Errorf("remove rules (transaction %d of %d): %w", i+1, len(txs), err)
+		}
 	}
 	return true, nil
 }

@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
+	"github.com/svcproxy/svcproxy/internal/model"
+)
+
+// benchLab is a lab for benchmarks: one node, two pods, a client.
+func benchLab(b *testing.B) *world {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.Build(ctx, lab.Config{Prefix: fmt.Sprintf("svb%d", os.Getpid()%100000), Nodes: 1,
+		Pods: []lab.PodSpec{{Name: "web-1", TCP: []int{80}}, {Name: "web-2", TCP: []int{80}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = l.Close() })
+	return &world{t: b, lab: l, dir: b.TempDir(), stateDir: b.TempDir(), node: l.Nodes[0]}
+}
+
+// target is a Service on NodePort 32767 served by pod web-1, named to sort
+// after every synthetic Service: in iptables mode its rules are the last
+// the first packet is matched against.
+func target() model.ServicePort {
+	return model.ServicePort{
+		Name:     model.ServicePortName{Namespace: "zz", Name: "target"},
+		Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.97.255.250"), Port: 80, NodePort: 32767,
+		Endpoints: []model.Endpoint{{IP: netip.MustParseAddr("10.244.0.10"), Port: 80, NodeName: "node-1", IsLocal: true, Ready: true, Serving: true}},
+	}
+}
+
+// BenchmarkFirstPacket is connection setup time (TCP connect, client to a
+// NodePort on the node, DNAT to a pod) with N Services × 10 endpoints
+// installed, in both modes: the cost of dispatch on a new connection.
+//
+//	go test -run XXX -bench FirstPacket -benchtime 2000x ./test/e2e
+func BenchmarkFirstPacket(b *testing.B) {
+	w := benchLab(b)
+	addr := w.node.IP.String() + ":32767"
+	for _, mode := range benchModes {
+		for _, n := range []int{100, 1000, 10000, 30000} {
+			b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
+				ctx := context.Background()
+				st := model.Synthetic(n, 10)
+				st.Services = append(st.Services, target())
+				s := syncerIn(b, mode, w.node.Name, 0)
+				if err := s.Sync(context.Background(), st); err != nil {
+					b.Fatal(err)
+				}
+				defer s.Cleanup(context.Background())
+				wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if _, err := w.lab.Client.WaitHTTP(wctx, addr); err != nil {
+					b.Fatal(err)
+				}
+				var times []time.Duration
+				for b.Loop() {
+					start := time.Now()
+					c, err := w.lab.Client.DialContext(ctx, "tcp", addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					times = append(times, time.Since(start))
+					c.Close()
+				}
+				slices.Sort(times)
+				b.ReportMetric(float64(times[len(times)/2].Microseconds()), "µs-p50")
+				b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "µs-p99")
+			})
+		}
+	}
+}
+
+// writeScale writes n Services × 10 endpoints as manifests (files of 500
+// Services and their EndpointSlices), NodePorts on the first 2700.
+func writeScale(b *testing.B, dir string, n int) {
+	var f strings.Builder
+	flush := func(i int) {
+		if f.Len() > 0 {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("scale-%05d.yaml", i)), []byte(f.String()), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			f.Reset()
+		}
+	}
+	for i := 0; i < n; i++ {
+		typ, np := "ClusterIP", ""
+		if i < 2700 {
+			typ, np = "NodePort", fmt.Sprintf(", nodePort: %d", 30000+i)
+		}
+		fmt.Fprintf(&f, `apiVersion: v1
+kind: Service
+metadata: {name: s%[1]d, namespace: ns%[2]d}
+spec:
+  type: %[3]s
+  clusterIP: 10.96.%[4]d.%[5]d
+  ports: [{name: http, port: 80, targetPort: 8080%[6]s}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s%[1]d-x, namespace: ns%[2]d, labels: {kubernetes.io/service-name: s%[1]d}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+`, i, i%100, typ, i>>8, i&255, np)
+		for e := 0; e < 10; e++ {
+			k := i*10 + e
+			fmt.Fprintf(&f, "- addresses: [\"10.%d.%d.%d\"]\n  nodeName: node-2\n", 128+k>>16, (k>>8)&255, k&255)
+		}
+		f.WriteString("---\n")
+		if (i+1)%500 == 0 {
+			flush(i)
+		}
+	}
+	flush(n)
+}
+
+// lastWeb is the Service sorted last (programmed by the last transaction)
+// with its endpoint on the given pod.
+func lastWeb(pod string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: zz-last, namespace: zz}
+spec:
+  type: NodePort
+  clusterIP: 10.97.255.251
+  ports: [{port: 80, targetPort: 80, nodePort: 32701}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: zz-last-x, namespace: zz, labels: {kubernetes.io/service-name: zz-last}}
+addressType: IPv4
+ports: [{port: 80}]
+endpoints:
+- addresses: [%q]
+  nodeName: node-1
+`, pod)
+}
+
+// BenchmarkLabSync runs the svcproxy binary in the lab's node over
+// manifests with 10k Services × 10 endpoints, as an operator would, and
+// reports: the time from start to the first NodePort answering (a Service
+// sorted first, so in the first transaction), to every Service programmed
+// (one sorted last), the time from an endpoint change to traffic following
+// it, and the process's peak RSS.
+//
+//	go test -run XXX -bench LabSync -benchtime 1x ./test/e2e
+func BenchmarkLabSync(b *testing.B) {
+	w := benchLab(b)
+	writeScale(b, w.dir, 10000)
+	w.write("aa-first.yaml", strings.NewReplacer("zz-last", "aa-first", "zz}", "aa}", "10.97.255.251", "10.97.255.252", "32701", "32702").Replace(lastWeb("10.244.0.10")))
+	w.write("zz-last.yaml", lastWeb("10.244.0.10"))
+	first, last := w.node.IP.String()+":32702", w.node.IP.String()+":32701"
+	for _, mode := range benchModes {
+		b.Run("mode="+mode+"/services=10000", func(b *testing.B) {
+			for b.Loop() {
+				w.mode = mode
+				w.write("zz-last.yaml", lastWeb("10.244.0.10"))
+				start := time.Now()
+				p, err := w.lab.Start(&w.node.NS, binary, "run", "--manifests", w.dir, "--hostname-override", "node-1",
+					"--cluster-cidr", "10.244.0.0/16", "--state-dir", w.stateDir, "--proxy-mode", mode,
+					"--metrics-bind-address", "", "--healthz-bind-address", "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				answered := func(addr, pod string, limit time.Duration) time.Duration {
+					ctx, cancel := context.WithTimeout(context.Background(), limit)
+					defer cancel()
+					t0 := time.Now()
+					for {
+						a, err := w.lab.Client.HTTPGet(ctx, addr)
+						if err == nil && a.Pod == pod {
+							return time.Since(t0)
+						}
+						if ctx.Err() != nil {
+							b.Fatalf("%s never answered from %s:\n%s", addr, pod, p.Output())
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+				answered(first, "web-1", 5*time.Minute)
+				b.ReportMetric(time.Since(start).Seconds(), "s-first-nodeport")
+				answered(last, "web-1", 5*time.Minute)
+				b.ReportMetric(time.Since(start).Seconds(), "s-all-services")
+				var changes []time.Duration
+				for _, pod := range []string{"web-2", "web-1", "web-2", "web-1", "web-2"} {
+					ip := "10.244.0.11"
+					if pod == "web-1" {
+						ip = "10.244.0.10"
+					}
+					time.Sleep(1200 * time.Millisecond) // past minSyncPeriod, stale chains gone
+					t0 := time.Now()
+					w.write("zz-last.yaml", lastWeb(ip))
+					answered(last, pod, time.Minute)
+					changes = append(changes, time.Since(t0))
+				}
+				slices.Sort(changes)
+				b.ReportMetric(float64(changes[len(changes)/2].Milliseconds()), "ms-endpoint-change-p50")
+				b.ReportMetric(float64(peakRSS(b, p.Pid()))/(1<<20), "MiB-peak-rss")
+				p.Kill()
+				s := syncerIn(b, mode, w.node.Name, 0)
+				_, _ = s.Cleanup(context.Background())
+			}
+		})
+	}
+}
+
+// peakRSS is the process's VmHWM in bytes.
+func peakRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc/pid/status")
+	return 0
+}
