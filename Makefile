@@ -17,7 +17,7 @@ E2E_REQUIRED ?= $(CI)
 # The system tools svcproxy drives, and the Debian packages that bring them.
 SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz python3:python3
 
-.PHONY: all build deps tools kube-tools lint test lab clean
+.PHONY: all build deps tools kube-tools lint test lab bench clean
 
 all: build
 
@@ -66,6 +66,16 @@ test: deps lint kube-tools
 ## lab: the main job on the embedded default, in a throwaway namespace lab.
 lab: deps build
 	$(BIN)/svcproxy lab
+
+## bench: the benchmarks behind the README's tables, at their sizes (1k to
+## 30k Services x 10 endpoints), in both modes: render, apply into a fresh
+## namespace, one change, cleanup, first-packet latency and the binary's sync
+## speed and memory in the lab. Needs root; takes about half an hour.
+bench: deps
+	$(GO) test -run XXX -bench Render -benchmem ./internal/dataplane/...
+	$(GO) test -run XXX -bench 'Apply|Cleanup' -benchtime 1x -timeout 60m ./test/e2e
+	$(GO) test -run XXX -bench FirstPacket -benchtime 2000x -timeout 60m ./test/e2e
+	$(GO) test -run XXX -bench LabSync -benchtime 1x -timeout 60m ./test/e2e
 
 clean:
 	rm -rf $(BIN)
