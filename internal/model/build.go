@@ -83,9 +83,20 @@ func Build(in Input, node Node) (State, []error) {
 		sp.Endpoints = eps.forPort(sp.Name, sp.Protocol, sp.ClusterIP.Is6())
 		applyTopology(sp.Endpoints, node)
 	}
-	slices.SortFunc(ports, func(a, b ServicePort) int {
-		return cmp.Or(cmp.Compare(a.Name.String(), b.Name.String()), cmp.Compare(a.Protocol, b.Protocol), a.ClusterIP.Compare(b.ClusterIP))
+	// Sorted by name: the key strings are built once, not per comparison.
+	order := make([]int, len(ports))
+	names := make([]string, len(ports))
+	for i := range ports {
+		order[i], names[i] = i, ports[i].Name.String()
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(names[a], names[b]), cmp.Compare(ports[a].Protocol, ports[b].Protocol), ports[a].ClusterIP.Compare(ports[b].ClusterIP))
 	})
+	sorted := make([]ServicePort, len(ports))
+	for i, j := range order {
+		sorted[i] = ports[j]
+	}
+	ports = sorted
 	return State{Services: ports, Node: node}, errs
 }
 

@@ -57,7 +57,7 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 			fail("addressType", fmt.Errorf("%q: must be IPv4, IPv6 or FQDN", s.AddressType))
 			continue
 		}
-		var usable []Endpoint
+		usable := make([]Endpoint, 0, len(s.Endpoints))
 		for i, ep := range s.Endpoints {
 			// Upstream's defaults for missing conditions: ready and serving
 			// unless said otherwise, not terminating.
@@ -97,19 +97,19 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 			usable = append(usable, e)
 		}
 		for i, p := range s.Ports {
-			field := fmt.Sprintf("ports[%d]", i)
+			field := func() string { return fmt.Sprintf("ports[%d]", i) }
 			if p.Port == nil {
 				continue
 			}
 			if *p.Port < 1 || *p.Port > 65535 {
-				fail(field+".port", fmt.Errorf("%d: must be between 1 and 65535", *p.Port))
+				fail(field()+".port", fmt.Errorf("%d: must be between 1 and 65535", *p.Port))
 				continue
 			}
 			proto := TCP
 			if p.Protocol != nil {
 				var ok bool
 				if proto, ok = protocolOf(*p.Protocol); !ok {
-					fail(field+".protocol", fmt.Errorf("%q: must be TCP, UDP or SCTP", *p.Protocol))
+					fail(field()+".protocol", fmt.Errorf("%q: must be TCP, UDP or SCTP", *p.Protocol))
 					continue
 				}
 			}
@@ -118,10 +118,12 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 				name = *p.Name
 			}
 			k := endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto, v6: v6}
+			list := slices.Grow(idx[k], len(usable))
 			for _, e := range usable {
 				e.Port = *p.Port
-				idx[k] = append(idx[k], e)
+				list = append(list, e)
 			}
+			idx[k] = list
 		}
 	}
 	return idx, errs

@@ -88,8 +88,11 @@ type Service struct {
 	Chains       []Chain
 	Elements     []MapElement
 	AffinitySets []Set
-	// sum and chainSum fingerprint the rendered Service (see fingerprint).
+	// sum and chainSum fingerprint the rendered Service, rules counts its
+	// rules (see fingerprint). A partial sync passes unchanged Services
+	// with these alone.
 	sum, chainSum uint64
+	rules         int
 }
 
 // Render turns the desired state into the table's content. It is pure.

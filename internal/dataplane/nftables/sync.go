@@ -85,11 +85,13 @@ type serviceRecord struct {
 	elements      []string // "set\x00key"
 }
 
-// cachedPort is a Service port as last rendered, reused while the model
-// holds the same Service port: a partial sync renders only what changed.
+// cachedPort is a Service port as last rendered: while the model holds the
+// same Service port and the table holds what it rendered to, a partial sync
+// neither renders it again nor keeps its rules in memory.
 type cachedPort struct {
-	sp  model.ServicePort
-	svc Service
+	sp            model.ServicePort
+	sum, chainSum uint64
+	rules         int
 }
 
 // ForceFull makes the next sync a full one.
@@ -142,9 +144,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	if s.Metrics != nil {
 		n := 0
 		for _, svc := range rs.Services {
-			for _, c := range svc.Chains {
-				n += len(c.Rules)
-			}
+			n += svc.rules
 		}
 		s.Metrics.SetRules(s.tableFamily()+" "+TableName, n)
 	}
@@ -165,13 +165,15 @@ func (s *Syncer) render(st *model.State, full bool) *Ruleset {
 			continue
 		}
 		key := sp.Name.String() + "/" + string(sp.Protocol)
-		c := s.cache[key]
-		if c == nil || !sameServicePort(&c.sp, sp) {
-			c = &cachedPort{sp: cloneServicePort(sp), svc: servicePort(sp, s.Options)}
-			c.svc.fingerprint(rs.IPv6)
+		if c := s.cache[key]; c != nil && sameServicePort(&c.sp, sp) && s.kernel != nil && s.kernel.services[key].sum == c.sum {
+			next[key] = c
+			rs.Services = append(rs.Services, Service{Key: key, sum: c.sum, chainSum: c.chainSum, rules: c.rules})
+			continue
 		}
-		next[key] = c
-		rs.Services = append(rs.Services, c.svc)
+		svc := servicePort(sp, s.Options)
+		svc.fingerprint(rs.IPv6)
+		next[key] = &cachedPort{sp: cloneServicePort(sp), sum: svc.sum, chainSum: svc.chainSum, rules: svc.rules}
+		rs.Services = append(rs.Services, svc)
 	}
 	s.cache = next
 	opts := s.Options
@@ -614,6 +616,10 @@ func (svc *Service) fingerprint(v6 bool) {
 		h.Write([]byte(a.Name))
 	}
 	svc.chainSum = h.Sum64()
+	svc.rules = 0
+	for _, c := range svc.Chains {
+		svc.rules += len(c.Rules)
+	}
 	for _, e := range svc.Elements {
 		h.Write([]byte(e.Set + " " + e.Addr.String() + " " + e.Proto + " " + strconv.Itoa(int(e.Port)) + " " + e.Verdict.String() + " " + e.Comment + "\n"))
 	}
