@@ -19,11 +19,18 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// DefaultChunkServices is how many Service ports one transaction carries.
-// The kernel's cost per object grows with the size of the transaction it
-// is in (anonymous maps are found by walking the transaction), so a large
-// sync is cut into transactions that each hold whole Services.
+// DefaultChunkServices is how many Service ports the first transaction of a
+// large sync carries; each next one carries twice as many, up to
+// maxChunkGrowth times that. Every commit makes the kernel validate the
+// whole table (a walk from each hook through every chain: about 100 ms per
+// hook at 10k Services × 10 endpoints), so many small transactions cost
+// time quadratic in the table's size; one huge transaction is slower per
+// object and answers nothing until its end. Starting small gets the first
+// Services answering within a second or two, doubling keeps the number of
+// commits (and validations) logarithmic until the cap.
 const DefaultChunkServices = 250
+
+const maxChunkGrowth = 16
 
 // staleChainDelay is how long a flushed chain waits before it is deleted:
 // kernels before 6.2 release a chain's last reference (a map element or an
@@ -198,6 +205,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error 
 	if per <= 0 {
 		per = DefaultChunkServices
 	}
+	maxChunk := per * maxChunkGrowth
 	b := s.newBatch()
 	fixedSum := fixedFingerprint(rs)
 	if ks.fixed != fixedSum {
@@ -220,6 +228,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error 
 		}
 		b = s.newBatch()
 		inChunk = 0
+		per = min(2*per, maxChunk)
 		return nil
 	}
 	want := make(map[string]bool, len(rs.Services))
