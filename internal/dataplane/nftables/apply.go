@@ -59,6 +59,7 @@ func (c *conns) flush() error {
 // sender sends google/nftables' batches on its own netlink socket.
 type sender struct {
 	nl  *netlink.Conn
+	seq uint32
 	err error
 }
 
@@ -83,12 +84,7 @@ func (s *sender) dial(req []netlink.Message) ([]netlink.Message, error) {
 	if req == nil {
 		return []netlink.Message{ack}, nil
 	}
-	// Neither an acknowledgement nor (for rules) an echo of each object
-	// created: the kernel would build and queue one message per object.
-	for i := range req {
-		req[i].Header.Flags &^= netlink.Acknowledge | netlink.Echo
-	}
-	if _, err := s.nl.SendMessages(req); err != nil {
+	if err := s.send(req); err != nil {
 		s.err = fmt.Errorf("send transaction: %w", err)
 		return nil, nil
 	}
@@ -97,6 +93,43 @@ func (s *sender) dial(req []netlink.Message) ([]netlink.Message, error) {
 	s.err = s.drain()
 	return nil, nil
 }
+
+// send writes the batch into one buffer sized up front and sends it in one
+// sendmsg. Neither an acknowledgement nor (for rules) an echo of each object
+// created is asked for: the kernel would build and queue one message per
+// object.
+func (s *sender) send(req []netlink.Message) error {
+	size := 0
+	for _, m := range req {
+		size += nlmsgAlign(unix.NLMSG_HDRLEN + len(m.Data))
+	}
+	buf := make([]byte, 0, size)
+	for _, m := range req {
+		s.seq++
+		n := unix.NLMSG_HDRLEN + len(m.Data)
+		buf = binary.NativeEndian.AppendUint32(buf, uint32(n))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(m.Header.Type))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(m.Header.Flags&^(netlink.Acknowledge|netlink.Echo)))
+		buf = binary.NativeEndian.AppendUint32(buf, s.seq)
+		buf = binary.NativeEndian.AppendUint32(buf, 0)
+		buf = append(buf, m.Data...)
+		buf = append(buf, make([]byte, nlmsgAlign(n)-n)...)
+	}
+	rc, err := s.nl.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return !errors.Is(serr, unix.EAGAIN)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+func nlmsgAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 
 // drain reads what the kernel queued, without waiting, and returns the
 // first error it reports.

@@ -30,7 +30,7 @@ import (
 // commits (and validations) logarithmic until the cap.
 const DefaultChunkServices = 250
 
-const maxChunkGrowth = 16
+const maxChunkGrowth = 8
 
 // staleChainDelay is how long a flushed chain waits before it is deleted:
 // kernels before 6.2 release a chain's last reference (a map element or an
