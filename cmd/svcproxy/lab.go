@@ -29,6 +29,7 @@ var labPods = []lab.PodSpec{
 func newLabCmd() *cobra.Command {
 	var keep bool
 	var requests int
+	mode := "iptables"
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Show svcproxy at work in a throwaway world of network namespaces",
@@ -37,18 +38,23 @@ the cluster), run svcproxy in the node on the bundled example manifests, and
 send requests from the client to the NodePort and from the node to a UDP
 ClusterIP. Everything is removed on exit, also after Ctrl-C, and leftovers of
 a crashed run are removed first. The machine's own network namespace and its
-rules are never touched. Needs root and iproute2 and iptables.`,
+rules are never touched. Needs root and iproute2 and iptables (nftables mode:
+nothing more; nft only to look at the table with --keep).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runLab(keep, requests)
+			if mode != "iptables" && mode != "nftables" {
+				return fmt.Errorf("--proxy-mode %q: must be \"iptables\" or \"nftables\"", mode)
+			}
+			return runLab(keep, requests, mode)
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the lab running until Ctrl-C, to explore it with `ip netns exec`")
 	cmd.Flags().IntVar(&requests, "requests", 6, "how many requests to send to the NodePort")
+	cmd.Flags().StringVar(&mode, "proxy-mode", mode, "the mode svcproxy runs in: iptables or nftables")
 	return cmd
 }
 
-func runLab(keep bool, requests int) error {
+func runLab(keep bool, requests int, mode string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("lab needs root: it creates network namespaces")
 	}
@@ -85,7 +91,7 @@ func runLab(keep bool, requests int) error {
 	fmt.Printf("lab:   client  %-36s %s\n", l.Client.Name, l.ClientIP)
 
 	proc, err := l.Start(&node.NS, self, "run", "--manifests", dir, "--hostname-override", node.NodeName,
-		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--state-dir", filepath.Join(dir, ".state"))
+		"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--state-dir", filepath.Join(dir, ".state"), "--proxy-mode", mode)
 	if err != nil {
 		return err
 	}

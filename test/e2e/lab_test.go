@@ -33,9 +33,13 @@ func TestLabCommand(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
+	modes(t, labCommand)
+}
+
+func labCommand(t *testing.T, mode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "lab").CombinedOutput()
+	out, err := exec.CommandContext(ctx, binary, "lab", "--proxy-mode", mode).CombinedOutput()
 	if err != nil {
 		t.Fatalf("svcproxy lab: %v\n%s", err, out)
 	}
