@@ -167,3 +167,34 @@ func (e *ObjectError) Error() string {
 }
 
 func (e *ObjectError) Unwrap() error { return e.Err }
+
+// NodePortAddresses are the addresses NodePorts answer on for one family
+// (--nodeport-addresses): the listed ones, plus with primary the node's
+// first address of the family from its Node object. nil means every local
+// address (nothing listed); a list that resolves to nothing is empty and
+// non-nil: no NodePorts anywhere, rather than everywhere.
+func (st *State) NodePortAddresses(listed []netip.Addr, primary, v6 bool) []netip.Addr {
+	if len(listed) == 0 && !primary {
+		return nil
+	}
+	out := []netip.Addr{}
+	seen := map[netip.Addr]bool{}
+	add := func(a netip.Addr) {
+		if a.Is6() == v6 && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, a := range listed {
+		add(a)
+	}
+	if primary {
+		for _, ip := range st.Node.IPs {
+			if ip.Is6() == v6 {
+				add(ip)
+				break
+			}
+		}
+	}
+	return out
+}

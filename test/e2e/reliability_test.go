@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -71,8 +70,11 @@ func TestStaleUDPConntrackIsCleaned(t *testing.T) {
 
 // Someone flushes the tables (a firewall reload): svcproxy notices and puts
 // everything back well within the sync period.
-func TestFlushedRulesAreRestored(t *testing.T) {
+func TestFlushedRulesAreRestored(t *testing.T) { modes(t, flushedRulesAreRestored) }
+
+func flushedRulesAreRestored(t *testing.T, mode string) {
 	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	w.mode = mode
 	ctx := ctxFor(t, 60*time.Second)
 	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
 	w.start("--iptables-sync-period", "20s")
@@ -80,10 +82,14 @@ func TestFlushedRulesAreRestored(t *testing.T) {
 	if _, err := w.lab.Client.WaitHTTP(ctxFor(t, 10*time.Second), nodePort); err != nil {
 		t.Fatal(err)
 	}
-	for _, flush := range []string{
+	flushes := []string{
 		"iptables -t nat -F && iptables -t nat -X && iptables -t filter -F && iptables -t filter -X && iptables -t mangle -F && iptables -t mangle -X",
 		"iptables -t nat -F",
-	} {
+	}
+	if mode == "nftables" {
+		flushes = []string{"nft flush ruleset", "nft delete table ip kube-proxy", "nft flush chain ip kube-proxy nat-prerouting"}
+	}
+	for _, flush := range flushes {
 		if _, err := w.node.Run(ctx, "sh", "-c", flush); err != nil {
 			t.Fatal(err)
 		}
@@ -95,13 +101,13 @@ func TestFlushedRulesAreRestored(t *testing.T) {
 			return err
 		})
 		t.Logf("%q: NodePort answering again after %s", flush, took.Round(time.Millisecond))
-		// The canary is checked every syncPeriod/4 (5 s at most here), well
+		// The rules are checked every syncPeriod/4 (5 s at most here), well
 		// before the periodic full sync (20 s) would repair things.
 		if took > 7*time.Second {
 			t.Errorf("restored only after %s: the flush was not noticed", took)
 		}
-		if n := strings.Count(w.iptablesSave(), "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"); n != 1 {
-			t.Errorf("after restore PREROUTING has %d jumps to KUBE-SERVICES, want 1", n)
+		if n := w.hookJumps(); n != 1 {
+			t.Errorf("after %q: %d jumps from prerouting into the Service dispatch, want 1", flush, n)
 		}
 	}
 }

@@ -128,7 +128,7 @@ func Render(st *model.State, opts Options) *Ruleset {
 	// Must stay the last rule(s) of nat KUBE-SERVICES: node ports are
 	// matched only after every cluster IP.
 	const npComment = `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`
-	if addrs := nodePortAddresses(st, opts); addrs == nil {
+	if addrs := st.NodePortAddresses(opts.NodePortAddresses, opts.NodePortPrimary, opts.IPv6); addrs == nil {
 		// Localhost NodePorts are for the node itself. Upstream lets a
 		// neighbour that sends to 127.0.0.1 (possible once route_localnet
 		// is set) reach them too; here such packets skip the NodePorts and
@@ -425,35 +425,6 @@ func (r *renderer) endpointChain(sp *model.ServicePort, epStr, epIP, sep string)
 		args = append(args, "-m", "recent", "--name", sep, "--set")
 	}
 	n.line(append(args, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)...)
-}
-
-// nodePortAddresses returns the addresses NodePorts answer on, or nil for
-// every local address. A set that resolves to nothing yields an empty,
-// non-nil slice: no NodePorts anywhere, rather than everywhere.
-func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
-	if len(opts.NodePortAddresses) == 0 && !opts.NodePortPrimary {
-		return nil
-	}
-	out := []netip.Addr{}
-	seen := map[netip.Addr]bool{}
-	add := func(a netip.Addr) {
-		if a.Is6() == opts.IPv6 && !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	for _, a := range opts.NodePortAddresses {
-		add(a)
-	}
-	if opts.NodePortPrimary {
-		for _, ip := range st.Node.IPs {
-			if ip.Is6() == opts.IPv6 {
-				add(ip)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // probability is 1/n printed as upstream does ("%0.10f").

@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -367,32 +368,15 @@ func servicePort(sp *model.ServicePort, opts Options) Service {
 	return svc
 }
 
-// nodePortAddresses returns the addresses NodePorts answer on, or nil for
-// every local address but loopback.
+// nodePortAddresses are the addresses NodePorts answer on, or nil for every
+// local address but loopback (as upstream's nftables mode, which has no
+// localhost NodePorts).
 func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
-	if len(opts.NodePortAddresses) == 0 && !opts.NodePortPrimary {
+	addrs := st.NodePortAddresses(opts.NodePortAddresses, opts.NodePortPrimary, opts.IPv6)
+	if addrs == nil {
 		return nil
 	}
-	out := []netip.Addr{}
-	seen := map[netip.Addr]bool{}
-	add := func(a netip.Addr) {
-		if a.Is6() == opts.IPv6 && !a.IsLoopback() && !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	for _, a := range opts.NodePortAddresses {
-		add(a)
-	}
-	if opts.NodePortPrimary {
-		for _, ip := range st.Node.IPs {
-			if ip.Is6() == opts.IPv6 {
-				add(ip)
-				break
-			}
-		}
-	}
-	return out
+	return slices.DeleteFunc(addrs, netip.Addr.IsLoopback)
 }
 
 func timeoutDuration(secs int32) time.Duration { return time.Duration(secs) * time.Second }
