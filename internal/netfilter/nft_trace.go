@@ -252,6 +252,19 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 		return stmtResult{}, i + 2, nil
 	case "log", "notrack":
 		return stmtResult{}, i + 1, nil
+	case "update", "add":
+		// update @set { ip saddr }: remembers the client (session
+		// affinity); it changes nothing for this packet.
+		if i+1 < len(toks) && strings.HasPrefix(toks[i+1], "@") {
+			j := i + 2
+			if j < len(toks) && toks[j] == "{" {
+				for j < len(toks) && toks[j] != "}" {
+					j++
+				}
+				j++
+			}
+			return stmtResult{}, min(j, len(toks)), nil
+		}
 	case "masquerade":
 		s.masq, s.done = true, true
 		j := i + 1

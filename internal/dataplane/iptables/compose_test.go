@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/dptest"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -49,7 +50,7 @@ func TestComposeAgainstCurrentRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}}
+	st := model.State{Services: []model.ServicePort{kubeDNS(dptest.Ep("10.244.0.12", 53))}}
 	out := string(Compose(Render(&st, Options{LocalhostNodePorts: true}), cur))
 
 	for _, want := range []string{
@@ -106,7 +107,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 
 func TestComposeChunks(t *testing.T) {
 	st := syntheticState(600)
-	st.Services = append(st.Services, lbService(ep("10.244.0.10", 8443), remote("10.244.1.10", 8443)))
+	st.Services = append(st.Services, lbService(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)))
 	rs := Render(st, Options{ClusterCIDR: podCIDR, LocalhostNodePorts: true})
 	cur, _ := netfilter.ParseIPTables(currentKernel)
 	txs := ComposeChunks(rs, cur, 250)
@@ -189,7 +190,7 @@ func TestComposePartial(t *testing.T) {
 	after.Services = append(after.Services, model.ServicePort{
 		Name: model.ServicePortName{Namespace: "default", Name: "new"}, Protocol: model.TCP,
 		ClusterIP: netip.MustParseAddr("10.97.0.1"), Port: 80,
-		Endpoints: []model.Endpoint{ep("10.244.9.9", 80)},
+		Endpoints: []model.Endpoint{dptest.Ep("10.244.9.9", 80)},
 	})
 	rs := Render(after, opts)
 	txs, next := ComposePartial(rs, prev, 250)

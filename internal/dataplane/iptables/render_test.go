@@ -1,27 +1,20 @@
 package iptables
 
 import (
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/dptest"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var (
 	nodeIP  = netip.MustParseAddr("192.168.77.1")
 	podCIDR = netip.MustParsePrefix("10.244.0.0/16")
 )
-
-func ep(ip string, port int32) model.Endpoint {
-	return model.Endpoint{IP: netip.MustParseAddr(ip), Port: port, NodeName: "node-1", IsLocal: true, Ready: true, Serving: true}
-}
 
 func azureVoteFront(eps ...model.Endpoint) model.ServicePort {
 	return model.ServicePort{
@@ -42,12 +35,6 @@ func kubeDNS(eps ...model.Endpoint) model.ServicePort {
 		Port:      53,
 		Endpoints: eps,
 	}
-}
-
-func remote(ip string, port int32) model.Endpoint {
-	e := ep(ip, port)
-	e.NodeName, e.IsLocal = "node-2", false
-	return e
 }
 
 func terminating(e model.Endpoint) model.Endpoint {
@@ -71,125 +58,115 @@ func lbService(eps ...model.Endpoint) model.ServicePort {
 	}
 }
 
-// traceCase states what must happen to one packet.
-type traceCase struct {
-	name  string
-	dir   netfilter.Direction
-	src   string
-	proto string
-	dst   string // ip:port
-	want  string // netfilter.Result.Summary()
-}
-
 func TestRenderGolden(t *testing.T) {
 	defaults := Options{ClusterCIDR: podCIDR, LocalhostNodePorts: true}
 	tests := []struct {
 		name   string
 		state  model.State
 		opts   Options
-		traces []traceCase
+		traces []dptest.TraceCase
 	}{
 		{
 			name:  "nodeport-two-endpoints",
-			state: model.State{Services: []model.ServicePort{azureVoteFront(ep("10.244.0.10", 80), ep("10.244.0.11", 80))}},
+			state: model.State{Services: []model.ServicePort{azureVoteFront(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
-				{"client to cluster IP", netfilter.Arriving, "192.168.77.2", "tcp", "10.96.0.10:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
-				{"pod to cluster IP keeps its source", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); source kept"},
-				{"pod reaching itself through the Service is masqueraded (hairpin), not when it reaches the other pod", netfilter.Arriving, "10.244.0.10", "tcp", "10.96.0.10:80",
-					"DNAT to 10.244.0.10:80 (50%, masqueraded), 10.244.0.11:80 (50%)"},
-				{"node to localhost NodePort", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
-				{"neighbour to a local-only service on 127.0.0.1 is dropped (CVE-2020-8558)", netfilter.Arriving, "192.168.77.2", "tcp", "127.0.0.1:22",
-					"DROP by filter KUBE-FIREWALL"},
-				{"neighbour to 127.0.0.1:NodePort is dropped too", netfilter.Arriving, "192.168.77.2", "tcp", "127.0.0.1:30450",
-					"DROP by filter KUBE-FIREWALL"},
-				{"wrong protocol is not touched", netfilter.Arriving, "192.168.77.2", "udp", "192.168.77.1:30450",
-					"NONE (no rule changes the packet)"},
-				{"other port on the node is not touched", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:22",
-					"NONE (no rule changes the packet)"},
-				{"NodePort on a foreign address is not touched", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.9:30450",
-					"NONE (no rule changes the packet)"},
+			traces: []dptest.TraceCase{
+				dptest.T("client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
+				dptest.T("client to cluster IP", netfilter.Arriving, "192.168.77.2", "tcp", "10.96.0.10:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
+				dptest.T("pod to cluster IP keeps its source", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); source kept"),
+				dptest.T("pod reaching itself through the Service is masqueraded (hairpin), not when it reaches the other pod", netfilter.Arriving, "10.244.0.10", "tcp", "10.96.0.10:80",
+					"DNAT to 10.244.0.10:80 (50%, masqueraded), 10.244.0.11:80 (50%)"),
+				dptest.T("node to localhost NodePort", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
+				dptest.T("neighbour to a local-only service on 127.0.0.1 is dropped (CVE-2020-8558)", netfilter.Arriving, "192.168.77.2", "tcp", "127.0.0.1:22",
+					"DROP by filter KUBE-FIREWALL"),
+				dptest.T("neighbour to 127.0.0.1:NodePort is dropped too", netfilter.Arriving, "192.168.77.2", "tcp", "127.0.0.1:30450",
+					"DROP by filter KUBE-FIREWALL"),
+				dptest.T("wrong protocol is not touched", netfilter.Arriving, "192.168.77.2", "udp", "192.168.77.1:30450",
+					"NONE (no rule changes the packet)"),
+				dptest.T("other port on the node is not touched", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:22",
+					"NONE (no rule changes the packet)"),
+				dptest.T("NodePort on a foreign address is not touched", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.9:30450",
+					"NONE (no rule changes the packet)"),
 			},
 		},
 		{
 			name: "three-endpoints-and-udp",
 			state: model.State{Services: []model.ServicePort{
-				azureVoteFront(ep("10.244.0.10", 8080), ep("10.244.0.11", 8080), ep("10.244.1.7", 8080)),
-				kubeDNS(ep("10.244.0.12", 53)),
+				azureVoteFront(dptest.Ep("10.244.0.10", 8080), dptest.Ep("10.244.0.11", 8080), dptest.Ep("10.244.1.7", 8080)),
+				kubeDNS(dptest.Ep("10.244.0.12", 53)),
 			}},
 			opts: defaults,
-			traces: []traceCase{
-				{"three endpoints share equally", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:8080 (33.33%), 10.244.0.11:8080 (33.33%), 10.244.1.7:8080 (33.33%); masqueraded"},
-				{"UDP cluster IP from the node", netfilter.Local, "192.168.77.1", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.12:53 (100%); masqueraded"},
-				{"UDP cluster IP from a pod", netfilter.Arriving, "10.244.0.10", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.12:53 (100%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("three endpoints share equally", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:8080 (33.33%), 10.244.0.11:8080 (33.33%), 10.244.1.7:8080 (33.33%); masqueraded"),
+				dptest.T("UDP cluster IP from the node", netfilter.Local, "192.168.77.1", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (100%); masqueraded"),
+				dptest.T("UDP cluster IP from a pod", netfilter.Arriving, "10.244.0.10", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (100%); source kept"),
 			},
 		},
 		{
 			name:  "no-endpoints",
 			state: model.State{Services: []model.ServicePort{azureVoteFront(), kubeDNS()}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"NodePort without endpoints is rejected", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
-					"REJECT by filter KUBE-EXTERNAL-SERVICES"},
-				{"cluster IP without endpoints is rejected", netfilter.Arriving, "10.244.0.10", "tcp", "10.96.0.10:80",
-					"REJECT by filter KUBE-SERVICES"},
-				{"UDP cluster IP without endpoints is rejected from the node", netfilter.Local, "192.168.77.1", "udp", "10.96.0.53:53",
-					"REJECT by filter KUBE-SERVICES"},
+			traces: []dptest.TraceCase{
+				dptest.T("NodePort without endpoints is rejected", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
+					"REJECT by filter KUBE-EXTERNAL-SERVICES"),
+				dptest.T("cluster IP without endpoints is rejected", netfilter.Arriving, "10.244.0.10", "tcp", "10.96.0.10:80",
+					"REJECT by filter KUBE-SERVICES"),
+				dptest.T("UDP cluster IP without endpoints is rejected from the node", netfilter.Local, "192.168.77.1", "udp", "10.96.0.53:53",
+					"REJECT by filter KUBE-SERVICES"),
 			},
 		},
 		{
 			name:  "masquerade-all",
-			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}},
+			state: model.State{Services: []model.ServicePort{kubeDNS(dptest.Ep("10.244.0.12", 53))}},
 			opts:  Options{MasqueradeAll: true},
-			traces: []traceCase{
-				{"pod traffic is masqueraded too", netfilter.Arriving, "10.244.0.10", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.12:53 (100%); masqueraded"},
-				{"no localhost rule without localhost NodePorts", netfilter.Arriving, "192.168.77.2", "tcp", "127.0.0.1:22",
-					"NONE (no rule changes the packet)"},
-				{"no localhost NodePorts even for the node itself", netfilter.Local, "127.0.0.1", "udp", "127.0.0.1:30053",
-					"NONE (no rule changes the packet)"},
+			traces: []dptest.TraceCase{
+				dptest.T("pod traffic is masqueraded too", netfilter.Arriving, "10.244.0.10", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (100%); masqueraded"),
+				dptest.T("no localhost rule without localhost NodePorts", netfilter.Arriving, "192.168.77.2", "tcp", "127.0.0.1:22",
+					"NONE (no rule changes the packet)"),
+				dptest.T("no localhost NodePorts even for the node itself", netfilter.Local, "127.0.0.1", "udp", "127.0.0.1:30053",
+					"NONE (no rule changes the packet)"),
 			},
 		},
 		{
 			name:  "loadbalancer-local-policy-source-ranges",
-			state: model.State{Services: []model.ServicePort{lbService(ep("10.244.0.10", 8443), remote("10.244.1.10", 8443))}},
+			state: model.State{Services: []model.ServicePort{lbService(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"allowed source to the LB IP reaches only the local endpoint, source kept", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
-					"DNAT to 10.244.0.10:8443 (100%); source kept"},
-				{"a source outside loadBalancerSourceRanges is dropped", netfilter.Arriving, "192.0.2.99", "tcp", "203.0.113.50:443",
-					"DROP by filter KUBE-PROXY-FIREWALL"},
-				{"NodePort with Local policy: local endpoint only, source kept", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
-					"DNAT to 10.244.0.10:8443 (100%); source kept"},
-				{"a pod reaching the NodePort uses every endpoint (short circuit)", netfilter.Arriving, "10.244.1.5", "tcp", "192.168.77.1:31443",
-					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"},
-				{"the node itself reaching its NodePort uses every endpoint, masqueraded", netfilter.Local, "192.168.77.1", "tcp", "192.168.77.1:31443",
-					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); masqueraded"},
-				{"cluster IP keeps Cluster policy", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
-					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"},
-				{"the health check node port is accepted", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:32000",
-					"ACCEPT (not rewritten)"},
+			traces: []dptest.TraceCase{
+				dptest.T("allowed source to the LB IP reaches only the local endpoint, source kept", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
+					"DNAT to 10.244.0.10:8443 (100%); source kept"),
+				dptest.T("a source outside loadBalancerSourceRanges is dropped", netfilter.Arriving, "192.0.2.99", "tcp", "203.0.113.50:443",
+					"DROP by filter KUBE-PROXY-FIREWALL"),
+				dptest.T("NodePort with Local policy: local endpoint only, source kept", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (100%); source kept"),
+				dptest.T("a pod reaching the NodePort uses every endpoint (short circuit)", netfilter.Arriving, "10.244.1.5", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"),
+				dptest.T("the node itself reaching its NodePort uses every endpoint, masqueraded", netfilter.Local, "192.168.77.1", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); masqueraded"),
+				dptest.T("cluster IP keeps Cluster policy", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"),
+				dptest.T("the health check node port is accepted", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:32000",
+					"ACCEPT (not rewritten)"),
 			},
 		},
 		{
 			name:  "local-policy-without-local-endpoints",
-			state: model.State{Services: []model.ServicePort{lbService(remote("10.244.1.10", 8443))}},
+			state: model.State{Services: []model.ServicePort{lbService(dptest.Remote("10.244.1.10", 8443))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"NodePort on a node without local endpoints drops", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
-					"DROP by filter KUBE-EXTERNAL-SERVICES"},
-				{"LB IP on a node without local endpoints drops", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
-					"DROP by filter KUBE-EXTERNAL-SERVICES"},
-				{"cluster IP still works", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
-					"DNAT to 10.244.1.10:8443 (100%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("NodePort on a node without local endpoints drops", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
+					"DROP by filter KUBE-EXTERNAL-SERVICES"),
+				dptest.T("LB IP on a node without local endpoints drops", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
+					"DROP by filter KUBE-EXTERNAL-SERVICES"),
+				dptest.T("cluster IP still works", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
+					"DNAT to 10.244.1.10:8443 (100%); source kept"),
 			},
 		},
 		{
@@ -197,14 +174,14 @@ func TestRenderGolden(t *testing.T) {
 			state: model.State{Services: []model.ServicePort{{
 				Name: model.ServicePortName{Namespace: "default", Name: "sticky"}, Protocol: model.TCP,
 				ClusterIP: netip.MustParseAddr("10.96.50.1"), Port: 80, ExternalIPs: []netip.Addr{netip.MustParseAddr("192.0.2.50")},
-				AffinitySeconds: 10800, Endpoints: []model.Endpoint{ep("10.244.0.10", 80), remote("10.244.1.10", 80)},
+				AffinitySeconds: 10800, Endpoints: []model.Endpoint{dptest.Ep("10.244.0.10", 80), dptest.Remote("10.244.1.10", 80)},
 			}}},
 			opts: defaults,
-			traces: []traceCase{
-				{"external IP from outside, masqueraded (Cluster policy)", netfilter.Arriving, "192.0.2.7", "tcp", "192.0.2.50:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.1.10:80 (50%); masqueraded"},
-				{"new clients spread over the endpoints", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.50.1:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.1.10:80 (50%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("external IP from outside, masqueraded (Cluster policy)", netfilter.Arriving, "192.0.2.7", "tcp", "192.0.2.50:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.1.10:80 (50%); masqueraded"),
+				dptest.T("new clients spread over the endpoints", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.50.1:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.1.10:80 (50%); source kept"),
 			},
 		},
 		{
@@ -212,83 +189,83 @@ func TestRenderGolden(t *testing.T) {
 			state: model.State{Services: []model.ServicePort{
 				{Name: model.ServicePortName{Namespace: "default", Name: "node-local"}, Protocol: model.UDP,
 					ClusterIP: netip.MustParseAddr("10.96.0.60"), Port: 53, InternalPolicyLocal: true,
-					Endpoints: []model.Endpoint{ep("10.244.0.12", 53), remote("10.244.1.12", 53)}},
+					Endpoints: []model.Endpoint{dptest.Ep("10.244.0.12", 53), dptest.Remote("10.244.1.12", 53)}},
 				{Name: model.ServicePortName{Namespace: "default", Name: "elsewhere"}, Protocol: model.UDP,
 					ClusterIP: netip.MustParseAddr("10.96.0.61"), Port: 53, InternalPolicyLocal: true,
-					Endpoints: []model.Endpoint{remote("10.244.1.12", 53)}},
+					Endpoints: []model.Endpoint{dptest.Remote("10.244.1.12", 53)}},
 			}},
 			opts: defaults,
-			traces: []traceCase{
-				{"only the endpoint on this node", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.60:53",
-					"DNAT to 10.244.0.12:53 (100%); source kept"},
-				{"no local endpoint: dropped, not rejected", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.61:53",
-					"DROP by filter KUBE-SERVICES"},
+			traces: []dptest.TraceCase{
+				dptest.T("only the endpoint on this node", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.60:53",
+					"DNAT to 10.244.0.12:53 (100%); source kept"),
+				dptest.T("no local endpoint: dropped, not rejected", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.61:53",
+					"DROP by filter KUBE-SERVICES"),
 			},
 		},
 		{
 			name: "terminating-endpoints",
 			state: model.State{Services: []model.ServicePort{kubeDNS(
-				terminating(ep("10.244.0.12", 53)), terminating(remote("10.244.1.12", 53)),
+				terminating(dptest.Ep("10.244.0.12", 53)), terminating(dptest.Remote("10.244.1.12", 53)),
 			)}},
 			opts: defaults,
-			traces: []traceCase{
-				{"with no ready endpoint, serving terminating ones are used", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.12:53 (50%), 10.244.1.12:53 (50%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("with no ready endpoint, serving terminating ones are used", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (50%), 10.244.1.12:53 (50%); source kept"),
 			},
 		},
 		{
 			name:  "nodeport-addresses",
-			state: model.State{Services: []model.ServicePort{azureVoteFront(ep("10.244.0.10", 80))}},
+			state: model.State{Services: []model.ServicePort{azureVoteFront(dptest.Ep("10.244.0.10", 80))}},
 			opts:  Options{ClusterCIDR: podCIDR, NodePortAddresses: []netip.Addr{nodeIP}},
-			traces: []traceCase{
-				{"NodePort on a listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:80 (100%); masqueraded"},
-				{"not on the node's other addresses", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
-					"NONE (no rule changes the packet)"},
+			traces: []dptest.TraceCase{
+				dptest.T("NodePort on a listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (100%); masqueraded"),
+				dptest.T("not on the node's other addresses", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					"NONE (no rule changes the packet)"),
 			},
 		},
 		{
 			name: "topology-hints",
-			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53), func() model.Endpoint {
-				e := remote("10.244.1.12", 53)
+			state: model.State{Services: []model.ServicePort{kubeDNS(dptest.Ep("10.244.0.12", 53), func() model.Endpoint {
+				e := dptest.Remote("10.244.1.12", 53)
 				e.OutOfTopology = true // hinted for another zone
 				return e
 			}())}},
 			opts: defaults,
-			traces: []traceCase{
-				{"Cluster traffic stays in the zone the hints say", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.12:53 (100%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("Cluster traffic stays in the zone the hints say", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (100%); source kept"),
 			},
 		},
 		{
 			name: "ipv6",
 			state: model.State{Services: []model.ServicePort{
-				azureVoteFront(ep("10.244.0.10", 80)), // the IPv4 port is left to iptables
+				azureVoteFront(dptest.Ep("10.244.0.10", 80)), // the IPv4 port is left to iptables
 				func() model.ServicePort {
-					sp := azureVoteFront(ep("fd00:10:244::10", 80), ep("fd00:10:244::11", 80))
+					sp := azureVoteFront(dptest.Ep("fd00:10:244::10", 80), dptest.Ep("fd00:10:244::11", 80))
 					sp.ClusterIP = netip.MustParseAddr("fd00:96::10")
 					return sp
 				}(),
 			}},
 			opts: Options{IPv6: true, ClusterCIDR: netip.MustParsePrefix("fd00:10:244::/48"), LocalhostNodePorts: true},
-			traces: []traceCase{
-				{"IPv6 NodePort from outside", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:77::1]:30450",
-					"DNAT to [fd00:10:244::10]:80 (50%), [fd00:10:244::11]:80 (50%); masqueraded"},
-				{"IPv6 cluster IP from a pod keeps its source", netfilter.Arriving, "fd00:10:244::20", "tcp", "[fd00:96::10]:80",
-					"DNAT to [fd00:10:244::10]:80 (50%), [fd00:10:244::11]:80 (50%); source kept"},
-				{"the IPv4 cluster IP is not in the IPv6 rules", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.0.10:80",
-					"NONE (no rule changes the packet)"},
-				{"no localhost NodePorts over ::1", netfilter.Local, "::1", "tcp", "[::1]:30450",
-					"NONE (no rule changes the packet)"},
+			traces: []dptest.TraceCase{
+				dptest.T("IPv6 NodePort from outside", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:77::1]:30450",
+					"DNAT to [fd00:10:244::10]:80 (50%), [fd00:10:244::11]:80 (50%); masqueraded"),
+				dptest.T("IPv6 cluster IP from a pod keeps its source", netfilter.Arriving, "fd00:10:244::20", "tcp", "[fd00:96::10]:80",
+					"DNAT to [fd00:10:244::10]:80 (50%), [fd00:10:244::11]:80 (50%); source kept"),
+				dptest.T("the IPv4 cluster IP is not in the IPv6 rules", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.0.10:80",
+					"NONE (no rule changes the packet)"),
+				dptest.T("no localhost NodePorts over ::1", netfilter.Local, "::1", "tcp", "[::1]:30450",
+					"NONE (no rule changes the packet)"),
 			},
 		},
 		{
 			name:  "no-cluster-cidr",
-			state: model.State{Services: []model.ServicePort{kubeDNS(ep("10.244.0.12", 53))}},
+			state: model.State{Services: []model.ServicePort{kubeDNS(dptest.Ep("10.244.0.12", 53))}},
 			opts:  Options{LocalhostNodePorts: true},
-			traces: []traceCase{
-				{"without a cluster CIDR cluster IP traffic keeps its source", netfilter.Arriving, "192.168.77.2", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.12:53 (100%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("without a cluster CIDR cluster IP traffic keeps its source", netfilter.Arriving, "192.168.77.2", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.12:53 (100%); source kept"),
 			},
 		},
 	}
@@ -298,19 +275,7 @@ func TestRenderGolden(t *testing.T) {
 			if again := Compose(Render(&tt.state, tt.opts), nil); string(again) != string(got) {
 				t.Fatal("Render is not deterministic")
 			}
-			path := filepath.Join("testdata", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("rendered rules differ from %s (run go test -update after checking):\n%s", path, got)
-			}
+			dptest.Golden(t, filepath.Join("testdata", tt.name+".golden"), got)
 			rs, err := netfilter.ParseIPTables(string(got))
 			if err != nil {
 				t.Fatalf("rendered rules do not parse: %v", err)
@@ -322,27 +287,18 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
-func assertTrace(t *testing.T, rs *netfilter.Ruleset, tc traceCase) {
+func assertTrace(t *testing.T, rs *netfilter.Ruleset, tc dptest.TraceCase) {
 	t.Helper()
-	dst := netip.MustParseAddrPort(tc.dst)
-	res, err := netfilter.Trace(rs, netfilter.Packet{
-		Src: netip.MustParseAddr(tc.src), Dst: dst.Addr(), Protocol: tc.proto, DstPort: dst.Port(),
-	}, netfilter.TraceOptions{Direction: tc.dir, LocalAddrs: []netip.Addr{nodeIP, netip.MustParseAddr("fd00:77::1")}})
-	if err != nil {
-		t.Fatalf("%s: %v", tc.name, err)
-	}
-	if len(res.Unknown) > 0 {
-		t.Errorf("%s: tracer did not understand: %v", tc.name, res.Unknown)
-	}
-	if got := res.Summary(); got != tc.want {
-		t.Errorf("%s: %s %s -> %s\n got: %s\nwant: %s", tc.name, tc.proto, tc.src, tc.dst, got, tc.want)
-	}
+	dptest.CheckTrace(t, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+		return netfilter.Trace(rs, p, o)
+	},
+		[]netip.Addr{nodeIP, netip.MustParseAddr("fd00:77::1")}, tc)
 }
 
 func TestLargeClusterDropsEndpointComments(t *testing.T) {
 	var eps []model.Endpoint
 	for i := 0; i < 1001; i++ {
-		eps = append(eps, ep(netip.AddrFrom4([4]byte{10, 244, byte(i / 250), byte(i%250 + 1)}).String(), 80))
+		eps = append(eps, dptest.Ep(netip.AddrFrom4([4]byte{10, 244, byte(i / 250), byte(i%250 + 1)}).String(), 80))
 	}
 	st := model.State{Services: []model.ServicePort{azureVoteFront(eps...)}}
 	out := string(Compose(Render(&st, Options{ClusterCIDR: podCIDR}), nil))
@@ -374,7 +330,7 @@ func TestLargeClusterDropsEndpointComments(t *testing.T) {
 // address of the family, from its Node object.
 func TestNodePortAddressesPrimary(t *testing.T) {
 	st := model.State{
-		Services: []model.ServicePort{azureVoteFront(ep("10.244.0.10", 80))},
+		Services: []model.ServicePort{azureVoteFront(dptest.Ep("10.244.0.10", 80))},
 		Node:     model.Node{Name: "node-1", IPs: []netip.Addr{netip.MustParseAddr("fd00:77::1"), netip.MustParseAddr("192.168.77.1"), netip.MustParseAddr("192.168.77.9")}},
 	}
 	out := string(Compose(Render(&st, Options{NodePortPrimary: true}), nil))

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/dptest"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -176,7 +177,7 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 	fd, run := kernelNS(t)
 	ctx := context.Background()
 	opts := Options{ClusterCIDR: podCIDR}
-	a := model.State{Services: []model.ServicePort{web(ep("10.244.0.10", 80), ep("10.244.0.11", 80)), dns(ep("10.244.0.20", 53))}}
+	a := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}
 	s := &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}
 	if err := s.Sync(ctx, &a); err != nil {
 		t.Fatal(err)
@@ -187,7 +188,7 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 	if out, err := run("nft", "delete", "element", "ip", TableName, "service-ips", "{ 10.96.0.53 . udp . 53 }"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	b := model.State{Services: []model.ServicePort{web(ep("10.244.0.12", 80))}}
+	b := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.12", 80))}}
 	err := s.Sync(ctx, &b)
 	if err == nil {
 		t.Fatal("the partial sync succeeded though the kernel must refuse it")

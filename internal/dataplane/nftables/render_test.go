@@ -2,36 +2,21 @@ package nftables
 
 import (
 	"context"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"sigs.k8s.io/knftables"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/dptest"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var (
 	nodeIP  = netip.MustParseAddr("192.168.77.1")
 	podCIDR = netip.MustParsePrefix("10.244.0.0/16")
 )
-
-func ep(ip string, port int32) model.Endpoint {
-	return model.Endpoint{IP: netip.MustParseAddr(ip), Port: port, NodeName: "node-1", IsLocal: true, Ready: true, Serving: true}
-}
-
-func remote(ip string, port int32) model.Endpoint {
-	e := ep(ip, port)
-	e.NodeName, e.IsLocal = "node-2", false
-	return e
-}
 
 func web(eps ...model.Endpoint) model.ServicePort {
 	return model.ServicePort{
@@ -61,114 +46,105 @@ func lb(eps ...model.Endpoint) model.ServicePort {
 	}
 }
 
-type traceCase struct {
-	name  string
-	dir   netfilter.Direction
-	src   string
-	proto string
-	dst   string
-	want  string
-}
-
 type goldenCase struct {
 	name   string
 	state  model.State
 	opts   Options
-	traces []traceCase
+	traces []dptest.TraceCase
 }
 
 // goldenCases hold the same behaviour the iptables renderer is held to, in
 // nftables mode.
 func goldenCases() []goldenCase {
 	defaults := Options{ClusterCIDR: podCIDR}
-	withAffinity := web(ep("10.244.0.10", 80), ep("10.244.0.11", 80))
+	withAffinity := web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80))
 	withAffinity.AffinitySeconds = 10800
 	withAffinity.ExternalIPs = []netip.Addr{netip.MustParseAddr("192.0.2.80")}
 	return []goldenCase{
 		{
 			name:  "nodeport-two-endpoints",
-			state: model.State{Services: []model.ServicePort{web(ep("10.244.0.10", 80), ep("10.244.0.11", 80))}},
+			state: model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
-				{"client to cluster IP", netfilter.Arriving, "192.168.77.2", "tcp", "10.96.0.10:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
-				{"pod to cluster IP keeps its source", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); source kept"},
-				{"hairpin is masqueraded", netfilter.Arriving, "10.244.0.10", "tcp", "10.96.0.10:80",
-					"DNAT to 10.244.0.10:80 (50%, masqueraded), 10.244.0.11:80 (50%)"},
-				{"node to its own NodePort", netfilter.Local, "192.168.77.1", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
-				{"NodePorts do not answer on 127.0.0.1 (as upstream's nftables mode)", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
-					"NONE (no rule changes the packet)"},
-				{"wrong protocol is not touched", netfilter.Arriving, "192.168.77.2", "udp", "192.168.77.1:30450",
-					"NONE (no rule changes the packet)"},
-				{"other port on the node is not touched", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:22",
-					"NONE (no rule changes the packet)"},
-				{"a wrong port of a cluster IP is rejected", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:81",
-					"REJECT by ip kube-proxy cluster-ips-check"},
+			traces: []dptest.TraceCase{
+				dptest.T("client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
+				dptest.T("client to cluster IP", netfilter.Arriving, "192.168.77.2", "tcp", "10.96.0.10:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
+				dptest.T("pod to cluster IP keeps its source", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); source kept"),
+				dptest.T("hairpin is masqueraded", netfilter.Arriving, "10.244.0.10", "tcp", "10.96.0.10:80",
+					"DNAT to 10.244.0.10:80 (50%, masqueraded), 10.244.0.11:80 (50%)"),
+				dptest.T("node to its own NodePort", netfilter.Local, "192.168.77.1", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
+				dptest.T("NodePorts do not answer on 127.0.0.1 (as upstream's nftables mode)", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					"NONE (no rule changes the packet)"),
+				dptest.T("wrong protocol is not touched", netfilter.Arriving, "192.168.77.2", "udp", "192.168.77.1:30450",
+					"NONE (no rule changes the packet)"),
+				dptest.T("other port on the node is not touched", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:22",
+					"NONE (no rule changes the packet)"),
+				dptest.T("a wrong port of a cluster IP is rejected", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:81",
+					"REJECT by ip kube-proxy cluster-ips-check"),
 			},
 		},
 		{
 			name:  "no-endpoints",
-			state: model.State{Services: []model.ServicePort{web(), dns(ep("10.244.0.20", 53))}},
+			state: model.State{Services: []model.ServicePort{web(), dns(dptest.Ep("10.244.0.20", 53))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"cluster IP without endpoints is rejected", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:80",
-					"REJECT by ip kube-proxy reject-chain"},
-				{"NodePort without endpoints is rejected", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
-					"REJECT by ip kube-proxy reject-chain"},
-				{"the other Service still works", netfilter.Arriving, "10.244.0.12", "udp", "10.96.0.53:53",
-					"DNAT to 10.244.0.20:53 (100%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("cluster IP without endpoints is rejected", netfilter.Arriving, "10.244.0.12", "tcp", "10.96.0.10:80",
+					"REJECT by ip kube-proxy reject-chain"),
+				dptest.T("NodePort without endpoints is rejected", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
+					"REJECT by ip kube-proxy reject-chain"),
+				dptest.T("the other Service still works", netfilter.Arriving, "10.244.0.12", "udp", "10.96.0.53:53",
+					"DNAT to 10.244.0.20:53 (100%); source kept"),
 			},
 		},
 		{
 			name:  "loadbalancer-local-policy-source-ranges",
-			state: model.State{Services: []model.ServicePort{lb(ep("10.244.0.10", 8443), remote("10.244.1.10", 8443))}},
+			state: model.State{Services: []model.ServicePort{lb(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"allowed client to the LB IP reaches the local endpoint with its source", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
-					"DNAT to 10.244.0.10:8443 (100%); source kept"},
-				{"other clients are dropped", netfilter.Arriving, "192.0.2.99", "tcp", "203.0.113.50:443",
-					"DROP by ip kube-proxy firewall-BPKTVXJ3-default/lb/tcp/https"},
-				{"NodePort from outside: local endpoint only", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
-					"DNAT to 10.244.0.10:8443 (100%); source kept"},
-				{"source ranges apply to pods too", netfilter.Arriving, "10.244.0.30", "tcp", "203.0.113.50:443",
-					"DROP by ip kube-proxy firewall-BPKTVXJ3-default/lb/tcp/https"},
-				{"pods reach every endpoint through the cluster IP", netfilter.Arriving, "10.244.0.30", "tcp", "10.96.40.4:443",
-					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("allowed client to the LB IP reaches the local endpoint with its source", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
+					"DNAT to 10.244.0.10:8443 (100%); source kept"),
+				dptest.T("other clients are dropped", netfilter.Arriving, "192.0.2.99", "tcp", "203.0.113.50:443",
+					"DROP by ip kube-proxy firewall-BPKTVXJ3-default/lb/tcp/https"),
+				dptest.T("NodePort from outside: local endpoint only", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.0.10:8443 (100%); source kept"),
+				dptest.T("source ranges apply to pods too", netfilter.Arriving, "10.244.0.30", "tcp", "203.0.113.50:443",
+					"DROP by ip kube-proxy firewall-BPKTVXJ3-default/lb/tcp/https"),
+				dptest.T("pods reach every endpoint through the cluster IP", netfilter.Arriving, "10.244.0.30", "tcp", "10.96.40.4:443",
+					"DNAT to 10.244.0.10:8443 (50%), 10.244.1.10:8443 (50%); source kept"),
 			},
 		},
 		{
 			name:  "local-policy-without-local-endpoints",
-			state: model.State{Services: []model.ServicePort{lb(remote("10.244.1.10", 8443))}},
+			state: model.State{Services: []model.ServicePort{lb(dptest.Remote("10.244.1.10", 8443))}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"NodePort from outside is dropped: no local endpoint", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
-					"DROP by ip kube-proxy nodeport-endpoints-check"},
-				{"the cluster IP still works", netfilter.Arriving, "10.244.0.30", "tcp", "10.96.40.4:443",
-					"DNAT to 10.244.1.10:8443 (100%); source kept"},
+			traces: []dptest.TraceCase{
+				dptest.T("NodePort from outside is dropped: no local endpoint", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
+					"DROP by ip kube-proxy nodeport-endpoints-check"),
+				dptest.T("the cluster IP still works", netfilter.Arriving, "10.244.0.30", "tcp", "10.96.40.4:443",
+					"DNAT to 10.244.1.10:8443 (100%); source kept"),
 			},
 		},
 		{
 			name:  "external-ips-and-affinity",
 			state: model.State{Services: []model.ServicePort{withAffinity}},
 			opts:  defaults,
-			traces: []traceCase{
-				{"external IP", netfilter.Arriving, "192.0.2.7", "tcp", "192.0.2.80:80",
-					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
+			traces: []dptest.TraceCase{
+				dptest.T("external IP", netfilter.Arriving, "192.0.2.7", "tcp", "192.0.2.80:80",
+					"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"),
 			},
 		},
 		{
 			name:  "nodeport-addresses",
-			state: model.State{Services: []model.ServicePort{web(ep("10.244.0.10", 80))}},
+			state: model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80))}},
 			opts:  Options{ClusterCIDR: podCIDR, NodePortAddresses: []netip.Addr{nodeIP}},
-			traces: []traceCase{
-				{"NodePort on the listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:80 (100%); masqueraded"},
-				{"NodePort on another local address is not touched", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.88.1:30450",
-					"NONE (no rule changes the packet)"},
+			traces: []dptest.TraceCase{
+				dptest.T("NodePort on the listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (100%); masqueraded"),
+				dptest.T("NodePort on another local address is not touched", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.88.1:30450",
+					"NONE (no rule changes the packet)"),
 			},
 		},
 		{
@@ -176,14 +152,14 @@ func goldenCases() []goldenCase {
 			state: model.State{Services: []model.ServicePort{{
 				Name: model.ServicePortName{Namespace: "default", Name: "web6"}, Protocol: model.TCP,
 				ClusterIP: netip.MustParseAddr("fd00:96::10"), Port: 80, NodePort: 30460,
-				Endpoints: []model.Endpoint{ep("fd00:244::10", 80)},
-			}, web(ep("10.244.0.10", 80))}},
+				Endpoints: []model.Endpoint{dptest.Ep("fd00:244::10", 80)},
+			}, web(dptest.Ep("10.244.0.10", 80))}},
 			opts: Options{ClusterCIDR: netip.MustParsePrefix("fd00:244::/64"), IPv6: true},
-			traces: []traceCase{
-				{"client to the IPv6 cluster IP", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:96::10]:80",
-					"DNAT to [fd00:244::10]:80 (100%); masqueraded"},
-				{"client to the IPv6 NodePort", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:77::1]:30460",
-					"DNAT to [fd00:244::10]:80 (100%); masqueraded"},
+			traces: []dptest.TraceCase{
+				dptest.T("client to the IPv6 cluster IP", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:96::10]:80",
+					"DNAT to [fd00:244::10]:80 (100%); masqueraded"),
+				dptest.T("client to the IPv6 NodePort", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:77::1]:30460",
+					"DNAT to [fd00:244::10]:80 (100%); masqueraded"),
 			},
 		},
 	}
@@ -199,8 +175,8 @@ func TestRenderGolden(t *testing.T) {
 			if err := fake.Run(context.Background(), tx); err != nil {
 				t.Fatalf("knftables rejects the transaction: %v", err)
 			}
-			golden(t, filepath.Join("testdata", tc.name+".golden"), fake.Dump())
-			golden(t, filepath.Join("testdata", tc.name+".list"), rs.List())
+			dptest.Golden(t, filepath.Join("testdata", tc.name+".golden"), []byte(fake.Dump()))
+			dptest.Golden(t, filepath.Join("testdata", tc.name+".list"), []byte(rs.List()))
 
 			parsed, err := netfilter.ParseNft(rs.List())
 			if err != nil {
@@ -208,53 +184,10 @@ func TestRenderGolden(t *testing.T) {
 			}
 			local := []netip.Addr{nodeIP, netip.MustParseAddr("192.168.88.1"), netip.MustParseAddr("fd00:77::1")}
 			for _, tr := range tc.traces {
-				dst := netip.MustParseAddrPort(tr.dst)
-				pkt := netfilter.Packet{Src: netip.MustParseAddr(tr.src), Dst: dst.Addr(), DstPort: dst.Port(), Protocol: tr.proto}
-				res, err := netfilter.TraceNft(parsed, pkt, netfilter.TraceOptions{Direction: tr.dir, LocalAddrs: local})
-				if err != nil {
-					t.Fatalf("%s: %v", tr.name, err)
-				}
-				if got := res.Summary(); got != tr.want {
-					t.Errorf("%s:\n got  %s\n want %s", tr.name, got, tr.want)
-				}
+				dptest.CheckTrace(t, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+					return netfilter.TraceNft(parsed, p, o)
+				}, local, tr)
 			}
 		})
 	}
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the rendered rules (run with -update after checking):\n%s", path, diffLines(string(want), got))
-	}
-}
-
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return "line " + strconv.Itoa(i+1) + ":\n- " + a + "\n+ " + b
-		}
-	}
-	return ""
 }
