@@ -240,6 +240,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
 	srcErr := make(chan error, 1)
 	var prev model.Input
+	var builder model.Builder
 	go func() {
 		srcErr <- src.Run(ctx, func(in model.Input, objErrs []error) {
 			cs := model.Changes(prev, in)
@@ -248,7 +249,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 			pendingMu.Lock()
 			pending = append(pending, cs.Triggers...)
 			pendingMu.Unlock()
-			st, buildErrs := model.Build(in, node)
+			st, buildErrs := builder.Build(in, node)
 			for _, e := range append(objErrs, buildErrs...) {
 				log.Error("skipping object: "+e.Error(), "err", e)
 			}

@@ -40,13 +40,40 @@ type Input struct {
 // Build turns a snapshot into the desired State. Objects that cannot be used
 // are reported in the returned errors and left out; every other Service is
 // still in the State.
-func Build(in Input, node Node) (State, []error) {
+func Build(in Input, node Node) (State, []error) { return new(Builder).Build(in, node) }
+
+// Builder builds States one snapshot after another, reusing what it worked
+// out for each Service and EndpointSlice object it saw in the previous
+// snapshot (the same pointer: sources never change an object they handed
+// out, they replace it). At 10k Services a change then costs the merge, not
+// a rebuild.
+type Builder struct {
+	nodeName string
+	services map[*corev1.Service]*servicePortsResult
+	slices   map[*discoveryv1.EndpointSlice]*sliceEndpoints
+}
+
+type servicePortsResult struct {
+	ports []ServicePort
+	skip  bool
+	err   *ObjectError
+}
+
+// Build is the package's Build, with the reuse.
+func (b *Builder) Build(in Input, node Node) (State, []error) {
 	var errs []error
 	for _, n := range in.Nodes {
 		if n.Name == node.Name {
 			node = nodeInfo(node, n)
 		}
 	}
+	if node.Name != b.nodeName {
+		// Which endpoints are local depends on the node's name.
+		b.nodeName, b.slices = node.Name, nil
+	}
+	nextServices := make(map[*corev1.Service]*servicePortsResult, len(in.Services))
+	nextSlices := make(map[*discoveryv1.EndpointSlice]*sliceEndpoints, len(in.EndpointSlices))
+	defer func() { b.services, b.slices = nextServices, nextSlices }()
 	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
 
 	svcs := slices.Clone(in.Services)
@@ -59,7 +86,13 @@ func Build(in Input, node Node) (State, []error) {
 	usedFrontends := map[string]string{} // "tcp/10.0.0.1:80" -> owning Service
 	for _, svc := range svcs {
 		key := svc.Namespace + "/" + svc.Name
-		sps, skip, ferr := servicePorts(svc)
+		r := b.services[svc]
+		if r == nil {
+			r = &servicePortsResult{}
+			r.ports, r.skip, r.err = servicePorts(svc)
+		}
+		nextServices[svc] = r
+		sps, skip, ferr := r.ports, r.skip, r.err
 		if ferr != nil {
 			ferr.Source, ferr.Kind, ferr.Object = origin("Service", key), "Service", key
 			errs = append(errs, ferr)
@@ -76,7 +109,7 @@ func Build(in Input, node Node) (State, []error) {
 		ports = append(ports, sps...)
 	}
 
-	eps, epErrs := endpointsByService(in.EndpointSlices, node, origin)
+	eps, epErrs := endpointsByService(in.EndpointSlices, node, origin, b.slices, nextSlices)
 	errs = append(errs, epErrs...)
 	for i := range ports {
 		sp := &ports[i]

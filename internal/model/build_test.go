@@ -1,6 +1,8 @@
 package model
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -226,5 +228,35 @@ func TestBuildDualStack(t *testing.T) {
 	}
 	if len(v4p.ExternalIPs) != 1 || !v4p.ExternalIPs[0].Is4() || len(v6p.ExternalIPs) != 1 || !v6p.ExternalIPs[0].Is6() {
 		t.Errorf("external IPs not split by family: %v / %v", v4p.ExternalIPs, v6p.ExternalIPs)
+	}
+}
+
+// A Builder fed one snapshot after another gives what a fresh Build of each
+// gives: reused work never leaks an old object's endpoints or errors.
+func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
+	web := svc("web", nil)
+	bad := svc("Bad_Name", nil)
+	s1 := slice("web-a", "web", 8080, "", endpoint("10.244.0.10", "node-1", nil))
+	s2 := slice("web-b", "web", 8080, "", endpoint("10.244.1.10", "node-2", nil))
+	noLabel := slice("orphan", "", 8080, "", endpoint("10.244.0.99", "node-1", nil))
+	noLabel.Labels = nil
+	steps := []Input{
+		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, noLabel}},
+		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, s2, noLabel}},
+		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
+		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-b", "web", 8080, "", endpoint("10.244.1.11", "node-2", nil))}},
+	}
+	for _, node := range []Node{{Name: "node-1"}, {Name: "node-2"}} {
+		var b Builder
+		for i, in := range steps {
+			got, gotErrs := b.Build(in, node)
+			want, wantErrs := Build(in, node)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("step %d on %s: reused build differs:\n got %+v\nwant %+v", i, node.Name, got, want)
+			}
+			if fmt.Sprint(gotErrs) != fmt.Sprint(wantErrs) {
+				t.Errorf("step %d on %s: errors %v, want %v", i, node.Name, gotErrs, wantErrs)
+			}
+		}
 	}
 }

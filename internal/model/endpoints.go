@@ -32,101 +32,130 @@ func (idx endpointIndex) forPort(name ServicePortName, proto Protocol, v6 bool) 
 
 // endpointsByService merges all EndpointSlices of each Service. An endpoint
 // that cannot be used is reported and skipped; the rest of its slice is kept.
-func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) (endpointIndex, []error) {
+// What a slice contributes is taken from cache when the same object was seen
+// before, and recorded in next.
+func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string,
+	cache, next map[*discoveryv1.EndpointSlice]*sliceEndpoints) (endpointIndex, []error) {
 	idx := endpointIndex{}
 	var errs []error
 	for _, s := range slicesIn {
-		key := s.Namespace + "/" + s.Name
-		fail := func(field string, err error) {
-			errs = append(errs, &ObjectError{Source: origin("EndpointSlice", key), Kind: "EndpointSlice", Object: key, Field: field, Err: err})
+		se := cache[s]
+		if se == nil {
+			se = endpointsOfSlice(s, node, origin)
 		}
-		svcName := s.Labels[discoveryv1.LabelServiceName]
-		if svcName == "" {
-			fail("metadata.labels", fmt.Errorf("label %s is required to tie the slice to its Service", discoveryv1.LabelServiceName))
-			continue
+		if next != nil {
+			next[s] = se
 		}
-		v6 := false
-		switch s.AddressType {
-		case discoveryv1.AddressTypeIPv4:
-		case discoveryv1.AddressTypeIPv6:
-			v6 = true
-		case discoveryv1.AddressTypeFQDN:
-			// Not something a proxy can send traffic to; nothing is wrong.
-			continue
-		default:
-			fail("addressType", fmt.Errorf("%q: must be IPv4, IPv6 or FQDN", s.AddressType))
-			continue
-		}
-		usable := make([]Endpoint, 0, len(s.Endpoints))
-		for i, ep := range s.Endpoints {
-			// Upstream's defaults for missing conditions: ready and serving
-			// unless said otherwise, not terminating.
-			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-			serving := ready
-			if ep.Conditions.Serving != nil {
-				serving = *ep.Conditions.Serving
-			}
-			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
-			if !ready && !(serving && terminating) {
-				continue
-			}
-			if len(ep.Addresses) == 0 {
-				fail(fmt.Sprintf("endpoints[%d].addresses", i), fmt.Errorf("at least one address is required"))
-				continue
-			}
-			// Like upstream, only the first address of an endpoint is used.
-			ip, err := netip.ParseAddr(ep.Addresses[0])
-			if err != nil || ip.Unmap().Is6() != v6 {
-				fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an %s address", ep.Addresses[0], s.AddressType))
-				continue
-			}
-			ip = ip.Unmap()
-			e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
-			if h := ep.Hints; h != nil {
-				for _, z := range h.ForZones {
-					e.ZoneHints = append(e.ZoneHints, z.Name)
-				}
-				for _, n := range h.ForNodes {
-					e.NodeHints = append(e.NodeHints, n.Name)
-				}
-			}
-			if ep.NodeName != nil {
-				e.NodeName = *ep.NodeName
-				e.IsLocal = node.Name != "" && e.NodeName == node.Name
-			}
-			usable = append(usable, e)
-		}
-		for i, p := range s.Ports {
-			field := func() string { return fmt.Sprintf("ports[%d]", i) }
-			if p.Port == nil {
-				continue
-			}
-			if *p.Port < 1 || *p.Port > 65535 {
-				fail(field()+".port", fmt.Errorf("%d: must be between 1 and 65535", *p.Port))
-				continue
-			}
-			proto := TCP
-			if p.Protocol != nil {
-				var ok bool
-				if proto, ok = protocolOf(*p.Protocol); !ok {
-					fail(field()+".protocol", fmt.Errorf("%q: must be TCP, UDP or SCTP", *p.Protocol))
-					continue
-				}
-			}
-			name := ""
-			if p.Name != nil {
-				name = *p.Name
-			}
-			k := endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto, v6: v6}
-			list := slices.Grow(idx[k], len(usable))
-			for _, e := range usable {
-				e.Port = *p.Port
-				list = append(list, e)
-			}
-			idx[k] = list
+		errs = append(errs, se.errs...)
+		for i, k := range se.keys {
+			// Appending to what idx holds (nil at first) never writes into
+			// the cached slice.
+			idx[k] = append(idx[k], se.eps[i]...)
 		}
 	}
 	return idx, errs
+}
+
+// sliceEndpoints is what one EndpointSlice contributes: its usable
+// endpoints per Service port, and its errors.
+type sliceEndpoints struct {
+	keys []endpointKey
+	eps  [][]Endpoint
+	errs []error
+}
+
+func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) *sliceEndpoints {
+	se := &sliceEndpoints{}
+	key := s.Namespace + "/" + s.Name
+	fail := func(field string, err error) {
+		se.errs = append(se.errs, &ObjectError{Source: origin("EndpointSlice", key), Kind: "EndpointSlice", Object: key, Field: field, Err: err})
+	}
+	svcName := s.Labels[discoveryv1.LabelServiceName]
+	if svcName == "" {
+		fail("metadata.labels", fmt.Errorf("label %s is required to tie the slice to its Service", discoveryv1.LabelServiceName))
+		return se
+	}
+	v6 := false
+	switch s.AddressType {
+	case discoveryv1.AddressTypeIPv4:
+	case discoveryv1.AddressTypeIPv6:
+		v6 = true
+	case discoveryv1.AddressTypeFQDN:
+		// Not something a proxy can send traffic to; nothing is wrong.
+		return se
+	default:
+		fail("addressType", fmt.Errorf("%q: must be IPv4, IPv6 or FQDN", s.AddressType))
+		return se
+	}
+	usable := make([]Endpoint, 0, len(s.Endpoints))
+	for i, ep := range s.Endpoints {
+		// Upstream's defaults for missing conditions: ready and serving
+		// unless said otherwise, not terminating.
+		ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+		serving := ready
+		if ep.Conditions.Serving != nil {
+			serving = *ep.Conditions.Serving
+		}
+		terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+		if !ready && !(serving && terminating) {
+			continue
+		}
+		if len(ep.Addresses) == 0 {
+			fail(fmt.Sprintf("endpoints[%d].addresses", i), fmt.Errorf("at least one address is required"))
+			continue
+		}
+		// Like upstream, only the first address of an endpoint is used.
+		ip, err := netip.ParseAddr(ep.Addresses[0])
+		if err != nil || ip.Unmap().Is6() != v6 {
+			fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an %s address", ep.Addresses[0], s.AddressType))
+			continue
+		}
+		ip = ip.Unmap()
+		e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
+		if h := ep.Hints; h != nil {
+			for _, z := range h.ForZones {
+				e.ZoneHints = append(e.ZoneHints, z.Name)
+			}
+			for _, n := range h.ForNodes {
+				e.NodeHints = append(e.NodeHints, n.Name)
+			}
+		}
+		if ep.NodeName != nil {
+			e.NodeName = *ep.NodeName
+			e.IsLocal = node.Name != "" && e.NodeName == node.Name
+		}
+		usable = append(usable, e)
+	}
+	for i, p := range s.Ports {
+		field := func() string { return fmt.Sprintf("ports[%d]", i) }
+		if p.Port == nil {
+			continue
+		}
+		if *p.Port < 1 || *p.Port > 65535 {
+			fail(field()+".port", fmt.Errorf("%d: must be between 1 and 65535", *p.Port))
+			continue
+		}
+		proto := TCP
+		if p.Protocol != nil {
+			var ok bool
+			if proto, ok = protocolOf(*p.Protocol); !ok {
+				fail(field()+".protocol", fmt.Errorf("%q: must be TCP, UDP or SCTP", *p.Protocol))
+				continue
+			}
+		}
+		name := ""
+		if p.Name != nil {
+			name = *p.Name
+		}
+		list := make([]Endpoint, len(usable))
+		for j, e := range usable {
+			e.Port = *p.Port
+			list[j] = e
+		}
+		se.keys = append(se.keys, endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto, v6: v6})
+		se.eps = append(se.eps, list)
+	}
+	return se
 }
 
 // applyTopology follows topology hints as upstream kube-proxy does: when a
