@@ -47,6 +47,9 @@ type Env interface {
 	// BackendSaves returns iptables-save output per backend ("legacy",
 	// "nft") for those installed.
 	BackendSaves() map[string]string
+	// NftList returns the kube-proxy table of nftables mode as nft lists
+	// it ("" when there is none).
+	NftList() (string, error)
 	Sysctl(name string) (string, error)
 	Holders(port int32, proto model.Protocol) ([]nodeport.Holder, error)
 	// Healthz queries the proxy's health endpoint.
@@ -75,13 +78,22 @@ func Run(env Env, opts Options) []Finding {
 	if err != nil {
 		out = append(out, Finding{Check: "rules", Status: Fail, Summary: "cannot read the iptables rules: " + err.Error(),
 			Action: "run doctor as root on the node, with iptables installed"})
-		return append(out, checkSysctls(env, nil)...)
+		return append(out, checkSysctls(env, nil, false)...)
+	}
+	if t := nftTable(env); t != nil && rs.Table("nat").Chain("KUBE-SERVICES") == nil {
+		// nftables mode: the same checks, read from the kube-proxy table.
+		out = append(out, checkNftRules(t, opts))
+		nps := nftNodePorts(t)
+		out = append(out, checkNodePorts(env, nps))
+		out = append(out, checkBackends(env))
+		out = append(out, checkSysctls(env, nps, true)...)
+		return append(out, checkConntrack(env))
 	}
 	out = append(out, checkRules(rs, opts))
 	nps := nodePorts(rs)
 	out = append(out, checkNodePorts(env, nps))
 	out = append(out, checkBackends(env))
-	out = append(out, checkSysctls(env, nps)...)
+	out = append(out, checkSysctls(env, nps, false)...)
 	out = append(out, checkConntrack(env))
 	out = append(out, checkStaleChains(rs))
 	return out
@@ -250,7 +262,9 @@ func checkBackends(env Env) Finding {
 	return f
 }
 
-func checkSysctls(env Env, nps []nodePortRule) []Finding {
+// checkSysctls checks the kernel settings the proxy relies on; nftMode
+// leaves out localhost NodePorts, which nftables mode does not have.
+func checkSysctls(env Env, nps []nodePortRule, nftMode bool) []Finding {
 	var out []Finding
 	if v, err := env.Sysctl("net.ipv4.ip_forward"); err == nil {
 		f := Finding{Check: "ip_forward", Status: OK, Summary: "net.ipv4.ip_forward = 1"}
@@ -261,7 +275,7 @@ func checkSysctls(env Env, nps []nodePortRule) []Finding {
 		}
 		out = append(out, f)
 	}
-	if v, err := env.Sysctl("net.ipv4.conf.all.route_localnet"); err == nil {
+	if v, err := env.Sysctl("net.ipv4.conf.all.route_localnet"); err == nil && !nftMode {
 		f := Finding{Check: "route_localnet", Status: OK, Summary: "net.ipv4.conf.all.route_localnet = " + v}
 		if v != "1" {
 			f.Status = Warn

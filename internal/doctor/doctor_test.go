@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
 type fakeEnv struct {
 	save     string
+	nft      string
 	backends map[string]string
 	sysctls  map[string]string
 	holders  map[int32][]nodeport.Holder
@@ -23,6 +25,7 @@ type fakeEnv struct {
 
 func (f *fakeEnv) Save() (string, error)           { return f.save, nil }
 func (f *fakeEnv) BackendSaves() map[string]string { return f.backends }
+func (f *fakeEnv) NftList() (string, error)        { return f.nft, nil }
 func (f *fakeEnv) Sysctl(n string) (string, error) {
 	if v, ok := f.sysctls[n]; ok {
 		return v, nil
@@ -128,5 +131,38 @@ func TestDoctorExpectedServices(t *testing.T) {
 	f := status(Run(env, Options{Expected: &st}), "rules")
 	if f.Status != Fail || len(f.Details) != 1 || f.Details[0] != "default/missing" {
 		t.Errorf("rules finding = %+v, want only default/missing reported", f)
+	}
+}
+
+// A node in nftables mode (upstream's layout, loaded with real nft into the
+// fixture) is checked from its kube-proxy table, not reported as having no
+// rules.
+func TestDoctorNftablesMode(t *testing.T) {
+	nft, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := healthyNode(t)
+	env.save = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+	env.backends = map[string]string{"nft": env.save}
+	env.nft = string(nft)
+	env.holders[31080] = []nodeport.Holder{{Pid: 4242, Command: "python3 -m http.server 31080", State: "listening", Local: "0.0.0.0:31080"}}
+	fs := Run(env, Options{})
+	if f := status(fs, "rules"); f.Status != OK || !strings.Contains(f.Summary, "nftables mode") {
+		t.Errorf("rules: %+v", f)
+	}
+	env.sysctls["net.ipv4.conf.all.route_localnet"] = "0"
+	if f := status(Run(env, Options{}), "route_localnet"); f.Check != "" {
+		t.Errorf("nftables mode has no localhost NodePorts, yet route_localnet is checked: %+v", f)
+	}
+	if f := status(fs, "nodeports"); f.Status != Fail || !strings.Contains(f.Summary+strings.Join(f.Details, " "), "NodePort 31080/tcp (default/web) is held by pid 4242") {
+		t.Errorf("nodeports: %+v", f)
+	}
+	st := model.State{Services: []model.ServicePort{
+		{Name: model.ServicePortName{Namespace: "default", Name: "web", Port: "http"}, Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.12.34"), Port: 80},
+		{Name: model.ServicePortName{Namespace: "default", Name: "missing"}, Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.99.99"), Port: 80},
+	}}
+	if f := status(Run(env, Options{Expected: &st}), "rules"); f.Status != Fail || len(f.Details) != 1 || f.Details[0] != "default/missing" {
+		t.Errorf("rules with expectations: %+v, want only default/missing reported", f)
 	}
 }

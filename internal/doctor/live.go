@@ -37,6 +37,18 @@ func (Live) BackendSaves() map[string]string {
 	return out
 }
 
+func (Live) NftList() (string, error) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return "", nil
+	}
+	b, err := exec.Command("nft", "list", "table", "ip", "kube-proxy").Output()
+	if err != nil {
+		// No such table: not in nftables mode.
+		return "", nil
+	}
+	return string(b), nil
+}
+
 func (Live) Sysctl(name string) (string, error) { return sysctl.Get(name) }
 
 func (Live) Holders(port int32, proto model.Protocol) ([]nodeport.Holder, error) {
