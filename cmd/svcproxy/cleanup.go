@@ -17,7 +17,8 @@ func newCleanupCmd() *cobra.Command {
 		Short: "Remove every rule and chain svcproxy installed, and nothing else",
 		Long: `Remove svcproxy's rules of both modes: in iptables mode its chains
 (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, ...) and the jumps to them from the
-built-in chains, in one iptables-restore per table; in nftables mode the tables
+built-in chains, in a few iptables-restore runs per table (jumps first, then
+chains in batches of 2,500); in nftables mode the tables
 ip kube-proxy and ip6 kube-proxy. Rules, chains and tables of other programs
 are left as they are. Like kube-proxy's --cleanup, this also removes rules
 upstream kube-proxy wrote.
@@ -25,7 +26,7 @@ The NodePorts svcproxy added to net.ipv4.ip_local_reserved_ports are given
 back; the operator's own entries stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, err := append(modeFamilies("iptables"), modeFamilies("nftables")...).Cleanup(context.Background())
+			removed, err := allModes().Cleanup(context.Background())
 			if err != nil {
 				return err
 			}

@@ -348,7 +348,7 @@ func (f *runFlags) dataplane(m *metrics.Metrics, log *slog.Logger) (dataplane.Fa
 
 func haveIPv6(mode string) bool {
 	if mode == "nftables" {
-		return nftables.HaveIPv6()
+		return dataplane.KernelHasIPv6()
 	}
 	return iptables.HaveIPv6()
 }
@@ -357,7 +357,7 @@ func haveIPv6(mode string) bool {
 func modeFamilies(mode string) dataplane.Families {
 	if mode == "nftables" {
 		fs := dataplane.Families{&nftables.Syncer{}}
-		if nftables.HaveIPv6() {
+		if dataplane.KernelHasIPv6() {
 			fs = append(fs, &nftables.Syncer{Options: nftables.Options{IPv6: true}})
 		}
 		return fs
@@ -370,6 +370,11 @@ func modeFamilies(mode string) dataplane.Families {
 		fs = append(fs, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: iptables.Options{IPv6: true}})
 	}
 	return fs
+}
+
+// allModes are the syncers of both modes, for cleanup.
+func allModes() dataplane.Families {
+	return append(modeFamilies("iptables"), modeFamilies("nftables")...)
 }
 
 // removeOtherMode deletes the rules a run in the other mode left, so that a
@@ -390,7 +395,7 @@ func removeOtherMode(ctx context.Context, log *slog.Logger, mode string) {
 
 // cleanupNode removes the rules and gives back the reserved ports.
 func cleanupNode(log *slog.Logger, stateDir string) error {
-	removed, err := append(modeFamilies("iptables"), modeFamilies("nftables")...).Cleanup(context.Background())
+	removed, err := allModes().Cleanup(context.Background())
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -23,6 +24,20 @@ type Syncer interface {
 	Cleanup(ctx context.Context) (bool, error)
 	// Family is "IPv4" or "IPv6", for messages.
 	Family() string
+}
+
+// KernelHasIPv6 reports whether the kernel has IPv6.
+func KernelHasIPv6() bool {
+	_, err := os.Stat("/proc/net/if_inet6")
+	return err == nil
+}
+
+// FamilyName is "IPv4" or "IPv6", as Syncer.Family says it.
+func FamilyName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // Families syncs one Syncer per IP family. Each family is its own

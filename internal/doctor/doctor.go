@@ -163,13 +163,19 @@ func checkRules(rs *netfilter.Ruleset, opts Options) Finding {
 			missing = append(missing, n)
 		}
 	}
+	return expected(f, missing, len(opts.Expected.Services), "have no rules", "rules present")
+}
+
+// expected completes a rules finding from the expected Service ports the
+// mode's own check found missing.
+func expected(f Finding, missing []string, total int, lacking, present string) Finding {
 	if len(missing) > 0 {
-		f.Status, f.Summary, f.Details = Fail, fmt.Sprintf("%d of %d Service port(s) have no rules", len(missing), len(opts.Expected.Services)), missing
+		f.Status, f.Summary, f.Details = Fail, fmt.Sprintf("%d of %d Service port(s) %s", len(missing), total, lacking), missing
 		f.Meaning = "traffic to these Services is not steered from this node"
 		f.Action = "check the proxy's log for these Services (a rejected object names its field)"
 		return f
 	}
-	f.Status, f.Summary = OK, fmt.Sprintf("rules present for all %d Service port(s)", len(opts.Expected.Services))
+	f.Status, f.Summary = OK, fmt.Sprintf("%s for all %d Service port(s)", present, total)
 	return f
 }
 

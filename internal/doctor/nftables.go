@@ -52,14 +52,7 @@ func checkNftRules(t *netfilter.NftTable, opts Options) Finding {
 			missing = append(missing, sp.Name.String())
 		}
 	}
-	if len(missing) > 0 {
-		f.Status, f.Summary, f.Details = Fail, fmt.Sprintf("%d of %d Service port(s) are not in the dispatch maps", len(missing), len(opts.Expected.Services)), missing
-		f.Meaning = "traffic to these Services is not steered from this node"
-		f.Action = "check the proxy's log for these Services (a rejected object names its field)"
-		return f
-	}
-	f.Status, f.Summary = OK, fmt.Sprintf("nftables mode: dispatch entries present for all %d Service port(s)", len(opts.Expected.Services))
-	return f
+	return expected(f, missing, len(opts.Expected.Services), "are not in the dispatch maps", "nftables mode: dispatch entries present")
 }
 
 // nftNodePorts lists the NodePorts the service-nodeports map serves; the

@@ -129,30 +129,9 @@ endpoints:
 	flush(n)
 }
 
-// realService is a NodePort Service in namespace ns served by the pod at
-// podIP; ns "aa" sorts before every synthetic Service, "zz" after.
-func realService(ns, clusterIP string, nodePort int, podIP string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: %[1]s}
-spec:
-  type: NodePort
-  clusterIP: %[2]s
-  ports: [{port: 80, targetPort: 80, nodePort: %[3]d}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-x, namespace: %[1]s, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{port: 80}]
-endpoints:
-- addresses: [%[4]q]
-  nodeName: node-1
-`, ns, clusterIP, nodePort, podIP)
-}
-
 // lastWeb is the Service sorted last (programmed by the last transaction).
-func lastWeb(podIP string) string { return realService("zz", "10.97.255.251", 32701, podIP) }
+// Its namespace "zz" sorts after every synthetic Service.
+func lastWeb(podIP string) string { return webServiceIn("zz", "web", "10.97.255.251", 32701, podIP) }
 
 // BenchmarkLabSync runs the svcproxy binary in the lab's node over
 // manifests with 10k Services × 10 endpoints, as an operator would, and
@@ -165,7 +144,8 @@ func lastWeb(podIP string) string { return realService("zz", "10.97.255.251", 32
 func BenchmarkLabSync(b *testing.B) {
 	w := benchLab(b)
 	writeScale(b, w.dir, 10000)
-	w.write("aa-first.yaml", realService("aa", "10.97.255.252", 32702, "10.244.0.10"))
+	// Namespace "aa" sorts before every synthetic Service.
+	w.write("aa-first.yaml", webServiceIn("aa", "web", "10.97.255.252", 32702, "10.244.0.10"))
 	w.write("zz-last.yaml", lastWeb("10.244.0.10"))
 	first, last := w.node.IP.String()+":32702", w.node.IP.String()+":32701"
 	for _, mode := range benchModes {

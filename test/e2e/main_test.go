@@ -192,13 +192,18 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 // webService is a NodePort Service with the given endpoints on node-1.
 func webService(name, clusterIP string, nodePort int, endpoints ...string) string {
+	return webServiceIn("default", name, clusterIP, nodePort, endpoints...)
+}
+
+// webServiceIn is webService in namespace ns.
+func webServiceIn(ns, name, clusterIP string, nodePort int, endpoints ...string) string {
 	var eps strings.Builder
 	for _, ip := range endpoints {
 		fmt.Fprintf(&eps, "- addresses: [%q]\n  nodeName: node-1\n", ip)
 	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Service
-metadata: {name: %[1]s, namespace: default}
+metadata: {name: %[1]s, namespace: %[5]s}
 spec:
   type: NodePort
   clusterIP: %[2]s
@@ -208,10 +213,10 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
   name: %[1]s-abcde
-  namespace: default
+  namespace: %[5]s
   labels: {kubernetes.io/service-name: %[1]s}
 addressType: IPv4
 ports: [{port: 80}]
 endpoints:
-%[4]s`, name, clusterIP, nodePort, eps.String())
+%[4]s`, name, clusterIP, nodePort, eps.String(), ns)
 }

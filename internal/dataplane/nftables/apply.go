@@ -195,8 +195,8 @@ func bigBuffers(c *netlink.Conn) error {
 	return serr
 }
 
-// batch is one transaction being built: netlink messages queued on conn,
-// plus the kernel state it leads to once committed.
+// batch is one transaction being built: netlink messages queued on c, and
+// how many.
 type batch struct {
 	c     *gnft.Conn
 	table *gnft.Table

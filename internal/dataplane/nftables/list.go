@@ -168,9 +168,8 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	}
 	for _, c := range append(baseChains(rs.Base), all...) {
 		for _, r := range c.Rules {
-			var text strings.Builder
-			r.write(&text, rs.IPv6)
-			kr := &knftables.Rule{Chain: c.Name, Rule: text.String()}
+			// knftables carries the comment apart from the rule.
+			kr := &knftables.Rule{Chain: c.Name, Rule: Rule{Stmts: r.Stmts}.Text(rs.IPv6)}
 			if r.Comment != "" {
 				kr.Comment = knftables.PtrTo(r.Comment)
 			}

@@ -19,20 +19,16 @@ type Rule struct {
 // Text is the rule as nft prints it, for an ip (v6 false) or ip6 table.
 func (r Rule) Text(v6 bool) string {
 	var b strings.Builder
-	r.write(&b, v6)
-	if r.Comment != "" {
-		b.WriteString(` comment "` + r.Comment + `"`)
-	}
-	return b.String()
-}
-
-func (r Rule) write(b *strings.Builder, v6 bool) {
 	for i, s := range r.Stmts {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
 		b.WriteString(s.text(v6))
 	}
+	if r.Comment != "" {
+		b.WriteString(` comment "` + r.Comment + `"`)
+	}
+	return b.String()
 }
 
 func rule(s ...stmt) Rule { return Rule{Stmts: s} }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"os"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	gnft "github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
@@ -191,12 +193,7 @@ func (s *Syncer) render(st *model.State, full bool) *Ruleset {
 func (s *Syncer) tableFamily() string { return ipWord(s.Options.IPv6) }
 
 // Family is "IPv4" or "IPv6".
-func (s *Syncer) Family() string {
-	if s.Options.IPv6 {
-		return "IPv6"
-	}
-	return "IPv4"
-}
+func (s *Syncer) Family() string { return dataplane.FamilyName(s.Options.IPv6) }
 
 // apply sends the transactions that take the table from ks to rs, and
 // updates ks to match.
@@ -379,9 +376,10 @@ func hookOf(h string) gnft.ChainHook {
 	}
 }
 
-// writeService rewrites a Service's chains and affinity sets.
+// writeService rewrites a Service's chains and affinity sets; the record's
+// sum and elements are writeElements' to set, which always follows.
 func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old serviceRecord) {
-	rec := serviceRecord{sum: old.sum, chainSum: svc.chainSum, elements: old.elements}
+	rec := serviceRecord{chainSum: svc.chainSum}
 	for _, a := range svc.AffinitySets {
 		_ = b.c.AddSet(b.setFor(a), nil)
 		b.ops++
@@ -593,16 +591,11 @@ func (s *Syncer) Cleanup(context.Context) (bool, error) {
 	return true, nil
 }
 
-// fixedFingerprint and serviceFingerprint hash the rendered text, so that
+// fixedFingerprint and Service.fingerprint hash the rendered text, so that
 // a partial sync rewrites only what changed.
 func fixedFingerprint(rs *Ruleset) uint64 {
 	h := fnv.New64a()
-	for _, c := range append(baseChains(rs.Base), rs.Fixed...) {
-		h.Write([]byte(c.Name + "{"))
-		for _, r := range c.Rules {
-			h.Write([]byte(r.Text(rs.IPv6) + "\n"))
-		}
-	}
+	hashChains(h, append(baseChains(rs.Base), rs.Fixed...), rs.IPv6)
 	for _, st := range rs.Sets {
 		h.Write([]byte(st.Name + rs.keyType(st)))
 		for _, e := range st.Elements {
@@ -612,23 +605,28 @@ func fixedFingerprint(rs *Ruleset) uint64 {
 	return h.Sum64()
 }
 
-// fingerprint sets sum and chainSum.
-func (svc *Service) fingerprint(v6 bool) {
-	h := fnv.New64a()
-	for _, c := range svc.Chains {
+// hashChains writes the chains' names and rules into h and returns how many
+// rules there are.
+func hashChains(h hash.Hash64, chains []Chain, v6 bool) int {
+	n := 0
+	for _, c := range chains {
 		h.Write([]byte(c.Name + "{"))
 		for _, r := range c.Rules {
 			h.Write([]byte(r.Text(v6) + "\n"))
 		}
+		n += len(c.Rules)
 	}
+	return n
+}
+
+// fingerprint sets sum, chainSum and rules.
+func (svc *Service) fingerprint(v6 bool) {
+	h := fnv.New64a()
+	svc.rules = hashChains(h, svc.Chains, v6)
 	for _, a := range svc.AffinitySets {
 		h.Write([]byte(a.Name))
 	}
 	svc.chainSum = h.Sum64()
-	svc.rules = 0
-	for _, c := range svc.Chains {
-		svc.rules += len(c.Rules)
-	}
 	for _, e := range svc.Elements {
 		h.Write([]byte(e.Set + " " + e.Addr.String() + " " + e.Proto + " " + strconv.Itoa(int(e.Port)) + " " + e.Verdict.String() + " " + e.Comment + "\n"))
 	}
@@ -656,12 +654,6 @@ func cloneServicePort(sp *model.ServicePort) model.ServicePort {
 
 func notFound(err error) bool {
 	return err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist))
-}
-
-// HaveIPv6 reports whether the kernel has IPv6.
-func HaveIPv6() bool {
-	_, err := os.Stat("/proc/net/if_inet6")
-	return err == nil
 }
 
 // Present reports whether the IPv4 table still dispatches: its nat
