@@ -87,6 +87,18 @@ func (sp *ServicePort) LocalEndpoints() []Endpoint {
 }
 
 func usable(eps []Endpoint, keep func(Endpoint) bool) []Endpoint {
+	// Mostly every endpoint is ready and kept: then eps itself (capped, so
+	// that appending to it copies) saves an allocation per Service per sync.
+	all := true
+	for i := range eps {
+		if !eps[i].Ready || !keep(eps[i]) {
+			all = false
+			break
+		}
+	}
+	if all {
+		return eps[:len(eps):len(eps)]
+	}
 	var ready, terminating []Endpoint
 	for _, e := range eps {
 		switch {
@@ -122,9 +134,10 @@ type Endpoint struct {
 }
 
 // String is the "ip:port" form used for DNAT targets and endpoint hashes.
-func (e Endpoint) String() string {
-	return netip.AddrPortFrom(e.IP, uint16(e.Port)).String()
-}
+func (e Endpoint) String() string { return e.AddrPort().String() }
+
+// AddrPort is the endpoint's address and port.
+func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.IP, uint16(e.Port)) }
 
 // State is the complete desired state for one sync, sorted by Service port
 // name so that rendering is deterministic.

@@ -8,19 +8,58 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-func syntheticState(n int) *model.State { return model.Synthetic(n, 10) }
-
+// BenchmarkRender renders N Services × 10 endpoints to the restore input of
+// a full sync: cold is a fresh Renderer (the first sync, `svcproxy rules`),
+// warm one that rendered the same Services before (every later sync).
 func BenchmarkRender(b *testing.B) {
+	opts := Options{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), LocalhostNodePorts: true}
 	for _, n := range []int{1000, 10000, 30000} {
-		st := syntheticState(n)
-		opts := Options{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), LocalhostNodePorts: true}
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			var size int
-			for b.Loop() {
-				size = len(Compose(Render(st, opts), nil))
+		st := model.Synthetic(n, 10)
+		for _, warm := range []bool{false, true} {
+			name := fmt.Sprintf("services=%d/cold", n)
+			if warm {
+				name = fmt.Sprintf("services=%d/warm", n)
 			}
-			b.ReportMetric(float64(size)/(1<<20), "MiB-out")
+			b.Run(name, func(b *testing.B) {
+				var r Renderer
+				if warm {
+					r.Render(st, opts)
+				}
+				b.ReportAllocs()
+				var size int
+				for b.Loop() {
+					if !warm {
+						r = Renderer{}
+					}
+					size = len(Compose(r.Render(st, opts), nil))
+				}
+				b.ReportMetric(float64(size)/(1<<20), "MiB-out")
+			})
+		}
+	}
+}
+
+// BenchmarkRenderOneChange is the CPU side of a partial sync at N Services:
+// one Service's endpoints changed, the state rendered again and the
+// transaction that rewrites only that Service composed.
+func BenchmarkRenderOneChange(b *testing.B) {
+	opts := Options{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), LocalhostNodePorts: true}
+	for _, n := range []int{1000, 10000, 30000} {
+		st := model.Synthetic(n, 10)
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			var r Renderer
+			applied := Record(r.Render(st, opts))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				st.Services[n/2].Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints
+				txs, next := ComposePartial(r.Render(st, opts), applied, DefaultChunkServices)
+				if len(txs) != 1 {
+					b.Fatalf("%d transactions, want 1", len(txs))
+				}
+				applied = next
+			}
 		})
 	}
 }

@@ -81,15 +81,16 @@ func isOwnedChain(name string) bool {
 // deleted. Rules and chains that are not ours are never named, so they are
 // left alone.
 func Compose(rs *Ruleset, cur *netfilter.Ruleset) []byte {
-	return composeTables(rs.Tables, staleIn(cur, wanted(rs)), func(j jump) bool { return !j.present(cur) })
+	return composeTables(rs.Tables, staleIn(cur, rs), func(j jump) bool { return !j.present(cur) })
 }
 
-// staleIn lists, per table, the per-Service chains cur has and want does not.
-func staleIn(cur *netfilter.Ruleset, want map[string]map[string]bool) map[string][]string {
+// staleIn lists, per table, the per-Service chains cur has and rs does not.
+func staleIn(cur *netfilter.Ruleset, rs *Ruleset) map[string][]string {
 	stale := map[string][]string{}
 	if cur == nil {
 		return stale
 	}
+	want := wanted(rs)
 	for _, t := range cur.Tables {
 		for _, c := range t.ChainNames() {
 			if !want[t.Name][c] && isPerService(c) {
@@ -129,7 +130,7 @@ func ComposeChunks(rs *Ruleset, cur *netfilter.Ruleset, perChunk int) [][]byte {
 		first, last := group[0], group[len(group)-1]
 		out = append(out, natTransaction(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.perServiceNat[first.RulesFrom:last.RulesTo]))
 	}
-	return append(out, composeTables(dispatchTables(rs), staleIn(cur, wanted(rs)), func(j jump) bool { return !j.present(cur) }))
+	return append(out, composeTables(dispatchTables(rs), staleIn(cur, rs), func(j jump) bool { return !j.present(cur) }))
 }
 
 // dispatchTables are the tables of the last transaction of a chunked sync:
@@ -146,35 +147,32 @@ func dispatchTables(rs *Ruleset) []TableRules {
 }
 
 // Applied is what a sync left in the kernel, for the partial syncs after
-// it: a fingerprint of each Service port's nat chains, rules and lines in
-// the shared chains, and those lines themselves.
+// it: per Service port a fingerprint of its nat chains, rules and lines in
+// the shared chains, those lines themselves and its chains.
 type Applied struct {
-	seed     maphash.Seed
-	spans    map[string]uint64
-	dispatch map[string][3][]string
-	chains   map[string]bool // every per-Service nat chain
+	seed  maphash.Seed
+	spans map[string]appliedSpan
+}
+
+type appliedSpan struct {
+	sum      uint64
+	dispatch [3][]string
+	chains   []string
 }
 
 // Record returns what applying rs leaves in the kernel.
 func Record(rs *Ruleset) *Applied {
-	a := newApplied(maphash.MakeSeed(), len(rs.ServiceSpans))
+	a := &Applied{seed: maphash.MakeSeed(), spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
 	for _, sp := range rs.ServiceSpans {
-		a.add(rs, sp, a.sum(rs, sp), dispatchLines(rs, sp))
+		a.spans[sp.Key] = a.record(rs, sp, a.sum(rs, sp))
 	}
 	return a
 }
 
-func newApplied(seed maphash.Seed, n int) *Applied {
-	return &Applied{seed: seed, spans: make(map[string]uint64, n), dispatch: make(map[string][3][]string, n), chains: map[string]bool{}}
-}
-
-// add records one Service port with its fingerprint and shared-chain lines.
-func (a *Applied) add(rs *Ruleset, sp Span, sum uint64, lines [3][]string) {
-	a.spans[sp.Key] = sum
-	a.dispatch[sp.Key] = lines
-	for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
-		a.chains[c] = true
-	}
+// record keeps what is needed of a Service port's part of rs, copied: a
+// Renderer reuses rs's buffers.
+func (a *Applied) record(rs *Ruleset, sp Span, sum uint64) appliedSpan {
+	return appliedSpan{sum: sum, dispatch: dispatchLines(rs, sp), chains: slices.Clone(rs.natChains[sp.ChainsFrom:sp.ChainsTo])}
 }
 
 func (a *Applied) sum(rs *Ruleset, sp Span) uint64 {
@@ -219,38 +217,33 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 	if perChunk <= 0 {
 		perChunk = DefaultChunkServices
 	}
-	next = newApplied(prev.seed, len(rs.ServiceSpans))
+	next = &Applied{seed: prev.seed, spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
 	var changed []Span
 	var edits [3][]string
-	now := map[string]bool{}
+	var stale []string
 	for _, sp := range rs.ServiceSpans {
-		now[sp.Key] = true
 		sum := prev.sum(rs, sp)
-		if old, known := prev.spans[sp.Key]; known && old == sum {
-			next.add(rs, sp, sum, prev.dispatch[sp.Key])
+		old, known := prev.spans[sp.Key]
+		if known && old.sum == sum {
+			next.spans[sp.Key] = old
 			continue
 		}
 		changed = append(changed, sp)
-		lines := dispatchLines(rs, sp)
-		next.add(rs, sp, sum, lines)
-		edits = addEdits(edits, prev.dispatch[sp.Key], lines)
+		cur := next.record(rs, sp, sum)
+		next.spans[sp.Key] = cur
+		edits = addEdits(edits, old.dispatch, cur.dispatch)
+		stale = appendMissing(stale, old.chains, cur.chains)
 	}
 	var removed []string
-	for key := range prev.dispatch {
-		if !now[key] {
+	for key := range prev.spans {
+		if _, ok := next.spans[key]; !ok {
 			removed = append(removed, key)
 		}
 	}
 	slices.Sort(removed) // deterministic output
 	for _, key := range removed {
-		edits = addEdits(edits, prev.dispatch[key], [3][]string{})
-	}
-	want := wanted(rs)
-	var stale []string
-	for c := range prev.chains {
-		if !want["nat"][c] {
-			stale = append(stale, c)
-		}
+		edits = addEdits(edits, prev.spans[key].dispatch, [3][]string{})
+		stale = append(stale, prev.spans[key].chains...)
 	}
 	slices.Sort(stale)
 	if len(changed) == 0 && len(stale) == 0 && len(edits[0])+len(edits[1])+len(edits[2]) == 0 {
@@ -293,6 +286,28 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 		b = append(b, "COMMIT\n"...)
 	}
 	return append(out, b), next
+}
+
+// appendMissing appends the names in old that are not in cur.
+func appendMissing(dst, old, cur []string) []string {
+	if len(old)*len(cur) < 4096 {
+		for _, c := range old {
+			if !slices.Contains(cur, c) {
+				dst = append(dst, c)
+			}
+		}
+		return dst
+	}
+	in := make(map[string]bool, len(cur))
+	for _, c := range cur {
+		in[c] = true
+	}
+	for _, c := range old {
+		if !in[c] {
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // addEdits turns a Service port's old and new lines in the shared chains
@@ -355,7 +370,8 @@ func wanted(rs *Ruleset) map[string]map[string]bool {
 func composeTables(tables []TableRules, stale map[string][]string, missing func(jump) bool) []byte {
 	total := 4096
 	for _, t := range tables {
-		total += t.size() + 32*len(t.Chains) + 32*len(stale[t.Name])
+		// A declaration is ":NAME - [0:0]", a deletion "-X NAME".
+		total += t.size() + 48*(len(t.Chains)+len(stale[t.Name]))
 	}
 	b := make([]byte, 0, total)
 	for _, t := range tables {

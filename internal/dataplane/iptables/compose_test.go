@@ -106,7 +106,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 }
 
 func TestComposeChunks(t *testing.T) {
-	st := syntheticState(600)
+	st := model.Synthetic(600, 10)
 	st.Services = append(st.Services, lbService(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)))
 	rs := Render(st, Options{ClusterCIDR: podCIDR, LocalhostNodePorts: true})
 	cur, _ := netfilter.ParseIPTables(currentKernel)

@@ -6,6 +6,7 @@ package iptables
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"net/netip"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -39,11 +40,13 @@ func portChainHash(name model.ServicePortName, proto model.Protocol) string {
 }
 
 // hash16 is the first 16 characters of base32(sha256(s)).
-func hash16(s string) string {
-	sum := sha256.Sum256([]byte(s))
+func hash16(s string) string { return string(appendHash16(nil, []byte(s))) }
+
+func appendHash16(dst, b []byte) []byte {
+	sum := sha256.Sum256(b)
 	var enc [56]byte
 	base32.StdEncoding.Encode(enc[:], sum[:])
-	return string(enc[:16])
+	return append(dst, enc[:16]...)
 }
 
 // ServiceChain is the KUBE-SVC chain of a Service port.
@@ -69,4 +72,42 @@ func FirewallChain(name model.ServicePortName, proto model.Protocol) string {
 // EndpointChain is the KUBE-SEP chain of one endpoint of a Service port.
 func EndpointChain(name model.ServicePortName, proto model.Protocol, endpoint string) string {
 	return "KUBE-SEP-" + hash16(name.String()+string(proto)+endpoint)
+}
+
+// portNames are a Service port's chain names and texts. Each name is a
+// sha256, so a Renderer works them out once and keeps them while the port
+// exists.
+type portNames struct {
+	spn  string // "ns/name:port"
+	key  string // Span.Key
+	svc  string
+	svl  string
+	ext  string
+	fw   string
+	seps map[netip.AddrPort]string
+	seen uint32 // the Renderer generation that last used these
+}
+
+func newPortNames(name model.ServicePortName, proto model.Protocol) *portNames {
+	h := portChainHash(name, proto)
+	spn := name.String()
+	return &portNames{spn: spn, key: spn + "/" + string(proto),
+		svc: "KUBE-SVC-" + h, svl: "KUBE-SVL-" + h, ext: "KUBE-EXT-" + h, fw: "KUBE-FW-" + h}
+}
+
+// sep is EndpointChain for one of the port's endpoints, using scratch for
+// the hash input.
+func (p *portNames) sep(proto model.Protocol, ep netip.AddrPort, scratch *[]byte) string {
+	if n, ok := p.seps[ep]; ok {
+		return n
+	}
+	if p.seps == nil {
+		p.seps = map[netip.AddrPort]string{}
+	}
+	in := ep.AppendTo(append(append((*scratch)[:0], p.spn...), proto...))
+	*scratch = in
+	var buf [25]byte // "KUBE-SEP-" and the hash: one allocation, the string
+	n := string(appendHash16(append(buf[:0], "KUBE-SEP-"...), in))
+	p.seps[ep] = n
+	return n
 }

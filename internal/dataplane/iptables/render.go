@@ -1,8 +1,8 @@
 package iptables
 
 import (
-	"bytes"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -88,8 +88,34 @@ func (t *TableRules) size() int {
 
 // Render turns the desired state into rules. It is pure: the same state and
 // options always give the same bytes.
-func Render(st *model.State, opts Options) *Ruleset {
-	r := &renderer{opts: opts}
+func Render(st *model.State, opts Options) *Ruleset { return new(Renderer).Render(st, opts) }
+
+// Renderer renders one State after another, as a sync loop does. It keeps
+// each Service port's chain names while the port exists and reuses its
+// buffers, so a render at 10k Services allocates little: a Ruleset it
+// returns is valid until its next Render.
+type Renderer struct {
+	names map[portKey]*portNames
+	gen   uint32
+	// Buffers of the last Ruleset, reused by the next.
+	nat, natServices, natNodePorts, filter lines
+	natChains                              []string
+	spans                                  []Span
+	scratch                                []byte
+}
+
+type portKey struct {
+	name  model.ServicePortName
+	proto model.Protocol
+}
+
+// Render is the package's Render, reusing what the last one worked out.
+func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
+	if rr.names == nil {
+		rr.names = map[portKey]*portNames{}
+	}
+	rr.gen++
+	r := &renderer{opts: opts, Renderer: rr}
 	total, ports := 0, 0
 	for i := range st.Services {
 		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
@@ -100,34 +126,43 @@ func Render(st *model.State, opts Options) *Ruleset {
 	r.largeCluster = total > largeClusterEndpoints
 	// Sized from what a Service port and an endpoint take, so the buffers
 	// are not regrown (and copied) while rendering large clusters.
-	r.nat.rules.Grow(total*400 + ports*600)
-	r.nat.chains = append(make([]string, 0, 8+total+3*ports), chainServices, chainNodePorts, chainMarkMasq, chainPostrouting)
-	r.natServices.Grow(ports * 160)
-	r.natNodePorts.Grow(ports * 130)
-	r.filter.chains = []string{chainServices, chainExternalServices, chainNodePorts, chainForward, chainFirewall, chainProxyFirewall}
+	rr.nat.reset(total*400 + ports*600)
+	rr.natServices.reset(ports * 160)
+	rr.natNodePorts.reset(ports * 130)
+	rr.filter.reset(4096)
+	rr.natChains = append(slices.Grow(rr.natChains[:0], 8+total+3*ports), chainServices, chainNodePorts, chainMarkMasq, chainPostrouting)
+	filterChains := []string{chainServices, chainExternalServices, chainNodePorts, chainForward, chainFirewall, chainProxyFirewall}
 	r.fixedRules()
-	fixedEnd := r.nat.rules.Len()
-	fixedChains := len(r.nat.chains)
-	var spans []Span
+	fixedEnd := len(rr.nat)
+	fixedChains := len(rr.natChains)
+	spans := slices.Grow(rr.spans[:0], ports)
+	shared := [3]*lines{&rr.natServices, &rr.natNodePorts, &rr.filter}
 	for i := range st.Services {
-		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
-			sp := Span{Key: st.Services[i].Name.String() + "/" + string(st.Services[i].Protocol),
-				ChainsFrom: len(r.nat.chains), RulesFrom: r.nat.rules.Len() - fixedEnd}
-			shared := [3]*lineBuf{&r.natServices, &r.natNodePorts, &r.filter.rules}
-			for k, b := range shared {
-				sp.Dispatch[k][0] = b.Len()
-			}
-			r.servicePort(&st.Services[i])
-			sp.ChainsTo, sp.RulesTo = len(r.nat.chains), r.nat.rules.Len()-fixedEnd
-			for k, b := range shared {
-				sp.Dispatch[k][1] = b.Len()
-			}
-			spans = append(spans, sp)
+		sp := &st.Services[i]
+		if sp.ClusterIP.Is6() != opts.IPv6 {
+			continue
+		}
+		names := rr.portNames(sp)
+		span := Span{Key: names.key, ChainsFrom: len(rr.natChains), RulesFrom: len(rr.nat) - fixedEnd}
+		for k, b := range shared {
+			span.Dispatch[k][0] = len(*b)
+		}
+		r.servicePort(sp, names)
+		span.ChainsTo, span.RulesTo = len(rr.natChains), len(rr.nat)-fixedEnd
+		for k, b := range shared {
+			span.Dispatch[k][1] = len(*b)
+		}
+		spans = append(spans, span)
+	}
+	for k, n := range rr.names {
+		if n.seen != rr.gen {
+			delete(rr.names, k)
 		}
 	}
 	// Must stay the last rule(s) of nat KUBE-SERVICES: node ports are
 	// matched only after every cluster IP.
-	const npComment = `"kubernetes service nodeports; NOTE: this must be the last rule in this chain"`
+	const npComment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"
+	ns := &rr.natServices
 	if addrs := st.NodePortAddresses(opts.NodePortAddresses, opts.NodePortPrimary, opts.IPv6); addrs == nil {
 		// Localhost NodePorts are for the node itself. Upstream lets a
 		// neighbour that sends to 127.0.0.1 (possible once route_localnet
@@ -136,92 +171,96 @@ func Render(st *model.State, opts Options) *Ruleset {
 		switch {
 		case opts.IPv6:
 			// IPv6 has no route_localnet: ::1 never reaches a NodePort.
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"block localhost nodeports"`, "-d", "::1/128", "-j", "RETURN")
+			ns.rule(chainServices).comment("block localhost nodeports").w("-d", "::1/128", "-j", "RETURN").end()
 		case opts.LocalhostNodePorts:
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"localhost NodePorts answer only this node"`,
-				"!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8", "-j", "RETURN")
+			ns.rule(chainServices).comment("localhost NodePorts answer only this node").
+				w("!", "-s", "127.0.0.0/8", "-d", "127.0.0.0/8", "-j", "RETURN").end()
 		default:
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", `"block localhost nodeports"`, "-d", "127.0.0.0/8", "-j", "RETURN")
+			ns.rule(chainServices).comment("block localhost nodeports").w("-d", "127.0.0.0/8", "-j", "RETURN").end()
 		}
-		r.natServices.line("-A", chainServices, "-m", "comment", "--comment", npComment,
-			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)
+		ns.rule(chainServices).comment(npComment).w("-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts).end()
 	} else {
 		for _, a := range addrs {
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", npComment, "-d", a.String(), "-j", chainNodePorts)
+			ns.rule(chainServices).comment(npComment).w("-d").addr(a).w("-j", chainNodePorts).end()
 		}
 	}
+	rr.spans = spans
 
 	// The canary chains stay empty; if one disappears, someone flushed the
 	// tables and a full sync is due (see Monitor).
-	natRules := r.nat.rules.Bytes()
+	natRules := []byte(rr.nat)
 	return &Ruleset{
 		Tables: []TableRules{
 			{Name: "mangle", Chains: []string{ChainCanary}},
-			{Name: "filter", Chains: append(r.filter.chains, ChainCanary), Rules: [][]byte{r.filter.rules.Bytes()}},
-			{Name: "nat", Chains: append(r.nat.chains, ChainCanary), Rules: [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes(), natRules}},
+			{Name: "filter", Chains: append(filterChains, ChainCanary), Rules: [][]byte{rr.filter}},
+			{Name: "nat", Chains: append(rr.natChains, ChainCanary), Rules: [][]byte{rr.natServices, rr.natNodePorts, natRules}},
 		},
 		ServiceSpans:   spans,
-		fixedNatChains: r.nat.chains[2:fixedChains], // after KUBE-SERVICES and KUBE-NODEPORTS
+		fixedNatChains: rr.natChains[2:fixedChains], // after KUBE-SERVICES and KUBE-NODEPORTS
 		fixedNatRules:  natRules[:fixedEnd],
 		perServiceNat:  natRules[fixedEnd:],
-		natChains:      r.nat.chains,
-		dispatch:       [][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes()},
-		shared:         [3][]byte{r.natServices.Bytes(), r.natNodePorts.Bytes(), r.filter.rules.Bytes()},
+		natChains:      rr.natChains,
+		dispatch:       [][]byte{rr.natServices, rr.natNodePorts},
+		shared:         [3][]byte{rr.natServices, rr.natNodePorts, rr.filter},
 	}
 }
 
-type tableBuf struct {
-	chains []string
-	rules  lineBuf
+// portNames returns the names of a Service port, marked as used by this
+// render.
+func (rr *Renderer) portNames(sp *model.ServicePort) *portNames {
+	k := portKey{sp.Name, sp.Protocol}
+	n := rr.names[k]
+	if n == nil {
+		n = newPortNames(sp.Name, sp.Protocol)
+		rr.names[k] = n
+	}
+	// Endpoint names of endpoints long gone are dropped now and then.
+	if len(n.seps) > 2*len(sp.Endpoints)+16 {
+		clear(n.seps)
+	}
+	n.seen = rr.gen
+	return n
 }
 
+// renderer is one Render's state.
 type renderer struct {
+	*Renderer
 	opts Options
 	// largeCluster drops per-endpoint comments, as upstream does above
 	// largeClusterEndpoints endpoints.
 	largeCluster bool
-	// sepByEP caches the KUBE-SEP names of the Service port being rendered.
-	sepByEP     map[string]string
-	filter, nat tableBuf
-	// nat KUBE-SERVICES and KUBE-NODEPORTS rules are collected apart so
-	// that the dispatch chains read in one block.
-	natServices, natNodePorts lineBuf
 }
 
 func (r *renderer) fixedRules() {
-	n := &r.nat.rules
-	n.line("-A", chainMarkMasq, "-j", "MARK", "--or-mark", masqMark)
-	n.line("-A", chainPostrouting, "-m", "mark", "!", "--mark", masqMark+"/"+masqMark, "-j", "RETURN")
+	n := &r.nat
+	n.rule(chainMarkMasq).w("-j", "MARK", "--or-mark", masqMark).end()
+	n.rule(chainPostrouting).w("-m", "mark", "!", "--mark", masqMark+"/"+masqMark, "-j", "RETURN").end()
 	// Clear the mark so that a packet re-entering the stack (e.g. after
 	// IPsec) is not masqueraded twice.
-	n.line("-A", chainPostrouting, "-j", "MARK", "--xor-mark", masqMark)
-	n.line("-A", chainPostrouting, "-m", "comment", "--comment", `"kubernetes service traffic requiring SNAT"`, "-j", "MASQUERADE", "--random-fully")
+	n.rule(chainPostrouting).w("-j", "MARK", "--xor-mark", masqMark).end()
+	n.rule(chainPostrouting).comment("kubernetes service traffic requiring SNAT").w("-j", "MASQUERADE", "--random-fully").end()
 
-	f := &r.filter.rules
+	f := &r.filter
 	if r.opts.LocalhostNodePorts && !r.opts.IPv6 {
-		f.line("-A", chainFirewall, "-m", "comment", "--comment", `"block incoming localnet connections"`,
-			"-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
+		f.rule(chainFirewall).comment("block incoming localnet connections").
+			w("-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP").end()
 	}
-	f.line("-A", chainForward, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
-	f.line("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding rules"`, "-m", "mark", "--mark", masqMark+"/"+masqMark, "-j", "ACCEPT")
-	f.line("-A", chainForward, "-m", "comment", "--comment", `"kubernetes forwarding conntrack rule"`, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
+	f.rule(chainForward).w("-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP").end()
+	f.rule(chainForward).comment("kubernetes forwarding rules").w("-m", "mark", "--mark", masqMark+"/"+masqMark, "-j", "ACCEPT").end()
+	f.rule(chainForward).comment("kubernetes forwarding conntrack rule").w("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT").end()
 }
 
 // largeClusterEndpoints is upstream's threshold above which per-endpoint
 // comments are left out, to keep the restore input small.
 const largeClusterEndpoints = 1000
 
-func (r *renderer) servicePort(sp *model.ServicePort) {
-	spn := sp.Name.String()
+func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
+	spn := names.spn
 	proto := string(sp.Protocol)
-	port := strconv.Itoa(int(sp.Port))
 	clusterEps, localEps := sp.ClusterEndpoints(), sp.LocalEndpoints()
 	hasEndpoints := len(clusterEps) > 0 || len(localEps) > 0
 
-	svcChain := ServiceChain(sp.Name, sp.Protocol)
-	svlChain := LocalChain(sp.Name, sp.Protocol)
-	extChain := ExternalChain(sp.Name, sp.Protocol)
-	fwChain := FirewallChain(sp.Name, sp.Protocol)
+	svcChain, svlChain, extChain, fwChain := names.svc, names.svl, names.ext, names.fw
 
 	// As upstream: the cluster policy chain also serves pods and the node
 	// reaching an external address of an externalTrafficPolicy: Local
@@ -240,114 +279,100 @@ func (r *renderer) servicePort(sp *model.ServicePort) {
 	usesEXT := hasExternal && sp.ExternallyAccessible()
 	usesFW := usesEXT && len(sp.SourceRanges) > 0 && len(sp.LoadBalancerIPs) > 0
 
-	// What the filter table does when there is nowhere to send traffic.
-	filterTarget := func(policyLocal bool) (target, comment string) {
-		if !hasEndpoints {
-			return "REJECT", quote(spn + " has no endpoints")
-		}
-		return "DROP", quote(spn + " has no local endpoints")
+	// What the filter table does when there is nowhere to send traffic:
+	// the comment's second part and the target.
+	noEndpoints, filterTarget := " has no endpoints", "REJECT"
+	if hasEndpoints {
+		noEndpoints, filterTarget = " has no local endpoints", "DROP"
 	}
-	f := &r.filter.rules
-	n := &r.nat.rules
+	f, n, ns := &r.filter, &r.nat, &r.natServices
+	// match writes the protocol and destination of a Service address.
+	match := func(l *lines, ip netip.Addr) *lines {
+		return l.w("-m", proto, "-p", proto, "-d").addr(ip).w("--dport").num(sp.Port)
+	}
 
-	clusterComment := quote(spn + " cluster IP")
-	clusterIP := sp.ClusterIP.String()
 	if hasInternal {
-		r.natServices.line("-A", chainServices, "-m", "comment", "--comment", clusterComment,
-			"-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", internalChain)
+		match(ns.rule(chainServices).comment(spn, " cluster IP"), sp.ClusterIP).w("-j", internalChain).end()
 	} else {
-		t, c := filterTarget(sp.InternalPolicyLocal)
-		f.line("-A", chainServices, "-m", "comment", "--comment", c, "-m", proto, "-p", proto, "-d", clusterIP, "--dport", port, "-j", t)
+		match(f.rule(chainServices).comment(spn, noEndpoints), sp.ClusterIP).w("-j", filterTarget).end()
 	}
 
-	extTarget, extComment := filterTarget(sp.ExternalPolicyLocal)
 	for _, ip := range sp.ExternalIPs {
 		if usesEXT {
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" external IP"),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extChain)
+			match(ns.rule(chainServices).comment(spn, " external IP"), ip).w("-j", extChain).end()
 		} else {
-			f.line("-A", chainExternalServices, "-m", "comment", "--comment", extComment, "-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extTarget)
+			match(f.rule(chainExternalServices).comment(spn, noEndpoints), ip).w("-j", filterTarget).end()
 		}
 	}
 	for _, ip := range sp.LoadBalancerIPs {
 		switch {
 		case usesFW:
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", fwChain)
-			f.line("-A", chainProxyFirewall, "-m", "comment", "--comment", quote(spn+" traffic not accepted by "+fwChain),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", "DROP")
+			match(ns.rule(chainServices).comment(spn, " loadbalancer IP"), ip).w("-j", fwChain).end()
+			match(f.rule(chainProxyFirewall).comment(spn, " traffic not accepted by ", fwChain), ip).w("-j", "DROP").end()
 		case usesEXT:
-			r.natServices.line("-A", chainServices, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"),
-				"-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extChain)
+			match(ns.rule(chainServices).comment(spn, " loadbalancer IP"), ip).w("-j", extChain).end()
 		default:
-			f.line("-A", chainExternalServices, "-m", "comment", "--comment", extComment, "-m", proto, "-p", proto, "-d", ip.String(), "--dport", port, "-j", extTarget)
+			match(f.rule(chainExternalServices).comment(spn, noEndpoints), ip).w("-j", filterTarget).end()
 		}
 	}
 	if sp.NodePort != 0 {
-		np := strconv.Itoa(int(sp.NodePort))
 		if usesEXT {
-			r.natNodePorts.line("-A", chainNodePorts, "-m", "comment", "--comment", quote(spn),
-				"-m", proto, "-p", proto, "--dport", np, "-j", extChain)
+			r.natNodePorts.rule(chainNodePorts).comment(spn).w("-m", proto, "-p", proto, "--dport").num(sp.NodePort).w("-j", extChain).end()
 		} else {
-			f.line("-A", chainExternalServices, "-m", "comment", "--comment", extComment,
-				"-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport", np, "-j", extTarget)
+			f.rule(chainExternalServices).comment(spn, noEndpoints).
+				w("-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport").num(sp.NodePort).w("-j", filterTarget).end()
 		}
 	}
 	if sp.HealthCheckNodePort != 0 {
-		f.line("-A", chainNodePorts, "-m", "comment", "--comment", quote(spn+" health check node port"),
-			"-m", "tcp", "-p", "tcp", "--dport", strconv.Itoa(int(sp.HealthCheckNodePort)), "-j", "ACCEPT")
+		f.rule(chainNodePorts).comment(spn, " health check node port").
+			w("-m", "tcp", "-p", "tcp", "--dport").num(sp.HealthCheckNodePort).w("-j", "ACCEPT").end()
 	}
 
 	if usesFW {
-		r.nat.chains = append(r.nat.chains, fwChain)
+		r.natChains = append(r.natChains, fwChain)
 		for _, src := range sp.SourceRanges {
-			n.line("-A", fwChain, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"), "-s", src.String(), "-j", extChain)
+			n.rule(fwChain).comment(spn, " loadbalancer IP").w("-s").prefix(src).w("-j", extChain).end()
 		}
 		// Nodes reaching the load balancer through its own address.
 		for _, ip := range sp.LoadBalancerIPs {
-			n.line("-A", fwChain, "-m", "comment", "--comment", quote(spn+" loadbalancer IP"), "-s", ip.String(), "-j", extChain)
+			n.rule(fwChain).comment(spn, " loadbalancer IP").w("-s").addr(ip).w("-j", extChain).end()
 		}
-		n.line("-A", fwChain, "-m", "comment", "--comment", quote("other traffic to "+spn+" will be dropped by KUBE-PROXY-FIREWALL"))
+		n.rule(fwChain).comment("other traffic to ", spn, " will be dropped by KUBE-PROXY-FIREWALL").end()
 	}
 	if usesEXT {
-		r.nat.chains = append(r.nat.chains, extChain)
+		r.natChains = append(r.natChains, extChain)
 		if sp.ExternalPolicyLocal {
 			if r.opts.ClusterCIDR.IsValid() {
-				n.line("-A", extChain, "-m", "comment", "--comment", quote("pod traffic for "+spn+" external destinations"),
-					"-s", r.opts.ClusterCIDR.String(), "-j", svcChain)
+				n.rule(extChain).comment("pod traffic for ", spn, " external destinations").
+					w("-s").prefix(r.opts.ClusterCIDR).w("-j", svcChain).end()
 			}
-			n.line("-A", extChain, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+spn+" external destinations"),
-				"-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq)
-			n.line("-A", extChain, "-m", "comment", "--comment", quote("route LOCAL traffic for "+spn+" external destinations"),
-				"-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain)
+			n.rule(extChain).comment("masquerade LOCAL traffic for ", spn, " external destinations").
+				w("-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq).end()
+			n.rule(extChain).comment("route LOCAL traffic for ", spn, " external destinations").
+				w("-m", "addrtype", "--src-type", "LOCAL", "-j", svcChain).end()
 		} else {
-			n.line("-A", extChain, "-m", "comment", "--comment", quote("masquerade traffic for "+spn+" external destinations"), "-j", chainMarkMasq)
+			n.rule(extChain).comment("masquerade traffic for ", spn, " external destinations").w("-j", chainMarkMasq).end()
 		}
-		n.line("-A", extChain, "-j", externalPolicyChain)
+		n.rule(extChain).w("-j", externalPolicyChain).end()
 	}
 
-	// The cache is per Service port: the same endpoint hashes differently
-	// under another Service.
-	clear(r.sepByEP)
 	if usesSVC {
-		r.policyChain(sp, svcChain, internalChain == svcChain, clusterEps)
+		r.policyChain(sp, names, svcChain, internalChain == svcChain, clusterEps)
 	}
 	if usesSVL {
-		r.policyChain(sp, svlChain, internalChain == svlChain, localEps)
+		r.policyChain(sp, names, svlChain, internalChain == svlChain, localEps)
 	}
 	// Endpoint chains, each once, for every endpoint a policy chain uses.
-	var used []model.Endpoint
 	if usesSVC {
-		used = append(used, clusterEps...)
+		for _, ep := range clusterEps {
+			r.endpointChain(sp, names, ep)
+		}
 	}
 	if usesSVL {
-		used = append(used, localEps...)
-	}
-	done := map[string]bool{}
-	for _, ep := range used {
-		if epStr := ep.String(); !done[epStr] {
-			done[epStr] = true
-			r.endpointChain(sp, epStr, ep.IP.String(), r.sepName(sp, epStr))
+		for _, ep := range localEps {
+			if !usesSVC || !slices.ContainsFunc(clusterEps, func(c model.Endpoint) bool { return c.IP == ep.IP && c.Port == ep.Port }) {
+				r.endpointChain(sp, names, ep)
+			}
 		}
 	}
 }
@@ -355,102 +380,72 @@ func (r *renderer) servicePort(sp *model.ServicePort) {
 // policyChain writes a KUBE-SVC or KUBE-SVL chain: the masquerade rule for
 // cluster IP traffic (on the chain cluster IP traffic enters), session
 // affinity, then one jump per endpoint with upstream's probabilities.
-func (r *renderer) policyChain(sp *model.ServicePort, chain string, internal bool, eps []model.Endpoint) {
-	spn := sp.Name.String()
+func (r *renderer) policyChain(sp *model.ServicePort, names *portNames, chain string, internal bool, eps []model.Endpoint) {
 	proto := string(sp.Protocol)
-	n := &r.nat.rules
-	r.nat.chains = append(r.nat.chains, chain)
-	if internal {
-		match := []string{"-A", chain, "-m", "comment", "--comment", quote(spn + " cluster IP"),
-			"-m", proto, "-p", proto, "-d", sp.ClusterIP.String(), "--dport", strconv.Itoa(int(sp.Port))}
-		switch {
-		case r.opts.MasqueradeAll:
-			n.line(append(match, "-j", chainMarkMasq)...)
-		case r.opts.ClusterCIDR.IsValid():
-			n.line(append(match, "!", "-s", r.opts.ClusterCIDR.String(), "-j", chainMarkMasq)...)
+	n := &r.nat
+	r.natChains = append(r.natChains, chain)
+	if internal && (r.opts.MasqueradeAll || r.opts.ClusterCIDR.IsValid()) {
+		n.rule(chain).comment(names.spn, " cluster IP").w("-m", proto, "-p", proto, "-d").addr(sp.ClusterIP).w("--dport").num(sp.Port)
+		if !r.opts.MasqueradeAll {
+			n.w("!", "-s").prefix(r.opts.ClusterCIDR)
 		}
+		n.w("-j", chainMarkMasq).end()
 	}
 	if sp.AffinitySeconds > 0 {
-		secs := strconv.Itoa(int(sp.AffinitySeconds))
 		for _, ep := range eps {
-			epStr := ep.String()
-			sep := r.sepName(sp, epStr)
-			n.line("-A", chain, "-m", "comment", "--comment", quote(spn+" -> "+epStr),
-				"-m", "recent", "--name", sep, "--rcheck", "--seconds", secs, "--reap", "-j", sep)
+			sep := names.sep(sp.Protocol, ep.AddrPort(), &r.scratch)
+			n.rule(chain).comment(names.spn, " -> ", ep.String()).
+				w("-m", "recent", "--name", sep, "--rcheck", "--seconds").num(sp.AffinitySeconds).w("--reap", "-j", sep).end()
 		}
 	}
 	count := len(eps)
 	for i, ep := range eps {
-		epStr := ep.String()
-		sep := r.sepName(sp, epStr)
-		args := []string{"-A", chain}
+		sep := names.sep(sp.Protocol, ep.AddrPort(), &r.scratch)
+		n.rule(chain)
 		if !r.largeCluster {
-			args = append(args, "-m", "comment", "--comment", quote(spn+" -> "+epStr))
+			n.comment(names.spn, " -> ", ep.String())
 		}
 		if i < count-1 {
-			args = append(args, "-m", "statistic", "--mode", "random", "--probability", probability(count-i))
+			n.w("-m", "statistic", "--mode", "random", "--probability", probability(count-i))
 		}
-		n.line(append(args, "-j", sep)...)
+		n.w("-j", sep).end()
 	}
-}
-
-// sepName is the KUBE-SEP chain of an endpoint of the Service port being
-// rendered, hashed once however many rules name it.
-func (r *renderer) sepName(sp *model.ServicePort, epStr string) string {
-	if r.sepByEP == nil {
-		r.sepByEP = map[string]string{}
-	}
-	if n, ok := r.sepByEP[epStr]; ok {
-		return n
-	}
-	n := EndpointChain(sp.Name, sp.Protocol, epStr)
-	r.sepByEP[epStr] = n
-	return n
 }
 
 // endpointChain writes a KUBE-SEP chain: hairpin masquerade, then DNAT.
-func (r *renderer) endpointChain(sp *model.ServicePort, epStr, epIP, sep string) {
+func (r *renderer) endpointChain(sp *model.ServicePort, names *portNames, ep model.Endpoint) {
 	proto := string(sp.Protocol)
-	r.nat.chains = append(r.nat.chains, sep)
-	var comment []string
-	if !r.largeCluster {
-		comment = []string{"-m", "comment", "--comment", quote(sp.Name.String())}
-	}
-	n := &r.nat.rules
+	sep := names.sep(sp.Protocol, ep.AddrPort(), &r.scratch)
+	r.natChains = append(r.natChains, sep)
+	n := &r.nat
 	// Hairpin: a pod reaching itself through the Service must be
 	// masqueraded or its reply would bypass the DNAT.
-	n.line(append(append([]string{"-A", sep}, comment...), "-s", epIP, "-j", chainMarkMasq)...)
-	args := append([]string{"-A", sep}, comment...)
+	n.rule(sep)
+	if !r.largeCluster {
+		n.comment(names.spn)
+	}
+	n.w("-s").addr(ep.IP).w("-j", chainMarkMasq).end()
+	n.rule(sep)
+	if !r.largeCluster {
+		n.comment(names.spn)
+	}
 	if sp.AffinitySeconds > 0 {
-		args = append(args, "-m", "recent", "--name", sep, "--set")
+		n.w("-m", "recent", "--name", sep, "--set")
 	}
-	n.line(append(args, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", epStr)...)
+	n.w("-m", proto, "-p", proto, "-j", "DNAT", "--to-destination").endpoint(ep.AddrPort()).end()
 }
 
-// probability is 1/n printed as upstream does ("%0.10f").
+// probabilities are 1/n for small n, printed as upstream does ("%0.10f").
+var probabilities = func() (p [64]string) {
+	for n := 1; n < len(p); n++ {
+		p[n] = strconv.FormatFloat(1/float64(n), 'f', 10, 64)
+	}
+	return p
+}()
+
 func probability(n int) string {
+	if n < len(probabilities) {
+		return probabilities[n]
+	}
 	return strconv.FormatFloat(1/float64(n), 'f', 10, 64)
-}
-
-// quote quotes a comment only when it needs it, as iptables-save prints it.
-func quote(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ' ' {
-			return `"` + s + `"`
-		}
-	}
-	return s
-}
-
-// lineBuf accumulates restore lines.
-type lineBuf struct{ bytes.Buffer }
-
-func (b *lineBuf) line(words ...string) {
-	for i, w := range words {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(w)
-	}
-	b.WriteByte('\n')
 }

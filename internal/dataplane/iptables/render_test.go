@@ -342,3 +342,36 @@ func TestNodePortAddressesPrimary(t *testing.T) {
 		t.Error("with no known primary address NodePorts must not open on every address")
 	}
 }
+
+// A Renderer that rendered other states before gives what a fresh Render
+// gives: its kept names and reused buffers never leak into the output.
+func TestRendererReuseMatchesFreshRender(t *testing.T) {
+	withEndpoints := func(st *model.State, i int, eps ...model.Endpoint) *model.State {
+		st.Services[i].Endpoints = eps
+		return st
+	}
+	base := func() *model.State { return model.Synthetic(60, 3) }
+	steps := []struct {
+		name string
+		st   *model.State
+		opts Options
+	}{
+		{"first", base(), Options{ClusterCIDR: podCIDR}},
+		{"endpoint replaced", withEndpoints(base(), 7, dptest.Ep("10.250.0.1", 8080), dptest.Ep("10.250.0.2", 8080)), Options{ClusterCIDR: podCIDR}},
+		{"endpoint gone", withEndpoints(base(), 7, dptest.Ep("10.250.0.2", 8080)), Options{ClusterCIDR: podCIDR}},
+		{"back again", base(), Options{ClusterCIDR: podCIDR}},
+		{"Services gone", &model.State{Services: base().Services[10:20]}, Options{ClusterCIDR: podCIDR}},
+		{"other options", base(), Options{MasqueradeAll: true, LocalhostNodePorts: true}},
+		{"large cluster: no endpoint comments", model.Synthetic(400, 3), Options{ClusterCIDR: podCIDR}},
+		{"small again", base(), Options{ClusterCIDR: podCIDR}},
+		{"feature-rich Services", &model.State{Services: []model.ServicePort{
+			lbService(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)), kubeDNS(dptest.Ep("10.244.0.53", 53))}}, Options{ClusterCIDR: podCIDR}},
+	}
+	var r Renderer
+	for _, s := range steps {
+		got, want := string(Compose(r.Render(s.st, s.opts), nil)), string(Compose(Render(s.st, s.opts), nil))
+		if got != want {
+			t.Fatalf("%s: reused Renderer differs from a fresh Render", s.name)
+		}
+	}
+}

@@ -30,6 +30,7 @@ type Syncer struct {
 	// changed (0: every sync is full).
 	FullSyncPeriod time.Duration
 
+	renderer Renderer
 	applied  *Applied
 	lastFull time.Time
 	// forceFull is set from other goroutines (the canary monitor).
@@ -45,7 +46,7 @@ func (s *Syncer) ForceFull() { s.forceFull.Store(true) }
 // ComposeChunks). On error the failed transaction leaves nothing behind;
 // earlier ones stay, each consistent, and the next sync completes the rest.
 func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
-	rs := Render(st, s.Options)
+	rs := s.renderer.Render(st, s.Options)
 	per := s.ChunkServices
 	if per == 0 {
 		per = DefaultChunkServices
