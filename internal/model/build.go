@@ -48,9 +48,10 @@ func Build(in Input, node Node) (State, []error) { return new(Builder).Build(in,
 // out, they replace it). At 10k Services a change then costs the merge, not
 // a rebuild.
 type Builder struct {
-	nodeName string
-	services map[*corev1.Service]*servicePortsResult
-	slices   map[*discoveryv1.EndpointSlice]*sliceEndpoints
+	node      Node
+	services  map[*corev1.Service]*servicePortsResult
+	slices    map[*discoveryv1.EndpointSlice]*sliceEndpoints
+	endpoints endpointIndex
 }
 
 type servicePortsResult struct {
@@ -67,25 +68,34 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 			node = nodeInfo(node, n)
 		}
 	}
-	if node.Name != b.nodeName {
-		// Which endpoints are local depends on the node's name.
-		b.nodeName, b.slices = node.Name, nil
+	if node.Name != b.node.Name || node.Zone != b.node.Zone {
+		// Which endpoints are local depends on the node's name, topology
+		// on its zone too.
+		b.node, b.slices, b.endpoints = node, nil, nil
 	}
 	nextServices := make(map[*corev1.Service]*servicePortsResult, len(in.Services))
 	nextSlices := make(map[*discoveryv1.EndpointSlice]*sliceEndpoints, len(in.EndpointSlices))
 	defer func() { b.services, b.slices = nextServices, nextSlices }()
 	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
 
-	svcs := slices.Clone(in.Services)
-	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
+	// Sorted on keys copied out of the objects: at 10k Services comparing
+	// through the pointers costs a cache miss per comparison.
+	type named struct {
+		ns, name string
+		svc      *corev1.Service
+	}
+	svcs := make([]named, len(in.Services))
+	for i, svc := range in.Services {
+		svcs[i] = named{svc.Namespace, svc.Name, svc}
+	}
+	slices.SortFunc(svcs, func(a, b named) int { return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name)) })
 
-	var ports []ServicePort
-	usedNodePorts := map[string]string{} // "tcp/30450" -> owning Service
-	usedFrontends := map[string]string{} // "tcp/10.0.0.1:80" -> owning Service
-	for _, svc := range svcs {
-		key := svc.Namespace + "/" + svc.Name
+	ports := make([]ServicePort, 0, len(svcs))
+	usedNodePorts := make(map[nodePortKey]string, len(svcs))
+	usedFrontends := make(map[frontendKey]string, len(svcs))
+	for _, n := range svcs {
+		svc := n.svc
+		key := n.ns + "/" + n.name
 		r := b.services[svc]
 		if r == nil {
 			r = &servicePortsResult{}
@@ -113,9 +123,10 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 	errs = append(errs, epErrs...)
 	for i := range ports {
 		sp := &ports[i]
-		sp.Endpoints = eps.forPort(sp.Name, sp.Protocol, sp.ClusterIP.Is6())
-		applyTopology(sp.Endpoints, node)
+		k := endpointKey{service: sp.Name.ServiceName(), port: sp.Name.Port, protocol: sp.Protocol, v6: sp.ClusterIP.Is6()}
+		sp.Endpoints = eps[k].merge(b.endpoints[k], node)
 	}
+	b.endpoints = eps
 	// Sorted by name: the key strings are built once, not per comparison.
 	order := make([]int, len(ports))
 	names := make([]string, len(ports))
@@ -345,26 +356,36 @@ func serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
 // claimPorts refuses a Service whose node ports or cluster IP frontends are
 // already taken by another Service: two Services cannot share one port, and
 // the first one (in namespace/name order) keeps it.
-func claimPorts(sps []ServicePort, owner string, nodePorts, frontends map[string]string) *ObjectError {
+func claimPorts(sps []ServicePort, owner string, nodePorts map[nodePortKey]string, frontends map[frontendKey]string) *ObjectError {
 	for i, sp := range sps {
 		if sp.NodePort != 0 {
-			k := fmt.Sprintf("%s/%d", sp.Protocol, sp.NodePort)
-			if other, ok := nodePorts[k]; ok {
+			if other, ok := nodePorts[nodePortKey{sp.Protocol, sp.NodePort}]; ok {
 				return &ObjectError{Field: fmt.Sprintf("spec.ports[%d].nodePort", i), Err: fmt.Errorf("%d/%s is already used by Service %s", sp.NodePort, sp.Protocol, other)}
 			}
 		}
-		k := fmt.Sprintf("%s/%s", sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port)))
-		if other, ok := frontends[k]; ok {
+		if other, ok := frontends[frontendKey{sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port))}]; ok {
 			return &ObjectError{Field: fmt.Sprintf("spec.ports[%d].port", i), Err: fmt.Errorf("%s:%d/%s is already used by Service %s", sp.ClusterIP, sp.Port, sp.Protocol, other)}
 		}
 	}
 	for _, sp := range sps {
 		if sp.NodePort != 0 {
-			nodePorts[fmt.Sprintf("%s/%d", sp.Protocol, sp.NodePort)] = owner
+			nodePorts[nodePortKey{sp.Protocol, sp.NodePort}] = owner
 		}
-		frontends[fmt.Sprintf("%s/%s", sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port)))] = owner
+		frontends[frontendKey{sp.Protocol, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port))}] = owner
 	}
 	return nil
+}
+
+// nodePortKey and frontendKey are what two Services cannot share: a node
+// port, a cluster IP and port, each per protocol.
+type nodePortKey struct {
+	proto Protocol
+	port  int32
+}
+
+type frontendKey struct {
+	proto Protocol
+	addr  netip.AddrPort
 }
 
 func protocolOf(p corev1.Protocol) (Protocol, bool) {

@@ -246,17 +246,41 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
 		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-b", "web", 8080, "", endpoint("10.244.1.11", "node-2", nil))}},
 	}
+	check := func(b *Builder, i int, in Input, node Node) {
+		t.Helper()
+		got, gotErrs := b.Build(in, node)
+		want, wantErrs := Build(in, node)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("step %d on %s: reused build differs:\n got %+v\nwant %+v", i, node.Name, got, want)
+		}
+		if fmt.Sprint(gotErrs) != fmt.Sprint(wantErrs) {
+			t.Errorf("step %d on %s: errors %v, want %v", i, node.Name, gotErrs, wantErrs)
+		}
+	}
 	for _, node := range []Node{{Name: "node-1"}, {Name: "node-2"}} {
 		var b Builder
 		for i, in := range steps {
-			got, gotErrs := b.Build(in, node)
-			want, wantErrs := Build(in, node)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("step %d on %s: reused build differs:\n got %+v\nwant %+v", i, node.Name, got, want)
-			}
-			if fmt.Sprint(gotErrs) != fmt.Sprint(wantErrs) {
-				t.Errorf("step %d on %s: errors %v, want %v", i, node.Name, gotErrs, wantErrs)
-			}
+			check(&b, i, in, node)
 		}
+	}
+	// One Builder while the slices swap places and the node's zone (which
+	// topology hints follow) changes under unchanged objects.
+	zoned := func(ip, zone string) discoveryv1.Endpoint {
+		e := endpoint(ip, "node-2", nil)
+		e.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}}
+		return e
+	}
+	h1, h2 := slice("web-a", "web", 8080, "", zoned("10.244.0.10", "a")), slice("web-b", "web", 8080, "", zoned("10.244.1.10", "b"))
+	var b Builder
+	for i, step := range []struct {
+		in   Input
+		node Node
+	}{
+		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h1, h2}}, Node{Name: "node-1", Zone: "a"}},
+		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2, h1}}, Node{Name: "node-1", Zone: "a"}},
+		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2, h1}}, Node{Name: "node-1", Zone: "b"}},
+		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2}}, Node{Name: "node-1", Zone: "b"}},
+	} {
+		check(&b, i, step.in, step.node)
 	}
 }

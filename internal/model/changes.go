@@ -37,12 +37,28 @@ func Changes(prev, cur Input) ChangeSet {
 const lastChangeTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
 
 func countChanged[T metav1.Object](prev, cur []T, changed func(T)) int {
-	old := make(map[string]T, len(prev))
-	for _, o := range prev {
+	// Sources hand out an unchanged object as the same pointer, mostly in
+	// the same order: objects at the same place and pointer are skipped
+	// without building keys for them.
+	var p, c []T
+	for i, o := range cur {
+		if i < len(prev) && any(prev[i]) == any(o) {
+			continue
+		}
+		c = append(c, o)
+		if i < len(prev) {
+			p = append(p, prev[i])
+		}
+	}
+	if len(prev) > len(cur) {
+		p = append(p, prev[len(cur):]...)
+	}
+	old := make(map[string]T, len(p))
+	for _, o := range p {
 		old[o.GetNamespace()+"/"+o.GetName()] = o
 	}
 	n := 0
-	for _, o := range cur {
+	for _, o := range c {
 		k := o.GetNamespace() + "/" + o.GetName()
 		p, ok := old[k]
 		delete(old, k)

@@ -30,6 +30,14 @@ func TestChanges(t *testing.T) {
 	if cs := Changes(cur, cur); cs.Services != 0 || cs.EndpointSlices != 0 {
 		t.Errorf("no change counted as %+v", cs)
 	}
+	// The same objects in another order are no change; one moved and
+	// edited is one change.
+	if cs := Changes(prev, Input{Services: []*corev1.Service{b, a}, EndpointSlices: prev.EndpointSlices}); cs.Services != 0 {
+		t.Errorf("reordered Services counted as %+v", cs)
+	}
+	if cs := Changes(prev, Input{Services: []*corev1.Service{b, a2}}); cs.Services != 1 || cs.EndpointSlices != 1 {
+		t.Errorf("moved and edited Service, removed slice: %+v, want 1 and 1", cs)
+	}
 	// With resourceVersions (the API server), an unchanged version is no change.
 	a3, a4 := a.DeepCopy(), a.DeepCopy()
 	a3.ResourceVersion, a4.ResourceVersion = "7", "7"

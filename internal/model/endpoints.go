@@ -18,25 +18,50 @@ type endpointKey struct {
 	v6       bool
 }
 
-type endpointIndex map[endpointKey][]Endpoint
+// endpointIndex holds, per Service port, the slices' endpoints for it.
+type endpointIndex map[endpointKey]*portSources
 
-// forPort returns the endpoints of one Service port, sorted and de-duplicated
-// (several slices of one Service may list the same address).
-func (idx endpointIndex) forPort(name ServicePortName, proto Protocol, v6 bool) []Endpoint {
-	eps := slices.Clone(idx[endpointKey{service: name.ServiceName(), port: name.Port, protocol: proto, v6: v6}])
-	slices.SortFunc(eps, func(a, b Endpoint) int {
-		return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port))
-	})
-	return slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.IP == b.IP && a.Port == b.Port })
+// portSources are the endpoint lists the slices of a Service give one of
+// its ports, and the slices they came from (one list per slice).
+type portSources struct {
+	from  []*sliceEndpoints
+	parts [][]Endpoint
+	// merged is the result of merge.
+	merged []Endpoint
 }
 
-// endpointsByService merges all EndpointSlices of each Service. An endpoint
-// that cannot be used is reported and skipped; the rest of its slice is kept.
-// What a slice contributes is taken from cache when the same object was seen
-// before, and recorded in next.
+// merge returns the port's endpoints, sorted and de-duplicated (several
+// slices of one Service may list the same address), with topology applied.
+// When prev came from the same slice results, its endpoints are reused.
+func (ps *portSources) merge(prev *portSources, node Node) []Endpoint {
+	if ps == nil {
+		return nil
+	}
+	if prev != nil && slices.Equal(prev.from, ps.from) {
+		ps.merged = prev.merged
+		return ps.merged
+	}
+	var eps []Endpoint
+	for _, p := range ps.parts {
+		eps = append(eps, p...)
+	}
+	byAddr := func(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
+	if !slices.IsSortedFunc(eps, byAddr) {
+		slices.SortFunc(eps, byAddr)
+	}
+	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.IP == b.IP && a.Port == b.Port })
+	applyTopology(eps, node)
+	ps.merged = eps
+	return eps
+}
+
+// endpointsByService groups all EndpointSlices' endpoints by Service port.
+// An endpoint that cannot be used is reported and skipped; the rest of its
+// slice is kept. What a slice contributes is taken from cache when the same
+// object was seen before, and recorded in next.
 func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string,
 	cache, next map[*discoveryv1.EndpointSlice]*sliceEndpoints) (endpointIndex, []error) {
-	idx := endpointIndex{}
+	idx := make(endpointIndex, len(slicesIn))
 	var errs []error
 	for _, s := range slicesIn {
 		se := cache[s]
@@ -48,9 +73,13 @@ func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin
 		}
 		errs = append(errs, se.errs...)
 		for i, k := range se.keys {
-			// Appending to what idx holds (nil at first) never writes into
-			// the cached slice.
-			idx[k] = append(idx[k], se.eps[i]...)
+			ps := idx[k]
+			if ps == nil {
+				ps = &portSources{}
+				idx[k] = ps
+			}
+			ps.from = append(ps.from, se)
+			ps.parts = append(ps.parts, se.eps[i])
 		}
 	}
 	return idx, errs
@@ -165,20 +194,22 @@ func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind,
 // (PreferSameZone). In every other case all endpoints are used, so a
 // half-hinted slice never blackholes traffic.
 func applyTopology(eps []Endpoint, node Node) {
-	var ready []int
-	for i, e := range eps {
+	has := func(list []string, v string) bool { return v != "" && slices.Contains(list, v) }
+	var anyReady, nodeHinted, allZoned, zoneHinted bool
+	allZoned = true
+	for _, e := range eps {
 		if e.Ready {
-			ready = append(ready, i)
+			anyReady = true
+			nodeHinted = nodeHinted || has(e.NodeHints, node.Name)
+			allZoned = allZoned && len(e.ZoneHints) > 0
+			zoneHinted = zoneHinted || has(e.ZoneHints, node.Zone)
 		}
 	}
-	has := func(list []string, v string) bool { return v != "" && slices.Contains(list, v) }
 	keep := func(e Endpoint) bool { return true }
 	switch {
-	case slices.ContainsFunc(ready, func(i int) bool { return has(eps[i].NodeHints, node.Name) }):
+	case nodeHinted:
 		keep = func(e Endpoint) bool { return has(e.NodeHints, node.Name) }
-	case node.Zone != "" && len(ready) > 0 &&
-		!slices.ContainsFunc(ready, func(i int) bool { return len(eps[i].ZoneHints) == 0 }) &&
-		slices.ContainsFunc(ready, func(i int) bool { return has(eps[i].ZoneHints, node.Zone) }):
+	case node.Zone != "" && anyReady && allZoned && zoneHinted:
 		keep = func(e Endpoint) bool { return has(e.ZoneHints, node.Zone) }
 	}
 	for i := range eps {

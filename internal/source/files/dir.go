@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -29,6 +31,10 @@ type fileEntry struct {
 	size    int64
 	objs    Objects
 	errs    []error
+	// keys are the objects' Input.Origin keys ("Service ns/name"), in the
+	// order of objs' Services, EndpointSlices and Nodes: worked out once
+	// per file, not on every Load.
+	keys [3][]string
 }
 
 // IsManifest reports whether a file name is one kubectl apply -f DIR reads.
@@ -87,6 +93,7 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 				return
 			}
 			j.fe.objs, j.fe.errs = Decode(j.path, data)
+			j.fe.keys = [3][]string{originKeys("Service", j.fe.objs.Services), originKeys("EndpointSlice", j.fe.objs.EndpointSlices), originKeys("Node", j.fe.objs.Nodes)}
 		}(&todo[i])
 	}
 	wg.Wait()
@@ -107,25 +114,41 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 // merge combines the files in name order; an object defined twice keeps its
 // first definition and the second is reported.
 func (d *Dir) merge(names []string) (model.Input, []error) {
-	in := model.Input{Origin: map[string]string{}}
+	var nsvc, nslice, nkeys int
+	for _, p := range names {
+		fe := d.cache[p]
+		nsvc, nslice = nsvc+len(fe.objs.Services), nslice+len(fe.objs.EndpointSlices)
+		nkeys += len(fe.keys[0]) + len(fe.keys[1]) + len(fe.keys[2])
+	}
+	in := model.Input{Origin: make(map[string]string, nkeys),
+		Services: make([]*corev1.Service, 0, nsvc), EndpointSlices: make([]*discoveryv1.EndpointSlice, 0, nslice)}
 	var errs []error
 	for _, p := range names {
 		fe := d.cache[p]
 		errs = append(errs, fe.errs...)
-		in.Services = appendFirst(in.Services, fe.objs.Services, "Service", p, in.Origin, &errs)
-		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.objs.EndpointSlices, "EndpointSlice", p, in.Origin, &errs)
-		in.Nodes = appendFirst(in.Nodes, fe.objs.Nodes, "Node", p, in.Origin, &errs)
+		in.Services = appendFirst(in.Services, fe.objs.Services, fe.keys[0], p, in.Origin, &errs)
+		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.objs.EndpointSlices, fe.keys[1], p, in.Origin, &errs)
+		in.Nodes = appendFirst(in.Nodes, fe.objs.Nodes, fe.keys[2], p, in.Origin, &errs)
 	}
 	return in, errs
 }
 
+// originKeys are the Input.Origin keys of objects of one kind.
+func originKeys[T metav1.Object](kind string, objs []T) []string {
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = kind + " " + o.GetNamespace() + "/" + o.GetName()
+	}
+	return keys
+}
+
 // appendFirst adds the objects of one file that no earlier file defined,
 // recording where each came from.
-func appendFirst[T metav1.Object](dst, objs []T, kind, path string, origin map[string]string, errs *[]error) []T {
-	for _, o := range objs {
-		name := o.GetNamespace() + "/" + o.GetName()
-		k := kind + " " + name
+func appendFirst[T metav1.Object](dst, objs []T, keys []string, path string, origin map[string]string, errs *[]error) []T {
+	for i, o := range objs {
+		k := keys[i]
 		if prev, dup := origin[k]; dup {
+			kind, name, _ := strings.Cut(k, " ")
 			*errs = append(*errs, &model.ObjectError{Source: path, Kind: kind, Object: name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
 			continue
 		}
