@@ -82,6 +82,7 @@ warning.`,
 	fs.DurationVar(&c.MinSyncPeriod, "iptables-min-sync-period", c.MinSyncPeriod, "the shortest time between two syncs; changes that arrive meanwhile are applied together (0 syncs on every change)")
 	fs.StringVar(&c.HealthzBindAddress, "healthz-bind-address", c.HealthzBindAddress, "IP:PORT for /healthz and /livez (empty to disable)")
 	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "IP:PORT for Prometheus metrics at /metrics (empty to disable)")
+	fs.BoolVar(&c.EnableProfiling, "profiling", c.EnableProfiling, "serve Go's profiling handlers at /debug/pprof/ on --metrics-bind-address")
 	fs.StringVar(&c.NodePortReservation, "nodeport-reservation", c.NodePortReservation, "keep the kernel from handing NodePorts out as ephemeral client ports (net.ipv4.ip_local_reserved_ports): range (the whole --service-node-port-range), ports (only the NodePorts in use) or off")
 	fs.StringVar(&c.NodePortRange, "service-node-port-range", c.NodePortRange, "the API server's NodePort range, reserved with --nodeport-reservation=range")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where svcproxy records what it changed on the node (reserved ports), so cleanup can undo exactly that")
@@ -107,6 +108,7 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"iptables-min-sync-period":     func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },
 	"healthz-bind-address":         func(d, s *config.Config) { d.HealthzBindAddress = s.HealthzBindAddress },
 	"metrics-bind-address":         func(d, s *config.Config) { d.MetricsBindAddress = s.MetricsBindAddress },
+	"profiling":                    func(d, s *config.Config) { d.EnableProfiling = s.EnableProfiling },
 	"kube-api-qps":                 func(d, s *config.Config) { d.QPS = s.QPS },
 	"kube-api-burst":               func(d, s *config.Config) { d.Burst = s.Burst },
 	"nodeport-reservation":         func(d, s *config.Config) { d.NodePortReservation = s.NodePortReservation },
@@ -223,7 +225,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	}
 	if c.MetricsBindAddress != "" {
 		go func() {
-			if err := m.ListenAndServe(ctx, c.MetricsBindAddress); err != nil {
+			if err := m.ListenAndServe(ctx, c.MetricsBindAddress, c.EnableProfiling); err != nil {
 				log.Error("metrics server stopped", "address", c.MetricsBindAddress, "err", err)
 			}
 		}()

@@ -33,6 +33,9 @@ type Config struct {
 	MinSyncPeriod      time.Duration
 	MetricsBindAddress string
 	HealthzBindAddress string
+	// EnableProfiling serves Go's pprof handlers at /debug/pprof/ on the
+	// metrics address, as upstream's --profiling does.
+	EnableProfiling bool
 	// NodePortReservation is range, ports or off: what svcproxy adds to
 	// net.ipv4.ip_local_reserved_ports.
 	NodePortReservation string
@@ -224,6 +227,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	setStr(&c.Mode, string(k.Mode))
 	setStr(&c.MetricsBindAddress, k.MetricsBindAddress)
 	setStr(&c.HealthzBindAddress, k.HealthzBindAddress)
+	if k.EnableProfiling {
+		c.EnableProfiling = true
+	}
 	if k.ClientConnection.QPS != 0 {
 		c.QPS = k.ClientConnection.QPS
 	}
@@ -274,7 +280,6 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("logging", k.Logging)
 	check("bindAddress", k.BindAddress)
 	check("bindAddressHardFail", k.BindAddressHardFail)
-	check("enableProfiling", k.EnableProfiling)
 	check("showHiddenMetricsForVersion", k.ShowHiddenMetricsForVersion)
 	check("ipvs", k.IPVS)
 	check("nftables.masqueradeBit", k.NFTables.MasqueradeBit)

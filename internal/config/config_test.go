@@ -32,6 +32,7 @@ iptables:
   minSyncPeriod: 0s
   localhostNodePorts: false
 nodePortAddresses: ["primary"]
+enableProfiling: true
 ipvs:
   scheduler: rr
 conntrack:
@@ -45,7 +46,7 @@ oomScoreAdj: -999
 	}
 	if c.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || c.HostnameOverride != "node-1" || c.ClusterCIDR != "10.244.0.0/16" ||
 		!c.MasqueradeAll || c.SyncPeriod != 10*time.Second || c.MinSyncPeriod != time.Second || c.LocalhostNodePorts || c.QPS != 50 ||
-		len(c.NodePortAddresses) != 1 {
+		len(c.NodePortAddresses) != 1 || !c.EnableProfiling {
 		t.Errorf("config = %+v", c)
 	}
 	if got := strings.Join(unsupported, ","); got != "ipvs,oomScoreAdj,conntrack" {

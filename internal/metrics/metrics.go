@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -114,9 +115,22 @@ func (m *Metrics) SetNodePortConflict(port int32, protocol string, holders int) 
 	m.nodePortConflicts.With(labels).Set(float64(holders))
 }
 
-// ListenAndServe serves /metrics on addr until ctx ends.
-func (m *Metrics) ListenAndServe(ctx context.Context, addr string) error {
+// ListenAndServe serves /metrics on addr until ctx ends, and with
+// profiling Go's pprof handlers under /debug/pprof/.
+func (m *Metrics) ListenAndServe(ctx context.Context, addr string, profiling bool) error {
+	return serve.ListenAndServe(ctx, addr, m.Handler(profiling))
+}
+
+// Handler serves /metrics and, with profiling, /debug/pprof/.
+func (m *Metrics) Handler(profiling bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	return serve.ListenAndServe(ctx, addr, mux)
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
 }
