@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
+	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
 
@@ -232,5 +234,44 @@ func TestExplainNftGolden(t *testing.T) {
 	}
 	if _, err := idx.ExplainNft(rs, "default/nope", nil); err == nil {
 		t.Error("unknown Service explained")
+	}
+}
+
+// svcproxy's own nftables rules read as what they do: the DNAT ladder of a
+// Service chain and the hairpin masquerade in postrouting.
+func TestDescribeSvcproxyNftRules(t *testing.T) {
+	ep := func(ip string) model.Endpoint {
+		return model.Endpoint{IP: netip.MustParseAddr(ip), Port: 80, Ready: true, Serving: true}
+	}
+	st := &model.State{Services: []model.ServicePort{{
+		Name: model.ServicePortName{Namespace: "default", Name: "web"}, Protocol: model.TCP,
+		ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Endpoints: []model.Endpoint{ep("10.244.0.10"), ep("10.244.0.11")},
+	}}}
+	rs, err := netfilter.ParseNft(nftables.Render(st, nftables.Options{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")}).List())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pod reaching itself through its Service.
+	res, err := netfilter.TraceNft(rs, netfilter.Packet{Src: netip.MustParseAddr("10.244.0.10"), Dst: netip.MustParseAddr("10.96.0.10"), Protocol: "tcp", DstPort: 80},
+		netfilter.TraceOptions{LocalAddrs: []netip.Addr{node}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := NewNftIndex(rs)
+	var said []string
+	for _, p := range res.Paths {
+		for _, h := range p.Hops {
+			said = append(said, idx.Describe(h))
+		}
+	}
+	all := strings.Join(said, "\n")
+	for _, want := range []string{
+		"1 in 2 of the connections still here: destination rewritten to 10.244.0.10:80 (DNAT)",
+		"destination rewritten to 10.244.0.11:80 (DNAT)",
+		"marked for masquerade: hairpin (an endpoint reaching itself through its Service)",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no hop says %q; hops say:\n%s", want, all)
+		}
 	}
 }

@@ -50,6 +50,11 @@ func NewNftIndex(rs *netfilter.NftRuleset) *Index {
 	return idx
 }
 
+func dnatTo(rule string) string {
+	_, to, _ := strings.Cut(rule, " to ")
+	return "destination rewritten to " + strings.Fields(to + " ?")[0] + " (DNAT)"
+}
+
 // describeNft says what an nftables rule on a packet's path did.
 func (idx *Index) describeNft(h netfilter.Hop) string {
 	r := h.Rule
@@ -74,11 +79,14 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 		return "load balancer source-range check (firewall-ips)"
 	case strings.Contains(r, "vmap @no-endpoint-services"), strings.Contains(r, "vmap @no-endpoint-nodeports"):
 		return "Services without endpoints are rejected or dropped here"
+	case strings.HasPrefix(r, "numgen random mod ") && strings.Contains(r, "dnat "):
+		return "1 in " + strings.Fields(r)[3] + " of the connections still here: " + dnatTo(r)
 	case strings.HasPrefix(r, "numgen random mod "):
 		return "picks one of " + strings.Fields(r)[3] + " endpoints at random"
+	case strings.Contains(r, "@hairpin-endpoints") && strings.Contains(r, "jump mark-for-masquerade"):
+		return "marked for masquerade: hairpin (an endpoint reaching itself through its Service)"
 	case strings.Contains(r, "dnat "):
-		_, to, _ := strings.Cut(r, " to ")
-		return "destination rewritten to " + strings.Fields(to + " ?")[0] + " (DNAT)"
+		return dnatTo(r)
 	case strings.HasPrefix(r, "masquerade"):
 		return "masquerade: the source becomes this node's address on the way out"
 	case strings.Contains(r, "jump mark-for-masquerade"):

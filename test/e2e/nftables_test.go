@@ -49,7 +49,7 @@ func TestSwitchingModes(t *testing.T) {
 }
 
 // In nftables mode a changed endpoint is followed by traffic, and the old
-// endpoint's chain never carries traffic again.
+// endpoint is in no rule any more.
 func TestNftablesEndpointChange(t *testing.T) {
 	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}}, lab.PodSpec{Name: "web-2", TCP: []int{80}})
 	w.mode = "nftables"
@@ -71,7 +71,6 @@ func TestNftablesEndpointChange(t *testing.T) {
 			t.Fatalf("request %d after the change: %v %v", i, a.Pod, err)
 		}
 	}
-	// Emptied at once, deleted by a later sync.
 	if strings.Contains(w.nftList(), "dnat to 10.244.0.10:80") {
 		t.Errorf("the old endpoint still has a DNAT rule:\n%s", w.nftList())
 	}

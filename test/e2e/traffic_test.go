@@ -187,3 +187,37 @@ func TestNeighbourCannotReachNodeLoopback(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A pod reaching its own Service lands on itself part of the time: those
+// connections must be masqueraded (hairpin), or the pod's reply to itself
+// would skip the DNAT and the connection would hang. Connections to the
+// other pod keep the pod's address.
+func TestHairpin(t *testing.T) {
+	modes(t, func(t *testing.T, mode string) {
+		w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}}, lab.PodSpec{Name: "web-2", TCP: []int{80}})
+		w.mode = mode
+		w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10", "10.244.0.11"))
+		w.start()
+		self := w.lab.Pods[0]
+		if _, err := self.WaitHTTP(ctxFor(t, 10*time.Second), "10.96.0.10:80"); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for i := 0; i < 40; i++ {
+			a, err := self.HTTPGet(ctxFor(t, 3*time.Second), "10.96.0.10:80")
+			if err != nil {
+				t.Fatalf("request %d from web-1 to its own Service: %v", i, err)
+			}
+			seen[a.Pod]++
+			switch from := strings.Split(a.Remote, ":")[0]; {
+			case a.Pod == "web-1" && from == self.IP.String():
+				t.Errorf("web-1 reached itself keeping its own address %s: not masqueraded", from)
+			case a.Pod == "web-2" && from != self.IP.String():
+				t.Errorf("web-2 saw %s, want web-1's address %s (pod traffic keeps its source)", from, self.IP)
+			}
+		}
+		if seen["web-1"] == 0 || seen["web-2"] == 0 {
+			t.Errorf("answers per pod = %v; both endpoints must get traffic", seen)
+		}
+	})
+}

@@ -210,3 +210,23 @@ func (v vmapLookup) exprs(v6 bool) []expr.Any {
 func (u updateSet) exprs(v6 bool) []expr.Any {
 	return []expr.Any{loadAddr(v6, true, reg1), &expr.Dynset{SrcRegKey: reg1, SetName: u.set, Operation: unix.NFT_DYNSET_OP_UPDATE}}
 }
+
+// ipsDstNAT is the conntrack status bit of a connection whose destination
+// was rewritten.
+const ipsDstNAT = 1 << 5
+
+func (matchCtDNAT) exprs(bool) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(ipsDstNAT), Xor: ne32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: ne32(0)},
+	}
+}
+
+func (m matchPairSet) exprs(v6 bool) []expr.Any {
+	second := uint32(reg32_00 + 1)
+	if v6 {
+		second = reg32_00 + 4
+	}
+	return []expr.Any{loadAddr(v6, true, reg32_00), loadAddr(v6, false, second), &expr.Lookup{SourceRegister: reg32_00, SetName: m.set}}
+}

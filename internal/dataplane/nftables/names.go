@@ -35,6 +35,7 @@ const (
 	mapNoEndpointServices  = "no-endpoint-services"
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
 	mapFirewallIPs         = "firewall-ips"
+	setHairpin             = "hairpin-endpoints"
 
 	// masqMark is bit 14, the mark upstream uses for "masquerade me".
 	masqMark = 0x4000

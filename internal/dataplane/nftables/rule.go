@@ -149,11 +149,11 @@ type reject struct{}
 func (reject) text(bool) string { return "reject" }
 
 // numgenPick matches one packet in mod: "numgen random mod 3 0". A ladder
-// of them (mod N, N-1, ... 2, then a plain goto) picks each of N endpoints
-// with probability 1/N, as iptables' statistic rules do. Upstream uses one
-// anonymous verdict map instead; anonymous maps cost the kernel time
-// quadratic in the size of the transaction that creates them, which makes
-// large syncs slow, and a ladder needs no map at all.
+// of them (mod N, N-1, ... 2, then an unconditional rung) picks each of N
+// endpoints with probability 1/N, as iptables' statistic rules do. Upstream
+// uses one anonymous verdict map instead; the kernel's cost of creating maps
+// grows with how many the table has, which makes large syncs slow, and a
+// ladder needs no map at all.
 type numgenPick struct{ mod int }
 
 func (n numgenPick) text(bool) string { return "numgen random mod " + strconv.Itoa(n.mod) + " 0" }
@@ -166,6 +166,18 @@ type dnat struct {
 
 func (d dnat) text(bool) string {
 	return "dnat to " + netip.AddrPortFrom(d.addr, d.port).String()
+}
+
+// matchCtDNAT: "ct status dnat".
+type matchCtDNAT struct{}
+
+func (matchCtDNAT) text(bool) string { return "ct status dnat" }
+
+// matchPairSet: "ip saddr . ip daddr @set".
+type matchPairSet struct{ set string }
+
+func (m matchPairSet) text(v6 bool) string {
+	return ipWord(v6) + " saddr . " + ipWord(v6) + " daddr @" + m.set
 }
 
 // markOr sets the masquerade bit; markXor flips it back.

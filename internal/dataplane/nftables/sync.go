@@ -24,10 +24,10 @@ import (
 // DefaultChunkServices is how many Service ports the first transaction of a
 // large sync carries; each next one carries twice as many, up to
 // maxChunkGrowth times that. Every commit makes the kernel validate the
-// whole table (a walk from each hook through every chain: about 100 ms per
-// hook at 10k Services × 10 endpoints), so many small transactions cost
-// time quadratic in the table's size; one huge transaction is slower per
-// object and answers nothing until its end. Starting small gets the first
+// whole table (a walk from each hook through every chain: tens of
+// milliseconds per hook at 10k Services × 10 endpoints), so many small
+// transactions cost time quadratic in the table's size; one huge
+// transaction is slower per object and answers nothing until its end. Starting small gets the first
 // Services answering within a second or two, doubling keeps the number of
 // commits (and validations) logarithmic until the cap.
 const DefaultChunkServices = 250
