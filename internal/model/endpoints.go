@@ -41,18 +41,40 @@ func (ps *portSources) merge(prev *portSources, node Node) []Endpoint {
 		ps.merged = prev.merged
 		return ps.merged
 	}
+	byAddr := func(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
+	// Mostly one slice, sorted, without duplicates or topology to apply:
+	// its endpoints are then used as they are (capped: no one appends to
+	// them), not copied.
+	if len(ps.parts) == 1 {
+		eps := ps.parts[0]
+		if slices.IsSortedFunc(eps, byAddr) && !hasDuplicates(eps) && !topologyChanges(eps, node) {
+			ps.merged = eps[:len(eps):len(eps)]
+			return ps.merged
+		}
+	}
 	var eps []Endpoint
 	for _, p := range ps.parts {
 		eps = append(eps, p...)
 	}
-	byAddr := func(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
 	if !slices.IsSortedFunc(eps, byAddr) {
 		slices.SortFunc(eps, byAddr)
 	}
-	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.IP == b.IP && a.Port == b.Port })
+	eps = slices.CompactFunc(eps, sameAddrPort)
 	applyTopology(eps, node)
 	ps.merged = eps
 	return eps
+}
+
+func sameAddrPort(a, b Endpoint) bool { return a.IP == b.IP && a.Port == b.Port }
+
+// hasDuplicates reports whether sorted eps list an address and port twice.
+func hasDuplicates(eps []Endpoint) bool {
+	for i := 1; i < len(eps); i++ {
+		if sameAddrPort(eps[i-1], eps[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // endpointsByService groups all EndpointSlices' endpoints by Service port.
@@ -194,6 +216,25 @@ func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind,
 // (PreferSameZone). In every other case all endpoints are used, so a
 // half-hinted slice never blackholes traffic.
 func applyTopology(eps []Endpoint, node Node) {
+	keep := topologyKeep(eps, node)
+	for i := range eps {
+		eps[i].OutOfTopology = eps[i].Ready && !keep(eps[i])
+	}
+}
+
+// topologyChanges reports whether applyTopology would change eps.
+func topologyChanges(eps []Endpoint, node Node) bool {
+	keep := topologyKeep(eps, node)
+	for _, e := range eps {
+		if e.OutOfTopology != (e.Ready && !keep(e)) {
+			return true
+		}
+	}
+	return false
+}
+
+// topologyKeep says which endpoints Cluster traffic keeps (see applyTopology).
+func topologyKeep(eps []Endpoint, node Node) func(Endpoint) bool {
 	has := func(list []string, v string) bool { return v != "" && slices.Contains(list, v) }
 	var anyReady, nodeHinted, allZoned, zoneHinted bool
 	allZoned = true
@@ -205,14 +246,11 @@ func applyTopology(eps []Endpoint, node Node) {
 			zoneHinted = zoneHinted || has(e.ZoneHints, node.Zone)
 		}
 	}
-	keep := func(e Endpoint) bool { return true }
 	switch {
 	case nodeHinted:
-		keep = func(e Endpoint) bool { return has(e.NodeHints, node.Name) }
+		return func(e Endpoint) bool { return has(e.NodeHints, node.Name) }
 	case node.Zone != "" && anyReady && allZoned && zoneHinted:
-		keep = func(e Endpoint) bool { return has(e.ZoneHints, node.Zone) }
+		return func(e Endpoint) bool { return has(e.ZoneHints, node.Zone) }
 	}
-	for i := range eps {
-		eps[i].OutOfTopology = eps[i].Ready && !keep(eps[i])
-	}
+	return func(Endpoint) bool { return true }
 }

@@ -140,7 +140,9 @@ func (e Endpoint) String() string { return e.AddrPort().String() }
 func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.IP, uint16(e.Port)) }
 
 // State is the complete desired state for one sync, sorted by Service port
-// name so that rendering is deterministic.
+// name so that rendering is deterministic. States built one after another
+// share what did not change (endpoint lists in particular): they are
+// read-only.
 type State struct {
 	Services []ServicePort
 	// Node is the node the state was built for.

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"hash/maphash"
 	"os"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -67,6 +67,8 @@ type Syncer struct {
 	// (so that a changed hook or priority takes effect).
 	recreated bool
 	stale     map[string]time.Time
+	// seed keys the model fingerprints of the render cache.
+	seed maphash.Seed
 }
 
 // kernelState is what this process knows the table holds.
@@ -95,12 +97,24 @@ type serviceRecord struct {
 }
 
 // cachedPort is a Service port as last rendered: while the model holds the
-// same Service port and the table holds what it rendered to, a partial sync
-// neither renders it again nor keeps its rules in memory.
+// same Service port (spSum: its fingerprint) and the table holds what it
+// rendered to, a partial sync neither renders it again nor keeps its rules
+// in memory.
 type cachedPort struct {
-	sp            model.ServicePort
+	spSum         uint64
 	sum, chainSum uint64
 	rules         int
+}
+
+// syncItem is one Service port of a sync. A sync renders it when it gets to
+// it (unless cached) and keeps only its sums once it is written, so that a
+// full sync of 10k Services never holds all their rules at once.
+type syncItem struct {
+	key string
+	sp  *model.ServicePort
+	// c is the cache entry: the sums, filled in when rendered.
+	c      *cachedPort
+	cached bool
 }
 
 // ForceFull makes the next sync a full one.
@@ -124,7 +138,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 		s.conn = c
 	}
 	full := s.forceFull.Swap(false) || s.kernel == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
-	rs := s.render(st, full)
+	rs, items := s.plan(st, full)
 	s.deleteStale()
 	var ks *kernelState
 	if full {
@@ -136,7 +150,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	} else {
 		ks = s.kernel
 	}
-	err := s.apply(ctx, rs, ks)
+	err := s.apply(ctx, rs, items, ks)
 	if err != nil {
 		// What the kernel holds is no longer known exactly: read it again
 		// (the full sync also finds the chains to retire anew).
@@ -152,42 +166,44 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	}
 	if s.Metrics != nil {
 		n := 0
-		for _, svc := range rs.Services {
-			n += svc.rules
+		for _, it := range items {
+			n += it.c.rules
 		}
 		s.Metrics.SetRules(s.tableFamily()+" "+TableName, n)
 	}
 	return nil
 }
 
-// render is Render, reusing the Service ports that did not change since
-// the last sync (unless full).
-func (s *Syncer) render(st *model.State, full bool) *Ruleset {
+// plan renders the table's fixed part and lists the Service ports, marking
+// those that did not change since the last sync (unless full) as cached.
+func (s *Syncer) plan(st *model.State, full bool) (*Ruleset, []syncItem) {
 	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) {
 		s.cache = nil
 	}
-	next := make(map[string]*cachedPort, len(s.cache))
-	rs := fixed(st, s.Options)
+	if s.seed == (maphash.Seed{}) {
+		s.seed = maphash.MakeSeed()
+	}
+	next := make(map[string]*cachedPort, len(st.Services))
+	items := make([]syncItem, 0, len(st.Services))
 	for i := range st.Services {
 		sp := &st.Services[i]
 		if sp.ClusterIP.Is6() != s.Options.IPv6 {
 			continue
 		}
 		key := sp.Name.String() + "/" + string(sp.Protocol)
-		if c := s.cache[key]; c != nil && sameServicePort(&c.sp, sp) && s.kernel != nil && s.kernel.services[key].sum == c.sum {
-			next[key] = c
-			rs.Services = append(rs.Services, Service{Key: key, sum: c.sum, chainSum: c.chainSum, rules: c.rules})
-			continue
+		spSum := sp.Fingerprint(s.seed)
+		c := s.cache[key]
+		cached := c != nil && c.spSum == spSum && s.kernel != nil && s.kernel.services[key].sum == c.sum
+		if !cached {
+			c = &cachedPort{spSum: spSum}
 		}
-		svc := servicePort(sp, s.Options)
-		svc.fingerprint(rs.IPv6)
-		next[key] = &cachedPort{sp: cloneServicePort(sp), sum: svc.sum, chainSum: svc.chainSum, rules: svc.rules}
-		rs.Services = append(rs.Services, svc)
+		next[key] = c
+		items = append(items, syncItem{key: key, sp: sp, c: c, cached: cached})
 	}
 	s.cache = next
 	opts := s.Options
 	s.cacheOpts = &opts
-	return rs
+	return fixed(st, s.Options), items
 }
 
 func (s *Syncer) tableFamily() string { return ipWord(s.Options.IPv6) }
@@ -195,9 +211,9 @@ func (s *Syncer) tableFamily() string { return ipWord(s.Options.IPv6) }
 // Family is "IPv4" or "IPv6".
 func (s *Syncer) Family() string { return dataplane.FamilyName(s.Options.IPv6) }
 
-// apply sends the transactions that take the table from ks to rs, and
-// updates ks to match.
-func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error {
+// apply sends the transactions that take the table from ks to rs and the
+// Service ports in items, and updates ks to match.
+func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *kernelState) error {
 	per := s.ChunkServices
 	if per <= 0 {
 		per = DefaultChunkServices
@@ -228,19 +244,25 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, ks *kernelState) error 
 		per = min(2*per, maxChunk)
 		return nil
 	}
-	want := make(map[string]bool, len(rs.Services))
-	for i := range rs.Services {
-		svc := &rs.Services[i]
-		want[svc.Key] = true
-		rec, had := ks.services[svc.Key]
+	want := make(map[string]bool, len(items))
+	for i := range items {
+		it := &items[i]
+		want[it.key] = true
+		rec, had := ks.services[it.key]
+		if it.cached && had && rec.sum == it.c.sum {
+			continue
+		}
+		svc := servicePort(it.sp, s.Options)
+		svc.fingerprint(rs.IPv6)
+		it.c.sum, it.c.chainSum, it.c.rules = svc.sum, svc.chainSum, svc.rules
 		if had && rec.sum == svc.sum {
 			continue
 		}
 		// Chains first: the elements jump to them.
 		if !had || rec.chainSum != svc.chainSum {
-			s.writeService(b, svc, ks, rec)
+			s.writeService(b, &svc, ks, rec)
 		}
-		s.writeElements(b, svc, sets, ks, rec)
+		s.writeElements(b, &svc, sets, ks, rec)
 		inChunk++
 		if inChunk >= per {
 			if err := commit("Services"); err != nil {
@@ -634,23 +656,6 @@ func (svc *Service) fingerprint(v6 bool) {
 }
 
 func sameOptions(a, b Options) bool { return reflect.DeepEqual(a, b) }
-
-func sameServicePort(a, b *model.ServicePort) bool { return reflect.DeepEqual(a, b) }
-
-// cloneServicePort copies sp deeply enough that the caller may change the
-// state it came from.
-func cloneServicePort(sp *model.ServicePort) model.ServicePort {
-	c := *sp
-	c.ExternalIPs = slices.Clone(sp.ExternalIPs)
-	c.LoadBalancerIPs = slices.Clone(sp.LoadBalancerIPs)
-	c.SourceRanges = slices.Clone(sp.SourceRanges)
-	c.Endpoints = slices.Clone(sp.Endpoints)
-	for i := range c.Endpoints {
-		c.Endpoints[i].ZoneHints = slices.Clone(c.Endpoints[i].ZoneHints)
-		c.Endpoints[i].NodeHints = slices.Clone(c.Endpoints[i].NodeHints)
-	}
-	return c
-}
 
 func notFound(err error) bool {
 	return err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist))
