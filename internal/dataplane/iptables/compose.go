@@ -3,6 +3,7 @@ package iptables
 import (
 	"bytes"
 	"hash/maphash"
+	"iter"
 	"slices"
 	"strings"
 
@@ -121,16 +122,39 @@ const DefaultChunkServices = 250
 // exist. When rs has at most perChunk Service ports it is one transaction,
 // exactly Compose's.
 func ComposeChunks(rs *Ruleset, cur *netfilter.Ruleset, perChunk int) [][]byte {
+	return slices.Collect(Chunks(rs, cur, perChunk))
+}
+
+// Chunks yields ComposeChunks' transactions one at a time, each composed
+// only when asked for: a sync applies one before the next exists, so the
+// restore input of 10k Services (30 MiB) is never in memory all at once.
+// ChunkCount says how many there are.
+func Chunks(rs *Ruleset, cur *netfilter.Ruleset, perChunk int) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		if ChunkCount(rs, perChunk) == 1 {
+			yield(Compose(rs, cur))
+			return
+		}
+		if !yield(natTransaction(rs.fixedNatChains, rs.fixedNatRules)) {
+			return
+		}
+		for i := 0; i < len(rs.ServiceSpans); i += perChunk {
+			group := rs.ServiceSpans[i:min(i+perChunk, len(rs.ServiceSpans))]
+			first, last := group[0], group[len(group)-1]
+			if !yield(natTransaction(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.perServiceNat[first.RulesFrom:last.RulesTo])) {
+				return
+			}
+		}
+		yield(composeTables(dispatchTables(rs), staleIn(cur, rs), func(j jump) bool { return !j.present(cur) }))
+	}
+}
+
+// ChunkCount is how many transactions Chunks yields.
+func ChunkCount(rs *Ruleset, perChunk int) int {
 	if perChunk <= 0 || len(rs.ServiceSpans) <= perChunk {
-		return [][]byte{Compose(rs, cur)}
+		return 1
 	}
-	out := [][]byte{natTransaction(rs.fixedNatChains, rs.fixedNatRules)}
-	for i := 0; i < len(rs.ServiceSpans); i += perChunk {
-		group := rs.ServiceSpans[i:min(i+perChunk, len(rs.ServiceSpans))]
-		first, last := group[0], group[len(group)-1]
-		out = append(out, natTransaction(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.perServiceNat[first.RulesFrom:last.RulesTo]))
-	}
-	return append(out, composeTables(dispatchTables(rs), staleIn(cur, rs), func(j jump) bool { return !j.present(cur) }))
+	return 2 + (len(rs.ServiceSpans)+perChunk-1)/perChunk
 }
 
 // dispatchTables are the tables of the last transaction of a chunked sync:

@@ -124,9 +124,14 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 		}
 	}
 	r.largeCluster = total > largeClusterEndpoints
-	// Sized from what a Service port and an endpoint take, so the buffers
-	// are not regrown (and copied) while rendering large clusters.
-	rr.nat.reset(total*400 + ports*600)
+	// Sized from what a Service port and an endpoint take (measured on
+	// synthetic clusters; less without per-endpoint comments), so the
+	// buffers are not regrown (and copied) while rendering large clusters.
+	if r.largeCluster {
+		rr.nat.reset(total*270 + ports*250)
+	} else {
+		rr.nat.reset(total*400 + ports*600)
+	}
 	rr.natServices.reset(ports * 160)
 	rr.natNodePorts.reset(ports * 130)
 	rr.filter.reset(4096)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -52,28 +54,33 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 		per = DefaultChunkServices
 	}
 	full := s.forceFull.Swap(false) || s.applied == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
-	var txs [][]byte
+	var txs iter.Seq[[]byte]
+	var n int
 	var next *Applied
 	if full {
 		cur, err := s.current(ctx)
 		if err != nil {
 			return err
 		}
-		txs = ComposeChunks(rs, cur, per)
+		txs, n = Chunks(rs, cur, per), ChunkCount(rs, per)
 	} else {
-		txs, next = ComposePartial(rs, s.applied, per)
+		var list [][]byte
+		list, next = ComposePartial(rs, s.applied, per)
+		txs, n = slices.Values(list), len(list)
 	}
-	for i, tx := range txs {
+	i := 0
+	for tx := range txs {
+		i++
 		if err := s.Runner.Restore(ctx, tx); err != nil {
 			// What the kernel has is no longer known exactly: read it again.
 			s.applied = nil
 			if !full && s.Metrics != nil {
 				s.Metrics.PartialRestoreFailed()
 			}
-			if len(txs) == 1 {
+			if n == 1 {
 				return fmt.Errorf("apply rules: %w", err)
 			}
-			return fmt.Errorf("apply rules (transaction %d of %d): %w", i+1, len(txs), err)
+			return fmt.Errorf("apply rules (transaction %d of %d): %w", i, n, err)
 		}
 	}
 	if full {
