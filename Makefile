@@ -69,13 +69,15 @@ lab: deps build
 
 ## bench: the benchmarks behind the README's tables, at their sizes (1k to
 ## 30k Services x 10 endpoints), in both modes: render, apply into a fresh
-## namespace, one change, cleanup, first-packet latency and the binary's sync
-## speed and memory in the lab. Needs root; takes about half an hour.
-bench: deps
+## namespace, one change, cleanup, first-packet latency, reading manifests,
+## and the binary's sync speed and memory in the lab, over manifests and
+## against a real API server. Needs root; takes about half an hour.
+bench: deps kube-tools
 	$(GO) test -run XXX -bench Render -benchmem ./internal/dataplane/...
+	$(GO) test -run XXX -bench Dir -benchmem ./internal/source/files
 	$(GO) test -run XXX -bench 'Apply|Cleanup' -benchtime 1x -timeout 60m ./test/e2e
 	$(GO) test -run XXX -bench FirstPacket -benchtime 2000x -timeout 60m ./test/e2e
-	$(GO) test -run XXX -bench LabSync -benchtime 1x -timeout 60m ./test/e2e
+	SVCPROXY_KUBE_BIN=$(KUBE_BIN) $(GO) test -run XXX -bench LabSync -benchtime 1x -timeout 60m ./test/e2e
 
 clean:
 	rm -rf $(BIN)

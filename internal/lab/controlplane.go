@@ -162,6 +162,9 @@ func (cp *ControlPlane) AdminClient() (*kubernetes.Clientset, error) {
 			return cp.lab.Client.DialContext(ctx, network, addr)
 		},
 		Timeout: 10 * time.Second,
+		// Tests create thousands of objects; client-side throttling (5 per
+		// second by default) would only slow them down.
+		QPS: -1,
 	})
 }
 

@@ -25,7 +25,7 @@ import (
 
 // kubeBinaries finds kube-apiserver and etcd ("server") as built by
 // `make kube-tools`.
-func kubeBinaries(t *testing.T) string {
+func kubeBinaries(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("SVCPROXY_KUBE_BIN")
 	if dir == "" {

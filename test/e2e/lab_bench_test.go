@@ -16,14 +16,15 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// benchLab is a lab for benchmarks: one node, two pods, a client.
-func benchLab(b *testing.B) *world {
+// benchLab is a lab for benchmarks: one node, two pods, a client, and with
+// controlPlane a namespace for etcd and the API server.
+func benchLab(b *testing.B, controlPlane bool) *world {
 	if skipReason != "" {
 		b.Skip(skipReason)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.Build(ctx, lab.Config{Prefix: fmt.Sprintf("svb%d", os.Getpid()%100000), Nodes: 1,
+	l, err := lab.Build(ctx, lab.Config{Prefix: fmt.Sprintf("svb%d", os.Getpid()%100000), Nodes: 1, ControlPlane: controlPlane,
 		Pods: []lab.PodSpec{{Name: "web-1", TCP: []int{80}}, {Name: "web-2", TCP: []int{80}}}})
 	if err != nil {
 		b.Fatal(err)
@@ -49,7 +50,7 @@ func target() model.ServicePort {
 //
 //	go test -run XXX -bench FirstPacket -benchtime 2000x ./test/e2e
 func BenchmarkFirstPacket(b *testing.B) {
-	w := benchLab(b)
+	w := benchLab(b, false)
 	addr := w.node.IP.String() + ":32767"
 	for _, mode := range benchModes {
 		for _, n := range []int{100, 1000, 10000, 30000} {
@@ -129,77 +130,86 @@ endpoints:
 	flush(n)
 }
 
+// The cluster IPs of the Services sorted first and last, in the lab API
+// server's service range and apart from the synthetic ones.
+const firstIP, lastIP = "10.96.250.2", "10.96.250.1"
+
 // lastWeb is the Service sorted last (programmed by the last transaction).
 // Its namespace "zz" sorts after every synthetic Service.
-func lastWeb(podIP string) string { return webServiceIn("zz", "web", "10.97.255.251", 32701, podIP) }
+func lastWeb(podIP string) string { return webServiceIn("zz", "web", lastIP, 32701, podIP) }
 
 // BenchmarkLabSync runs the svcproxy binary in the lab's node over
 // manifests with 10k Services × 10 endpoints, as an operator would, and
-// reports: the time from start to the first NodePort answering (a Service
-// sorted first, so in the first transaction), to every Service programmed
-// (one sorted last), the time from an endpoint change to traffic following
-// it, and the process's peak RSS.
+// reports what measureSync measures.
 //
 //	go test -run XXX -bench LabSync -benchtime 1x ./test/e2e
 func BenchmarkLabSync(b *testing.B) {
-	w := benchLab(b)
+	w := benchLab(b, false)
 	writeScale(b, w.dir, 10000)
 	// Namespace "aa" sorts before every synthetic Service.
-	w.write("aa-first.yaml", webServiceIn("aa", "web", "10.97.255.252", 32702, "10.244.0.10"))
-	w.write("zz-last.yaml", lastWeb("10.244.0.10"))
-	first, last := w.node.IP.String()+":32702", w.node.IP.String()+":32701"
+	w.write("aa-first.yaml", webServiceIn("aa", "web", firstIP, 32702, "10.244.0.10"))
 	for _, mode := range benchModes {
 		b.Run("mode="+mode+"/services=10000", func(b *testing.B) {
 			for b.Loop() {
-				w.mode = mode
 				w.write("zz-last.yaml", lastWeb("10.244.0.10"))
-				start := time.Now()
-				p, err := w.lab.Start(&w.node.NS, binary, "run", "--manifests", w.dir, "--hostname-override", "node-1",
-					"--cluster-cidr", "10.244.0.0/16", "--state-dir", w.stateDir, "--proxy-mode", mode,
-					"--metrics-bind-address", "", "--healthz-bind-address", "")
-				if err != nil {
-					b.Fatal(err)
-				}
-				answered := func(addr, pod string, limit time.Duration) time.Duration {
-					ctx, cancel := context.WithTimeout(context.Background(), limit)
-					defer cancel()
-					t0 := time.Now()
-					for {
-						a, err := w.lab.Client.HTTPGet(ctx, addr)
-						if err == nil && a.Pod == pod {
-							return time.Since(t0)
-						}
-						if ctx.Err() != nil {
-							b.Fatalf("%s never answered from %s:\n%s", addr, pod, p.Output())
-						}
-						time.Sleep(5 * time.Millisecond)
-					}
-				}
-				answered(first, "web-1", 5*time.Minute)
-				b.ReportMetric(time.Since(start).Seconds(), "s-first-nodeport")
-				answered(last, "web-1", 5*time.Minute)
-				b.ReportMetric(time.Since(start).Seconds(), "s-all-services")
-				var changes []time.Duration
-				for _, pod := range []string{"web-2", "web-1", "web-2", "web-1", "web-2"} {
-					ip := "10.244.0.11"
-					if pod == "web-1" {
-						ip = "10.244.0.10"
-					}
-					time.Sleep(1200 * time.Millisecond) // past minSyncPeriod, stale chains gone
-					t0 := time.Now()
-					w.write("zz-last.yaml", lastWeb(ip))
-					answered(last, pod, time.Minute)
-					changes = append(changes, time.Since(t0))
-				}
-				slices.Sort(changes)
-				b.ReportMetric(float64(changes[len(changes)/2].Milliseconds()), "ms-endpoint-change-p50")
-				b.ReportMetric(float64(peakRSS(b, p.Pid()))/(1<<20), "MiB-peak-rss")
-				p.Kill()
-				s := syncerIn(b, mode, w.node.Name, 0)
-				_, _ = s.Cleanup(context.Background())
+				w.measureSync(b, mode, []string{"--manifests", w.dir}, func(ip string) { w.write("zz-last.yaml", lastWeb(ip)) })
 			}
 		})
 	}
+}
+
+// measureSync starts svcproxy in mode with the source given by args and
+// reports: the time from start to the first NodePort answering (a Service
+// sorted first, so in the first transaction), to every Service programmed
+// (one sorted last), the time from an endpoint change (setLast moves the
+// last Service to another pod) to traffic following it, and the process's
+// peak RSS.
+func (w *world) measureSync(b *testing.B, mode string, args []string, setLast func(ip string)) {
+	first, last := w.node.IP.String()+":32702", w.node.IP.String()+":32701"
+	start := time.Now()
+	p, err := w.lab.Start(&w.node.NS, binary, append([]string{"run", "--hostname-override", "node-1",
+		"--cluster-cidr", "10.244.0.0/16", "--state-dir", w.stateDir, "--proxy-mode", mode,
+		"--metrics-bind-address", "", "--healthz-bind-address", ""}, args...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		p.Kill()
+		_, _ = syncerIn(b, mode, w.node.Name, 0).Cleanup(context.Background())
+	}()
+	answered := func(addr, pod string, limit time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		defer cancel()
+		for {
+			a, err := w.lab.Client.HTTPGet(ctx, addr)
+			if err == nil && a.Pod == pod {
+				return
+			}
+			if ctx.Err() != nil {
+				b.Fatalf("%s never answered from %s:\n%s", addr, pod, p.Output())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	answered(first, "web-1", 5*time.Minute)
+	b.ReportMetric(time.Since(start).Seconds(), "s-first-nodeport")
+	answered(last, "web-1", 5*time.Minute)
+	b.ReportMetric(time.Since(start).Seconds(), "s-all-services")
+	var changes []time.Duration
+	for _, pod := range []string{"web-2", "web-1", "web-2", "web-1", "web-2"} {
+		ip := "10.244.0.11"
+		if pod == "web-1" {
+			ip = "10.244.0.10"
+		}
+		time.Sleep(1200 * time.Millisecond) // past minSyncPeriod
+		t0 := time.Now()
+		setLast(ip)
+		answered(last, pod, time.Minute)
+		changes = append(changes, time.Since(t0))
+	}
+	slices.Sort(changes)
+	b.ReportMetric(float64(changes[len(changes)/2].Milliseconds()), "ms-endpoint-change-p50")
+	b.ReportMetric(float64(peakRSS(b, p.Pid()))/(1<<20), "MiB-peak-rss")
 }
 
 // peakRSS is the process's VmHWM in bytes.
