@@ -88,6 +88,9 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 	slices := sliceFactory.Discovery().V1().EndpointSlices()
 	nodes := nodeFactory.Core().V1().Nodes()
 	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), slices.Informer(), nodes.Informer()} {
+		if err := inf.SetTransform(slim); err != nil {
+			return fmt.Errorf("watch the API server: %w", err)
+		}
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
@@ -148,4 +151,21 @@ func (s *Source) snapshot(
 		in.Nodes = []*corev1.Node{n}
 	}
 	return in, nil
+}
+
+// lastApplied is the annotation kubectl apply keeps a whole copy of the
+// object in.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// slim drops what the proxy never reads from an object before the informer
+// caches it: managed fields and kubectl's copy of the object, which at 10k
+// Services and EndpointSlices can be most of the cache.
+func slim(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a[lastApplied] != "" {
+			delete(a, lastApplied)
+		}
+	}
+	return obj, nil
 }
