@@ -237,8 +237,8 @@ func TestExplainNftGolden(t *testing.T) {
 	}
 }
 
-// svcproxy's own nftables rules read as what they do: the DNAT ladder of a
-// Service chain and the hairpin masquerade in postrouting.
+// svcproxy's own nftables rules read as what they do: the DNAT from the
+// endpoints map and the hairpin masquerade in postrouting.
 func TestDescribeSvcproxyNftRules(t *testing.T) {
 	ep := func(ip string) model.Endpoint {
 		return model.Endpoint{IP: netip.MustParseAddr(ip), Port: 80, Ready: true, Serving: true}
@@ -266,8 +266,7 @@ func TestDescribeSvcproxyNftRules(t *testing.T) {
 	}
 	all := strings.Join(said, "\n")
 	for _, want := range []string{
-		"1 in 2 of the connections still here: destination rewritten to 10.244.0.10:80 (DNAT)",
-		"destination rewritten to 10.244.0.11:80 (DNAT)",
+		"picks an endpoint at random from map endpoints (each has an equal share of this chain's range of numbers) and rewrites the destination to it (DNAT)",
 		"marked for masquerade: hairpin (an endpoint reaching itself through its Service)",
 	} {
 		if !strings.Contains(all, want) {

@@ -85,6 +85,9 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 		return "picks one of " + strings.Fields(r)[3] + " endpoints at random"
 	case strings.Contains(r, "@hairpin-endpoints") && strings.Contains(r, "jump mark-for-masquerade"):
 		return "marked for masquerade: hairpin (an endpoint reaching itself through its Service)"
+	case strings.Contains(r, " to numgen random mod ") && strings.Contains(r, " map @"):
+		_, m, _ := strings.Cut(r, " map @")
+		return "picks an endpoint at random from map " + strings.Fields(m + " ?")[0] + " (each has an equal share of this chain's range of numbers) and rewrites the destination to it (DNAT)"
 	case strings.Contains(r, "dnat "):
 		return dnatTo(r)
 	case strings.HasPrefix(r, "masquerade"):

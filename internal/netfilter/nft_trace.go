@@ -156,6 +156,9 @@ func (n *nftTracer) rule(tbl *NftTable, c *NftChain, r *NftRule, s *state, depth
 				if len(res.branches) > 1 {
 					bs = s.fork(b.prob)
 				}
+				if b.dnat.IsValid() {
+					bs.dnat, bs.done = b.dnat, true
+				}
 				addHop(bs)
 				out = append(out, n.verdict(tbl, c, b.verdict, bs, depth)...)
 			}
@@ -183,6 +186,8 @@ type stmtResult struct {
 type branch struct {
 	prob    float64
 	verdict []string
+	// dnat, when set, is where this branch's destination is rewritten to.
+	dnat netip.AddrPort
 }
 
 // verdict applies jump, goto, return, accept, drop, reject.
@@ -279,6 +284,9 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 		}
 		if j+1 >= len(toks) || toks[j] != "to" {
 			return stmtResult{}, 0, fmt.Errorf("dnat without a destination")
+		}
+		if toks[j+1] == "numgen" {
+			return dnatMap(tbl, toks, j+1)
 		}
 		ap, err := parseDNAT(toks[j+1], s.pkt.DstPort)
 		if err != nil {
@@ -432,6 +440,84 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 		j++
 	}
 	return stmtResult{noMatch: in == neg}, j, nil
+}
+
+// dnatMap reads "numgen random mod M [offset O] map @set" after "dnat ... to":
+// a random number from O to O+M-1, looked up in a map of number ranges to
+// "addr . port". Each element is a branch, as likely as its share of the
+// numbers.
+func dnatMap(tbl *NftTable, toks []string, i int) (stmtResult, int, error) {
+	if i+4 >= len(toks) || toks[i+1] != "random" || toks[i+2] != "mod" {
+		return stmtResult{}, 0, fmt.Errorf("dnat from a map: unsupported numgen form")
+	}
+	mod, err := strconv.ParseUint(toks[i+3], 10, 32)
+	if err != nil || mod < 1 {
+		return stmtResult{}, 0, fmt.Errorf("bad numgen modulus %q", toks[i+3])
+	}
+	j := i + 4
+	var offset uint64
+	if toks[j] == "offset" && j+1 < len(toks) {
+		if offset, err = strconv.ParseUint(toks[j+1], 10, 32); err != nil {
+			return stmtResult{}, 0, fmt.Errorf("bad numgen offset %q", toks[j+1])
+		}
+		j += 2
+	}
+	if j+1 >= len(toks) || toks[j] != "map" || !strings.HasPrefix(toks[j+1], "@") {
+		return stmtResult{}, 0, fmt.Errorf("dnat from a map: expected \"map @NAME\"")
+	}
+	set := tbl.Sets[toks[j+1][1:]]
+	if set == nil {
+		return stmtResult{}, 0, fmt.Errorf("missing map %s", toks[j+1])
+	}
+	lo, hi := offset, offset+mod-1
+	var bs []branch
+	covered := uint64(0)
+	for _, e := range set.Elements {
+		if len(e.Key) != 1 || len(e.Verdict) != 2 {
+			return stmtResult{}, 0, fmt.Errorf("map %s: element %v is not a number range and an address . port", set.Name, e.Key)
+		}
+		first, last, err := numberRange(e.Key[0])
+		a, err2 := netip.ParseAddr(e.Verdict[0])
+		p, err3 := strconv.ParseUint(e.Verdict[1], 10, 16)
+		if err != nil || err2 != nil || err3 != nil {
+			return stmtResult{}, 0, fmt.Errorf("map %s: bad element %s : %s", set.Name, e.Key[0], strings.Join(e.Verdict, " . "))
+		}
+		first, last = max(first, lo), min(last, hi)
+		if first > last {
+			continue
+		}
+		covered += last - first + 1
+		bs = append(bs, branch{prob: float64(last-first+1) / float64(mod), verdict: []string{"accept"}, dnat: netip.AddrPortFrom(a, uint16(p))})
+	}
+	if covered < mod {
+		// Numbers no element covers: the packet goes on unchanged.
+		bs = append(bs, branch{prob: float64(mod-covered) / float64(mod), verdict: []string{"continue"}})
+	}
+	return stmtResult{branches: bs}, j + 2, nil
+}
+
+// numberRange reads a map key as nft prints number ranges: "0x00050000",
+// "0x00050000/17" (a prefix) or "0x00050000-0x00055555" (decimal too).
+func numberRange(k string) (first, last uint64, err error) {
+	num := func(v string) (uint64, error) { return strconv.ParseUint(v, 0, 32) }
+	if a, b, ok := strings.Cut(k, "-"); ok {
+		if first, err = num(a); err == nil {
+			last, err = num(b)
+		}
+		return first, last, err
+	}
+	if a, b, ok := strings.Cut(k, "/"); ok {
+		bits, err := strconv.Atoi(b)
+		if err != nil || bits < 0 || bits > 32 {
+			return 0, 0, fmt.Errorf("bad prefix %q", k)
+		}
+		if first, err = num(a); err != nil {
+			return 0, 0, err
+		}
+		return first, first + (1 << (32 - bits)) - 1, nil
+	}
+	first, err = num(k)
+	return first, first, err
 }
 
 // mark handles "meta mark & M == V" and "meta mark set meta mark OP V".

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/svcproxy/svcproxy/internal/lab"
+	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
 
 var (
@@ -152,6 +153,16 @@ func (w *world) nftList() string {
 		return ""
 	}
 	return out
+}
+
+// nftTable is the node's ip kube-proxy table, parsed.
+func (w *world) nftTable() *netfilter.NftTable {
+	w.t.Helper()
+	rs, err := netfilter.ParseNft(w.nftList())
+	if err != nil {
+		w.t.Fatalf("parse nft list: %v", err)
+	}
+	return rs.Tables[0]
 }
 
 // nodePortProgrammed reports whether the NodePort's dispatch is installed.

@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	gnft "github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
@@ -238,13 +239,24 @@ func (b *batch) setFor(s Set) *gnft.Set {
 			types[i] = gnft.TypeInetProto
 		case "port":
 			types[i] = gnft.TypeInetService
+		case "slot":
+			types[i] = gnft.TypeMark
 		}
 	}
 	ns := &gnft.Set{Table: b.table, Name: s.Name, KeyType: types[0], Comment: s.Comment}
 	if len(types) > 1 {
 		ns.KeyType, ns.Concatenation = gnft.MustConcatSetType(types...), true
 	}
-	if s.IsMap {
+	switch {
+	case s.Endpoints:
+		addr := gnft.TypeIPAddr
+		if b.v6 {
+			addr = gnft.TypeIP6Addr
+		}
+		// Big-endian keys: the kernel compares ranges byte by byte.
+		ns.IsMap, ns.Interval, ns.KeyByteOrder = true, true, binaryutil.BigEndian
+		ns.DataType = gnft.MustConcatSetType(addr, gnft.TypeInetService)
+	case s.IsMap:
 		ns.IsMap, ns.DataType = true, gnft.TypeVerdict
 	}
 	if s.Timeout > 0 {
@@ -268,17 +280,28 @@ func elementKey(keys []string, e Element) []byte {
 			if len(keys) > 1 {
 				b = append(b, 0, 0)
 			}
+		case "slot":
+			b = binary.BigEndian.AppendUint32(b, e.Slots[0])
 		}
 	}
 	return b
 }
 
-func (b *batch) element(s Set, e Element) gnft.SetElement {
+// elements are an element as the kernel holds it. A range of the endpoints
+// map is two: its first value with the endpoint ("addr . port", the port
+// padded to 4 bytes), and the value after its last, marked as the end.
+func (b *batch) elements(s Set, e Element) []gnft.SetElement {
 	ne := gnft.SetElement{Key: elementKey(s.Keys, e), Comment: e.Comment}
-	if s.IsMap {
+	switch {
+	case s.Endpoints:
+		val := append(e.Target.Addr().AsSlice(), 0, 0, 0, 0)
+		binary.BigEndian.PutUint16(val[len(val)-4:], e.Target.Port())
+		ne.Val = val
+		return []gnft.SetElement{ne, {Key: binary.BigEndian.AppendUint32(nil, e.Slots[1]+1), IntervalEnd: true}}
+	case s.IsMap:
 		ne.VerdictData = e.Verdict.netlink()
 	}
-	return ne
+	return []gnft.SetElement{ne}
 }
 
 // verdictOf reads back a map element's verdict.

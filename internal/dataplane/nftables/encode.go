@@ -230,3 +230,18 @@ func (m matchPairSet) exprs(v6 bool) []expr.Any {
 	}
 	return []expr.Any{loadAddr(v6, true, reg32_00), loadAddr(v6, false, second), &expr.Lookup{SourceRegister: reg32_00, SetName: m.set}}
 }
+
+func (d dnatMap) exprs(v6 bool) []expr.Any {
+	fam, portReg := uint32(unix.NFPROTO_IPV4), uint32(reg32_00+1)
+	if v6 {
+		fam, portReg = unix.NFPROTO_IPV6, reg32_00+4
+	}
+	return []expr.Any{
+		&expr.Numgen{Register: reg1, Modulus: slotsPerRange, Type: unix.NFT_NG_RANDOM, Offset: d.offset()},
+		// The map's keys are big-endian, so that its ranges compare as
+		// numbers.
+		&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapEndpoints},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: reg1, RegProtoMin: portReg},
+	}
+}

@@ -148,7 +148,9 @@ func TestKernelHoldsTheRenderedRuleset(t *testing.T) {
 		if err := s.Sync(ctx, &tc.state); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		want, err := netfilter.ParseNft(Render(&tc.state, tc.opts).List())
+		// Rendered with the syncer's numbering of the endpoint ranges,
+		// which depends on the Services it has seen.
+		want, err := netfilter.ParseNft(renderWith(&tc.state, tc.opts, &s.ranges).List())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +166,7 @@ func TestKernelHoldsTheRenderedRuleset(t *testing.T) {
 	if err := s.Sync(ctx, &tc.state); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := netfilter.ParseNft(Render(&tc.state, tc.opts).List())
+	want, _ := netfilter.ParseNft(renderWith(&tc.state, tc.opts, &s.ranges).List())
 	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], false); len(d) > 0 {
 		t.Errorf("retired chains must be gone a second later:\n%s", strings.Join(d, "\n"))
 	}
@@ -218,4 +220,46 @@ func ruleTexts(t *netfilter.NftTable, chain string) string {
 		out = append(out, r.Text)
 	}
 	return strings.Join(out, "; ")
+}
+
+// Endpoint changes are element changes in the endpoints map; ranges that
+// stay keep their place while their neighbours change, and a new process
+// (other range numbers) replaces what an earlier one left without a trace.
+func TestEndpointRangesThroughChangesAndRestarts(t *testing.T) {
+	fd, run := kernelNS(t)
+	ctx := context.Background()
+	opts := Options{ClusterCIDR: podCIDR}
+	three := web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80), dptest.Ep("10.244.0.12", 80))
+	lastReplaced := web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80), dptest.Ep("10.244.0.13", 80))
+	steps := []struct {
+		name    string
+		state   model.State
+		restart bool
+	}{
+		{"three endpoints", model.State{Services: []model.ServicePort{three, dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"the last one replaced", model.State{Services: []model.ServicePort{lastReplaced, dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"one left", model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"a new process, dns first", model.State{Services: []model.ServicePort{dns(dptest.Ep("10.244.0.21", 53)), web(dptest.Ep("10.244.0.11", 80), dptest.Ep("10.244.0.14", 80))}}, true},
+		{"web gone", model.State{Services: []model.ServicePort{dns(dptest.Ep("10.244.0.21", 53))}}, false},
+	}
+	var s *Syncer
+	for _, st := range steps {
+		if s == nil || st.restart {
+			s = &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}
+			if st.restart {
+				// The earlier process numbered its ranges from 1 too.
+				s.ranges.For("someone-else")
+			}
+		}
+		if err := s.Sync(ctx, &st.state); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		want, err := netfilter.ParseNft(renderWith(&st.state, opts, &s.ranges).List())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], true); len(d) > 0 {
+			t.Errorf("%s: the kernel differs from the rendered ruleset:\n%s", st.name, strings.Join(d, "\n"))
+		}
+	}
 }

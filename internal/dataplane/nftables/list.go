@@ -1,6 +1,8 @@
 package nftables
 
 import (
+	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 
@@ -18,11 +20,10 @@ func (rs *Ruleset) List() string {
 		if s.IsMap {
 			kind = "map"
 		}
-		b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + rs.keyType(s))
-		if s.IsMap {
-			b.WriteString(" : verdict")
+		b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + rs.setType(s) + "\n")
+		if s.Endpoints {
+			b.WriteString("\t\tflags interval\n")
 		}
-		b.WriteString("\n")
 		if s.Timeout > 0 {
 			b.WriteString("\t\tflags dynamic,timeout\n\t\ttimeout " + strconv.Itoa(int(s.Timeout)) + "s\n")
 		}
@@ -94,6 +95,17 @@ func (rs *Ruleset) elementsBySet() map[string][]Element {
 	return m
 }
 
+// setType is a set's "type" line: its key type, and a map's value type.
+func (rs *Ruleset) setType(s Set) string {
+	switch {
+	case s.Endpoints:
+		return rs.keyType(s) + " : " + addrType(rs.IPv6) + " . inet_service"
+	case s.IsMap:
+		return rs.keyType(s) + " : verdict"
+	}
+	return rs.keyType(s)
+}
+
 // keyType is the nft type of a set's key.
 func (rs *Ruleset) keyType(s Set) string {
 	parts := make([]string, len(s.Keys))
@@ -105,6 +117,10 @@ func (rs *Ruleset) keyType(s Set) string {
 			parts[i] = "inet_proto"
 		case "port":
 			parts[i] = "inet_service"
+		case "slot":
+			// numgen values are plain 32-bit numbers; "mark" is the nft
+			// type that prints them as such.
+			parts[i] = "mark"
 		}
 	}
 	return strings.Join(parts, " . ")
@@ -121,15 +137,39 @@ func (e Element) keyParts(s Set) []string {
 			parts[i] = e.Proto
 		case "port":
 			parts[i] = strconv.Itoa(int(e.Port))
+		case "slot":
+			parts[i] = slotRange(e.Slots[0], e.Slots[1])
 		}
 	}
 	return parts
 }
 
+// slotRange prints a range of marks as nft does: a value, a prefix when the
+// range is an aligned power of two, or first-last.
+func slotRange(first, last uint32) string {
+	hex := func(v uint32) string { return fmt.Sprintf("0x%08x", v) }
+	size := uint64(last) - uint64(first) + 1
+	switch {
+	case size == 1:
+		return hex(first)
+	case size&(size-1) == 0 && uint64(first)%size == 0:
+		return hex(first) + "/" + strconv.Itoa(32-bits.TrailingZeros64(size))
+	}
+	return hex(first) + "-" + hex(last)
+}
+
+// value is a map element's value as nft prints it.
+func (e Element) value(s Set) string {
+	if s.Endpoints {
+		return e.Target.Addr().String() + " . " + strconv.Itoa(int(e.Target.Port()))
+	}
+	return e.Verdict.String()
+}
+
 func (e Element) text(s Set) string {
 	t := strings.Join(e.keyParts(s), " . ")
 	if s.IsMap {
-		t += " : " + e.Verdict.String()
+		t += " : " + e.value(s)
 	}
 	if e.Comment != "" {
 		t += ` comment "` + e.Comment + `"`
@@ -142,16 +182,19 @@ func (e Element) text(s Set) string {
 func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{})
 	for _, s := range rs.allSets() {
-		typ := rs.keyType(s)
 		var comment *string
 		if s.Comment != "" {
 			comment = knftables.PtrTo(s.Comment)
 		}
 		if s.IsMap {
-			tx.Add(&knftables.Map{Name: s.Name, Type: typ + " : verdict", Comment: comment})
+			m := &knftables.Map{Name: s.Name, Type: rs.setType(s), Comment: comment}
+			if s.Endpoints {
+				m.Flags = []knftables.SetFlag{knftables.IntervalFlag}
+			}
+			tx.Add(m)
 			continue
 		}
-		set := &knftables.Set{Name: s.Name, Type: typ, Comment: comment}
+		set := &knftables.Set{Name: s.Name, Type: rs.keyType(s), Comment: comment}
 		if s.Timeout > 0 {
 			set.Flags = []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}
 			set.Timeout = knftables.PtrTo(timeoutDuration(s.Timeout))
@@ -185,7 +228,7 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 		for _, e := range els {
 			ke := &knftables.Element{Key: e.keyParts(s)}
 			if s.IsMap {
-				ke.Map, ke.Value = name, []string{e.Verdict.String()}
+				ke.Map, ke.Value = name, []string{e.value(s)}
 			} else {
 				ke.Set = name
 			}

@@ -36,6 +36,7 @@ const (
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
 	mapFirewallIPs         = "firewall-ips"
 	setHairpin             = "hairpin-endpoints"
+	mapEndpoints           = "endpoints"
 
 	// masqMark is bit 14, the mark upstream uses for "masquerade me".
 	masqMark = 0x4000

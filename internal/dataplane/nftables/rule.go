@@ -180,6 +180,18 @@ func (m matchPairSet) text(v6 bool) string {
 	return ipWord(v6) + " saddr . " + ipWord(v6) + " daddr @" + m.set
 }
 
+// dnatMap: "dnat ip to numgen random mod 65536 offset N map @endpoints"
+// (after a matchL4): a random number in range id of the endpoints map, which
+// gives the address and port.
+type dnatMap struct{ id uint32 }
+
+func (d dnatMap) offset() uint32 { return d.id << 16 }
+
+func (d dnatMap) text(v6 bool) string {
+	return "dnat " + ipWord(v6) + " to numgen random mod " + strconv.Itoa(slotsPerRange) + " offset " +
+		strconv.FormatUint(uint64(d.offset()), 10) + " map @" + mapEndpoints
+}
+
 // markOr sets the masquerade bit; markXor flips it back.
 type markOr struct{}
 

@@ -2,13 +2,16 @@ package nftables
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
 	"hash/maphash"
+	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,6 +72,8 @@ type Syncer struct {
 	stale     map[string]time.Time
 	// seed keys the model fingerprints of the render cache.
 	seed maphash.Seed
+	// ranges number the Service chains' ranges in the endpoints map.
+	ranges Ranges
 }
 
 // kernelState is what this process knows the table holds.
@@ -76,13 +81,16 @@ type kernelState struct {
 	fixed    uint64
 	chains   map[string]bool
 	services map[string]serviceRecord
-	// elements: set name -> key bytes -> verdict text ("" for sets).
+	// elements: set name -> key bytes -> value (see kernelValue).
 	elements map[string]map[string]string
 	// wanted counts the Services that want each element ("set\x00key"),
 	// so that one Service letting go of a key another still uses (two
 	// Services on one external IP and port) does not delete it.
 	wanted   map[string]int
 	affinity map[string]bool
+	// blocks index the endpoints map's ranges in the kernel by block
+	// (range number): block -> first-value keys.
+	blocks map[uint32]map[string]bool
 	// read is set when the state was just read from the kernel.
 	read bool
 }
@@ -163,7 +171,17 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	s.kernel = ks
 	if full {
 		s.lastFull = time.Now()
+		// The ranges an earlier process left are deleted by now.
+		s.ranges.Reserve(nil)
 	}
+	// Ranges of chains that are gone (with their elements) are free again.
+	live := map[string]bool{}
+	for _, rec := range ks.services {
+		for _, c := range rec.chains {
+			live[c] = true
+		}
+	}
+	s.ranges.Keep(func(c string) bool { return live[c] })
 	if s.Metrics != nil {
 		n := 0
 		for _, it := range items {
@@ -252,7 +270,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		if it.cached && had && rec.sum == it.c.sum {
 			continue
 		}
-		svc := servicePort(it.sp, s.Options)
+		svc := servicePort(it.sp, s.Options, &s.ranges)
 		svc.fingerprint(rs.IPv6)
 		it.c.sum, it.c.chainSum, it.c.rules = svc.sum, svc.chainSum, svc.rules
 		if had && rec.sum == svc.sum {
@@ -361,7 +379,7 @@ func (s *Syncer) writeFixed(b *batch, rs *Ruleset, ks *kernelState) {
 			b.c.FlushSet(ns)
 			var els []gnft.SetElement
 			for _, e := range st.Elements {
-				els = append(els, b.element(st, e))
+				els = append(els, b.elements(st, e)...)
 			}
 			if len(els) > 0 {
 				_ = b.c.SetAddElements(ns, els)
@@ -436,38 +454,96 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 }
 
 // writeElements adds the Service's map elements that the table lacks or
-// holds with another verdict, and lets go of the ones it no longer has.
+// holds with another value, and lets go of the ones it no longer has. All
+// deletions come first: a range of the endpoints map ends where the next
+// one starts, and an end marker deleted after being added again would take
+// the new range's end with it.
 func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
 	rec := ks.services[svc.Key]
 	rec.sum = svc.sum
 	rec.elements = rec.elements[:0:0]
+	type change struct {
+		st Set
+		e  Element
+		k  string
+		v  string
+	}
+	var adds []change
 	for _, e := range svc.Elements {
 		st := sets[e.Set]
 		k := string(elementKey(st.Keys, e.Element))
 		ref := e.Set + "\x00" + k
 		rec.elements = append(rec.elements, ref)
 		ks.wanted[ref]++
-		v := ""
-		if st.IsMap {
-			v = e.Verdict.String()
-		}
+		v := kernelValue(st, e.Element)
 		cur, ok := ks.elements[e.Set][k]
 		if ok && cur == v {
 			continue
 		}
-		ns := b.setFor(st)
 		if ok {
-			_ = b.c.SetDeleteElements(ns, []gnft.SetElement{{Key: []byte(k)}})
+			b.deleteElement(st, k, cur)
+			ks.unset(e.Set, k)
 		}
-		_ = b.c.SetAddElements(ns, []gnft.SetElement{b.element(st, e.Element)})
-		b.ops++
-		if ks.elements[e.Set] == nil {
-			ks.elements[e.Set] = map[string]string{}
+		adds = append(adds, change{st, e.Element, k, v})
+	}
+	// Whatever else the kernel holds in this Service's blocks of the
+	// endpoints map (left by an earlier process, or unknown after a failed
+	// sync) goes too, before any range is added there.
+	desired := map[string]string{}
+	for _, e := range svc.Elements {
+		if e.Set == mapEndpoints {
+			st := sets[mapEndpoints]
+			desired[string(elementKey(st.Keys, e.Element))] = kernelValue(st, e.Element)
 		}
-		ks.elements[e.Set][k] = v
+	}
+	blocks := map[uint32]bool{}
+	for _, a := range adds {
+		if a.st.Endpoints {
+			blocks[a.e.Slots[0]>>16] = true
+		}
+	}
+	for block := range blocks {
+		for k := range ks.blocks[block] {
+			if v := ks.elements[mapEndpoints][k]; desired[k] != v {
+				b.deleteElement(sets[mapEndpoints], k, v)
+				ks.unset(mapEndpoints, k)
+			}
+		}
 	}
 	s.release(b, old.elements, rec.elements, sets, ks)
+	for _, a := range adds {
+		_ = b.c.SetAddElements(b.setFor(a.st), b.elements(a.st, a.e))
+		b.ops++
+		ks.set(a.st.Name, a.k, a.v)
+	}
 	ks.services[svc.Key] = rec
+}
+
+// set records that the kernel holds element k of set with value v.
+func (ks *kernelState) set(set, k, v string) {
+	if ks.elements[set] == nil {
+		ks.elements[set] = map[string]string{}
+	}
+	ks.elements[set][k] = v
+	if set == mapEndpoints {
+		block := binary.BigEndian.Uint32([]byte(k)) >> 16
+		if ks.blocks[block] == nil {
+			ks.blocks[block] = map[string]bool{}
+		}
+		ks.blocks[block][k] = true
+	}
+}
+
+// unset records that element k of set is gone.
+func (ks *kernelState) unset(set, k string) {
+	delete(ks.elements[set], k)
+	if set == mapEndpoints {
+		block := binary.BigEndian.Uint32([]byte(k)) >> 16
+		delete(ks.blocks[block], k)
+		if len(ks.blocks[block]) == 0 {
+			delete(ks.blocks, block)
+		}
+	}
 }
 
 // release drops one claim on each of refs ("set\x00key") except those in
@@ -491,12 +567,13 @@ func (s *Syncer) release(b *batch, refs, keep []string, sets map[string]Set, ks 
 		}
 		delete(ks.wanted, ref)
 		set, k, _ := strings.Cut(ref, "\x00")
-		if _, ok := ks.elements[set][k]; !ok {
+		v, ok := ks.elements[set][k]
+		if !ok {
 			continue
 		}
-		_ = b.c.SetDeleteElements(b.setFor(sets[set]), []gnft.SetElement{{Key: []byte(k)}})
+		b.deleteElement(sets[set], k, v)
 		b.ops++
-		delete(ks.elements[set], k)
+		ks.unset(set, k)
 	}
 }
 
@@ -543,7 +620,7 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{},
+	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32]map[string]bool{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
@@ -576,6 +653,16 @@ func (s *Syncer) read() (*kernelState, error) {
 		els, err := s.conn.read.GetSetElements(st)
 		if err != nil {
 			return nil, fmt.Errorf("list elements of %s: %w", st.Name, err)
+		}
+		if st.Name == mapEndpoints {
+			m, inUse := readRanges(els, s.Options.IPv6)
+			for k, v := range m {
+				ks.set(st.Name, k, v)
+			}
+			// Numbers in the kernel that no chain of this process has:
+			// left by an earlier one, and deleted by this sync.
+			s.ranges.Reserve(inUse)
+			continue
 		}
 		m := map[string]string{}
 		for _, e := range els {
@@ -675,4 +762,63 @@ func Present(context.Context) bool {
 		return false
 	}
 	return err != nil || len(rules) > 0
+}
+
+// kernelValue is what the kernel state records for an element: a map's
+// verdict, or for the endpoints map the range's last value and its
+// endpoint ("65535 10.0.0.1 . 80"), so that the range can be deleted.
+func kernelValue(s Set, e Element) string {
+	switch {
+	case s.Endpoints:
+		return strconv.FormatUint(uint64(e.Slots[1]), 10) + " " + e.value(s)
+	case s.IsMap:
+		return e.Verdict.String()
+	}
+	return ""
+}
+
+// deleteElement queues the deletion of the element with key k and recorded
+// value v (see kernelValue); a range goes with its end marker.
+func (b *batch) deleteElement(s Set, k, v string) {
+	els := []gnft.SetElement{{Key: []byte(k)}}
+	if s.Endpoints {
+		last, _, _ := strings.Cut(v, " ")
+		n, _ := strconv.ParseUint(last, 10, 32)
+		els = append(els, gnft.SetElement{Key: binary.BigEndian.AppendUint32(nil, uint32(n)+1), IntervalEnd: true})
+	}
+	_ = b.c.SetDeleteElements(b.setFor(s), els)
+}
+
+// readRanges turns the endpoints map as the kernel lists it (each range a
+// first value with its endpoint, and an end marker after its last) into
+// kernelValue records, and says which range numbers are in use.
+func readRanges(els []gnft.SetElement, v6 bool) (map[string]string, map[uint32]bool) {
+	var ends []uint32
+	for _, e := range els {
+		if e.IntervalEnd && len(e.Key) == 4 {
+			ends = append(ends, binary.BigEndian.Uint32(e.Key))
+		}
+	}
+	slices.Sort(ends)
+	m, inUse := map[string]string{}, map[uint32]bool{}
+	alen := 4
+	if v6 {
+		alen = 16
+	}
+	for _, e := range els {
+		if e.IntervalEnd || len(e.Key) != 4 || len(e.Val) < alen+2 {
+			continue
+		}
+		first := binary.BigEndian.Uint32(e.Key)
+		i, _ := slices.BinarySearch(ends, first+1)
+		last := uint32(1<<32 - 1)
+		if i < len(ends) {
+			last = ends[i] - 1
+		}
+		a, _ := netip.AddrFromSlice(e.Val[:alen])
+		port := binary.BigEndian.Uint16(e.Val[alen : alen+2])
+		m[string(e.Key)] = strconv.FormatUint(uint64(last), 10) + " " + a.String() + " . " + strconv.Itoa(int(port))
+		inUse[first>>16] = true
+	}
+	return m, inUse
 }
