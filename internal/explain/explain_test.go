@@ -266,7 +266,7 @@ func TestDescribeSvcproxyNftRules(t *testing.T) {
 	}
 	all := strings.Join(said, "\n")
 	for _, want := range []string{
-		"picks an endpoint at random from map endpoints (each has an equal share of this chain's range of numbers) and rewrites the destination to it (DNAT)",
+		"picks an endpoint at random from map endpoints-000 (each has an equal share of this chain's range of numbers) and rewrites the destination to it (DNAT)",
 		"marked for masquerade: hairpin (an endpoint reaching itself through its Service)",
 	} {
 		if !strings.Contains(all, want) {

@@ -74,7 +74,7 @@ func TestNftablesEndpointChange(t *testing.T) {
 		}
 	}
 	after := w.nftTable()
-	if m := after.Sets["endpoints"]; m == nil || len(m.Elements) != 1 || strings.Join(m.Elements[0].Verdict, " . ") != "10.244.0.11 . 80" {
+	if m := after.Sets["endpoints-000"]; m == nil || len(m.Elements) != 1 || strings.Join(m.Elements[0].Verdict, " . ") != "10.244.0.11 . 80" {
 		t.Errorf("the endpoints map holds %+v, want only 10.244.0.11 . 80", m)
 	}
 	for _, c := range before.Chains {

@@ -241,7 +241,7 @@ func (d dnatMap) exprs(v6 bool) []expr.Any {
 		// The map's keys are big-endian, so that its ranges compare as
 		// numbers.
 		&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
-		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: mapEndpoints},
+		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: endpointMap(d.id)},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: reg1, RegProtoMin: portReg},
 	}
 }

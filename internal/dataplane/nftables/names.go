@@ -7,6 +7,7 @@ package nftables
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -36,7 +37,6 @@ const (
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
 	mapFirewallIPs         = "firewall-ips"
 	setHairpin             = "hairpin-endpoints"
-	mapEndpoints           = "endpoints"
 
 	// masqMark is bit 14, the mark upstream uses for "masquerade me".
 	masqMark = 0x4000
@@ -67,6 +67,25 @@ func isHash(s string) bool {
 		}
 	}
 	return true
+}
+
+// endpointMapPrefix starts the names of the endpoints maps.
+const endpointMapPrefix = "endpoints-"
+
+// rangesPerMap is how many Service chains' ranges one endpoints map holds.
+// One map for all would not scale: the kernel makes every rule that uses a
+// map walk all its elements, and every element added walk all its rules.
+// Many small maps do not either: it finds a map by name in a list.
+const rangesPerMap = 64
+
+// endpointMap is the name of the endpoints map that holds range id.
+func endpointMap(id uint32) string { return fmt.Sprintf("%s%03x", endpointMapPrefix, id/rangesPerMap) }
+
+func isEndpointMap(name string) bool { return strings.HasPrefix(name, endpointMapPrefix) }
+
+// endpointMapSet declares an endpoints map.
+func endpointMapSet(name string) Set {
+	return Set{Name: name, Keys: []string{"slot"}, IsMap: true, Endpoints: true, Comment: "Service chains' endpoints, by numgen value"}
 }
 
 // maxChainBase is upstream's limit on the part of a name after its prefix.

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -111,11 +112,21 @@ func Render(st *model.State, opts Options) *Ruleset { return renderWith(st, opts
 // renderWith is Render with the endpoint ranges numbered by ids.
 func renderWith(st *model.State, opts Options, ids *Ranges) *Ruleset {
 	rs := fixed(st, opts)
+	used := map[string]bool{}
 	for i := range st.Services {
 		sp := &st.Services[i]
 		if sp.ClusterIP.Is6() == opts.IPv6 {
-			rs.Services = append(rs.Services, servicePort(sp, opts, ids))
+			svc := servicePort(sp, opts, ids)
+			for _, e := range svc.Elements {
+				if isEndpointMap(e.Set) {
+					used[e.Set] = true
+				}
+			}
+			rs.Services = append(rs.Services, svc)
 		}
+	}
+	for _, m := range slices.Sorted(maps.Keys(used)) {
+		rs.Sets = append(rs.Sets, endpointMapSet(m))
 	}
 	return rs
 }
@@ -186,7 +197,6 @@ func fixed(st *model.State, opts Options) *Ruleset {
 		{Name: mapServiceIPs, Keys: triple, IsMap: true, Comment: "ClusterIP, ExternalIP and LoadBalancer IP traffic"},
 		{Name: mapServiceNodePorts, Keys: pair, IsMap: true, Comment: "NodePort traffic"},
 		{Name: setHairpin, Keys: []string{"addr", "addr"}, Comment: "each endpoint twice: a connection from it DNATed to it is masqueraded"},
-		{Name: mapEndpoints, Keys: []string{"slot"}, IsMap: true, Endpoints: true, Comment: "each Service chain's endpoints, by numgen value"},
 	}
 	if nodePorts != nil {
 		np := Set{Name: setNodePortIPs, Keys: addr, Comment: "IPs that accept NodePort traffic"}
@@ -378,7 +388,7 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 				if last < first {
 					continue // more endpoints than slots: the rest get none
 				}
-				el(mapEndpoints, Element{Slots: [2]uint32{id<<16 | uint32(first), id<<16 | uint32(last)}, Target: ep.AddrPort()})
+				el(endpointMap(id), Element{Slots: [2]uint32{id<<16 | uint32(first), id<<16 | uint32(last)}, Target: ep.AddrPort()})
 			}
 			svc.Chains = append(svc.Chains, c)
 			return

@@ -189,7 +189,7 @@ func (d dnatMap) offset() uint32 { return d.id << 16 }
 
 func (d dnatMap) text(v6 bool) string {
 	return "dnat " + ipWord(v6) + " to numgen random mod " + strconv.Itoa(slotsPerRange) + " offset " +
-		strconv.FormatUint(uint64(d.offset()), 10) + " map @" + mapEndpoints
+		strconv.FormatUint(uint64(d.offset()), 10) + " map @" + endpointMap(d.id)
 }
 
 // markOr sets the masquerade bit; markXor flips it back.

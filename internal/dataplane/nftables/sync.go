@@ -8,6 +8,7 @@ import (
 	"hash"
 	"hash/fnv"
 	"hash/maphash"
+	"maps"
 	"net/netip"
 	"os"
 	"reflect"
@@ -88,9 +89,11 @@ type kernelState struct {
 	// Services on one external IP and port) does not delete it.
 	wanted   map[string]int
 	affinity map[string]bool
-	// blocks index the endpoints map's ranges in the kernel by block
+	// blocks index the endpoints maps' ranges in the kernel by block
 	// (range number): block -> first-value keys.
 	blocks map[uint32]map[string]bool
+	// endpointMaps are the endpoints maps the table has.
+	endpointMaps map[string]bool
 	// read is set when the state was just read from the kernel.
 	read bool
 }
@@ -246,6 +249,9 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 	for _, st := range rs.Sets {
 		sets[st.Name] = st
 	}
+	for m := range ks.endpointMaps {
+		sets[m] = endpointMapSet(m)
+	}
 	inChunk := 0
 	commit := func(what string) error {
 		if b.ops == 0 {
@@ -276,7 +282,16 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		if had && rec.sum == svc.sum {
 			continue
 		}
-		// Chains first: the elements jump to them.
+		// Endpoints maps first, then chains (their rules use the maps),
+		// then elements (map elements jump to the chains).
+		for _, e := range svc.Elements {
+			if isEndpointMap(e.Set) && !ks.endpointMaps[e.Set] {
+				sets[e.Set] = endpointMapSet(e.Set)
+				_ = b.c.AddSet(b.setFor(sets[e.Set]), nil)
+				b.ops++
+				ks.endpointMaps[e.Set] = true
+			}
+		}
 		if !had || rec.chainSum != svc.chainSum {
 			s.writeService(b, &svc, ks, rec)
 		}
@@ -491,8 +506,8 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	// sync) goes too, before any range is added there.
 	desired := map[string]string{}
 	for _, e := range svc.Elements {
-		if e.Set == mapEndpoints {
-			st := sets[mapEndpoints]
+		if isEndpointMap(e.Set) {
+			st := sets[e.Set]
 			desired[string(elementKey(st.Keys, e.Element))] = kernelValue(st, e.Element)
 		}
 	}
@@ -503,10 +518,11 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 		}
 	}
 	for block := range blocks {
+		m := endpointMap(block)
 		for k := range ks.blocks[block] {
-			if v := ks.elements[mapEndpoints][k]; desired[k] != v {
-				b.deleteElement(sets[mapEndpoints], k, v)
-				ks.unset(mapEndpoints, k)
+			if v := ks.elements[m][k]; desired[k] != v {
+				b.deleteElement(sets[m], k, v)
+				ks.unset(m, k)
 			}
 		}
 	}
@@ -525,7 +541,7 @@ func (ks *kernelState) set(set, k, v string) {
 		ks.elements[set] = map[string]string{}
 	}
 	ks.elements[set][k] = v
-	if set == mapEndpoints {
+	if isEndpointMap(set) {
 		block := binary.BigEndian.Uint32([]byte(k)) >> 16
 		if ks.blocks[block] == nil {
 			ks.blocks[block] = map[string]bool{}
@@ -537,7 +553,7 @@ func (ks *kernelState) set(set, k, v string) {
 // unset records that element k of set is gone.
 func (ks *kernelState) unset(set, k string) {
 	delete(ks.elements[set], k)
-	if set == mapEndpoints {
+	if isEndpointMap(set) {
 		block := binary.BigEndian.Uint32([]byte(k)) >> 16
 		delete(ks.blocks[block], k)
 		if len(ks.blocks[block]) == 0 {
@@ -620,7 +636,7 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32]map[string]bool{},
+	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32]map[string]bool{}, endpointMaps: map[string]bool{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
@@ -642,6 +658,10 @@ func (s *Syncer) read() (*kernelState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
+	// Range numbers in the kernel that no chain of this process has (left
+	// by an earlier one) are not handed out until this sync deleted them.
+	inUse := map[uint32]bool{}
+	defer s.ranges.Reserve(inUse)
 	for _, st := range sets {
 		if strings.HasPrefix(st.Name, affinitySetPrefix) {
 			ks.affinity[st.Name] = true
@@ -654,14 +674,13 @@ func (s *Syncer) read() (*kernelState, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list elements of %s: %w", st.Name, err)
 		}
-		if st.Name == mapEndpoints {
-			m, inUse := readRanges(els, s.Options.IPv6)
+		if isEndpointMap(st.Name) {
+			m, used := readRanges(els, s.Options.IPv6)
 			for k, v := range m {
 				ks.set(st.Name, k, v)
 			}
-			// Numbers in the kernel that no chain of this process has:
-			// left by an earlier one, and deleted by this sync.
-			s.ranges.Reserve(inUse)
+			maps.Copy(inUse, used)
+			ks.endpointMaps[st.Name] = true
 			continue
 		}
 		m := map[string]string{}
