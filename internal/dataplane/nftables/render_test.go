@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/knftables"
@@ -190,4 +191,46 @@ func TestRenderGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Range numbers stay with their chain, skip reserved ones, come free with
+// Keep; when none is left a chain picks its endpoints by a DNAT ladder,
+// with the same odds.
+func TestRanges(t *testing.T) {
+	var r Ranges
+	r.Reserve(map[uint32]bool{1: true})
+	a, _ := r.For("a")
+	b, _ := r.For("b")
+	if again, _ := r.For("a"); a != 2 || b != 3 || again != a {
+		t.Errorf("a=%d b=%d a again=%d, want 2, 3, 2 (1 is reserved)", a, b, again)
+	}
+	r.Keep(func(c string) bool { return c == "b" })
+	r.Reserve(nil)
+	if c, _ := r.For("c"); c != 4 {
+		t.Errorf("c=%d, want 4 (numbers go round before reuse)", c)
+	}
+
+	all := map[uint32]bool{}
+	for id := uint32(1); id <= maxRange; id++ {
+		all[id] = true
+	}
+	full := &Ranges{}
+	full.Reserve(all)
+	if _, ok := full.For("x"); ok {
+		t.Fatal("a range handed out though all are reserved")
+	}
+	st := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80))}}
+	text := renderWith(&st, Options{ClusterCIDR: podCIDR}, full).List()
+	if !strings.Contains(text, "numgen random mod 2 0 meta l4proto tcp dnat to 10.244.0.10:80") {
+		t.Errorf("no DNAT ladder without ranges:\n%s", text)
+	}
+	rs, err := netfilter.ParseNft(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dptest.CheckTrace(t, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+		return netfilter.TraceNft(rs, p, o)
+	},
+		[]netip.Addr{nodeIP}, dptest.T("client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
+			"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"))
 }

@@ -150,10 +150,10 @@ func (reject) text(bool) string { return "reject" }
 
 // numgenPick matches one packet in mod: "numgen random mod 3 0". A ladder
 // of them (mod N, N-1, ... 2, then an unconditional rung) picks each of N
-// endpoints with probability 1/N, as iptables' statistic rules do. Upstream
-// uses one anonymous verdict map instead; the kernel's cost of creating maps
-// grows with how many the table has, which makes large syncs slow, and a
-// ladder needs no map at all.
+// endpoints with probability 1/N, as iptables' statistic rules do (used for
+// session affinity, whose endpoint chains need verdicts). Upstream uses one
+// anonymous verdict map instead; the kernel's cost of creating maps grows
+// with how many the table has, which makes large syncs slow.
 type numgenPick struct{ mod int }
 
 func (n numgenPick) text(bool) string { return "numgen random mod " + strconv.Itoa(n.mod) + " 0" }
