@@ -36,25 +36,29 @@ func Changes(prev, cur Input) ChangeSet {
 // the change that caused the slice update happened.
 const lastChangeTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
 
-func countChanged[T metav1.Object](prev, cur []T, changed func(T)) int {
-	// Sources hand out an unchanged object as the same pointer, mostly in
-	// the same order: objects at the same place and pointer are skipped
-	// without building keys for them.
-	var p, c []T
-	for i, o := range cur {
-		if i < len(prev) && any(prev[i]) == any(o) {
+func countChanged[T interface {
+	metav1.Object
+	comparable
+}](prev, cur []T, changed func(T)) int {
+	// Sources hand out an unchanged object as the same pointer (in any
+	// order: informer listers list in map order): those are matched by
+	// pointer, without building keys for them.
+	same := make(map[T]bool, len(prev))
+	for _, o := range prev {
+		same[o] = true
+	}
+	var c []T
+	for _, o := range cur {
+		if same[o] {
+			delete(same, o)
 			continue
 		}
 		c = append(c, o)
-		if i < len(prev) {
-			p = append(p, prev[i])
-		}
 	}
-	if len(prev) > len(cur) {
-		p = append(p, prev[len(cur):]...)
-	}
-	old := make(map[string]T, len(p))
-	for _, o := range p {
+	// same now holds the previous objects no current one is: changed or
+	// removed ones.
+	old := make(map[string]T, len(same))
+	for o := range same {
 		old[o.GetNamespace()+"/"+o.GetName()] = o
 	}
 	n := 0

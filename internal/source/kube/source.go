@@ -111,7 +111,10 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 
 	settle := s.Settle
 	if settle == 0 {
-		settle = 20 * time.Millisecond
+		// Short: an endpoint change waits this long before the model is
+		// built. Events during a build are coalesced into the next one
+		// anyway, and syncs by minSyncPeriod.
+		settle = 5 * time.Millisecond
 	}
 	for {
 		select {
