@@ -104,7 +104,11 @@ type serviceRecord struct {
 	sum, chainSum uint64
 	chains        []string
 	sets          []string
-	elements      []string // "set\x00key"
+	elements      []string // "set\x00key", except the endpoints maps'
+	// blocks are the Service's ranges in the endpoints maps: its elements
+	// there are found through kernelState.blocks (no other Service shares
+	// them, so they need no claims).
+	blocks []uint32
 }
 
 // cachedPort is a Service port as last rendered: while the model holds the
@@ -310,6 +314,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 				s.retire(b, c, ks)
 			}
 			s.release(b, rec.elements, nil, sets, ks)
+			s.sweepBlocks(b, rec.blocks, nil, ks)
 			delete(ks.services, key)
 		}
 	}
@@ -330,8 +335,21 @@ func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
 	}
 	ks.read = false
 	var gone []string
+	ownedBlocks := map[uint32]bool{}
+	for _, rec := range ks.services {
+		for _, block := range rec.blocks {
+			ownedBlocks[block] = true
+		}
+	}
+	var unowned []uint32
+	for block := range ks.blocks {
+		if !ownedBlocks[block] {
+			unowned = append(unowned, block)
+		}
+	}
+	s.sweepBlocks(b, unowned, nil, ks)
 	for set, els := range ks.elements {
-		if _, ok := sets[set]; ok && set != setNodePortIPs {
+		if _, ok := sets[set]; ok && set != setNodePortIPs && !isEndpointMap(set) {
 			for k := range els {
 				if ks.wanted[set+"\x00"+k] == 0 {
 					gone = append(gone, set+"\x00"+k)
@@ -476,7 +494,7 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
 	rec := ks.services[svc.Key]
 	rec.sum = svc.sum
-	rec.elements = rec.elements[:0:0]
+	rec.elements, rec.blocks = rec.elements[:0:0], rec.blocks[:0:0]
 	type change struct {
 		st Set
 		e  Element
@@ -484,13 +502,21 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 		v  string
 	}
 	var adds []change
+	desired := map[string]string{} // the endpoints maps' elements
 	for _, e := range svc.Elements {
 		st := sets[e.Set]
 		k := string(elementKey(st.Keys, e.Element))
-		ref := e.Set + "\x00" + k
-		rec.elements = append(rec.elements, ref)
-		ks.wanted[ref]++
 		v := kernelValue(st, e.Element)
+		if st.Endpoints {
+			desired[k] = v
+			if block := e.Slots[0] >> 16; !slices.Contains(rec.blocks, block) {
+				rec.blocks = append(rec.blocks, block)
+			}
+		} else {
+			ref := e.Set + "\x00" + k
+			rec.elements = append(rec.elements, ref)
+			ks.wanted[ref]++
+		}
 		cur, ok := ks.elements[e.Set][k]
 		if ok && cur == v {
 			continue
@@ -502,30 +528,10 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 		adds = append(adds, change{st, e.Element, k, v})
 	}
 	// Whatever else the kernel holds in this Service's blocks of the
-	// endpoints map (left by an earlier process, or unknown after a failed
-	// sync) goes too, before any range is added there.
-	desired := map[string]string{}
-	for _, e := range svc.Elements {
-		if isEndpointMap(e.Set) {
-			st := sets[e.Set]
-			desired[string(elementKey(st.Keys, e.Element))] = kernelValue(st, e.Element)
-		}
-	}
-	blocks := map[uint32]bool{}
-	for _, a := range adds {
-		if a.st.Endpoints {
-			blocks[a.e.Slots[0]>>16] = true
-		}
-	}
-	for block := range blocks {
-		m := endpointMap(block)
-		for k := range ks.blocks[block] {
-			if v := ks.elements[m][k]; desired[k] != v {
-				b.deleteElement(sets[m], k, v)
-				ks.unset(m, k)
-			}
-		}
-	}
+	// endpoints maps, now or before (left by an earlier process, unknown
+	// after a failed sync, or of a chain it no longer has), goes before any
+	// range is added there.
+	s.sweepBlocks(b, append(slices.Clone(rec.blocks), old.blocks...), desired, ks)
 	s.release(b, old.elements, rec.elements, sets, ks)
 	for _, a := range adds {
 		_ = b.c.SetAddElements(b.setFor(a.st), b.elements(a.st, a.e))
@@ -533,6 +539,21 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 		ks.set(a.st.Name, a.k, a.v)
 	}
 	ks.services[svc.Key] = rec
+}
+
+// sweepBlocks deletes the elements the kernel holds in these blocks of the
+// endpoints maps unless keep has them with the same value.
+func (s *Syncer) sweepBlocks(b *batch, blocks []uint32, keep map[string]string, ks *kernelState) {
+	for _, block := range blocks {
+		m := endpointMap(block)
+		for k := range ks.blocks[block] {
+			if v := ks.elements[m][k]; keep[k] != v {
+				b.deleteElement(endpointMapSet(m), k, v)
+				b.ops++
+				ks.unset(m, k)
+			}
+		}
+	}
 }
 
 // set records that the kernel holds element k of set with value v.
