@@ -57,11 +57,16 @@ endpoints:
 - {addresses: ["10.244.1.10"], nodeName: node-2}
 `
 
-// Behaviour only the kernel can show: source addresses, drops, stickiness.
+// Behaviour only the kernel can show: source addresses, drops, stickiness,
+// in both modes.
 func TestServiceSemantics(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
+	modes(t, testServiceSemantics)
+}
+
+func testServiceSemantics(t *testing.T, mode string) {
 	ctx := ctxFor(t, 2*time.Minute)
 	l, err := lab.Build(ctx, lab.Config{Prefix: fmt.Sprintf("svs%d", labSeq.Add(1)), Nodes: 2, Pods: []lab.PodSpec{
 		{Name: "web-1", Node: 0, TCP: []int{80}},
@@ -84,7 +89,7 @@ func TestServiceSemantics(t *testing.T) {
 	}
 	for _, n := range l.Nodes {
 		p, err := l.Start(&n.NS, binary, "run", "--manifests", dir, "--hostname-override", n.NodeName, "--cluster-cidr", "10.244.0.0/16",
-			"--iptables-min-sync-period", "100ms", "--state-dir", t.TempDir())
+			"--iptables-min-sync-period", "100ms", "--state-dir", t.TempDir(), "--proxy-mode", mode)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,9 @@ import (
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
 
-func TestServiceTraffic(t *testing.T) {
+func TestServiceTraffic(t *testing.T) { modes(t, testServiceTraffic) }
+
+func testServiceTraffic(t *testing.T, mode string) {
 	w := newWorld(t,
 		lab.PodSpec{Name: "web-1", TCP: []int{80}},
 		lab.PodSpec{Name: "web-2", TCP: []int{80}},
@@ -23,6 +25,7 @@ func TestServiceTraffic(t *testing.T) {
 	w.write("dns.yaml", dnsServiceAt("10.244.0.12"))
 	// A broken manifest in the same folder must not stop the others.
 	w.write("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {clusterIP: 10.96.0.77, ports: [{port: 99999}]}\n")
+	w.mode = mode
 	proxy := w.start()
 	ctx := ctxFor(t, 60*time.Second)
 
@@ -104,6 +107,13 @@ func TestServiceTraffic(t *testing.T) {
 		}
 		if strings.Contains(w.iptablesSave(), "default/late") {
 			t.Error("rules of the removed Service are still in the kernel")
+		}
+		// In nftables mode its chains are emptied at once and deleted by a
+		// later sync: only their (empty) declarations may remain.
+		for _, l := range strings.Split(w.nftList(), "\n") {
+			if strings.Contains(l, "default/late") && !strings.HasPrefix(strings.TrimSpace(l), "chain ") {
+				t.Errorf("the removed Service is still in the nftables table: %s", strings.TrimSpace(l))
+			}
 		}
 	})
 
