@@ -93,6 +93,9 @@ type kernelState struct {
 	// 10k Services × 10 endpoints there are 100k of them.
 	ranges map[uint32]kernelRange
 	blocks map[uint32][]uint32
+	// hairpin are the hairpin set's addresses, each with how many Services
+	// want it (0: in the kernel, wanted by none). Typed for the same reason.
+	hairpin map[netip.Addr]int
 	// endpointMaps are the endpoints maps the table has.
 	endpointMaps map[string]bool
 	// read is set when the state was just read from the kernel.
@@ -110,6 +113,8 @@ type serviceRecord struct {
 	// there are found through kernelState.blocks (no other Service shares
 	// them, so they need no claims).
 	blocks []uint32
+	// hairpin are its endpoints' addresses in the hairpin set.
+	hairpin []netip.Addr
 }
 
 // cachedPort is a Service port as last rendered: while the model holds the
@@ -316,6 +321,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 			}
 			s.release(b, rec.elements, nil, sets, ks)
 			s.sweepBlocks(b, rec.blocks, nil, ks)
+			s.releaseHairpin(b, rec.hairpin, sets, ks)
 			delete(ks.services, key)
 		}
 	}
@@ -349,6 +355,13 @@ func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
 		}
 	}
 	s.sweepBlocks(b, unowned, nil, ks)
+	var unwanted []netip.Addr
+	for a, n := range ks.hairpin {
+		if n == 0 {
+			unwanted = append(unwanted, a)
+		}
+	}
+	s.releaseHairpin(b, unwanted, sets, ks)
 	for set, els := range ks.elements {
 		if _, ok := sets[set]; ok && set != setNodePortIPs && !isEndpointMap(set) {
 			for k := range els {
@@ -495,7 +508,7 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
 	rec := ks.services[svc.Key]
 	rec.sum = svc.sum
-	rec.elements, rec.blocks = rec.elements[:0:0], rec.blocks[:0:0]
+	rec.elements, rec.blocks, rec.hairpin = rec.elements[:0:0], rec.blocks[:0:0], rec.hairpin[:0:0]
 	type change struct {
 		st Set
 		e  Element
@@ -506,6 +519,15 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	desired := map[uint32]kernelRange{} // the endpoints maps' elements
 	for _, e := range svc.Elements {
 		st := sets[e.Set]
+		if e.Set == setHairpin {
+			rec.hairpin = append(rec.hairpin, e.Addr)
+			n, present := ks.hairpin[e.Addr]
+			ks.hairpin[e.Addr] = n + 1
+			if !present {
+				adds = append(adds, change{st: st, e: e.Element})
+			}
+			continue
+		}
 		if st.Endpoints {
 			desired[e.Slots[0]] = rangeOf(e)
 			if block := e.Slots[0] >> 16; !slices.Contains(rec.blocks, block) {
@@ -537,9 +559,13 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	// longer has), goes before any range is added there.
 	s.sweepBlocks(b, append(slices.Clone(rec.blocks), old.blocks...), desired, ks)
 	s.release(b, old.elements, rec.elements, sets, ks)
+	s.releaseHairpin(b, old.hairpin, sets, ks)
 	for _, a := range adds {
 		_ = b.c.SetAddElements(b.setFor(a.st), b.elements(a.st, a.e))
 		b.ops++
+		if a.st.Name == setHairpin {
+			continue // recorded above
+		}
 		if a.st.Endpoints {
 			ks.setRange(a.e.Slots[0], rangeOf(MapElement{Element: a.e}))
 			continue
@@ -550,6 +576,25 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 		ks.elements[a.st.Name][a.k] = a.v
 	}
 	ks.services[svc.Key] = rec
+}
+
+// releaseHairpin drops one claim on each address and deletes from the
+// hairpin set those nobody wants any more.
+func (s *Syncer) releaseHairpin(b *batch, addrs []netip.Addr, sets map[string]Set, ks *kernelState) {
+	st := sets[setHairpin]
+	for _, a := range addrs {
+		n, present := ks.hairpin[a]
+		if !present {
+			continue
+		}
+		if n > 1 {
+			ks.hairpin[a] = n - 1
+			continue
+		}
+		_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: elementKey(st.Keys, Element{Addr: a})}})
+		b.ops++
+		delete(ks.hairpin, a)
+	}
 }
 
 // kernelRange is an endpoints map element as the kernel holds it.
@@ -668,7 +713,7 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, ranges: map[uint32]kernelRange{}, blocks: map[uint32][]uint32{}, endpointMaps: map[string]bool{},
+	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, ranges: map[uint32]kernelRange{}, blocks: map[uint32][]uint32{}, hairpin: map[netip.Addr]int{}, endpointMaps: map[string]bool{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
@@ -705,6 +750,14 @@ func (s *Syncer) read() (*kernelState, error) {
 		els, err := s.conn.read.GetSetElements(st)
 		if err != nil {
 			return nil, fmt.Errorf("list elements of %s: %w", st.Name, err)
+		}
+		if st.Name == setHairpin {
+			for _, e := range els {
+				if a, ok := netip.AddrFromSlice(e.Key[:len(e.Key)/2]); ok {
+					ks.hairpin[a] = 0
+				}
+			}
+			continue
 		}
 		if isEndpointMap(st.Name) {
 			for first, r := range readRanges(els, s.Options.IPv6) {
