@@ -81,7 +81,8 @@ type kernelState struct {
 	fixed    uint64
 	chains   map[string]bool
 	services map[string]serviceRecord
-	// elements: set name -> key bytes -> value (see kernelValue).
+	// elements: set name -> key bytes -> value (see kernelValue), for the
+	// sets and maps other than the endpoints maps and the hairpin set.
 	elements map[string]map[string]string
 	// wanted counts the Services that want each element ("set\x00key"),
 	// so that one Service letting go of a key another still uses (two
@@ -108,7 +109,7 @@ type serviceRecord struct {
 	sum, chainSum uint64
 	chains        []string
 	sets          []string
-	elements      []string // "set\x00key", except the endpoints maps'
+	elements      []string // "set\x00key" (see kernelState.elements)
 	// blocks are the Service's ranges in the endpoints maps: its elements
 	// there are found through kernelState.blocks (no other Service shares
 	// them, so they need no claims).
