@@ -239,6 +239,7 @@ func TestEndpointRangesThroughChangesAndRestarts(t *testing.T) {
 		{"three endpoints", model.State{Services: []model.ServicePort{three, dns(dptest.Ep("10.244.0.20", 53))}}, false},
 		{"the last one replaced", model.State{Services: []model.ServicePort{lastReplaced, dns(dptest.Ep("10.244.0.20", 53))}}, false},
 		{"one left", model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"its port changed", model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.11", 8080)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
 		{"a new process, dns first", model.State{Services: []model.ServicePort{dns(dptest.Ep("10.244.0.21", 53)), web(dptest.Ep("10.244.0.11", 80), dptest.Ep("10.244.0.14", 80))}}, true},
 		{"web gone", model.State{Services: []model.ServicePort{dns(dptest.Ep("10.244.0.21", 53))}}, false},
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -840,8 +839,10 @@ func (svc *Service) fingerprint(v6 bool) {
 		h.Write([]byte(a.Name))
 	}
 	svc.chainSum = h.Sum64()
+	// Every field of an element: an endpoint that moves to another port is
+	// a change of Target alone.
 	for _, e := range svc.Elements {
-		h.Write([]byte(e.Set + " " + e.Addr.String() + " " + e.Proto + " " + strconv.Itoa(int(e.Port)) + " " + e.Verdict.String() + " " + e.Comment + "\n"))
+		fmt.Fprintf(h, "%s %s %s %d %s %q %d-%d %s\n", e.Set, e.Addr, e.Proto, e.Port, e.Verdict, e.Comment, e.Slots[0], e.Slots[1], e.Target)
 	}
 	svc.sum = h.Sum64()
 }
