@@ -293,7 +293,7 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 
 	// Chains, in upstream's order of creation. Endpoint chains only with
 	// session affinity, which needs one per endpoint; otherwise the policy
-	// chains DNAT themselves (see policy).
+	// chains pick from the endpoints maps (see policy).
 	affine := sp.AffinitySeconds > 0
 	epChains := map[string]string{}
 	affinity := map[string]string{}
@@ -380,7 +380,11 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 		// rule or verdict makes it walk every chain: 100 ms and more at 10k
 		// Services). Upstream jumps through an anonymous verdict map to an
 		// endpoint chain each.
-		if id, ok := ids.For(name); ok && !affine {
+		id, ok := uint32(0), false
+		if !affine {
+			id, ok = ids.For(name)
+		}
+		if ok {
 			c.Rules = append(c.Rules, rule(matchL4{proto}, dnatMap{id}))
 			n := uint64(len(eps))
 			for i, ep := range eps {
@@ -439,14 +443,14 @@ func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
 func timeoutDuration(secs int32) time.Duration { return time.Duration(secs) * time.Second }
 
 // slotsPerRange is how many numgen values each Service chain has in the
-// endpoints map.
+// endpoints maps.
 const slotsPerRange = 1 << 16
 
 // maxRange is the last range number: keys are 32 bits, and the last
 // range's end must still fit.
 const maxRange = 1<<16 - 2
 
-// Ranges numbers the Service chains' ranges in the endpoints map: range n
+// Ranges numbers the Service chains' ranges in the endpoints maps: range n
 // is the numgen values n<<16 to n<<16 + 65535. A number stays with its chain
 // while the chain exists, because the chain's rule names it; reserved ones
 // (in the kernel, left by another process) are not handed out.

@@ -29,9 +29,10 @@ import (
 // whole table (a walk from each hook through every chain: tens of
 // milliseconds per hook at 10k Services × 10 endpoints), so many small
 // transactions cost time quadratic in the table's size; one huge
-// transaction is slower per object and answers nothing until its end. Starting small gets the first
-// Services answering within a second or two, doubling keeps the number of
-// commits (and validations) logarithmic until the cap.
+// transaction is slower per object and answers nothing until its end.
+// Starting small gets the first Services answering within a second or two,
+// doubling keeps the number of commits (and validations) logarithmic until
+// the cap.
 const DefaultChunkServices = 250
 
 const maxChunkGrowth = 8
@@ -363,7 +364,7 @@ func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
 	}
 	s.releaseHairpin(b, unwanted, sets, ks)
 	for set, els := range ks.elements {
-		if _, ok := sets[set]; ok && set != setNodePortIPs && !isEndpointMap(set) {
+		if _, ok := sets[set]; ok && set != setNodePortIPs {
 			for k := range els {
 				if ks.wanted[set+"\x00"+k] == 0 {
 					gone = append(gone, set+"\x00"+k)
@@ -529,11 +530,12 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 			continue
 		}
 		if st.Endpoints {
-			desired[e.Slots[0]] = rangeOf(e)
+			r := rangeOf(e.Element)
+			desired[e.Slots[0]] = r
 			if block := e.Slots[0] >> 16; !slices.Contains(rec.blocks, block) {
 				rec.blocks = append(rec.blocks, block)
 			}
-			if cur, ok := ks.ranges[e.Slots[0]]; !ok || cur != rangeOf(e) {
+			if cur, ok := ks.ranges[e.Slots[0]]; !ok || cur != r {
 				adds = append(adds, change{st: st, e: e.Element})
 			}
 			continue
@@ -567,7 +569,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 			continue // recorded above
 		}
 		if a.st.Endpoints {
-			ks.setRange(a.e.Slots[0], rangeOf(MapElement{Element: a.e}))
+			ks.setRange(a.e.Slots[0], rangeOf(a.e))
 			continue
 		}
 		if ks.elements[a.st.Name] == nil {
@@ -603,7 +605,7 @@ type kernelRange struct {
 	target netip.AddrPort
 }
 
-func rangeOf(e MapElement) kernelRange { return kernelRange{e.Slots[1], e.Target} }
+func rangeOf(e Element) kernelRange { return kernelRange{e.Slots[1], e.Target} }
 
 // sweepBlocks deletes the ranges the kernel holds in these blocks of the
 // endpoints maps unless keep has them as they are.
