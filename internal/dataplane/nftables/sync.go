@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -843,8 +844,18 @@ func (svc *Service) fingerprint(v6 bool) {
 	svc.chainSum = h.Sum64()
 	// Every field of an element: an endpoint that moves to another port is
 	// a change of Target alone.
+	var b []byte
 	for _, e := range svc.Elements {
-		fmt.Fprintf(h, "%s %s %s %d %s %q %d-%d %s\n", e.Set, e.Addr, e.Proto, e.Port, e.Verdict, e.Comment, e.Slots[0], e.Slots[1], e.Target)
+		b = append(append(b[:0], e.Set...), ' ')
+		b = append(e.Addr.AppendTo(b), ' ')
+		b = append(append(b, e.Proto...), ' ')
+		b = append(strconv.AppendUint(b, uint64(e.Port), 10), ' ')
+		b = append(append(b, e.Verdict.String()...), ' ')
+		b = append(strconv.AppendQuote(b, e.Comment), ' ')
+		b = append(strconv.AppendUint(b, uint64(e.Slots[0]), 10), '-')
+		b = append(strconv.AppendUint(b, uint64(e.Slots[1]), 10), ' ')
+		b = append(e.Target.AppendTo(b), '\n')
+		h.Write(b)
 	}
 	svc.sum = h.Sum64()
 }
