@@ -45,24 +45,40 @@ func Build(in Input, node Node) (State, []error) { return new(Builder).Build(in,
 // Builder builds States one snapshot after another, reusing what it worked
 // out for each Service and EndpointSlice object it saw in the previous
 // snapshot (the same pointer: sources never change an object they handed
-// out, they replace it). At 10k Services a change then costs the merge, not
-// a rebuild.
+// out, they replace it). At 10k Services a change then costs a pass over
+// the objects and the work for the objects that changed, not a rebuild.
 type Builder struct {
-	node      Node
-	services  map[*corev1.Service]*servicePortsResult
-	slices    map[*discoveryv1.EndpointSlice]*sliceEndpoints
+	node     Node
+	services map[*corev1.Service]*servicePortsResult
+	slices   map[*discoveryv1.EndpointSlice]*sliceEndpoints
+	// base is what the last snapshot's Services make, reused while the
+	// same Service objects come.
+	base *serviceBase
+	// endpoints indexes the last snapshot's slices; each snapshot patches
+	// it with the slices that came and went.
 	endpoints endpointIndex
 }
 
 type servicePortsResult struct {
+	key   string // namespace/name
 	ports []ServicePort
+	// names are the ports' names as strings, for sorting.
+	names []string
 	skip  bool
 	err   *ObjectError
 }
 
+// serviceBase is the Service ports of a set of Service objects, sorted, with
+// their endpoints still to be filled in from keys, and the Services' errors.
+type serviceBase struct {
+	ports  []ServicePort
+	keys   []endpointKey
+	errs   []error
+	inputs int // how many objects (duplicates included) it was made from
+}
+
 // Build is the package's Build, with the reuse.
 func (b *Builder) Build(in Input, node Node) (State, []error) {
-	var errs []error
 	for _, n := range in.Nodes {
 		if n.Name == node.Name {
 			node = nodeInfo(node, n)
@@ -73,75 +89,94 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 		// on its zone too.
 		b.node, b.slices, b.endpoints = node, nil, nil
 	}
-	nextServices := make(map[*corev1.Service]*servicePortsResult, len(in.Services))
-	nextSlices := make(map[*discoveryv1.EndpointSlice]*sliceEndpoints, len(in.EndpointSlices))
-	defer func() { b.services, b.slices = nextServices, nextSlices }()
 	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
+	base := b.serviceBase(in.Services, origin)
+	epErrs := b.patchEndpoints(in.EndpointSlices, node, origin)
+	ports := make([]ServicePort, len(base.ports))
+	for i := range ports {
+		ports[i] = base.ports[i]
+		ports[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
+	}
+	return State{Services: ports, Node: node}, append(slices.Clip(base.errs), epErrs...)
+}
+
+// serviceBase returns what svcs make: the last result when they are the
+// same objects as last time, else the ports of every usable Service sorted
+// by name (each object's ports worked out once), the first Service in
+// namespace/name order keeping a contested port.
+func (b *Builder) serviceBase(svcs []*corev1.Service, origin func(kind, key string) string) *serviceBase {
+	next := make(map[*corev1.Service]*servicePortsResult, len(svcs))
+	same := b.base != nil && b.base.inputs == len(svcs) && len(b.services) == len(svcs)
+	for _, svc := range svcs {
+		r := b.services[svc]
+		if r == nil {
+			same = false
+			r = &servicePortsResult{key: svc.Namespace + "/" + svc.Name}
+			r.ports, r.skip, r.err = servicePorts(svc)
+			for _, sp := range r.ports {
+				r.names = append(r.names, sp.Name.String())
+			}
+		}
+		next[svc] = r
+	}
+	b.services = next
+	if same && len(next) == len(svcs) {
+		return b.base
+	}
 
 	// Sorted on keys copied out of the objects: at 10k Services comparing
 	// through the pointers costs a cache miss per comparison.
 	type named struct {
 		ns, name string
-		svc      *corev1.Service
+		r        *servicePortsResult
 	}
-	svcs := make([]named, len(in.Services))
-	for i, svc := range in.Services {
-		svcs[i] = named{svc.Namespace, svc.Name, svc}
+	sorted := make([]named, len(svcs))
+	for i, svc := range svcs {
+		sorted[i] = named{svc.Namespace, svc.Name, next[svc]}
 	}
-	slices.SortFunc(svcs, func(a, b named) int { return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name)) })
+	slices.SortFunc(sorted, func(a, b named) int { return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name)) })
 
-	ports := make([]ServicePort, 0, len(svcs))
+	base := &serviceBase{inputs: len(svcs)}
+	var ports []ServicePort
+	var names []string
 	usedNodePorts := make(map[nodePortKey]string, len(svcs))
 	usedFrontends := make(map[frontendKey]string, len(svcs))
-	for _, n := range svcs {
-		svc := n.svc
-		key := n.ns + "/" + n.name
-		r := b.services[svc]
-		if r == nil {
-			r = &servicePortsResult{}
-			r.ports, r.skip, r.err = servicePorts(svc)
-		}
-		nextServices[svc] = r
-		sps, skip, ferr := r.ports, r.skip, r.err
-		if ferr != nil {
-			ferr.Source, ferr.Kind, ferr.Object = origin("Service", key), "Service", key
-			errs = append(errs, ferr)
+	for _, n := range sorted {
+		r := n.r
+		if ferr := r.err; ferr != nil {
+			ferr.Source, ferr.Kind, ferr.Object = origin("Service", r.key), "Service", r.key
+			base.errs = append(base.errs, ferr)
 			continue
 		}
-		if skip {
+		if r.skip {
 			continue
 		}
-		if ferr := claimPorts(sps, key, usedNodePorts, usedFrontends); ferr != nil {
-			ferr.Source, ferr.Kind, ferr.Object = origin("Service", key), "Service", key
-			errs = append(errs, ferr)
+		if ferr := claimPorts(r.ports, r.key, usedNodePorts, usedFrontends); ferr != nil {
+			ferr.Source, ferr.Kind, ferr.Object = origin("Service", r.key), "Service", r.key
+			base.errs = append(base.errs, ferr)
 			continue
 		}
-		ports = append(ports, sps...)
+		for i, sp := range r.ports {
+			ports = append(ports, sp)
+			names = append(names, r.names[i])
+			base.keys = append(base.keys, endpointKey{service: r.key, port: sp.Name.Port, protocol: sp.Protocol, v6: sp.ClusterIP.Is6()})
+		}
 	}
-
-	eps, epErrs := endpointsByService(in.EndpointSlices, node, origin, b.slices, nextSlices)
-	errs = append(errs, epErrs...)
-	for i := range ports {
-		sp := &ports[i]
-		k := endpointKey{service: sp.Name.ServiceName(), port: sp.Name.Port, protocol: sp.Protocol, v6: sp.ClusterIP.Is6()}
-		sp.Endpoints = eps[k].merge(b.endpoints[k], node)
-	}
-	b.endpoints = eps
-	// Sorted by name: the key strings are built once, not per comparison.
 	order := make([]int, len(ports))
-	names := make([]string, len(ports))
-	for i := range ports {
-		order[i], names[i] = i, ports[i].Name.String()
+	for i := range order {
+		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int {
 		return cmp.Or(cmp.Compare(names[a], names[b]), cmp.Compare(ports[a].Protocol, ports[b].Protocol), ports[a].ClusterIP.Compare(ports[b].ClusterIP))
 	})
-	sorted := make([]ServicePort, len(ports))
+	base.ports = make([]ServicePort, len(ports))
+	keys := make([]endpointKey, len(ports))
 	for i, j := range order {
-		sorted[i] = ports[j]
+		base.ports[i], keys[i] = ports[j], base.keys[j]
 	}
-	ports = sorted
-	return State{Services: ports, Node: node}, errs
+	base.keys = keys
+	b.base = base
+	return base
 }
 
 // nodeInfo adds what the Node object says about this node.

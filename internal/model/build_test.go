@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -240,10 +241,22 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 	s2 := slice("web-b", "web", 8080, "", endpoint("10.244.1.10", "node-2", nil))
 	noLabel := slice("orphan", "", 8080, "", endpoint("10.244.0.99", "node-1", nil))
 	noLabel.Labels = nil
+	// The same address in two slices, on another node in one: which copy wins
+	// must not depend on the order the slices come in.
+	dup := slice("web-c", "web", 8080, "", endpoint("10.244.0.10", "node-2", nil), endpoint("10.244.2.10", "node-2", nil))
+	// Two Services wanting one node port: the first by name keeps it.
+	api := svc("api", nil)
+	web2 := svc("web", func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 })
 	steps := []Input{
 		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, noLabel}},
 		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, s2, noLabel}},
-		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
+		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{dup, s2, s1}},
+		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, dup}},
+		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{s2, s2, dup}},
+		{Services: []*corev1.Service{web, api}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
+		{Services: []*corev1.Service{web2, api}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
+		{Services: []*corev1.Service{web2, web2}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
+		{Services: []*corev1.Service{web2}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
 		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-b", "web", 8080, "", endpoint("10.244.1.11", "node-2", nil))}},
 	}
 	check := func(b *Builder, i int, in Input, node Node) {
@@ -255,6 +268,12 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 		}
 		if fmt.Sprint(gotErrs) != fmt.Sprint(wantErrs) {
 			t.Errorf("step %d on %s: errors %v, want %v", i, node.Name, gotErrs, wantErrs)
+		}
+		reversed := in
+		reversed.EndpointSlices = slices.Clone(in.EndpointSlices)
+		slices.Reverse(reversed.EndpointSlices)
+		if other, _ := Build(reversed, node); !reflect.DeepEqual(other, want) {
+			t.Errorf("step %d on %s: the slices' order changes the build:\n got %+v\nwant %+v", i, node.Name, other, want)
 		}
 	}
 	for _, node := range []Node{{Name: "node-1"}, {Name: "node-2"}} {

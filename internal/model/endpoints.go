@@ -22,25 +22,31 @@ type endpointKey struct {
 type endpointIndex map[endpointKey]*portSources
 
 // portSources are the endpoint lists the slices of a Service give one of
-// its ports, and the slices they came from (one list per slice).
+// its ports, and the slices they came from (one list per slice, in slice
+// name order).
 type portSources struct {
 	from  []*sliceEndpoints
 	parts [][]Endpoint
-	// merged is the result of merge.
+	// merged is what endpoints returns, once done.
 	merged []Endpoint
+	done   bool
 }
 
-// merge returns the port's endpoints, sorted and de-duplicated (several
-// slices of one Service may list the same address), with topology applied.
-// When prev came from the same slice results, its endpoints are reused.
-func (ps *portSources) merge(prev *portSources, node Node) []Endpoint {
+// endpoints returns the port's endpoints, sorted and de-duplicated (several
+// slices of one Service may list the same address; the first slice by name
+// wins), with topology applied. It works them out once: the index keeps a
+// portSources while no slice feeding it changes.
+func (ps *portSources) endpoints(node Node) []Endpoint {
 	if ps == nil {
 		return nil
 	}
-	if prev != nil && slices.Equal(prev.from, ps.from) {
-		ps.merged = prev.merged
-		return ps.merged
+	if !ps.done {
+		ps.merged, ps.done = ps.merge(node), true
 	}
+	return ps.merged
+}
+
+func (ps *portSources) merge(node Node) []Endpoint {
 	byAddr := func(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
 	// Mostly one slice, sorted, without duplicates or topology to apply:
 	// its endpoints are then used as they are (capped: no one appends to
@@ -48,8 +54,7 @@ func (ps *portSources) merge(prev *portSources, node Node) []Endpoint {
 	if len(ps.parts) == 1 {
 		eps := ps.parts[0]
 		if slices.IsSortedFunc(eps, byAddr) && !hasDuplicates(eps) && !topologyChanges(eps, node) {
-			ps.merged = eps[:len(eps):len(eps)]
-			return ps.merged
+			return eps[:len(eps):len(eps)]
 		}
 	}
 	var eps []Endpoint
@@ -57,11 +62,10 @@ func (ps *portSources) merge(prev *portSources, node Node) []Endpoint {
 		eps = append(eps, p...)
 	}
 	if !slices.IsSortedFunc(eps, byAddr) {
-		slices.SortFunc(eps, byAddr)
+		slices.SortStableFunc(eps, byAddr)
 	}
 	eps = slices.CompactFunc(eps, sameAddrPort)
 	applyTopology(eps, node)
-	ps.merged = eps
 	return eps
 }
 
@@ -77,47 +81,103 @@ func hasDuplicates(eps []Endpoint) bool {
 	return false
 }
 
-// endpointsByService groups all EndpointSlices' endpoints by Service port.
-// An endpoint that cannot be used is reported and skipped; the rest of its
-// slice is kept. What a slice contributes is taken from cache when the same
-// object was seen before, and recorded in next.
-func endpointsByService(slicesIn []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string,
-	cache, next map[*discoveryv1.EndpointSlice]*sliceEndpoints) (endpointIndex, []error) {
-	idx := make(endpointIndex, len(slicesIn))
+// patchEndpoints brings b.endpoints to the EndpointSlices in: a port that a
+// slice which came or went feeds gets new portSources, every other port keeps
+// its own (and the endpoints worked out for it). An endpoint that cannot be
+// used is reported and skipped; the rest of its slice is kept.
+func (b *Builder) patchEndpoints(in []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) []error {
+	next := make(map[*discoveryv1.EndpointSlice]*sliceEndpoints, len(in))
 	var errs []error
-	for _, s := range slicesIn {
-		se := cache[s]
+	var added []*sliceEndpoints
+	for _, s := range in {
+		se := b.slices[s]
+		if se == nil {
+			se = next[s]
+		}
 		if se == nil {
 			se = endpointsOfSlice(s, node, origin)
+			added = append(added, se)
 		}
-		if next != nil {
-			next[s] = se
-		}
+		next[s] = se
 		errs = append(errs, se.errs...)
-		for i, k := range se.keys {
-			ps := idx[k]
-			if ps == nil {
-				ps = &portSources{}
-				idx[k] = ps
-			}
-			ps.from = append(ps.from, se)
-			ps.parts = append(ps.parts, se.eps[i])
+	}
+	gone := map[*sliceEndpoints]bool{}
+	for s, se := range b.slices {
+		if _, ok := next[s]; !ok {
+			gone[se] = true
 		}
 	}
-	return idx, errs
+	b.slices = next
+	if b.endpoints == nil {
+		b.endpoints = make(endpointIndex, len(in))
+	}
+	idx := b.endpoints
+	touched := map[endpointKey]*portSources{}
+	touch := func(k endpointKey) *portSources {
+		if ps := touched[k]; ps != nil {
+			return ps
+		}
+		ps := &portSources{}
+		if old := idx[k]; old != nil {
+			for i, se := range old.from {
+				if !gone[se] {
+					ps.from, ps.parts = append(ps.from, se), append(ps.parts, old.parts[i])
+				}
+			}
+		}
+		touched[k], idx[k] = ps, ps
+		return ps
+	}
+	for se := range gone {
+		for _, k := range se.keys {
+			touch(k)
+		}
+	}
+	for _, se := range added {
+		for i, k := range se.keys {
+			ps := touch(k)
+			ps.from, ps.parts = append(ps.from, se), append(ps.parts, se.eps[i])
+		}
+	}
+	for k, ps := range touched {
+		if len(ps.from) == 0 {
+			delete(idx, k)
+			continue
+		}
+		if len(ps.from) > 1 {
+			sortByName(ps)
+		}
+	}
+	return errs
+}
+
+// sortByName orders ps's slices by name, so that which slice's copy of a
+// duplicate endpoint wins does not depend on the order slices came in.
+func sortByName(ps *portSources) {
+	order := make([]int, len(ps.from))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ps.from[a].name, ps.from[b].name) })
+	from, parts := make([]*sliceEndpoints, len(order)), make([][]Endpoint, len(order))
+	for i, j := range order {
+		from[i], parts[i] = ps.from[j], ps.parts[j]
+	}
+	ps.from, ps.parts = from, parts
 }
 
 // sliceEndpoints is what one EndpointSlice contributes: its usable
 // endpoints per Service port, and its errors.
 type sliceEndpoints struct {
+	name string // namespace/name
 	keys []endpointKey
 	eps  [][]Endpoint
 	errs []error
 }
 
 func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) *sliceEndpoints {
-	se := &sliceEndpoints{}
 	key := s.Namespace + "/" + s.Name
+	se := &sliceEndpoints{name: key}
 	fail := func(field string, err error) {
 		se.errs = append(se.errs, &ObjectError{Source: origin("EndpointSlice", key), Kind: "EndpointSlice", Object: key, Field: field, Err: err})
 	}

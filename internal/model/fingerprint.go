@@ -11,66 +11,93 @@ import (
 // ports give equal fingerprints under one seed; every field counts (a test
 // holds it to that).
 func (sp *ServicePort) Fingerprint(seed maphash.Seed) uint64 {
-	var h maphash.Hash
+	return sp.FingerprintWith(seed, EndpointsFingerprint(seed, sp.Endpoints))
+}
+
+// FingerprintWith is Fingerprint given EndpointsFingerprint(seed,
+// sp.Endpoints), which a caller may have kept: States built one after
+// another share unchanged endpoint lists, and hashing 10k of them is most
+// of the cost.
+func (sp *ServicePort) FingerprintWith(seed maphash.Seed, endpoints uint64) uint64 {
+	var h hasher
 	h.SetSeed(seed)
-	str := func(s string) {
-		var n [binary.MaxVarintLen64]byte
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-		h.WriteString(s)
-	}
-	num := func(v int64) {
-		var n [binary.MaxVarintLen64]byte
-		h.Write(n[:binary.PutVarint(n[:], v)])
-	}
-	flag := func(b bool) {
-		if b {
-			h.WriteByte(1)
-		} else {
-			h.WriteByte(0)
-		}
-	}
-	addr := func(a netip.Addr) {
-		b, _ := a.MarshalBinary()
-		str(string(b))
-	}
-	strs := func(list []string) {
-		num(int64(len(list)))
-		for _, s := range list {
-			str(s)
-		}
-	}
-	str(sp.Name.Namespace)
-	str(sp.Name.Name)
-	str(sp.Name.Port)
-	str(string(sp.Protocol))
-	addr(sp.ClusterIP)
-	num(int64(sp.Port))
-	num(int64(sp.NodePort))
+	h.str(sp.Name.Namespace)
+	h.str(sp.Name.Name)
+	h.str(sp.Name.Port)
+	h.str(string(sp.Protocol))
+	h.addr(sp.ClusterIP)
+	h.num(int64(sp.Port))
+	h.num(int64(sp.NodePort))
 	for _, list := range [][]netip.Addr{sp.ExternalIPs, sp.LoadBalancerIPs} {
-		num(int64(len(list)))
+		h.num(int64(len(list)))
 		for _, a := range list {
-			addr(a)
+			h.addr(a)
 		}
 	}
-	num(int64(len(sp.SourceRanges)))
+	h.num(int64(len(sp.SourceRanges)))
 	for _, p := range sp.SourceRanges {
-		addr(p.Addr())
-		num(int64(p.Bits()))
+		h.addr(p.Addr())
+		h.num(int64(p.Bits()))
 	}
-	flag(sp.ExternalPolicyLocal)
-	flag(sp.InternalPolicyLocal)
-	num(int64(sp.HealthCheckNodePort))
-	num(int64(sp.AffinitySeconds))
-	num(int64(len(sp.Endpoints)))
-	for _, e := range sp.Endpoints {
-		addr(e.IP)
-		num(int64(e.Port))
-		str(e.NodeName)
+	h.flag(sp.ExternalPolicyLocal)
+	h.flag(sp.InternalPolicyLocal)
+	h.num(int64(sp.HealthCheckNodePort))
+	h.num(int64(sp.AffinitySeconds))
+	h.num(int64(endpoints))
+	return h.Sum64()
+}
+
+// EndpointsFingerprint hashes eps as Fingerprint does.
+func EndpointsFingerprint(seed maphash.Seed, eps []Endpoint) uint64 {
+	var h hasher
+	h.SetSeed(seed)
+	h.num(int64(len(eps)))
+	for _, e := range eps {
+		h.addr(e.IP)
+		h.num(int64(e.Port))
+		h.str(e.NodeName)
 		for _, b := range []bool{e.IsLocal, e.Ready, e.Serving, e.Terminating, e.OutOfTopology} {
-			flag(b)
+			h.flag(b)
 		}
-		strs(e.ZoneHints)
-		strs(e.NodeHints)
+		h.strs(e.ZoneHints)
+		h.strs(e.NodeHints)
 	}
 	return h.Sum64()
+}
+
+// hasher writes values so that no two sequences of them hash the same
+// bytes (strings carry their length).
+type hasher struct{ maphash.Hash }
+
+func (h *hasher) str(s string) {
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+	h.WriteString(s)
+}
+
+func (h *hasher) num(v int64) {
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutVarint(n[:], v)])
+}
+
+func (h *hasher) flag(b bool) {
+	if b {
+		h.WriteByte(1)
+	} else {
+		h.WriteByte(0)
+	}
+}
+
+func (h *hasher) addr(a netip.Addr) {
+	var buf [32]byte
+	b, _ := a.AppendBinary(buf[:0])
+	h.num(int64(len(b)))
+	h.Write(b)
+}
+
+func (h *hasher) strs(list []string) {
+	h.num(int64(len(list)))
+	for _, s := range list {
+		h.str(s)
+	}
 }

@@ -127,6 +127,16 @@ type cachedPort struct {
 	spSum         uint64
 	sum, chainSum uint64
 	rules         int
+	// eps are the endpoints spSum saw and epSum their fingerprint: the
+	// next State mostly shares the list (States are read-only), and then
+	// it need not be hashed again.
+	eps   []model.Endpoint
+	epSum uint64
+}
+
+// sameList reports whether a and b are one list (not only equal ones).
+func sameList(a, b []model.Endpoint) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // syncItem is one Service port of a sync. A sync renders it when it gets to
@@ -224,11 +234,17 @@ func (s *Syncer) plan(st *model.State, full bool) (*Ruleset, []syncItem) {
 			continue
 		}
 		key := sp.Name.String() + "/" + string(sp.Protocol)
-		spSum := sp.Fingerprint(s.seed)
 		c := s.cache[key]
+		var epSum uint64
+		if c != nil && sameList(c.eps, sp.Endpoints) {
+			epSum = c.epSum
+		} else {
+			epSum = model.EndpointsFingerprint(s.seed, sp.Endpoints)
+		}
+		spSum := sp.FingerprintWith(s.seed, epSum)
 		cached := c != nil && c.spSum == spSum && s.kernel != nil && s.kernel.services[key].sum == c.sum
 		if !cached {
-			c = &cachedPort{spSum: spSum}
+			c = &cachedPort{spSum: spSum, eps: sp.Endpoints, epSum: epSum}
 		}
 		next[key] = c
 		items = append(items, syncItem{key: key, sp: sp, c: c, cached: cached})

@@ -176,10 +176,16 @@ func (d *Dir) Watch(ctx context.Context, log *slog.Logger, onChange func(model.I
 	defer w.Close()
 	watching := w.Add(d.Path) == nil
 
-	const settle = 50 * time.Millisecond
+	// A write is read once the folder has been quiet for a moment (a file
+	// written in one go is then whole), and at the latest a little after
+	// its first event, so that a stream of writes still gets read.
+	const quiet, settle = 20 * time.Millisecond, 100 * time.Millisecond
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
 	var pending <-chan time.Time
+	var first time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,9 +194,14 @@ func (d *Dir) Watch(ctx context.Context, log *slog.Logger, onChange func(model.I
 			if !ok {
 				return nil
 			}
-			if IsManifest(ev.Name) && pending == nil {
-				pending = time.After(settle)
+			if !IsManifest(ev.Name) {
+				continue
 			}
+			if pending == nil {
+				first = time.Now()
+			}
+			wait.Reset(min(quiet, settle-time.Since(first)))
+			pending = wait.C
 		case err, ok := <-w.Errors:
 			if ok {
 				log.Warn("watching manifests folder", "path", d.Path, "err", err)

@@ -1,0 +1,56 @@
+package model
+
+import (
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// BenchmarkBuildOneChange is the model's share of an endpoint change at 10k
+// Services × 10 endpoints: the snapshot differs from the last one by one
+// EndpointSlice (a new object, as sources hand out), and the Builder
+// reuses what it worked out for the rest.
+func BenchmarkBuildOneChange(b *testing.B) {
+	const n = 10000
+	in := Input{}
+	for i := range n {
+		name := fmt.Sprintf("s%d", i)
+		s := svc(name, func(s *corev1.Service) {
+			s.Namespace = fmt.Sprintf("ns%d", i%100)
+			s.Spec.ClusterIP = fmt.Sprintf("10.96.%d.%d", i>>8, i&255)
+			s.Spec.Ports[0].NodePort = 0
+			s.Spec.Type = corev1.ServiceTypeClusterIP
+		})
+		in.Services = append(in.Services, s)
+		in.EndpointSlices = append(in.EndpointSlices, scaleSlice(i, s.Namespace, name, 0))
+	}
+	var builder Builder
+	node := Node{Name: "node-1"}
+	builder.Build(in, node)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		next := in
+		next.EndpointSlices = append([]*discoveryv1.EndpointSlice(nil), in.EndpointSlices...)
+		next.EndpointSlices[n-1] = scaleSlice(n-1, in.Services[n-1].Namespace, in.Services[n-1].Name, i%2)
+		in = next
+		if st, errs := builder.Build(in, node); len(errs) > 0 || len(st.Services) != n {
+			b.Fatalf("%d Service ports, errors %v", len(st.Services), errs)
+		}
+	}
+}
+
+// scaleSlice is Service i's slice of 10 endpoints, the first moved by shift.
+func scaleSlice(i int, ns, service string, shift int) *discoveryv1.EndpointSlice {
+	var eps []discoveryv1.Endpoint
+	for e := range 10 {
+		k := i*10 + e + shift
+		eps = append(eps, endpoint(fmt.Sprintf("10.%d.%d.%d", 128+k>>16, (k>>8)&255, k&255), "node-2", nil))
+	}
+	s := slice(service+"-a", service, 8080, "", eps...)
+	s.Namespace = ns
+	return s
+}
