@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -68,6 +69,26 @@ type servicePortsResult struct {
 	err   *ObjectError
 }
 
+func newServicePortsResult(svc *corev1.Service) *servicePortsResult {
+	r := &servicePortsResult{key: svc.Namespace + "/" + svc.Name}
+	r.ports, r.skip, r.err = servicePorts(svc)
+	for _, sp := range r.ports {
+		r.names = append(r.names, sp.Name.String())
+	}
+	return r
+}
+
+// sameAs reports whether r and o are the same outcome for one Service.
+func (r *servicePortsResult) sameAs(o *servicePortsResult) bool {
+	errText := func(e *ObjectError) string {
+		if e == nil {
+			return ""
+		}
+		return e.Field + ": " + e.Err.Error()
+	}
+	return r.key == o.key && r.skip == o.skip && reflect.DeepEqual(r.ports, o.ports) && errText(r.err) == errText(o.err)
+}
+
 // serviceBase is the Service ports of a set of Service objects, sorted, with
 // their endpoints still to be filled in from keys, and the Services' errors.
 type serviceBase struct {
@@ -106,21 +127,39 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 // namespace/name order keeping a contested port.
 func (b *Builder) serviceBase(svcs []*corev1.Service, origin func(kind, key string) string) *serviceBase {
 	next := make(map[*corev1.Service]*servicePortsResult, len(svcs))
-	same := b.base != nil && b.base.inputs == len(svcs) && len(b.services) == len(svcs)
+	var added []*corev1.Service
 	for _, svc := range svcs {
-		r := b.services[svc]
-		if r == nil {
-			same = false
-			r = &servicePortsResult{key: svc.Namespace + "/" + svc.Name}
-			r.ports, r.skip, r.err = servicePorts(svc)
-			for _, sp := range r.ports {
-				r.names = append(r.names, sp.Name.String())
+		if r := b.services[svc]; r != nil {
+			next[svc] = r
+		} else if next[svc] == nil {
+			next[svc] = newServicePortsResult(svc)
+			added = append(added, svc)
+		}
+	}
+	same := b.base != nil && b.base.inputs == len(svcs) && len(next) == len(svcs) && len(next) == len(b.services)
+	if same && len(added) > 0 {
+		// A new object that makes what the one it replaced made (a
+		// manifest written again, a Service's status updated) is as good
+		// as the old one.
+		gone := map[string]*servicePortsResult{}
+		for svc, r := range b.services {
+			if _, ok := next[svc]; !ok {
+				gone[r.key] = r
 			}
 		}
-		next[svc] = r
+		for _, svc := range added {
+			r := next[svc]
+			old := gone[r.key]
+			if old == nil || !old.sameAs(r) {
+				same = false
+				break
+			}
+			next[svc] = old
+			delete(gone, r.key)
+		}
 	}
 	b.services = next
-	if same && len(next) == len(svcs) {
+	if same {
 		return b.base
 	}
 
