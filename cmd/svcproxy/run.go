@@ -88,6 +88,7 @@ warning.`,
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where svcproxy records what it changed on the node (reserved ports), so cleanup can undo exactly that")
 	fs.Float32Var(&c.QPS, "kube-api-qps", c.QPS, "queries per second to the API server")
 	fs.Int32Var(&c.Burst, "kube-api-burst", c.Burst, "burst of queries to the API server")
+	fs.StringVar(&c.ContentType, "kube-api-content-type", c.ContentType, "content type of requests sent to the API server")
 	fs.BoolVar(&f.holdNodePorts, "hold-nodeports", false, "hold a listening socket on every NodePort (after its rules are committed) so no other process can take it")
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "log verbosity; 4 and above logs every sync")
 	return cmd
@@ -111,6 +112,7 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"profiling":                    func(d, s *config.Config) { d.EnableProfiling = s.EnableProfiling },
 	"kube-api-qps":                 func(d, s *config.Config) { d.QPS = s.QPS },
 	"kube-api-burst":               func(d, s *config.Config) { d.Burst = s.Burst },
+	"kube-api-content-type":        func(d, s *config.Config) { d.ContentType = s.ContentType },
 	"nodeport-reservation":         func(d, s *config.Config) { d.NodePortReservation = s.NodePortReservation },
 	"service-node-port-range":      func(d, s *config.Config) { d.NodePortRange = s.NodePortRange },
 	"state-dir":                    func(d, s *config.Config) { d.StateDir = s.StateDir },
@@ -433,6 +435,7 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source, error) {
 		return nil, fmt.Errorf("no source: give --kubeconfig FILE (or run in a pod) to follow an API server, or --manifests DIR for standalone mode")
 	}
 	rc.QPS, rc.Burst = c.QPS, int(c.Burst)
+	rc.ContentType = c.ContentType
 	rc.UserAgent = "svcproxy"
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {

@@ -46,6 +46,9 @@ type Config struct {
 	// QPS and Burst limit requests to the API server.
 	QPS   float32
 	Burst int32
+	// ContentType is what the API client asks the API server for; protobuf
+	// decodes with far less garbage than JSON.
+	ContentType string
 }
 
 // Defaults are kube-proxy's defaults.
@@ -62,6 +65,7 @@ func Defaults() Config {
 		StateDir:            "/var/lib/svcproxy",
 		QPS:                 5,
 		Burst:               10,
+		ContentType:         "application/vnd.kubernetes.protobuf",
 	}
 }
 
@@ -230,6 +234,7 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if k.EnableProfiling {
 		c.EnableProfiling = true
 	}
+	setStr(&c.ContentType, k.ClientConnection.ContentType)
 	if k.ClientConnection.QPS != 0 {
 		c.QPS = k.ClientConnection.QPS
 	}
@@ -276,7 +281,6 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	}
 	check("featureGates", k.FeatureGates)
 	check("clientConnection.acceptContentTypes", k.ClientConnection.AcceptContentTypes)
-	check("clientConnection.contentType", k.ClientConnection.ContentType)
 	check("logging", k.Logging)
 	check("bindAddress", k.BindAddress)
 	check("bindAddressHardFail", k.BindAddressHardFail)

@@ -23,6 +23,7 @@ func TestLoadFile(t *testing.T) {
 	p := write(t, header+`clientConnection:
   kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
   qps: 50
+  contentType: application/json
 hostnameOverride: node-1
 clusterCIDR: 10.244.0.0/16
 mode: iptables
@@ -46,7 +47,7 @@ oomScoreAdj: -999
 	}
 	if c.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || c.HostnameOverride != "node-1" || c.ClusterCIDR != "10.244.0.0/16" ||
 		!c.MasqueradeAll || c.SyncPeriod != 10*time.Second || c.MinSyncPeriod != time.Second || c.LocalhostNodePorts || c.QPS != 50 ||
-		len(c.NodePortAddresses) != 1 || !c.EnableProfiling {
+		len(c.NodePortAddresses) != 1 || !c.EnableProfiling || c.ContentType != "application/json" {
 		t.Errorf("config = %+v", c)
 	}
 	if got := strings.Join(unsupported, ","); got != "ipvs,oomScoreAdj,conntrack" {

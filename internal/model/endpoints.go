@@ -223,13 +223,15 @@ func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind,
 		}
 		ip = ip.Unmap()
 		e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
-		if h := ep.Hints; h != nil {
+		if h := ep.Hints; h != nil && len(h.ForZones)+len(h.ForNodes) > 0 {
+			hints := &Hints{}
 			for _, z := range h.ForZones {
-				e.ZoneHints = append(e.ZoneHints, z.Name)
+				hints.Zones = append(hints.Zones, z.Name)
 			}
 			for _, n := range h.ForNodes {
-				e.NodeHints = append(e.NodeHints, n.Name)
+				hints.Nodes = append(hints.Nodes, n.Name)
 			}
+			e.Hints = hints
 		}
 		if ep.NodeName != nil {
 			e.NodeName = *ep.NodeName
@@ -301,16 +303,16 @@ func topologyKeep(eps []Endpoint, node Node) func(Endpoint) bool {
 	for _, e := range eps {
 		if e.Ready {
 			anyReady = true
-			nodeHinted = nodeHinted || has(e.NodeHints, node.Name)
-			allZoned = allZoned && len(e.ZoneHints) > 0
-			zoneHinted = zoneHinted || has(e.ZoneHints, node.Zone)
+			nodeHinted = nodeHinted || has(e.nodeHints(), node.Name)
+			allZoned = allZoned && len(e.zoneHints()) > 0
+			zoneHinted = zoneHinted || has(e.zoneHints(), node.Zone)
 		}
 	}
 	switch {
 	case nodeHinted:
-		return func(e Endpoint) bool { return has(e.NodeHints, node.Name) }
+		return func(e Endpoint) bool { return has(e.nodeHints(), node.Name) }
 	case node.Zone != "" && anyReady && allZoned && zoneHinted:
-		return func(e Endpoint) bool { return has(e.ZoneHints, node.Zone) }
+		return func(e Endpoint) bool { return has(e.zoneHints(), node.Zone) }
 	}
 	return func(Endpoint) bool { return true }
 }

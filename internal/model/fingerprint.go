@@ -59,8 +59,8 @@ func EndpointsFingerprint(seed maphash.Seed, eps []Endpoint) uint64 {
 		for _, b := range []bool{e.IsLocal, e.Ready, e.Serving, e.Terminating, e.OutOfTopology} {
 			h.flag(b)
 		}
-		h.strs(e.ZoneHints)
-		h.strs(e.NodeHints)
+		h.strs(e.zoneHints())
+		h.strs(e.nodeHints())
 	}
 	return h.Sum64()
 }

@@ -56,6 +56,15 @@ func TestFingerprintCoversEveryField(t *testing.T) {
 			case f.Name == "Endpoints":
 				walk(name+"[0].", func(sp *ServicePort) reflect.Value { return get(sp).Field(i).Index(0) }, f.Type.Elem())
 				continue
+			case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
+				walk(name+".", func(sp *ServicePort) reflect.Value {
+					p := get(sp).Field(i)
+					if p.IsNil() {
+						p.Set(reflect.New(f.Type.Elem()))
+					}
+					return p.Elem()
+				}, f.Type.Elem())
+				continue
 			}
 			sp := base
 			sp.Endpoints = []Endpoint{{}}

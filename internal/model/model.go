@@ -118,19 +118,38 @@ func usable(eps []Endpoint, keep func(Endpoint) bool) []Endpoint {
 // Endpoint is one backend of a ServicePort.
 type Endpoint struct {
 	IP       netip.Addr
-	Port     int32
 	NodeName string
+	// Hints are the slice's topology hints, nil when it has none.
+	Hints *Hints
+	Port  int32
 	// IsLocal is true when the endpoint runs on this node.
 	IsLocal bool
 	// Ready, Serving and Terminating are the EndpointSlice conditions.
 	Ready, Serving, Terminating bool
-	// ZoneHints and NodeHints are the slice's topology hints (forZones,
-	// forNodes), written by the EndpointSlice controller for
-	// trafficDistribution and topology-aware routing.
-	ZoneHints, NodeHints []string
 	// OutOfTopology is set when topology hints steer this node's Cluster
 	// traffic to other endpoints (see applyTopology).
 	OutOfTopology bool
+}
+
+// Hints are an endpoint's topology hints (forZones, forNodes), written by
+// the EndpointSlice controller for trafficDistribution and topology-aware
+// routing. Most endpoints have none: a pointer keeps Endpoint at 64 bytes.
+type Hints struct {
+	Zones, Nodes []string
+}
+
+func (e *Endpoint) zoneHints() []string {
+	if e.Hints == nil {
+		return nil
+	}
+	return e.Hints.Zones
+}
+
+func (e *Endpoint) nodeHints() []string {
+	if e.Hints == nil {
+		return nil
+	}
+	return e.Hints.Nodes
 }
 
 // String is the "ip:port" form used for DNAT targets and endpoint hashes.

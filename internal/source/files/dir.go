@@ -24,6 +24,8 @@ import (
 type Dir struct {
 	Path  string
 	cache map[string]fileEntry
+	// names shares the node names of the endpoints the files list.
+	names model.Interner
 }
 
 type fileEntry struct {
@@ -93,6 +95,15 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 				return
 			}
 			j.fe.objs, j.fe.errs = Decode(j.path, data)
+			for _, o := range j.fe.objs.EndpointSlices {
+				model.Slim(o, &d.names)
+			}
+			for _, o := range j.fe.objs.Services {
+				model.Slim(o, &d.names)
+			}
+			for _, o := range j.fe.objs.Nodes {
+				model.Slim(o, &d.names)
+			}
 			j.fe.keys = [3][]string{originKeys("Service", j.fe.objs.Services), originKeys("EndpointSlice", j.fe.objs.EndpointSlices), originKeys("Node", j.fe.objs.Nodes)}
 		}(&todo[i])
 	}

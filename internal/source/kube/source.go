@@ -41,6 +41,8 @@ type Source struct {
 
 	mu       sync.Mutex
 	services corelisters.ServiceLister
+	// names shares the node names of the endpoints the cache holds.
+	names model.Interner
 }
 
 // ServiceUID returns a Service's UID from the informer cache ("" if unknown).
@@ -88,7 +90,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 	slices := sliceFactory.Discovery().V1().EndpointSlices()
 	nodes := nodeFactory.Core().V1().Nodes()
 	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), slices.Informer(), nodes.Informer()} {
-		if err := inf.SetTransform(slim); err != nil {
+		if err := inf.SetTransform(s.slim); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
 		if _, err := inf.AddEventHandler(handler); err != nil {
@@ -156,19 +158,10 @@ func (s *Source) snapshot(
 	return in, nil
 }
 
-// lastApplied is the annotation kubectl apply keeps a whole copy of the
-// object in.
-const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
-
 // slim drops what the proxy never reads from an object before the informer
-// caches it: managed fields and kubectl's copy of the object, which at 10k
-// Services and EndpointSlices can be most of the cache.
-func slim(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		if a := m.GetAnnotations(); a[lastApplied] != "" {
-			delete(a, lastApplied)
-		}
-	}
+// caches it (see model.Slim): at 10k Services and EndpointSlices that can be
+// most of the cache.
+func (s *Source) slim(obj any) (any, error) {
+	model.Slim(obj, &s.names)
 	return obj, nil
 }
