@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -94,14 +95,13 @@ type kernelState struct {
 	// Services on one external IP and port) does not delete it.
 	wanted   map[string]int
 	affinity map[string]bool
-	// ranges are the endpoints maps' elements (first value -> range),
-	// indexed by block (range number) in blocks. Typed, not strings: at
-	// 10k Services × 10 endpoints there are 100k of them.
-	ranges map[uint32]kernelRange
-	blocks map[uint32][]uint32
+	// blocks are the endpoints maps' elements by block (range number),
+	// each block's sorted by first value. Typed and in slices, not a map
+	// per element: at 10k Services × 10 endpoints there are 100k of them.
+	blocks map[uint32][]blockRange
 	// hairpin are the hairpin set's addresses, each with how many Services
 	// want it (0: in the kernel, wanted by none). Typed for the same reason.
-	hairpin map[netip.Addr]int
+	hairpin map[addr16]int32
 	// endpointMaps are the endpoints maps the table has.
 	endpointMaps map[string]bool
 	// read is set when the state was just read from the kernel.
@@ -120,8 +120,14 @@ type serviceRecord struct {
 	// them, so they need no claims).
 	blocks []uint32
 	// hairpin are its endpoints' addresses in the hairpin set.
-	hairpin []netip.Addr
+	hairpin []addr16
 }
+
+// addr16 is an address in 16 bytes (IPv4 mapped): as a map key or in a
+// slice it takes two thirds of a netip.Addr.
+type addr16 [16]byte
+
+func (a addr16) addr() netip.Addr { return netip.AddrFrom16(a).Unmap() }
 
 // cachedPort is a Service port as last rendered: while the model holds the
 // same Service port (spSum: its fingerprint) and the table holds what it
@@ -377,7 +383,7 @@ func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
 		}
 	}
 	s.sweepBlocks(b, unowned, nil, ks)
-	var unwanted []netip.Addr
+	var unwanted []addr16
 	for a, n := range ks.hairpin {
 		if n == 0 {
 			unwanted = append(unwanted, a)
@@ -530,7 +536,14 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
 	rec := ks.services[svc.Key]
 	rec.sum = svc.sum
-	rec.elements, rec.blocks, rec.hairpin = rec.elements[:0:0], rec.blocks[:0:0], rec.hairpin[:0:0]
+	rec.elements, rec.blocks = rec.elements[:0:0], rec.blocks[:0:0]
+	hairpins := 0
+	for _, e := range svc.Elements {
+		if e.Set == setHairpin {
+			hairpins++
+		}
+	}
+	rec.hairpin = make([]addr16, 0, hairpins)
 	type change struct {
 		st Set
 		e  Element
@@ -542,9 +555,10 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	for _, e := range svc.Elements {
 		st := sets[e.Set]
 		if e.Set == setHairpin {
-			rec.hairpin = append(rec.hairpin, e.Addr)
-			n, present := ks.hairpin[e.Addr]
-			ks.hairpin[e.Addr] = n + 1
+			a := addr16(e.Addr.As16())
+			rec.hairpin = append(rec.hairpin, a)
+			n, present := ks.hairpin[a]
+			ks.hairpin[a] = n + 1
 			if !present {
 				adds = append(adds, change{st: st, e: e.Element})
 			}
@@ -556,7 +570,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 			if block := e.Slots[0] >> 16; !slices.Contains(rec.blocks, block) {
 				rec.blocks = append(rec.blocks, block)
 			}
-			if cur, ok := ks.ranges[e.Slots[0]]; !ok || cur != r {
+			if cur, ok := ks.rangeAt(e.Slots[0]); !ok || cur != r {
 				adds = append(adds, change{st: st, e: e.Element})
 			}
 			continue
@@ -581,6 +595,19 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	// earlier process or unknown after a failed sync, or of a chain it no
 	// longer has), goes before any range is added there.
 	s.sweepBlocks(b, append(slices.Clone(rec.blocks), old.blocks...), desired, ks)
+	for _, block := range rec.blocks {
+		// Room for the block's ranges at once: grown one by one, its slice
+		// would take up to twice what they need.
+		n := 0
+		for first := range desired {
+			if first>>16 == block {
+				n++
+			}
+		}
+		if rs := ks.blocks[block]; cap(rs) < n {
+			ks.blocks[block] = slices.Grow(rs, n-len(rs))
+		}
+	}
 	s.release(b, old.elements, rec.elements, sets, ks)
 	s.releaseHairpin(b, old.hairpin, sets, ks)
 	for _, a := range adds {
@@ -603,7 +630,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 
 // releaseHairpin drops one claim on each address and deletes from the
 // hairpin set those nobody wants any more.
-func (s *Syncer) releaseHairpin(b *batch, addrs []netip.Addr, sets map[string]Set, ks *kernelState) {
+func (s *Syncer) releaseHairpin(b *batch, addrs []addr16, sets map[string]Set, ks *kernelState) {
 	st := sets[setHairpin]
 	for _, a := range addrs {
 		n, present := ks.hairpin[a]
@@ -614,7 +641,7 @@ func (s *Syncer) releaseHairpin(b *batch, addrs []netip.Addr, sets map[string]Se
 			ks.hairpin[a] = n - 1
 			continue
 		}
-		_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: elementKey(st.Keys, Element{Addr: a})}})
+		_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: elementKey(st.Keys, Element{Addr: a.addr()})}})
 		b.ops++
 		delete(ks.hairpin, a)
 	}
@@ -626,41 +653,68 @@ type kernelRange struct {
 	target netip.AddrPort
 }
 
+// blockRange is a kernelRange with its first value.
+type blockRange struct {
+	first uint32
+	kernelRange
+}
+
 func rangeOf(e Element) kernelRange { return kernelRange{e.Slots[1], e.Target} }
 
 // sweepBlocks deletes the ranges the kernel holds in these blocks of the
 // endpoints maps unless keep has them as they are.
 func (s *Syncer) sweepBlocks(b *batch, blocks []uint32, keep map[uint32]kernelRange, ks *kernelState) {
 	for _, block := range blocks {
-		for _, first := range slices.Clone(ks.blocks[block]) {
-			if r := ks.ranges[first]; keep[first] != r {
-				start := binary.BigEndian.AppendUint32(nil, first)
+		for _, r := range slices.Clone(ks.blocks[block]) {
+			if keep[r.first] != r.kernelRange {
+				start := binary.BigEndian.AppendUint32(nil, r.first)
 				end := binary.BigEndian.AppendUint32(nil, r.last+1)
 				_ = b.c.SetDeleteElements(b.setFor(endpointMapSet(endpointMap(block))),
 					[]gnft.SetElement{{Key: start}, {Key: end, IntervalEnd: true}})
 				b.ops++
-				ks.unsetRange(first)
+				ks.unsetRange(r.first)
 			}
 		}
 	}
 }
 
+// find is where the range starting at first is, or would be, in its block.
+func (ks *kernelState) find(first uint32) ([]blockRange, int, bool) {
+	rs := ks.blocks[first>>16]
+	i, ok := slices.BinarySearchFunc(rs, first, func(r blockRange, first uint32) int { return cmp.Compare(r.first, first) })
+	return rs, i, ok
+}
+
+// rangeAt is the range the kernel holds starting at first.
+func (ks *kernelState) rangeAt(first uint32) (kernelRange, bool) {
+	rs, i, ok := ks.find(first)
+	if !ok {
+		return kernelRange{}, false
+	}
+	return rs[i].kernelRange, true
+}
+
 // setRange records a range the kernel holds.
 func (ks *kernelState) setRange(first uint32, r kernelRange) {
-	if _, ok := ks.ranges[first]; !ok {
-		ks.blocks[first>>16] = append(ks.blocks[first>>16], first)
+	rs, i, ok := ks.find(first)
+	if ok {
+		rs[i].kernelRange = r
+		return
 	}
-	ks.ranges[first] = r
+	ks.blocks[first>>16] = slices.Insert(rs, i, blockRange{first, r})
 }
 
 // unsetRange records that a range is gone.
 func (ks *kernelState) unsetRange(first uint32) {
-	delete(ks.ranges, first)
-	block := first >> 16
-	ks.blocks[block] = slices.DeleteFunc(ks.blocks[block], func(f uint32) bool { return f == first })
-	if len(ks.blocks[block]) == 0 {
-		delete(ks.blocks, block)
+	rs, i, ok := ks.find(first)
+	if !ok {
+		return
 	}
+	if len(rs) == 1 {
+		delete(ks.blocks, first>>16)
+		return
+	}
+	ks.blocks[first>>16] = slices.Delete(rs, i, i+1)
 }
 
 // release drops one claim on each of refs ("set\x00key") except those in
@@ -736,7 +790,7 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, ranges: map[uint32]kernelRange{}, blocks: map[uint32][]uint32{}, hairpin: map[netip.Addr]int{}, endpointMaps: map[string]bool{},
+	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{}, hairpin: map[addr16]int32{}, endpointMaps: map[string]bool{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
@@ -777,7 +831,7 @@ func (s *Syncer) read() (*kernelState, error) {
 		if st.Name == setHairpin {
 			for _, e := range els {
 				if a, ok := netip.AddrFromSlice(e.Key[:len(e.Key)/2]); ok {
-					ks.hairpin[a] = 0
+					ks.hairpin[a.As16()] = 0
 				}
 			}
 			continue
