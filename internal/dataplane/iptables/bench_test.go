@@ -45,8 +45,8 @@ func BenchmarkRender(b *testing.B) {
 func BenchmarkRenderOneChange(b *testing.B) {
 	opts := Options{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), LocalhostNodePorts: true}
 	for _, n := range []int{1000, 10000, 30000} {
-		st := model.Synthetic(n, 10)
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			st := model.Synthetic(n, 10) // changed below: one per run (-count)
 			var r Renderer
 			applied := Record(r.Render(st, opts))
 			b.ReportAllocs()

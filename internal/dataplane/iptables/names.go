@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"net/netip"
+	"slices"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -78,14 +79,21 @@ func EndpointChain(name model.ServicePortName, proto model.Protocol, endpoint st
 // sha256, so a Renderer works them out once and keeps them while the port
 // exists.
 type portNames struct {
-	spn  string // "ns/name:port"
-	key  string // Span.Key
-	svc  string
-	svl  string
-	ext  string
-	fw   string
-	seps map[netip.AddrPort]string
+	spn string // "ns/name:port"
+	key string // Span.Key
+	svc string
+	svl string
+	ext string
+	fw  string
+	// seps are the endpoint chain names, sorted by endpoint: a map per
+	// port would take twice the memory (10k of them at 10k Services).
+	seps []sepName
 	seen uint32 // the Renderer generation that last used these
+}
+
+type sepName struct {
+	ep   netip.AddrPort
+	name string
 }
 
 func newPortNames(name model.ServicePortName, proto model.Protocol) *portNames {
@@ -98,16 +106,14 @@ func newPortNames(name model.ServicePortName, proto model.Protocol) *portNames {
 // sep is EndpointChain for one of the port's endpoints, using scratch for
 // the hash input.
 func (p *portNames) sep(proto model.Protocol, ep netip.AddrPort, scratch *[]byte) string {
-	if n, ok := p.seps[ep]; ok {
-		return n
-	}
-	if p.seps == nil {
-		p.seps = map[netip.AddrPort]string{}
+	i, ok := slices.BinarySearchFunc(p.seps, ep, func(s sepName, ep netip.AddrPort) int { return s.ep.Compare(ep) })
+	if ok {
+		return p.seps[i].name
 	}
 	in := ep.AppendTo(append(append((*scratch)[:0], p.spn...), proto...))
 	*scratch = in
 	var buf [25]byte // "KUBE-SEP-" and the hash: one allocation, the string
 	n := string(appendHash16(append(buf[:0], "KUBE-SEP-"...), in))
-	p.seps[ep] = n
+	p.seps = slices.Insert(p.seps, i, sepName{ep, n})
 	return n
 }

@@ -219,9 +219,13 @@ func (rr *Renderer) portNames(sp *model.ServicePort) *portNames {
 		n = newPortNames(sp.Name, sp.Protocol)
 		rr.names[k] = n
 	}
-	// Endpoint names of endpoints long gone are dropped now and then.
+	// Endpoint names of endpoints long gone are dropped now and then; room
+	// for the port's endpoints is made at once.
 	if len(n.seps) > 2*len(sp.Endpoints)+16 {
-		clear(n.seps)
+		n.seps = n.seps[:0]
+	}
+	if cap(n.seps) < len(sp.Endpoints) {
+		n.seps = slices.Grow(n.seps, len(sp.Endpoints)-len(n.seps))
 	}
 	n.seen = rr.gen
 	return n
