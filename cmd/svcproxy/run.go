@@ -190,7 +190,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	// Trigger times of endpoint changes not yet in the kernel.
 	var pendingMu sync.Mutex
 	var pending []time.Time
-	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m, RecheckPeriod: 10 * time.Second}
+	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m}
 	defer guard.Close()
 	if ks, ok := src.(*kube.Source); ok {
 		ev := kube.NewEvents(ks.Client, node.Name, ks.ServiceUID)

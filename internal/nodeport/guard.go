@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -32,17 +31,9 @@ type Guard struct {
 	Events interface {
 		NodePortConflict(svc model.ServicePortName, message string)
 	}
-	// RecheckPeriod is how long a port found free goes unchecked (0: it is
-	// checked on every Update). Opening and closing a socket per NodePort
-	// on every sync costs about 60 ms at 2,700 NodePorts.
-	RecheckPeriod time.Duration
-	// Now is the clock (nil: time.Now).
-	Now func() time.Time
 
 	held      map[key]io.Closer
 	conflicts map[key]string // port -> error text, as last reported
-	free      map[key]bool   // ports found free since lastCheck
-	lastCheck time.Time
 }
 
 type key struct {
@@ -75,20 +66,11 @@ func (c Conflict) Message() string {
 	return msg + ": " + strings.Join(parts, "; ")
 }
 
-// Update checks the NodePorts of st: new ones and ports in conflict every
-// time, the others every RecheckPeriod. Conflicts are logged when they
-// appear and when they clear; they are also returned.
+// Update checks every NodePort of st. Conflicts are logged when they appear
+// and when they clear; they are also returned.
 func (g *Guard) Update(st *model.State) []Conflict {
 	if g.held == nil {
-		g.held, g.conflicts, g.free = map[key]io.Closer{}, map[key]string{}, map[key]bool{}
-	}
-	now := time.Now
-	if g.Now != nil {
-		now = g.Now
-	}
-	if t := now(); g.RecheckPeriod <= 0 || t.Sub(g.lastCheck) >= g.RecheckPeriod {
-		g.lastCheck = t
-		clear(g.free)
+		g.held, g.conflicts = map[key]io.Closer{}, map[key]string{}
 	}
 	want := map[key]model.ServicePortName{}
 	for _, sp := range st.Services {
@@ -112,7 +94,7 @@ func (g *Guard) Update(st *model.State) []Conflict {
 	var out []Conflict
 	for _, k := range keys {
 		name := want[k]
-		if _, ok := g.held[k]; ok || g.free[k] {
+		if _, ok := g.held[k]; ok {
 			continue
 		}
 		sock, err := open(k)
@@ -135,12 +117,6 @@ func (g *Guard) Update(st *model.State) []Conflict {
 			g.Log.Debug("holding node port", "service", name.String(), "port", k.String())
 		} else {
 			sock.Close()
-			g.free[k] = true
-		}
-	}
-	for k := range g.free {
-		if _, ok := want[k]; !ok {
-			delete(g.free, k)
 		}
 	}
 	for k := range g.conflicts {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -74,33 +73,3 @@ func TestGuardHoldsAndReleases(t *testing.T) {
 }
 
 func itoa(p int32) string { return strconv.Itoa(int(p)) }
-
-// A port found free is not probed again until RecheckPeriod has passed: a
-// listener that appears meanwhile is found then.
-func TestGuardRechecksFreePortsPeriodically(t *testing.T) {
-	port := freePort(t)
-	now := time.Unix(1000, 0)
-	g := &Guard{Log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), RecheckPeriod: 10 * time.Second, Now: func() time.Time { return now }}
-	if c := g.Update(stateWith(port)); len(c) != 0 {
-		t.Fatalf("conflicts on a free port: %v", c)
-	}
-	rogue, err := net.Listen("tcp", net.JoinHostPort("", itoa(port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rogue.Close()
-	now = now.Add(5 * time.Second)
-	if c := g.Update(stateWith(port)); len(c) != 0 {
-		t.Errorf("a port found free was probed again within RecheckPeriod: %v", c)
-	}
-	now = now.Add(5 * time.Second)
-	if c := g.Update(stateWith(port)); len(c) != 1 {
-		t.Errorf("conflicts after RecheckPeriod: %v, want the rogue listener", c)
-	}
-	// A port in conflict is probed on every Update: its end is seen at once.
-	rogue.Close()
-	now = now.Add(time.Second)
-	if c := g.Update(stateWith(port)); len(c) != 0 {
-		t.Errorf("conflicts after the rogue left: %v", c)
-	}
-}
