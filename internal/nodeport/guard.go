@@ -5,6 +5,7 @@
 package nodeport
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -162,10 +163,15 @@ func (g *Guard) Close() {
 	}
 }
 
+// open binds the port as a plain TCP or UDP socket. Not MPTCP, which Go's
+// listeners use by default: it took half again as long per port, and every
+// NodePort is probed after every sync.
 func open(k key) (io.Closer, error) {
 	addr := ":" + strconv.Itoa(int(k.port))
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
 	if k.proto == model.UDP {
-		return net.ListenPacket("udp", addr)
+		return lc.ListenPacket(context.Background(), "udp", addr)
 	}
-	return net.Listen("tcp", addr)
+	return lc.Listen(context.Background(), "tcp", addr)
 }
