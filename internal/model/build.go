@@ -150,7 +150,9 @@ func (b *Builder) serviceBase(svcs []*corev1.Service, origin func(kind, key stri
 		for _, svc := range added {
 			r := next[svc]
 			old := gone[r.key]
-			if old == nil || !old.sameAs(r) {
+			// A Service in error is worked out again: its error names
+			// where the new object came from.
+			if old == nil || old.err != nil || !old.sameAs(r) {
 				same = false
 				break
 			}
