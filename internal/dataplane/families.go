@@ -54,6 +54,20 @@ func (fs Families) Sync(ctx context.Context, st *model.State) error {
 	return errors.Join(errs...)
 }
 
+// FollowUp is the soonest follow-up sync any family wants (see
+// proxy.FollowUp); 0 when none does.
+func (fs Families) FollowUp() time.Duration {
+	var soonest time.Duration
+	for _, s := range fs {
+		if f, ok := s.(interface{ FollowUp() time.Duration }); ok {
+			if d := f.FollowUp(); d > 0 && (soonest == 0 || d < soonest) {
+				soonest = d
+			}
+		}
+	}
+	return soonest
+}
+
 // ForceFull makes the next sync of every family a full one.
 func (fs Families) ForceFull() {
 	for _, s := range fs {

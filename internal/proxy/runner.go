@@ -17,6 +17,15 @@ type Dataplane interface {
 	Sync(ctx context.Context, st *model.State) error
 }
 
+// FollowUp is implemented by a Dataplane that can have work left after a
+// sync, such as nftables chains it emptied and may delete only a second
+// later.
+type FollowUp interface {
+	// FollowUp is how soon the dataplane wants another sync, though
+	// nothing changed; 0 when it does not.
+	FollowUp() time.Duration
+}
+
 // Runner is the sync loop.
 type Runner struct {
 	Dataplane Dataplane
@@ -81,7 +90,7 @@ func (r *Runner) Run(ctx context.Context) {
 	const firstBackoff = time.Second
 	backoff := firstBackoff
 	var lastStart time.Time
-	var periodic, retry <-chan time.Time
+	var periodic, retry, followUp <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -89,7 +98,9 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-r.kick:
 		case <-periodic:
 		case <-retry:
+		case <-followUp:
 		}
+		followUp = nil
 		// Coalesce: wait out the rest of minSyncPeriod; updates that arrive
 		// meanwhile are picked up by this sync.
 		if wait := r.MinSyncPeriod - time.Since(lastStart); wait > 0 {
@@ -131,6 +142,11 @@ func (r *Runner) Run(ctx context.Context) {
 		r.mu.Unlock()
 		if r.SyncPeriod > 0 {
 			periodic = time.After(r.SyncPeriod)
+		}
+		if f, ok := r.Dataplane.(FollowUp); ok {
+			if d := f.FollowUp(); d > 0 {
+				followUp = time.After(d)
+			}
 		}
 		if r.OnSynced != nil {
 			r.OnSynced(st)

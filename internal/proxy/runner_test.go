@@ -107,3 +107,42 @@ func TestRunnerDoesNothingBeforeFirstUpdate(t *testing.T) {
 		t.Errorf("synced %v before any source update: that would wipe a node's rules at start", got)
 	}
 }
+
+// followUpDataplane asks for one follow-up sync after its first sync.
+type followUpDataplane struct {
+	fakeDataplane
+	asked bool
+}
+
+func (f *followUpDataplane) FollowUp() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.asked || len(f.synced) == 0 {
+		return 0
+	}
+	f.asked = true
+	return 20 * time.Millisecond
+}
+
+// A dataplane with work left after a sync (nftables chains it may delete
+// only a second later) gets another sync when it asks, though nothing
+// changed and the periodic sync is an hour away; then no more.
+func TestRunnerSyncsAgainWhenTheDataplaneAsks(t *testing.T) {
+	dp := &followUpDataplane{fakeDataplane: fakeDataplane{done: make(chan struct{}, 10)}}
+	r := &Runner{Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncPeriod: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	r.Update(state(1))
+	for i := 0; i < 2; i++ {
+		select {
+		case <-dp.done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("sync %d never came", i+1)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := dp.attempts(); len(got) != 2 {
+		t.Errorf("syncs = %v, want the first and one follow-up", got)
+	}
+}

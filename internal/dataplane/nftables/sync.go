@@ -760,6 +760,27 @@ func (s *Syncer) retire(b *batch, c string, ks *kernelState) {
 	s.stale[c] = time.Now()
 }
 
+// FollowUp is how soon the chains this syncer just emptied may be deleted:
+// the sync loop then syncs again, so that they do not linger until the next
+// periodic sync (see proxy.FollowUp). 0 when there are none. Chains whose
+// deletion already failed (the kernel still held a reference) wait for the
+// next sync that comes anyway.
+func (s *Syncer) FollowUp() time.Duration {
+	var soonest time.Duration
+	for _, t := range s.stale {
+		age := time.Since(t)
+		if age >= 2*staleChainDelay {
+			continue
+		}
+		// A little past the delay, so that the chain is due by then.
+		d := max(staleChainDelay-age, 0) + 100*time.Millisecond
+		if soonest == 0 || d < soonest {
+			soonest = d
+		}
+	}
+	return soonest
+}
+
 // deleteStale deletes the chains retired long enough ago, in a transaction
 // of its own: if the kernel still holds a reference, the chain waits for
 // the next sync and nothing else fails.
