@@ -66,12 +66,17 @@ func (in *Interner) string(p *string) *string {
 	if q, ok := in.strs[*p]; ok {
 		return q
 	}
-	if in.strs == nil {
+	if in.strs == nil || len(in.strs) >= maxInterned {
+		// Started afresh now and then, so that the names of nodes long gone
+		// (autoscaling) are not kept forever; pointers handed out stay valid.
 		in.strs = map[string]*string{}
 	}
 	in.strs[*p] = p
 	return p
 }
+
+// maxInterned bounds an Interner: more node names than a cluster has nodes.
+const maxInterned = 10000
 
 var yes, no = true, false
 
