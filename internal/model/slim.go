@@ -15,22 +15,32 @@ const LastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // Slim drops from a Service, EndpointSlice or Node what neither Build nor
 // Changes reads, before a source keeps the object: managed fields and
-// kubectl's copy of the object; from EndpointSlices the endpoints' target
-// references, host names, zones and addresses after the first, and spare
-// capacity; from Nodes their image lists. The node names and conditions
-// endpoints repeat become shared pointers (names through in). At 10k
-// Services × 10 endpoints this is a third of what a source holds.
+// owner references; from Services and EndpointSlices the labels and
+// annotations that are not read (Helm's and kubectl's, the Service labels
+// the EndpointSlice controller copies to each slice), and the Service's
+// selector; from EndpointSlices the endpoints' target references, host
+// names, zones and addresses after the first, and spare capacity; from Nodes
+// their image lists. The node names and conditions endpoints repeat become
+// shared pointers (names through in). At 10k Services × 10 endpoints this
+// is a third of what a source holds.
 //
 // Slim changes obj in place: a source calls it before it hands obj out.
 func Slim(obj any, in *Interner) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
+		m.SetOwnerReferences(nil)
 		if a := m.GetAnnotations(); a[LastApplied] != "" {
 			delete(a, LastApplied)
 		}
 	}
 	switch o := obj.(type) {
+	case *corev1.Service:
+		o.Labels = only(o.Labels, ServiceProxyNameLabel)
+		o.Annotations = nil
+		o.Spec.Selector = nil
 	case *discoveryv1.EndpointSlice:
+		o.Labels = only(o.Labels, discoveryv1.LabelServiceName)
+		o.Annotations = only(o.Annotations, lastChangeTriggerTime)
 		if cap(o.Endpoints) > len(o.Endpoints) {
 			// Decoders grow the list as they go: a copy frees the spare room.
 			o.Endpoints = slices.Clone(o.Endpoints)
@@ -48,6 +58,19 @@ func Slim(obj any, in *Interner) {
 	case *corev1.Node:
 		o.Status.Images = nil
 	}
+}
+
+// only is m with just the key k (nil without it), the map itself when that
+// is all it has.
+func only(m map[string]string, k string) map[string]string {
+	v, ok := m[k]
+	switch {
+	case !ok:
+		return nil
+	case len(m) == 1:
+		return m
+	}
+	return map[string]string{k: v}
 }
 
 // Interner hands out one pointer per distinct string. It is safe for

@@ -23,21 +23,31 @@ func TestSlimKeepsWhatBuildReads(t *testing.T) {
 	}
 	objects := func() Input {
 		s := slice("web-a", "web", 8080, "http", full("10.244.0.10", "node-1", true), full("10.244.1.10", "node-2", false), endpoint("bad", "node-2", nil))
-		s.Annotations = map[string]string{lastChangeTriggerTime: "2026-11-26T06:00:00Z", LastApplied: "{}"}
+		s.Annotations = map[string]string{lastChangeTriggerTime: "2026-11-26T06:00:00Z", LastApplied: "{}", "meta.helm.sh/release-name": "web"}
+		s.Labels["app.kubernetes.io/name"] = "web"
 		s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}
+		s.OwnerReferences = []metav1.OwnerReference{{Kind: "Service", Name: "web"}}
 		s.Endpoints = append(make([]discoveryv1.Endpoint, 0, 16), s.Endpoints...)
 		web := svc("web", func(s *corev1.Service) {
 			s.Spec.Ports[0].Name = "http"
-			s.Annotations = map[string]string{LastApplied: "{}"}
+			s.Annotations = map[string]string{LastApplied: "{}", "meta.helm.sh/release-name": "web"}
+			s.Labels = map[string]string{"app.kubernetes.io/name": "web"}
+			s.Spec.Selector = map[string]string{"app": "web"}
+		})
+		// Another proxy's Service: the label that says so must stay.
+		other := svc("other", func(s *corev1.Service) {
+			s.Labels = map[string]string{ServiceProxyNameLabel: "other-proxy", "app.kubernetes.io/name": "other"}
+			s.Spec.Ports[0].NodePort = 30451
+			s.Spec.ClusterIP = "10.96.0.11"
 		})
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1", Labels: map[string]string{corev1.LabelTopologyZone: "a"}},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}},
 				Images: []corev1.ContainerImage{{Names: []string{"registry.example/web:1"}}}}}
-		return Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{s}, Nodes: []*corev1.Node{node}}
+		return Input{Services: []*corev1.Service{web, other}, EndpointSlices: []*discoveryv1.EndpointSlice{s}, Nodes: []*corev1.Node{node}}
 	}
 	orig, slim := objects(), objects()
 	var names Interner
-	for _, o := range []any{slim.Services[0], slim.EndpointSlices[0], slim.Nodes[0]} {
+	for _, o := range []any{slim.Services[0], slim.Services[1], slim.EndpointSlices[0], slim.Nodes[0]} {
 		Slim(o, &names)
 	}
 	node := Node{Name: "node-1"}
@@ -56,7 +66,9 @@ func TestSlimKeepsWhatBuildReads(t *testing.T) {
 	s := slim.EndpointSlices[0]
 	e := s.Endpoints[0]
 	if cap(s.Endpoints) != len(s.Endpoints) || len(e.Addresses) != 1 || e.TargetRef != nil || e.Hostname != nil || e.Zone != nil ||
-		s.ManagedFields != nil || s.Annotations[LastApplied] != "" || slim.Services[0].Annotations[LastApplied] != "" || slim.Nodes[0].Status.Images != nil {
+		s.ManagedFields != nil || s.OwnerReferences != nil || len(s.Labels) != 1 || len(s.Annotations) != 1 ||
+		slim.Services[0].Annotations != nil || slim.Services[0].Labels != nil || slim.Services[0].Spec.Selector != nil || len(slim.Services[1].Labels) != 1 ||
+		slim.Nodes[0].Status.Images != nil {
 		t.Errorf("kept what nothing reads: %+v", s)
 	}
 	if s.Endpoints[1].NodeName != s.Endpoints[2].NodeName || s.Endpoints[0].Conditions.Serving != s.Endpoints[1].Conditions.Serving {
