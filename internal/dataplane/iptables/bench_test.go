@@ -10,7 +10,9 @@ import (
 
 // BenchmarkRender renders N Services × 10 endpoints to the restore input of
 // a full sync: cold is a fresh Renderer (the first sync, `svcproxy rules`),
-// warm one that rendered the same Services before (every later sync).
+// warm one that rendered the same Services before. lazy is what every sync
+// does first: a warm, lazy render that keeps only fingerprints of the
+// per-Service-port rules (the transactions render the ports they carry).
 func BenchmarkRender(b *testing.B) {
 	opts := Options{ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), LocalhostNodePorts: true}
 	for _, n := range []int{1000, 10000, 30000} {
@@ -36,6 +38,14 @@ func BenchmarkRender(b *testing.B) {
 				b.ReportMetric(float64(size)/(1<<20), "MiB-out")
 			})
 		}
+		b.Run(fmt.Sprintf("services=%d/lazy", n), func(b *testing.B) {
+			r := Renderer{Lazy: true}
+			r.Render(st, opts)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Render(st, opts)
+			}
+		})
 	}
 }
 
@@ -47,7 +57,7 @@ func BenchmarkRenderOneChange(b *testing.B) {
 	for _, n := range []int{1000, 10000, 30000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			st := model.Synthetic(n, 10) // changed below: one per run (-count)
-			var r Renderer
+			r := Renderer{Lazy: true}    // as a sync renders
 			applied := Record(r.Render(st, opts))
 			b.ReportAllocs()
 			i := 0

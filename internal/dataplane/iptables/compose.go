@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"bytes"
-	"hash/maphash"
 	"iter"
 	"slices"
 	"strings"
@@ -82,7 +81,7 @@ func isOwnedChain(name string) bool {
 // deleted. Rules and chains that are not ours are never named, so they are
 // left alone.
 func Compose(rs *Ruleset, cur *netfilter.Ruleset) []byte {
-	return composeTables(rs.Tables, staleIn(cur, rs), func(j jump) bool { return !j.present(cur) })
+	return composeTables(rs.natTables(), staleIn(cur, rs), func(j jump) bool { return !j.present(cur) })
 }
 
 // staleIn lists, per table, the per-Service chains cur has and rs does not.
@@ -141,7 +140,7 @@ func Chunks(rs *Ruleset, cur *netfilter.Ruleset, perChunk int) iter.Seq[[]byte] 
 		for i := 0; i < len(rs.ServiceSpans); i += perChunk {
 			group := rs.ServiceSpans[i:min(i+perChunk, len(rs.ServiceSpans))]
 			first, last := group[0], group[len(group)-1]
-			if !yield(natTransaction(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.perServiceNat[first.RulesFrom:last.RulesTo])) {
+			if !yield(natTransaction(rs.natChains[first.ChainsFrom:last.ChainsTo], rs.portRules(nil, group))) {
 				return
 			}
 		}
@@ -174,7 +173,6 @@ func dispatchTables(rs *Ruleset) []TableRules {
 // it: per Service port a fingerprint of its nat chains, rules and lines in
 // the shared chains, those lines themselves and its chains.
 type Applied struct {
-	seed  maphash.Seed
 	spans map[string]appliedSpan
 }
 
@@ -186,33 +184,17 @@ type appliedSpan struct {
 
 // Record returns what applying rs leaves in the kernel.
 func Record(rs *Ruleset) *Applied {
-	a := &Applied{seed: maphash.MakeSeed(), spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
+	a := &Applied{spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
 	for _, sp := range rs.ServiceSpans {
-		a.spans[sp.Key] = a.record(rs, sp, a.sum(rs, sp))
+		a.spans[sp.Key] = record(rs, sp)
 	}
 	return a
 }
 
 // record keeps what is needed of a Service port's part of rs, copied: a
 // Renderer reuses rs's buffers.
-func (a *Applied) record(rs *Ruleset, sp Span, sum uint64) appliedSpan {
-	return appliedSpan{sum: sum, dispatch: dispatchLines(rs, sp), chains: slices.Clone(rs.natChains[sp.ChainsFrom:sp.ChainsTo])}
-}
-
-func (a *Applied) sum(rs *Ruleset, sp Span) uint64 {
-	var h maphash.Hash
-	h.SetSeed(a.seed)
-	for _, c := range rs.natChains[sp.ChainsFrom:sp.ChainsTo] {
-		h.WriteString(c)
-		h.WriteByte('\n')
-	}
-	h.Write(rs.perServiceNat[sp.RulesFrom:sp.RulesTo])
-	// Its lines in the shared chains too: a new NodePort changes only those.
-	for k, r := range sp.Dispatch {
-		h.WriteByte(0)
-		h.Write(rs.shared[k][r[0]:r[1]])
-	}
-	return h.Sum64()
+func record(rs *Ruleset, sp Span) appliedSpan {
+	return appliedSpan{sum: sp.sum, dispatch: dispatchLines(rs, sp), chains: slices.Clone(rs.natChains[sp.ChainsFrom:sp.ChainsTo])}
 }
 
 // dispatchLines are a Service port's lines in each shared buffer.
@@ -241,19 +223,18 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 	if perChunk <= 0 {
 		perChunk = DefaultChunkServices
 	}
-	next = &Applied{seed: prev.seed, spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
+	next = &Applied{spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
 	var changed []Span
 	var edits [3][]string
 	var stale []string
 	for _, sp := range rs.ServiceSpans {
-		sum := prev.sum(rs, sp)
 		old, known := prev.spans[sp.Key]
-		if known && old.sum == sum {
+		if known && old.sum == sp.sum {
 			next.spans[sp.Key] = old
 			continue
 		}
 		changed = append(changed, sp)
-		cur := next.record(rs, sp, sum)
+		cur := record(rs, sp)
 		next.spans[sp.Key] = cur
 		edits = addEdits(edits, old.dispatch, cur.dispatch)
 		stale = appendMissing(stale, old.chains, cur.chains)
@@ -278,7 +259,7 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 		var rules []byte
 		for _, sp := range spans {
 			chains = append(chains, rs.natChains[sp.ChainsFrom:sp.ChainsTo]...)
-			rules = append(rules, rs.perServiceNat[sp.RulesFrom:sp.RulesTo]...)
+			rules = rs.portRules(rules, []Span{sp})
 		}
 		return chains, rules
 	}

@@ -1,6 +1,8 @@
 package iptables
 
 import (
+	"bytes"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -42,9 +44,15 @@ type Ruleset struct {
 	// KUBE-POSTROUTING) and their rules.
 	fixedNatChains []string
 	fixedNatRules  []byte
-	// perServiceNat holds the rules ServiceSpans index into.
+	// perServiceNat holds the rules ServiceSpans index into; nil when lazy.
 	perServiceNat []byte
-	natChains     []string
+	// lazy is set when a lazy Renderer made the Ruleset: the per-Service-port
+	// nat rules are rendered again when needed (portRules), and Tables' nat
+	// table lacks them.
+	lazy *lazyRender
+	// natLines is how many nat rules Tables lacks.
+	natLines  int
+	natChains []string
 	// dispatch are the nat KUBE-SERVICES and KUBE-NODEPORTS rules.
 	dispatch [][]byte
 	// shared are the buffers Span.Dispatch indexes: nat KUBE-SERVICES and
@@ -56,7 +64,8 @@ type Ruleset struct {
 var sharedTables = [3]string{"nat", "nat", "filter"}
 
 // Span is one Service port's part of the nat table: chains
-// natChains[ChainsFrom:ChainsTo] and rules perServiceNat[RulesFrom:RulesTo].
+// natChains[ChainsFrom:ChainsTo] and rules perServiceNat[RulesFrom:RulesTo]
+// (or, when lazy, rendered again from port).
 type Span struct {
 	// Key identifies the Service port ("ns/name:port/proto").
 	Key                  string
@@ -65,6 +74,11 @@ type Span struct {
 	// Dispatch are the Service port's lines in the shared chains, as offsets
 	// into Ruleset.shared: nat KUBE-SERVICES, nat KUBE-NODEPORTS, filter.
 	Dispatch [3][2]int
+	// sum fingerprints the Service port's chains, rules and dispatch lines.
+	sum uint64
+	// port and names render the rules again (lazy Renderers only).
+	port  *model.ServicePort
+	names *portNames
 }
 
 // TableRules are the chains and rules of one table.
@@ -95,6 +109,12 @@ func Render(st *model.State, opts Options) *Ruleset { return new(Renderer).Rende
 // buffers, so a render at 10k Services allocates little: a Ruleset it
 // returns is valid until its next Render.
 type Renderer struct {
+	// Lazy keeps only a fingerprint of each Service port's nat rules: a
+	// transaction that carries the port renders them again. A sync of 10k
+	// Services × 10 endpoints then never holds their 26 MB of nat rules at
+	// once. A lazy Ruleset's Tables lack those rules; the Compose functions
+	// put them in.
+	Lazy  bool
 	names map[portKey]*portNames
 	gen   uint32
 	// Buffers of the last Ruleset, reused by the next.
@@ -127,9 +147,12 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 	// Sized from what a Service port and an endpoint take (measured on
 	// synthetic clusters; less without per-endpoint comments), so the
 	// buffers are not regrown (and copied) while rendering large clusters.
-	if r.largeCluster {
+	switch {
+	case rr.Lazy:
+		rr.nat.reset(64 << 10)
+	case r.largeCluster:
 		rr.nat.reset(total*270 + ports*250)
-	} else {
+	default:
 		rr.nat.reset(total*400 + ports*600)
 	}
 	rr.natServices.reset(ports * 160)
@@ -142,6 +165,7 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 	fixedChains := len(rr.natChains)
 	spans := slices.Grow(rr.spans[:0], ports)
 	shared := [3]*lines{&rr.natServices, &rr.natNodePorts, &rr.filter}
+	natLines := 0
 	for i := range st.Services {
 		sp := &st.Services[i]
 		if sp.ClusterIP.Is6() != opts.IPv6 {
@@ -156,6 +180,14 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 		span.ChainsTo, span.RulesTo = len(rr.natChains), len(rr.nat)-fixedEnd
 		for k, b := range shared {
 			span.Dispatch[k][1] = len(*b)
+		}
+		rules := rr.nat[fixedEnd+span.RulesFrom:]
+		span.sum = spanSum(rr.natChains[span.ChainsFrom:span.ChainsTo], rules, shared, span.Dispatch)
+		if rr.Lazy {
+			natLines += bytes.Count(rules, []byte{'\n'})
+			rr.nat = rr.nat[:fixedEnd]
+			span.RulesFrom, span.RulesTo = 0, 0
+			span.port, span.names = sp, names
 		}
 		spans = append(spans, span)
 	}
@@ -194,7 +226,13 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 	// The canary chains stay empty; if one disappears, someone flushed the
 	// tables and a full sync is due (see Monitor).
 	natRules := []byte(rr.nat)
+	var lazy *lazyRender
+	if rr.Lazy {
+		lazy = &lazyRender{opts: opts, largeCluster: r.largeCluster}
+	}
 	return &Ruleset{
+		lazy:     lazy,
+		natLines: natLines,
 		Tables: []TableRules{
 			{Name: "mangle", Chains: []string{ChainCanary}},
 			{Name: "filter", Chains: append(filterChains, ChainCanary), Rules: [][]byte{rr.filter}},
@@ -208,6 +246,86 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 		dispatch:       [][]byte{rr.natServices, rr.natNodePorts},
 		shared:         [3][]byte{rr.natServices, rr.natNodePorts, rr.filter},
 	}
+}
+
+// sumSeed seeds the Service port fingerprints: one per process, so that
+// Rulesets from different Renderers compare.
+var sumSeed = maphash.MakeSeed()
+
+// spanSum fingerprints a Service port's nat chains, its nat rules and its
+// lines in the shared chains (a new NodePort changes only those).
+func spanSum(chains []string, rules []byte, shared [3]*lines, dispatch [3][2]int) uint64 {
+	var h maphash.Hash
+	h.SetSeed(sumSeed)
+	for _, c := range chains {
+		h.WriteString(c)
+		h.WriteByte('\n')
+	}
+	h.Write(rules)
+	for k, r := range dispatch {
+		h.WriteByte(0)
+		h.Write((*shared[k])[r[0]:r[1]])
+	}
+	return h.Sum64()
+}
+
+// lazyRender is what rendering a Service port's nat rules again takes.
+type lazyRender struct {
+	opts         Options
+	largeCluster bool
+	// scratch renders, so that the Renderer's buffers are left alone.
+	scratch Renderer
+}
+
+// portRules appends the nat rules of the Service ports in spans to dst.
+func (rs *Ruleset) portRules(dst []byte, spans []Span) []byte {
+	if rs.lazy == nil {
+		if len(spans) == 0 {
+			return dst
+		}
+		return append(dst, rs.perServiceNat[spans[0].RulesFrom:spans[len(spans)-1].RulesTo]...)
+	}
+	l := rs.lazy
+	r := &renderer{Renderer: &l.scratch, opts: l.opts, largeCluster: l.largeCluster}
+	for _, sp := range spans {
+		l.scratch.nat, l.scratch.natServices, l.scratch.natNodePorts, l.scratch.filter = lines(dst), l.scratch.natServices[:0], l.scratch.natNodePorts[:0], l.scratch.filter[:0]
+		l.scratch.natChains = l.scratch.natChains[:0]
+		r.servicePort(sp.port, sp.names)
+		dst = l.scratch.nat
+	}
+	l.scratch.nat = nil
+	return dst
+}
+
+// natTables are rs's Tables with every nat rule in them.
+func (rs *Ruleset) natTables() []TableRules {
+	if rs.lazy == nil {
+		return rs.Tables
+	}
+	tables := slices.Clone(rs.Tables)
+	for i, t := range tables {
+		if t.Name == "nat" {
+			all := rs.portRules(slices.Clone(rs.fixedNatRules), rs.ServiceSpans)
+			tables[i].Rules = [][]byte{rs.dispatch[0], rs.dispatch[1], all}
+		}
+	}
+	return tables
+}
+
+// RuleLines is how many rules rs puts in table.
+func (rs *Ruleset) RuleLines(table string) int {
+	n := 0
+	for _, t := range rs.Tables {
+		if t.Name == table {
+			for _, r := range t.Rules {
+				n += bytes.Count(r, []byte{'\n'})
+			}
+		}
+	}
+	if table == "nat" {
+		n += rs.natLines
+	}
+	return n
 }
 
 // portNames returns the names of a Service port, marked as used by this

@@ -1,8 +1,10 @@
 package iptables
 
 import (
+	"bytes"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -368,10 +370,34 @@ func TestRendererReuseMatchesFreshRender(t *testing.T) {
 			lbService(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)), kubeDNS(dptest.Ep("10.244.0.53", 53))}}, Options{ClusterCIDR: podCIDR}},
 	}
 	var r Renderer
+	// A lazy Renderer (a sync's) must compose the very transactions an
+	// eager one does: whole, chunked and partial.
+	lazy, eager := Renderer{Lazy: true}, Renderer{}
+	var prevLazy, prevEager *Applied
 	for _, s := range steps {
 		got, want := string(Compose(r.Render(s.st, s.opts), nil)), string(Compose(Render(s.st, s.opts), nil))
 		if got != want {
 			t.Fatalf("%s: reused Renderer differs from a fresh Render", s.name)
+		}
+		l, e := lazy.Render(s.st, s.opts), eager.Render(s.st, s.opts)
+		if got := string(Compose(l, nil)); got != want {
+			t.Fatalf("%s: a lazy Renderer composes differently", s.name)
+		}
+		if got, want := ComposeChunks(l, nil, 7), ComposeChunks(e, nil, 7); !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("%s: a lazy Renderer chunks differently", s.name)
+		}
+		if l.RuleLines("nat") != e.RuleLines("nat") || l.RuleLines("nat") == 0 {
+			t.Errorf("%s: %d nat rules counted lazily, %d eagerly", s.name, l.RuleLines("nat"), e.RuleLines("nat"))
+		}
+		if prevLazy != nil {
+			gotTx, nextLazy := ComposePartial(l, prevLazy, 7)
+			wantTx, nextEager := ComposePartial(e, prevEager, 7)
+			if !slices.EqualFunc(gotTx, wantTx, bytes.Equal) || len(wantTx) == 0 && s.name != "back again" {
+				t.Fatalf("%s: lazy partial sync %d transactions, eager %d, or they differ", s.name, len(gotTx), len(wantTx))
+			}
+			prevLazy, prevEager = nextLazy, nextEager
+		} else {
+			prevLazy, prevEager = Record(l), Record(e)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +47,7 @@ func (s *Syncer) ForceFull() { s.forceFull.Store(true) }
 // ComposeChunks). On error the failed transaction leaves nothing behind;
 // earlier ones stay, each consistent, and the next sync completes the rest.
 func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
+	s.renderer.Lazy = true // the nat rules are rendered again per transaction
 	rs := s.renderer.Render(st, s.Options)
 	per := s.ChunkServices
 	if per == 0 {
@@ -90,15 +90,11 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	}
 	if s.Metrics != nil {
 		for _, t := range rs.Tables {
-			n := 0
-			for _, r := range t.Rules {
-				n += bytes.Count(r, []byte{'\n'})
-			}
 			name := t.Name
 			if s.Options.IPv6 {
 				name = "ip6 " + name
 			}
-			s.Metrics.SetRules(name, n)
+			s.Metrics.SetRules(name, rs.RuleLines(t.Name))
 		}
 	}
 	return nil
