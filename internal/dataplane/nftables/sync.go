@@ -25,23 +25,14 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// DefaultChunkServices is how many Service ports the first transaction of a
-// large sync carries; each next one carries twice as many, up to
-// maxChunkGrowth times that. Every commit makes the kernel validate the
-// whole table (a walk from each hook through every chain: tens of
-// milliseconds per hook at 10k Services × 10 endpoints), so many small
-// transactions cost time quadratic in the table's size; one huge
-// transaction is slower per object and answers nothing until its end.
-// Starting small gets the first Services answering within a second or two,
-// doubling keeps the number of commits (and validations) logarithmic until
-// the cap.
+// DefaultChunkServices is how many Service ports one transaction of a large
+// sync carries. Small transactions get the first Services answering within
+// a second, and what a transaction carries is in memory until its commit.
+// Every commit makes the kernel validate the table again, but with endpoints
+// in maps (few chains and rules) that stays cheap: at 10k Services × 10
+// endpoints, transactions of 250 took 2.0 s and 80 MB of live heap at the
+// peak, growing ones (250, 500, then 1,000 or 2,000) 2.3 s and 95–108 MB.
 const DefaultChunkServices = 250
-
-// maxChunkGrowth caps a transaction at 1,000 Service ports: what a
-// transaction carries is in memory until its commit (at 10k × 10, 2,000
-// ports took 8 MB more at the peak), and more, smaller commits were no
-// slower at 10k and 30k Services.
-const maxChunkGrowth = 4
 
 // staleChainDelay is how long a flushed chain waits before it is deleted:
 // kernels before 6.2 release a chain's last reference (a map element or an
@@ -277,7 +268,6 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 	if per <= 0 {
 		per = DefaultChunkServices
 	}
-	maxChunk := per * maxChunkGrowth
 	b := s.newBatch()
 	fixedSum := fixedFingerprint(rs)
 	if ks.fixed != fixedSum {
@@ -303,7 +293,6 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		}
 		b = s.newBatch()
 		inChunk = 0
-		per = min(2*per, maxChunk)
 		return nil
 	}
 	want := make(map[string]bool, len(items))
