@@ -200,14 +200,9 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 		// The ranges an earlier process left are deleted by now.
 		s.ranges.Reserve(nil)
 	}
-	// Ranges of chains that are gone (with their elements) are free again.
-	live := map[string]bool{}
-	for _, rec := range ks.services {
-		for _, c := range rec.chains {
-			live[c] = true
-		}
-	}
-	s.ranges.Keep(func(c string) bool { return live[c] })
+	// Ranges of chains the table no longer has (deleted with their
+	// elements gone before) are free again.
+	s.ranges.Keep(func(c string) bool { return ks.chains[c] })
 	if s.Metrics != nil {
 		n := 0
 		for _, it := range items {
