@@ -94,7 +94,7 @@ func (idx *Index) AddModel(st *model.State) {
 		idx.chains[iptables.ServiceChain(sp.Name, sp.Protocol)] = name
 		idx.chains[iptables.ExternalChain(sp.Name, sp.Protocol)] = name
 		for _, ep := range sp.Endpoints {
-			idx.chains[iptables.EndpointChain(sp.Name, sp.Protocol, ep.String())] = name
+			idx.chains[iptables.EndpointChain(sp.Name, sp.Protocol, ep.AddrPort())] = name
 		}
 	}
 }

@@ -204,7 +204,7 @@ func TestComposePartial(t *testing.T) {
 	svc7 := ServiceChain(after.Services[7].Name, model.TCP)
 	newSvc := ServiceChain(model.ServicePortName{Namespace: "default", Name: "new"}, model.TCP)
 	goneSVC := ServiceChain(removed.Name, model.TCP)
-	goneSEP := EndpointChain(before.Services[7].Name, model.TCP, before.Services[7].Endpoints[0].String())
+	goneSEP := EndpointChain(before.Services[7].Name, model.TCP, before.Services[7].Endpoints[0].AddrPort())
 	if !strings.Contains(tx, ":"+svc7+" ") || !strings.Contains(tx, ":"+newSvc+" ") {
 		t.Error("the changed and the new Service must be rewritten")
 	}

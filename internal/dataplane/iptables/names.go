@@ -71,8 +71,16 @@ func FirewallChain(name model.ServicePortName, proto model.Protocol) string {
 }
 
 // EndpointChain is the KUBE-SEP chain of one endpoint of a Service port.
-func EndpointChain(name model.ServicePortName, proto model.Protocol, endpoint string) string {
-	return "KUBE-SEP-" + hash16(name.String()+string(proto)+endpoint)
+func EndpointChain(name model.ServicePortName, proto model.Protocol, endpoint netip.AddrPort) string {
+	var scratch []byte
+	return string(appendEndpointChain(nil, &scratch, name.String(), proto, endpoint))
+}
+
+// appendEndpointChain appends EndpointChain's name for the Service port
+// named spn ("ns/name:port") to dst, building the hash input in scratch.
+func appendEndpointChain(dst []byte, scratch *[]byte, spn string, proto model.Protocol, endpoint netip.AddrPort) []byte {
+	*scratch = endpoint.AppendTo(append(append((*scratch)[:0], spn...), proto...))
+	return appendHash16(append(dst, "KUBE-SEP-"...), *scratch)
 }
 
 // portNames are a Service port's chain names and texts. Each name is a
@@ -110,10 +118,8 @@ func (p *portNames) sep(proto model.Protocol, ep netip.AddrPort, scratch *[]byte
 	if ok {
 		return p.seps[i].name
 	}
-	in := ep.AppendTo(append(append((*scratch)[:0], p.spn...), proto...))
-	*scratch = in
 	var buf [25]byte // "KUBE-SEP-" and the hash: one allocation, the string
-	n := string(appendHash16(append(buf[:0], "KUBE-SEP-"...), in))
+	n := string(appendEndpointChain(buf[:0], scratch, p.spn, proto, ep))
 	p.seps = slices.Insert(p.seps, i, sepName{ep, n})
 	return n
 }

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -14,10 +15,10 @@ func TestChainNamesMatchUpstream(t *testing.T) {
 	}{
 		{ServiceChain(model.ServicePortName{Namespace: "kube-system", Name: "kube-dns", Port: "dns"}, model.UDP), "KUBE-SVC-TCOU7JCQXEZGVUNU"},
 		{ServiceChain(model.ServicePortName{Namespace: "ns4", Name: "svc4", Port: "p80"}, model.TCP), "KUBE-SVC-4SW47YFZTEDKD3PK"},
-		{EndpointChain(model.ServicePortName{Namespace: "ns4", Name: "svc4", Port: "p80"}, model.TCP, "10.180.0.4:80"), "KUBE-SEP-UKSFD7AGPMPPLUHC"},
+		{EndpointChain(model.ServicePortName{Namespace: "ns4", Name: "svc4", Port: "p80"}, model.TCP, netip.MustParseAddrPort("10.180.0.4:80")), "KUBE-SEP-UKSFD7AGPMPPLUHC"},
 		{ServiceChain(model.ServicePortName{Namespace: "ns1", Name: "svc1", Port: "p80"}, model.TCP), "KUBE-SVC-XPGD46QRK7WJZT7O"},
 		{ExternalChain(model.ServicePortName{Namespace: "ns1", Name: "svc1", Port: "p80"}, model.TCP), "KUBE-EXT-XPGD46QRK7WJZT7O"},
-		{EndpointChain(model.ServicePortName{Namespace: "ns1", Name: "svc1", Port: "p80"}, model.TCP, "10.180.0.1:80"), "KUBE-SEP-SXIVWICOYRO3J4NJ"},
+		{EndpointChain(model.ServicePortName{Namespace: "ns1", Name: "svc1", Port: "p80"}, model.TCP, netip.MustParseAddrPort("10.180.0.1:80")), "KUBE-SEP-SXIVWICOYRO3J4NJ"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
