@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -38,7 +39,7 @@ func checkNftRules(t *netfilter.NftTable, opts Options) Finding {
 	if opts.Expected == nil {
 		n := 0
 		for _, c := range t.Chains {
-			if strings.HasPrefix(c.Name, "service-") && c.Name != "services" && c.Name != "service-endpoints-check" {
+			if _, ok := nftables.ServiceOfChain(c.Name); ok && strings.HasPrefix(c.Name, "service-") {
 				n++
 			}
 		}
@@ -72,15 +73,8 @@ func nftNodePorts(t *netfilter.NftTable) []nodePortRule {
 			continue
 		}
 		service := ""
-		if len(e.Verdict) == 2 {
-			// external-HASH-ns/name/proto/port -> ns/name
-			if parts := strings.Split(e.Verdict[1], "/"); len(parts) >= 2 {
-				if _, first, ok := strings.Cut(parts[0], "-"); ok {
-					if _, ns, ok := strings.Cut(first, "-"); ok {
-						service = ns + "/" + parts[1]
-					}
-				}
-			}
+		if len(e.Verdict) == 2 { // goto external-HASH-ns/name/proto/port
+			service, _ = nftables.ServiceOfChain(e.Verdict[1])
 		}
 		out = append(out, nodePortRule{port: int32(p), proto: model.Protocol(e.Key[0]), service: service})
 	}

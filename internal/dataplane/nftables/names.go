@@ -49,15 +49,35 @@ var (
 )
 
 // isServiceChain reports whether a chain is a per-Service or per-endpoint
-// chain (as opposed to the table's fixed chains): a prefix, then the
-// 8-character hash and a dash.
+// chain (as opposed to the table's fixed chains).
 func isServiceChain(name string) bool {
+	_, ok := chainBase(name)
+	return ok
+}
+
+// chainBase is what follows a per-Service or per-endpoint chain's prefix,
+// 8-character hash and dash ("namespace/name/protocol/port", see portBase);
+// false for the table's fixed chains.
+func chainBase(name string) (string, bool) {
 	for _, p := range perServiceChainPrefixes {
 		if rest, ok := strings.CutPrefix(name, p); ok && len(rest) > 9 && rest[8] == '-' && isHash(rest[:8]) {
-			return true
+			return rest[9:], true
 		}
 	}
-	return false
+	return "", false
+}
+
+// ServiceOfChain is the "namespace/name" of the Service a per-Service or
+// per-endpoint chain belongs to, read from its name (upstream's or
+// svcproxy's); false for other chains.
+func ServiceOfChain(name string) (string, bool) {
+	base, ok := chainBase(name)
+	ns, rest, found := strings.Cut(base, "/")
+	svc, _, _ := strings.Cut(rest, "/")
+	if !ok || !found || svc == "" {
+		return "", false
+	}
+	return ns + "/" + svc, true
 }
 
 func isHash(s string) bool {

@@ -37,4 +37,14 @@ func TestIsServiceChain(t *testing.T) {
 			t.Errorf("isServiceChain(%q) = %v", name, got)
 		}
 	}
+	for name, want := range map[string]string{
+		"service-ULMVA6XW-ns1/svc1/tcp/p80":                 "ns1/svc1",
+		"endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80": "ns1/svc1",
+		"service-endpoints-check":                           "",
+		"external-ULMVA6XW-no-slash":                        "",
+	} {
+		if got, _ := ServiceOfChain(name); got != want {
+			t.Errorf("ServiceOfChain(%q) = %q, want %q", name, got, want)
+		}
+	}
 }
