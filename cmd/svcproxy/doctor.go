@@ -42,7 +42,7 @@ check fails (warnings alone exit 0). Works on kube-proxy nodes too.`,
 			}
 			opts := doctor.Options{HealthzAddress: healthz}
 			if manifests != "" {
-				in, _, _, err := (&files.Dir{Path: manifests}).Load()
+				in, _, _, err := (&files.Dir{Path: manifests, Node: hostname}).Load()
 				if err != nil {
 					return err
 				}

@@ -35,7 +35,7 @@ for every other Service are still printed, and the exit code is 1.`,
 			if err != nil {
 				return err
 			}
-			d := &files.Dir{Path: pf.cfg.Manifests}
+			d := &files.Dir{Path: pf.cfg.Manifests, Node: node.Name}
 			in, objErrs, _, err := d.Load()
 			if err != nil {
 				return err

@@ -71,11 +71,11 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 		}
 		text = string(b)
 	case s.pf.cfg.Manifests != "":
-		in, objErrs, _, err := (&files.Dir{Path: s.pf.cfg.Manifests}).Load()
+		node, err := s.pf.node()
 		if err != nil {
 			return nil, err
 		}
-		node, err := s.pf.node()
+		in, objErrs, _, err := (&files.Dir{Path: s.pf.cfg.Manifests, Node: node.Name}).Load()
 		if err != nil {
 			return nil, err
 		}

@@ -416,7 +416,7 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source, error) {
 	c := &f.cfg
 	if c.Manifests != "" {
 		log.Info("standalone mode: following manifests", "folder", c.Manifests)
-		return &dirSource{dir: &files.Dir{Path: c.Manifests}, log: log}, nil
+		return &dirSource{dir: &files.Dir{Path: c.Manifests, Node: node.Name}, log: log}, nil
 	}
 	var rc *rest.Config
 	var err error

@@ -23,7 +23,7 @@ func BenchmarkBuildOneChange(b *testing.B) {
 			s.Spec.Ports[0].NodePort = 0
 			s.Spec.Type = corev1.ServiceTypeClusterIP
 		})
-		in.Services = append(in.Services, s)
+		in.Services = append(in.Services, NewService(s))
 		in.EndpointSlices = append(in.EndpointSlices, scaleSlice(i, s.Namespace, name, 0))
 	}
 	var builder Builder
@@ -34,7 +34,7 @@ func BenchmarkBuildOneChange(b *testing.B) {
 	for b.Loop() {
 		i++
 		next := in
-		next.EndpointSlices = append([]*discoveryv1.EndpointSlice(nil), in.EndpointSlices...)
+		next.EndpointSlices = append([]*EndpointSlice(nil), in.EndpointSlices...)
 		next.EndpointSlices[n-1] = scaleSlice(n-1, in.Services[n-1].Namespace, in.Services[n-1].Name, i%2)
 		in = next
 		if st, errs := builder.Build(in, node); len(errs) > 0 || len(st.Services) != n {
@@ -43,8 +43,9 @@ func BenchmarkBuildOneChange(b *testing.B) {
 	}
 }
 
-// scaleSlice is Service i's slice of 10 endpoints, the first moved by shift.
-func scaleSlice(i int, ns, service string, shift int) *discoveryv1.EndpointSlice {
+// scaleSlice is Service i's slice of 10 endpoints, the first moved by shift,
+// as a source reads it.
+func scaleSlice(i int, ns, service string, shift int) *EndpointSlice {
 	var eps []discoveryv1.Endpoint
 	for e := range 10 {
 		k := i*10 + e + shift
@@ -52,5 +53,5 @@ func scaleSlice(i int, ns, service string, shift int) *discoveryv1.EndpointSlice
 	}
 	s := slice(service+"-a", service, 8080, "", eps...)
 	s.Namespace = ns
-	return s
+	return NewEndpointSlice(s, "node-1", nil)
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -26,12 +25,13 @@ type Node struct {
 	IPs []netip.Addr
 }
 
-// Input is one consistent snapshot of the objects a source has seen. Origin
-// maps an object key ("Service ns/name" or "EndpointSlice ns/name") to where
-// it came from, so errors can name the file.
+// Input is one consistent snapshot of the objects a source has seen, as
+// the model keeps them (NewService, NewEndpointSlice). Origin maps an object
+// key ("Service ns/name" or "EndpointSlice ns/name") to where it came from,
+// so errors can name the file.
 type Input struct {
-	Services       []*corev1.Service
-	EndpointSlices []*discoveryv1.EndpointSlice
+	Services       []*Service
+	EndpointSlices []*EndpointSlice
 	Origin         map[string]string
 	// Nodes are Node objects the source knows; the one named like this
 	// node gives its zone and addresses.
@@ -44,14 +44,15 @@ type Input struct {
 func Build(in Input, node Node) (State, []error) { return new(Builder).Build(in, node) }
 
 // Builder builds States one snapshot after another, reusing what it worked
-// out for each Service and EndpointSlice object it saw in the previous
-// snapshot (the same pointer: sources never change an object they handed
-// out, they replace it). At 10k Services a change then costs a pass over
-// the objects and the work for the objects that changed, not a rebuild.
+// out for the Services and EndpointSlices of the previous snapshot (the same
+// pointer: sources never change an object they handed out, they replace
+// it). At 10k Services a change then costs a pass over the objects and the
+// work for the objects that changed, not a rebuild.
 type Builder struct {
 	node     Node
-	services map[*corev1.Service]*servicePortsResult
-	slices   map[*discoveryv1.EndpointSlice]*sliceEndpoints
+	services map[*Service]bool
+	// slices are the last snapshot's, each as read for this node.
+	slices map[*EndpointSlice]*EndpointSlice
 	// base is what the last snapshot's Services make, reused while the
 	// same Service objects come.
 	base *serviceBase
@@ -60,33 +61,15 @@ type Builder struct {
 	endpoints endpointIndex
 }
 
-type servicePortsResult struct {
-	key   string // namespace/name
-	ports []ServicePort
-	// names are the ports' names as strings, for sorting.
-	names []string
-	skip  bool
-	err   *ObjectError
-}
-
-func newServicePortsResult(svc *corev1.Service) *servicePortsResult {
-	r := &servicePortsResult{key: svc.Namespace + "/" + svc.Name}
-	r.ports, r.skip, r.err = servicePorts(svc)
-	for _, sp := range r.ports {
-		r.names = append(r.names, sp.Name.String())
-	}
-	return r
-}
-
-// sameAs reports whether r and o are the same outcome for one Service.
-func (r *servicePortsResult) sameAs(o *servicePortsResult) bool {
+// sameAs reports whether s and o are the same outcome for one Service.
+func (s *Service) sameAs(o *Service) bool {
 	errText := func(e *ObjectError) string {
 		if e == nil {
 			return ""
 		}
 		return e.Field + ": " + e.Err.Error()
 	}
-	return r.key == o.key && r.skip == o.skip && reflect.DeepEqual(r.ports, o.ports) && errText(r.err) == errText(o.err)
+	return s.key == o.key && s.skip == o.skip && reflect.DeepEqual(s.ports, o.ports) && errText(s.err) == errText(o.err)
 }
 
 // serviceBase is the Service ports of a set of Service objects, sorted, with
@@ -122,42 +105,38 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 }
 
 // serviceBase returns what svcs make: the last result when they are the
-// same objects as last time, else the ports of every usable Service sorted
-// by name (each object's ports worked out once), the first Service in
-// namespace/name order keeping a contested port.
-func (b *Builder) serviceBase(svcs []*corev1.Service, origin func(kind, key string) string) *serviceBase {
-	next := make(map[*corev1.Service]*servicePortsResult, len(svcs))
-	var added []*corev1.Service
+// same objects as last time (or equal ones), else the ports of every usable
+// Service sorted by name, the first Service in namespace/name order keeping
+// a contested port.
+func (b *Builder) serviceBase(svcs []*Service, origin func(kind, key string) string) *serviceBase {
+	next := make(map[*Service]bool, len(svcs))
+	var added []*Service
 	for _, svc := range svcs {
-		if r := b.services[svc]; r != nil {
-			next[svc] = r
-		} else if next[svc] == nil {
-			next[svc] = newServicePortsResult(svc)
+		if !b.services[svc] && !next[svc] {
 			added = append(added, svc)
 		}
+		next[svc] = true
 	}
 	same := b.base != nil && b.base.inputs == len(svcs) && len(next) == len(svcs) && len(next) == len(b.services)
 	if same && len(added) > 0 {
 		// A new object that makes what the one it replaced made (a
 		// manifest written again, a Service's status updated) is as good
 		// as the old one.
-		gone := map[string]*servicePortsResult{}
-		for svc, r := range b.services {
-			if _, ok := next[svc]; !ok {
-				gone[r.key] = r
+		gone := map[string]*Service{}
+		for svc := range b.services {
+			if !next[svc] {
+				gone[svc.key] = svc
 			}
 		}
 		for _, svc := range added {
-			r := next[svc]
-			old := gone[r.key]
+			old := gone[svc.key]
 			// A Service in error is worked out again: its error names
 			// where the new object came from.
-			if old == nil || old.err != nil || !old.sameAs(r) {
+			if old == nil || old.err != nil || !old.sameAs(svc) {
 				same = false
 				break
 			}
-			next[svc] = old
-			delete(gone, r.key)
+			delete(gone, svc.key)
 		}
 	}
 	b.services = next
@@ -169,11 +148,11 @@ func (b *Builder) serviceBase(svcs []*corev1.Service, origin func(kind, key stri
 	// through the pointers costs a cache miss per comparison.
 	type named struct {
 		ns, name string
-		r        *servicePortsResult
+		r        *Service
 	}
 	sorted := make([]named, len(svcs))
 	for i, svc := range svcs {
-		sorted[i] = named{svc.Namespace, svc.Name, next[svc]}
+		sorted[i] = named{svc.Namespace, svc.Name, svc}
 	}
 	slices.SortFunc(sorted, func(a, b named) int { return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name)) })
 
@@ -184,17 +163,15 @@ func (b *Builder) serviceBase(svcs []*corev1.Service, origin func(kind, key stri
 	usedFrontends := make(map[frontendKey]string, len(svcs))
 	for _, n := range sorted {
 		r := n.r
-		if ferr := r.err; ferr != nil {
-			ferr.Source, ferr.Kind, ferr.Object = origin("Service", r.key), "Service", r.key
-			base.errs = append(base.errs, ferr)
+		if r.err != nil {
+			base.errs = append(base.errs, withSource([]*ObjectError{r.err}, "Service", r.key, origin("Service", r.key))...)
 			continue
 		}
 		if r.skip {
 			continue
 		}
 		if ferr := claimPorts(r.ports, r.key, usedNodePorts, usedFrontends); ferr != nil {
-			ferr.Source, ferr.Kind, ferr.Object = origin("Service", r.key), "Service", r.key
-			base.errs = append(base.errs, ferr)
+			base.errs = append(base.errs, withSource([]*ObjectError{ferr}, "Service", r.key, origin("Service", r.key))...)
 			continue
 		}
 		for i, sp := range r.ports {

@@ -46,6 +46,38 @@ func endpoint(ip, node string, ready *bool) discoveryv1.Endpoint {
 
 func ptr[T any](v T) *T { return &v }
 
+// objects are API objects; in reads them as a source does, for node-1
+// (Build works IsLocal out again for another node). Like a source, it
+// gives one object the same *Service or *EndpointSlice every time.
+type objects struct {
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Origin         map[string]string
+}
+
+var (
+	readServices = map[*corev1.Service]*Service{}
+	readSlices   = map[*discoveryv1.EndpointSlice]*EndpointSlice{}
+	readNames    Interner
+)
+
+func (o objects) in() Input {
+	in := Input{Origin: o.Origin}
+	for _, s := range o.Services {
+		if readServices[s] == nil {
+			readServices[s] = NewService(s)
+		}
+		in.Services = append(in.Services, readServices[s])
+	}
+	for _, s := range o.EndpointSlices {
+		if readSlices[s] == nil {
+			readSlices[s] = NewEndpointSlice(s, "node-1", &readNames)
+		}
+		in.EndpointSlices = append(in.EndpointSlices, readSlices[s])
+	}
+	return in
+}
+
 func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -83,7 +115,7 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 			// Every case also carries an unrelated good Service, which must
 			// be programmed whatever happens to the first.
 			other := svc("zz-other", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.99"; s.Spec.Ports[0].NodePort = 30999 })
-			st, errs := Build(Input{Services: []*corev1.Service{s, other}, Origin: map[string]string{"Service default/" + tt.name: "svc.yaml"}}, Node{Name: "node-1"})
+			st, errs := Build(objects{Services: []*corev1.Service{s, other}, Origin: map[string]string{"Service default/" + tt.name: "svc.yaml"}}.in(), Node{Name: "node-1"})
 			if _, ok := lookup(&st, ServicePortName{Namespace: "default", Name: "zz-other"}); !ok {
 				t.Fatal("an unrelated Service was not programmed")
 			}
@@ -107,7 +139,7 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 func TestBuildDuplicateNodePortKeepsFirst(t *testing.T) {
 	a := svc("a", nil)
 	b := svc("b", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.11" })
-	st, errs := Build(Input{Services: []*corev1.Service{b, a}}, Node{})
+	st, errs := Build(objects{Services: []*corev1.Service{b, a}}.in(), Node{})
 	if _, ok := lookup(&st, ServicePortName{Namespace: "default", Name: "a"}); !ok {
 		t.Error("default/a should keep node port 30450")
 	}
@@ -127,7 +159,7 @@ func TestBuildEndpoints(t *testing.T) {
 		slice("web-3", "web", 9100, "metrics", endpoint("10.244.0.5", "node-1", nil)),
 		slice("other", "not-web", 8080, "http", endpoint("10.244.9.9", "node-1", nil)),
 	}
-	st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: slices}, Node{Name: "node-1"})
+	st, errs := Build(objects{Services: []*corev1.Service{s}, EndpointSlices: slices}.in(), Node{Name: "node-1"})
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `EndpointSlice default/web-2: endpoints[2].addresses[0]: "not-an-ip" is not an IPv4 address`) {
 		t.Errorf("errs = %v", errs)
 	}
@@ -182,7 +214,7 @@ func TestTopologyHints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-1", "web", 80, "", tt.eps...)}}, tt.node)
+			st, errs := Build(objects{Services: []*corev1.Service{s}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-1", "web", 80, "", tt.eps...)}}.in(), tt.node)
 			if len(errs) > 0 {
 				t.Fatal(errs)
 			}
@@ -214,9 +246,9 @@ func TestBuildDualStack(t *testing.T) {
 	})
 	v6 := slice("web-v6", "web", 80, "", endpoint("fd00:10:244::5", "node-1", nil))
 	v6.AddressType = discoveryv1.AddressTypeIPv6
-	st, errs := Build(Input{Services: []*corev1.Service{s}, EndpointSlices: []*discoveryv1.EndpointSlice{
+	st, errs := Build(objects{Services: []*corev1.Service{s}, EndpointSlices: []*discoveryv1.EndpointSlice{
 		slice("web-v4", "web", 80, "", endpoint("10.244.0.5", "node-1", nil)), v6,
-	}}, Node{Name: "node-1"})
+	}}.in(), Node{Name: "node-1"})
 	if len(errs) > 0 || len(st.Services) != 2 {
 		t.Fatalf("errs=%v services=%d, want one port per family", errs, len(st.Services))
 	}
@@ -247,7 +279,7 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 	// Two Services wanting one node port: the first by name keeps it.
 	api := svc("api", nil)
 	web2 := svc("web", func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 })
-	steps := []Input{
+	steps := []objects{
 		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, noLabel}},
 		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{s1, s2, noLabel}},
 		{Services: []*corev1.Service{web, bad}, EndpointSlices: []*discoveryv1.EndpointSlice{dup, s2, s1}},
@@ -281,7 +313,7 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 	for _, node := range []Node{{Name: "node-1"}, {Name: "node-2"}} {
 		var b Builder
 		for i, in := range steps {
-			check(&b, i, in, node)
+			check(&b, i, in.in(), node)
 		}
 	}
 	// One Builder while the slices swap places and the node's zone (which
@@ -297,11 +329,30 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 		in   Input
 		node Node
 	}{
-		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h1, h2}}, Node{Name: "node-1", Zone: "a"}},
-		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2, h1}}, Node{Name: "node-1", Zone: "a"}},
-		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2, h1}}, Node{Name: "node-1", Zone: "b"}},
-		{Input{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2}}, Node{Name: "node-1", Zone: "b"}},
+		{objects{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h1, h2}}.in(), Node{Name: "node-1", Zone: "a"}},
+		{objects{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2, h1}}.in(), Node{Name: "node-1", Zone: "a"}},
+		{objects{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2, h1}}.in(), Node{Name: "node-1", Zone: "b"}},
+		{objects{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2}}.in(), Node{Name: "node-1", Zone: "b"}},
 	} {
 		check(&b, i, step.in, step.node)
+	}
+}
+
+// The usual Service port, served by one slice, gets the list the source
+// read, not a copy: at 10k Services × 10 endpoints the endpoints are held
+// once. A slice read for another node is read again for this one.
+func TestBuildSharesTheSlicesEndpoints(t *testing.T) {
+	web := svc("web", nil)
+	s := slice("web-a", "web", 8080, "", endpoint("10.244.1.10", "node-1", nil), endpoint("10.244.0.10", "node-2", nil))
+	in := objects{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{s}}.in()
+	read := in.EndpointSlices[0].eps[0]
+	st, _ := Build(in, Node{Name: "node-1"})
+	if got := st.Services[0].Endpoints; len(got) != 2 || &got[0] != &read[0] {
+		t.Errorf("endpoints %v are a copy of the slice's", got)
+	}
+	st, _ = Build(in, Node{Name: "node-2"})
+	got := st.Services[0].Endpoints
+	if len(got) != 2 || &got[0] == &read[0] || !got[0].IsLocal || got[1].IsLocal || !read[1].IsLocal {
+		t.Errorf("for node-2: endpoints %+v (the source's list %+v must stay as read)", got, read)
 	}
 }

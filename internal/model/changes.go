@@ -3,9 +3,6 @@ package model
 import (
 	"reflect"
 	"time"
-
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // ChangeSet is what changed between two snapshots.
@@ -22,11 +19,9 @@ type ChangeSet struct {
 func Changes(prev, cur Input) ChangeSet {
 	var cs ChangeSet
 	cs.Services = countChanged(prev.Services, cur.Services, nil)
-	cs.EndpointSlices = countChanged(prev.EndpointSlices, cur.EndpointSlices, func(s *discoveryv1.EndpointSlice) {
-		if v, ok := s.Annotations[lastChangeTriggerTime]; ok {
-			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-				cs.Triggers = append(cs.Triggers, t)
-			}
+	cs.EndpointSlices = countChanged(prev.EndpointSlices, cur.EndpointSlices, func(s *EndpointSlice) {
+		if !s.trigger.IsZero() {
+			cs.Triggers = append(cs.Triggers, s.trigger)
 		}
 	})
 	return cs
@@ -36,12 +31,19 @@ func Changes(prev, cur Input) ChangeSet {
 // the change that caused the slice update happened.
 const lastChangeTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
 
-func countChanged[T interface {
-	metav1.Object
+// object is what Changes needs of Services and EndpointSlices.
+type object interface {
 	comparable
-}](prev, cur []T, changed func(T)) int {
+	Key() string
+	version() string
+}
+
+func (s *Service) version() string       { return s.ResourceVersion }
+func (s *EndpointSlice) version() string { return s.ResourceVersion }
+
+func countChanged[T object](prev, cur []T, changed func(T)) int {
 	// Sources hand out an unchanged object as the same pointer (in any
-	// order: informer listers list in map order): those are matched by
+	// order: informer caches list in map order): those are matched by
 	// pointer, without building keys for them.
 	same := make(map[T]bool, len(prev))
 	for _, o := range prev {
@@ -59,18 +61,18 @@ func countChanged[T interface {
 	// removed ones.
 	old := make(map[string]T, len(same))
 	for o := range same {
-		old[o.GetNamespace()+"/"+o.GetName()] = o
+		old[o.Key()] = o
 	}
 	n := 0
 	for _, o := range c {
-		k := o.GetNamespace() + "/" + o.GetName()
+		k := o.Key()
 		p, ok := old[k]
 		delete(old, k)
 		switch {
 		case !ok:
-		case o.GetResourceVersion() != "" && o.GetResourceVersion() == p.GetResourceVersion():
+		case o.version() != "" && o.version() == p.version():
 			continue
-		case o.GetResourceVersion() == "" && reflect.DeepEqual(o, p):
+		case o.version() == "" && reflect.DeepEqual(o, p):
 			continue
 		}
 		n++

@@ -25,7 +25,7 @@ type endpointIndex map[endpointKey]*portSources
 // its ports, and the slices they came from (one list per slice, in slice
 // name order).
 type portSources struct {
-	from  []*sliceEndpoints
+	from  []*EndpointSlice
 	parts [][]Endpoint
 	// merged is what endpoints returns, once done.
 	merged []Endpoint
@@ -46,8 +46,9 @@ func (ps *portSources) endpoints(node Node) []Endpoint {
 	return ps.merged
 }
 
+func byAddr(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
+
 func (ps *portSources) merge(node Node) []Endpoint {
-	byAddr := func(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
 	// Mostly one slice, sorted, without duplicates or topology to apply:
 	// its endpoints are then used as they are (capped: no one appends to
 	// them), not copied.
@@ -85,23 +86,25 @@ func hasDuplicates(eps []Endpoint) bool {
 // slice which came or went feeds gets new portSources, every other port keeps
 // its own (and the endpoints worked out for it). An endpoint that cannot be
 // used is reported and skipped; the rest of its slice is kept.
-func (b *Builder) patchEndpoints(in []*discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) []error {
-	next := make(map[*discoveryv1.EndpointSlice]*sliceEndpoints, len(in))
+func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node, origin func(kind, key string) string) []error {
+	next := make(map[*EndpointSlice]*EndpointSlice, len(in))
 	var errs []error
-	var added []*sliceEndpoints
+	var added []*EndpointSlice
 	for _, s := range in {
 		se := b.slices[s]
 		if se == nil {
 			se = next[s]
 		}
 		if se == nil {
-			se = endpointsOfSlice(s, node, origin)
+			se = s.forNode(node.Name)
 			added = append(added, se)
 		}
 		next[s] = se
-		errs = append(errs, se.errs...)
+		if len(se.errs) > 0 {
+			errs = append(errs, withSource(se.errs, "EndpointSlice", se.key, origin("EndpointSlice", se.key))...)
+		}
 	}
-	gone := map[*sliceEndpoints]bool{}
+	gone := map[*EndpointSlice]bool{}
 	for s, se := range b.slices {
 		if _, ok := next[s]; !ok {
 			gone[se] = true
@@ -158,33 +161,45 @@ func sortByName(ps *portSources) {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ps.from[a].name, ps.from[b].name) })
-	from, parts := make([]*sliceEndpoints, len(order)), make([][]Endpoint, len(order))
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ps.from[a].key, ps.from[b].key) })
+	from, parts := make([]*EndpointSlice, len(order)), make([][]Endpoint, len(order))
 	for i, j := range order {
 		from[i], parts[i] = ps.from[j], ps.parts[j]
 	}
 	ps.from, ps.parts = from, parts
 }
 
-// sliceEndpoints is what one EndpointSlice contributes: its usable
-// endpoints per Service port, and its errors.
-type sliceEndpoints struct {
-	name string // namespace/name
-	keys []endpointKey
-	eps  [][]Endpoint
-	errs []error
+// forNode is s as read for the node named node: s itself when it was read
+// for that node, else a copy with IsLocal worked out again.
+func (s *EndpointSlice) forNode(node string) *EndpointSlice {
+	if s.node == node {
+		return s
+	}
+	c := *s
+	c.node = node
+	c.eps = make([][]Endpoint, len(s.eps))
+	for i, list := range s.eps {
+		c.eps[i] = slices.Clone(list)
+		for j := range c.eps[i] {
+			c.eps[i][j].IsLocal = isLocal(c.eps[i][j].NodeName, node)
+		}
+	}
+	return &c
 }
 
-func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind, key string) string) *sliceEndpoints {
-	key := s.Namespace + "/" + s.Name
-	se := &sliceEndpoints{name: key}
+func isLocal(endpointNode, node string) bool { return node != "" && endpointNode == node }
+
+// readEndpoints fills in es's endpoint lists, one per slice port, each
+// sorted by address and port (so that the usual Service, served by one
+// slice, uses its list as it is), and its errors.
+func readEndpoints(es *EndpointSlice, s *discoveryv1.EndpointSlice, names *Interner) {
 	fail := func(field string, err error) {
-		se.errs = append(se.errs, &ObjectError{Source: origin("EndpointSlice", key), Kind: "EndpointSlice", Object: key, Field: field, Err: err})
+		es.errs = append(es.errs, &ObjectError{Field: field, Err: err})
 	}
 	svcName := s.Labels[discoveryv1.LabelServiceName]
 	if svcName == "" {
 		fail("metadata.labels", fmt.Errorf("label %s is required to tie the slice to its Service", discoveryv1.LabelServiceName))
-		return se
+		return
 	}
 	v6 := false
 	switch s.AddressType {
@@ -193,10 +208,10 @@ func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind,
 		v6 = true
 	case discoveryv1.AddressTypeFQDN:
 		// Not something a proxy can send traffic to; nothing is wrong.
-		return se
+		return
 	default:
 		fail("addressType", fmt.Errorf("%q: must be IPv4, IPv6 or FQDN", s.AddressType))
-		return se
+		return
 	}
 	usable := make([]Endpoint, 0, len(s.Endpoints))
 	for i, ep := range s.Endpoints {
@@ -226,19 +241,21 @@ func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind,
 		if h := ep.Hints; h != nil && len(h.ForZones)+len(h.ForNodes) > 0 {
 			hints := &Hints{}
 			for _, z := range h.ForZones {
-				hints.Zones = append(hints.Zones, z.Name)
+				hints.Zones = append(hints.Zones, names.intern(z.Name))
 			}
 			for _, n := range h.ForNodes {
-				hints.Nodes = append(hints.Nodes, n.Name)
+				hints.Nodes = append(hints.Nodes, names.intern(n.Name))
 			}
 			e.Hints = hints
 		}
 		if ep.NodeName != nil {
-			e.NodeName = *ep.NodeName
-			e.IsLocal = node.Name != "" && e.NodeName == node.Name
+			e.NodeName = names.intern(*ep.NodeName)
+			e.IsLocal = isLocal(e.NodeName, es.node)
 		}
 		usable = append(usable, e)
 	}
+	slices.SortStableFunc(usable, byAddr)
+	service := ""
 	for i, p := range s.Ports {
 		field := func() string { return fmt.Sprintf("ports[%d]", i) }
 		if p.Port == nil {
@@ -260,15 +277,19 @@ func endpointsOfSlice(s *discoveryv1.EndpointSlice, node Node, origin func(kind,
 		if p.Name != nil {
 			name = *p.Name
 		}
-		list := make([]Endpoint, len(usable))
-		for j, e := range usable {
-			e.Port = *p.Port
-			list[j] = e
+		list := usable
+		if len(es.eps) > 0 {
+			list = slices.Clone(usable)
 		}
-		se.keys = append(se.keys, endpointKey{service: s.Namespace + "/" + svcName, port: name, protocol: proto, v6: v6})
-		se.eps = append(se.eps, list)
+		for j := range list {
+			list[j].Port = *p.Port
+		}
+		if service == "" {
+			service = s.Namespace + "/" + svcName
+		}
+		es.keys = append(es.keys, endpointKey{service: service, port: name, protocol: proto, v6: v6})
+		es.eps = append(es.eps, list[:len(list):len(list)])
 	}
-	return se
 }
 
 // applyTopology follows topology hints as upstream kube-proxy does: when a

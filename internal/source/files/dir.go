@@ -14,25 +14,30 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
 // Dir is a folder of manifests. It re-reads only files that changed.
 type Dir struct {
-	Path  string
+	Path string
+	// Node is this node's name: endpoints on it are marked local as they
+	// are read (model.NewEndpointSlice).
+	Node  string
 	cache map[string]fileEntry
 	// names shares the node names of the endpoints the files list.
 	names model.Interner
 }
 
+// fileEntry is what one file holds, as the model keeps it: the API objects
+// are dropped once read.
 type fileEntry struct {
-	modTime time.Time
-	size    int64
-	objs    Objects
-	errs    []error
+	modTime  time.Time
+	size     int64
+	services []*model.Service
+	slices   []*model.EndpointSlice
+	nodes    []*corev1.Node
+	errs     []error
 	// keys are the objects' Input.Origin keys ("Service ns/name"), in the
 	// order of objs' Services, EndpointSlices and Nodes: worked out once
 	// per file, not on every Load.
@@ -94,17 +99,23 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 				j.fe.errs = []error{&model.ObjectError{Source: j.path, Object: "file", Err: err}}
 				return
 			}
-			j.fe.objs, j.fe.errs = Decode(j.path, data)
-			for _, o := range j.fe.objs.EndpointSlices {
-				model.Slim(o, &d.names)
+			var objs Objects
+			objs, j.fe.errs = Decode(j.path, data)
+			fe := &j.fe
+			fe.services = make([]*model.Service, len(objs.Services))
+			for i, o := range objs.Services {
+				fe.services[i] = model.NewService(o)
+				fe.keys[0] = append(fe.keys[0], "Service "+fe.services[i].Key())
 			}
-			for _, o := range j.fe.objs.Services {
-				model.Slim(o, &d.names)
+			fe.slices = make([]*model.EndpointSlice, len(objs.EndpointSlices))
+			for i, o := range objs.EndpointSlices {
+				fe.slices[i] = model.NewEndpointSlice(o, d.Node, &d.names)
+				fe.keys[1] = append(fe.keys[1], "EndpointSlice "+fe.slices[i].Key())
 			}
-			for _, o := range j.fe.objs.Nodes {
-				model.Slim(o, &d.names)
+			fe.nodes = objs.Nodes
+			for _, o := range objs.Nodes {
+				fe.keys[2] = append(fe.keys[2], "Node /"+o.Name)
 			}
-			j.fe.keys = [3][]string{originKeys("Service", j.fe.objs.Services), originKeys("EndpointSlice", j.fe.objs.EndpointSlices), originKeys("Node", j.fe.objs.Nodes)}
 		}(&todo[i])
 	}
 	wg.Wait()
@@ -128,34 +139,25 @@ func (d *Dir) merge(names []string) (model.Input, []error) {
 	var nsvc, nslice, nkeys int
 	for _, p := range names {
 		fe := d.cache[p]
-		nsvc, nslice = nsvc+len(fe.objs.Services), nslice+len(fe.objs.EndpointSlices)
+		nsvc, nslice = nsvc+len(fe.services), nslice+len(fe.slices)
 		nkeys += len(fe.keys[0]) + len(fe.keys[1]) + len(fe.keys[2])
 	}
 	in := model.Input{Origin: make(map[string]string, nkeys),
-		Services: make([]*corev1.Service, 0, nsvc), EndpointSlices: make([]*discoveryv1.EndpointSlice, 0, nslice)}
+		Services: make([]*model.Service, 0, nsvc), EndpointSlices: make([]*model.EndpointSlice, 0, nslice)}
 	var errs []error
 	for _, p := range names {
 		fe := d.cache[p]
 		errs = append(errs, fe.errs...)
-		in.Services = appendFirst(in.Services, fe.objs.Services, fe.keys[0], p, in.Origin, &errs)
-		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.objs.EndpointSlices, fe.keys[1], p, in.Origin, &errs)
-		in.Nodes = appendFirst(in.Nodes, fe.objs.Nodes, fe.keys[2], p, in.Origin, &errs)
+		in.Services = appendFirst(in.Services, fe.services, fe.keys[0], p, in.Origin, &errs)
+		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.slices, fe.keys[1], p, in.Origin, &errs)
+		in.Nodes = appendFirst(in.Nodes, fe.nodes, fe.keys[2], p, in.Origin, &errs)
 	}
 	return in, errs
 }
 
-// originKeys are the Input.Origin keys of objects of one kind.
-func originKeys[T metav1.Object](kind string, objs []T) []string {
-	keys := make([]string, len(objs))
-	for i, o := range objs {
-		keys[i] = kind + " " + o.GetNamespace() + "/" + o.GetName()
-	}
-	return keys
-}
-
 // appendFirst adds the objects of one file that no earlier file defined,
 // recording where each came from.
-func appendFirst[T metav1.Object](dst, objs []T, keys []string, path string, origin map[string]string, errs *[]error) []T {
+func appendFirst[T any](dst, objs []T, keys []string, path string, origin map[string]string, errs *[]error) []T {
 	for i, o := range objs {
 		k := keys[i]
 		if prev, dup := origin[k]; dup {

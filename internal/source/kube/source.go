@@ -14,11 +14,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -40,7 +38,7 @@ type Source struct {
 	Settle time.Duration
 
 	mu       sync.Mutex
-	services corelisters.ServiceLister
+	services cache.Store
 	// names shares the node names of the endpoints the cache holds.
 	names model.Interner
 }
@@ -48,13 +46,15 @@ type Source struct {
 // ServiceUID returns a Service's UID from the informer cache ("" if unknown).
 func (s *Source) ServiceUID(namespace, name string) types.UID {
 	s.mu.Lock()
-	lister := s.services
+	store := s.services
 	s.mu.Unlock()
-	if lister == nil {
+	if store == nil {
 		return ""
 	}
-	if svc, err := lister.Services(namespace).Get(name); err == nil {
-		return svc.UID
+	if obj, ok, err := store.GetByKey(namespace + "/" + name); err == nil && ok {
+		if svc, ok := obj.(cachedService); ok {
+			return types.UID(svc.UID)
+		}
 	}
 	return ""
 }
@@ -90,7 +90,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 	slices := sliceFactory.Discovery().V1().EndpointSlices()
 	nodes := nodeFactory.Core().V1().Nodes()
 	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), slices.Informer(), nodes.Informer()} {
-		if err := inf.SetTransform(s.slim); err != nil {
+		if err := inf.SetTransform(s.read); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
 		if _, err := inf.AddEventHandler(handler); err != nil {
@@ -107,7 +107,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 	}
 	s.Log.Info("API server caches synced")
 	s.mu.Lock()
-	s.services = svcs.Lister()
+	s.services = svcs.Informer().GetStore()
 	s.mu.Unlock()
 	poke()
 
@@ -129,39 +129,55 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			return nil
 		case <-time.After(settle):
 		}
-		in, err := s.snapshot(svcs.Lister().List, slices.Lister().List, nodes.Lister().Get)
-		if err != nil {
-			s.Log.Error("reading the informer caches", "err", err)
-			continue
-		}
-		onChange(in, nil)
+		onChange(s.snapshot(svcs.Informer().GetStore(), slices.Informer().GetStore(), nodes.Lister().Get), nil)
 	}
 }
 
-func (s *Source) snapshot(
-	listSvcs func(labels.Selector) ([]*corev1.Service, error),
-	listSlices func(labels.Selector) ([]*discoveryv1.EndpointSlice, error),
-	getNode func(string) (*corev1.Node, error),
-) (model.Input, error) {
-	svcs, err := listSvcs(labels.Everything())
-	if err != nil {
-		return model.Input{}, err
+// snapshot is what the caches hold: every Service and EndpointSlice, and
+// this node's Node object when there is one.
+func (s *Source) snapshot(svcs, slices cache.Store, getNode func(string) (*corev1.Node, error)) model.Input {
+	var in model.Input
+	for _, o := range svcs.List() {
+		if svc, ok := o.(cachedService); ok {
+			in.Services = append(in.Services, svc.Service)
+		}
 	}
-	slices, err := listSlices(labels.Everything())
-	if err != nil {
-		return model.Input{}, err
+	for _, o := range slices.List() {
+		if sl, ok := o.(cachedSlice); ok {
+			in.EndpointSlices = append(in.EndpointSlices, sl.EndpointSlice)
+		}
 	}
-	in := model.Input{Services: svcs, EndpointSlices: slices}
 	if n, err := getNode(s.NodeName); err == nil {
 		in.Nodes = []*corev1.Node{n}
 	}
-	return in, nil
+	return in
 }
 
-// slim drops what the proxy never reads from an object before the informer
-// caches it (see model.Slim): at 10k Services and EndpointSlices that can be
-// most of the cache.
-func (s *Source) slim(obj any) (any, error) {
-	model.Slim(obj, &s.names)
+// read turns a Service or EndpointSlice into what the model keeps of it
+// (model.NewService, model.NewEndpointSlice) before the informer caches it:
+// at 10k Services the API objects would be most of the proxy's memory.
+// Anything else (this node's Node object, or an object read already) is
+// kept as it is.
+func (s *Source) read(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Service:
+		return cachedService{model.NewService(o)}, nil
+	case *discoveryv1.EndpointSlice:
+		return cachedSlice{model.NewEndpointSlice(o, s.NodeName, &s.names)}, nil
+	}
 	return obj, nil
+}
+
+// cachedService and cachedSlice are how the informer caches hold the model's
+// objects: the caches key and version objects through their metadata.
+type cachedService struct{ *model.Service }
+
+func (c cachedService) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name, ResourceVersion: c.ResourceVersion, UID: types.UID(c.UID)}
+}
+
+type cachedSlice struct{ *model.EndpointSlice }
+
+func (c cachedSlice) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name, ResourceVersion: c.ResourceVersion}
 }

@@ -1,30 +1,66 @@
 package kube
 
 import (
+	"errors"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// The informer caches keep what the proxy reads (the trigger time it
-// measures network programming latency from) and drop what it does not.
-func TestSlimKeepsWhatTheProxyReads(t *testing.T) {
-	s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-abc", Namespace: "default",
-		Labels:        map[string]string{discoveryv1.LabelServiceName: "web"},
-		Annotations:   map[string]string{model.LastApplied: `{"big": "copy"}`, "endpoints.kubernetes.io/last-change-trigger-time": "2026-11-26T06:00:00Z"},
-		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}}}
-	out, err := (&Source{}).slim(s)
-	if err != nil {
-		t.Fatal(err)
+// The informer caches hold the model's objects, keyed and versioned as the
+// API objects they were read from, and snapshots hand them to the model as
+// they are.
+func TestCachesHoldTheModelsObjects(t *testing.T) {
+	port := int32(8080)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", ResourceVersion: "7", UID: "uid-1"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Port: 80}}}}
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-abc", Namespace: "default", ResourceVersion: "8",
+		Labels:      map[string]string{discoveryv1.LabelServiceName: "web"},
+		Annotations: map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-11-26T06:00:00Z"}},
+		AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Port: &port}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.10"}, NodeName: new(string)}}}
+	*slice.Endpoints[0].NodeName = "node-1"
+
+	src := &Source{NodeName: "node-1"}
+	svcs, slices := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc), cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc)
+	for _, tc := range []struct {
+		obj   any
+		store cache.Store
+	}{{svc, svcs}, {slice, slices}} {
+		read, err := src.read(tc.obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := src.read(read); again != read {
+			t.Errorf("reading %T twice changed it", read)
+		}
+		if err := tc.store.Add(read); err != nil {
+			t.Fatalf("the cache cannot key %T: %v", read, err)
+		}
 	}
-	got := out.(*discoveryv1.EndpointSlice)
-	if got.ManagedFields != nil || got.Annotations[model.LastApplied] != "" {
-		t.Errorf("managed fields or kubectl's copy kept: %+v", got.ObjectMeta)
+	if _, ok, _ := svcs.GetByKey("default/web"); !ok {
+		t.Error("Service not found by namespace/name")
 	}
-	if got.Annotations["endpoints.kubernetes.io/last-change-trigger-time"] == "" || got.Labels[discoveryv1.LabelServiceName] != "web" || got.Name != "web-abc" {
-		t.Errorf("lost what the proxy reads: %+v", got.ObjectMeta)
+	src.services = svcs
+	if uid := src.ServiceUID("default", "web"); uid != "uid-1" {
+		t.Errorf("ServiceUID = %q", uid)
+	}
+	in := src.snapshot(svcs, slices, func(string) (*corev1.Node, error) { return nil, errors.New("no node") })
+	if len(in.Services) != 1 || in.Services[0].ResourceVersion != "7" || len(in.EndpointSlices) != 1 || in.EndpointSlices[0].Name != "web-abc" {
+		t.Fatalf("snapshot %+v", in)
+	}
+	st, errs := model.Build(in, model.Node{Name: "node-1"})
+	if len(errs) > 0 || len(st.Services) != 1 || len(st.Services[0].Endpoints) != 1 || !st.Services[0].Endpoints[0].IsLocal {
+		t.Errorf("built %+v, errors %v", st, errs)
+	}
+	cs := model.Changes(model.Input{}, in)
+	if len(cs.Triggers) != 1 || !cs.Triggers[0].Equal(time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)) {
+		t.Errorf("trigger times %v", cs.Triggers)
 	}
 }
