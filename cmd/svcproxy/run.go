@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -437,9 +436,9 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source, error) {
 	rc.QPS, rc.Burst = c.QPS, int(c.Burst)
 	rc.ContentType = c.ContentType
 	rc.UserAgent = "svcproxy"
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kube.NewClient(rc)
 	if err != nil {
-		return nil, fmt.Errorf("API client: %w", err)
+		return nil, err
 	}
 	log.Info("following the API server", "host", rc.Host)
 	return &kube.Source{Client: client, NodeName: node.Name, Log: log}, nil

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -151,10 +150,10 @@ current-context: lab
 	return p, os.WriteFile(p, []byte(body), 0o600)
 }
 
-// AdminClient is a client for tests, dialling from the lab's client
-// namespace.
-func (cp *ControlPlane) AdminClient() (*kubernetes.Clientset, error) {
-	return kubernetes.NewForConfig(&rest.Config{
+// AdminConfig is the API server as an administrator reaches it from the
+// lab's client namespace (for tests).
+func (cp *ControlPlane) AdminConfig() *rest.Config {
+	return &rest.Config{
 		Host:            cp.URL,
 		BearerToken:     AdminToken,
 		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
@@ -165,7 +164,7 @@ func (cp *ControlPlane) AdminClient() (*kubernetes.Clientset, error) {
 		// Tests create thousands of objects; client-side throttling (5 per
 		// second by default) would only slow them down.
 		QPS: -1,
-	})
+	}
 }
 
 func writeSAKey(path string) error {

@@ -46,6 +46,10 @@ func BenchmarkBuildOneChange(b *testing.B) {
 // scaleSlice is Service i's slice of 10 endpoints, the first moved by shift,
 // as a source reads it.
 func scaleSlice(i int, ns, service string, shift int) *EndpointSlice {
+	return NewEndpointSlice(scaleSliceAPI(i, ns, service, shift), "node-1", nil)
+}
+
+func scaleSliceAPI(i int, ns, service string, shift int) *discoveryv1.EndpointSlice {
 	var eps []discoveryv1.Endpoint
 	for e := range 10 {
 		k := i*10 + e + shift
@@ -53,5 +57,5 @@ func scaleSlice(i int, ns, service string, shift int) *EndpointSlice {
 	}
 	s := slice(service+"-a", service, 8080, "", eps...)
 	s.Namespace = ns
-	return NewEndpointSlice(s, "node-1", nil)
+	return s
 }

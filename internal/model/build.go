@@ -26,13 +26,10 @@ type Node struct {
 }
 
 // Input is one consistent snapshot of the objects a source has seen, as
-// the model keeps them (NewService, NewEndpointSlice). Origin maps an object
-// key ("Service ns/name" or "EndpointSlice ns/name") to where it came from,
-// so errors can name the file.
+// the model keeps them (NewService, NewEndpointSlice).
 type Input struct {
 	Services       []*Service
 	EndpointSlices []*EndpointSlice
-	Origin         map[string]string
 	// Nodes are Node objects the source knows; the one named like this
 	// node gives its zone and addresses.
 	Nodes []*corev1.Node
@@ -93,9 +90,8 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 		// on its zone too.
 		b.node, b.slices, b.endpoints = node, nil, nil
 	}
-	origin := func(kind, key string) string { return in.Origin[kind+" "+key] }
-	base := b.serviceBase(in.Services, origin)
-	epErrs := b.patchEndpoints(in.EndpointSlices, node, origin)
+	base := b.serviceBase(in.Services)
+	epErrs := b.patchEndpoints(in.EndpointSlices, node)
 	ports := make([]ServicePort, len(base.ports))
 	for i := range ports {
 		ports[i] = base.ports[i]
@@ -108,7 +104,7 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 // same objects as last time (or equal ones), else the ports of every usable
 // Service sorted by name, the first Service in namespace/name order keeping
 // a contested port.
-func (b *Builder) serviceBase(svcs []*Service, origin func(kind, key string) string) *serviceBase {
+func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 	next := make(map[*Service]bool, len(svcs))
 	var added []*Service
 	for _, svc := range svcs {
@@ -164,14 +160,14 @@ func (b *Builder) serviceBase(svcs []*Service, origin func(kind, key string) str
 	for _, n := range sorted {
 		r := n.r
 		if r.err != nil {
-			base.errs = append(base.errs, withSource([]*ObjectError{r.err}, "Service", r.key, origin("Service", r.key))...)
+			base.errs = append(base.errs, withSource([]*ObjectError{r.err}, "Service", r.key, r.Source)...)
 			continue
 		}
 		if r.skip {
 			continue
 		}
 		if ferr := claimPorts(r.ports, r.key, usedNodePorts, usedFrontends); ferr != nil {
-			base.errs = append(base.errs, withSource([]*ObjectError{ferr}, "Service", r.key, origin("Service", r.key))...)
+			base.errs = append(base.errs, withSource([]*ObjectError{ferr}, "Service", r.key, r.Source)...)
 			continue
 		}
 		for i, sp := range r.ports {

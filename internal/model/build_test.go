@@ -52,7 +52,8 @@ func ptr[T any](v T) *T { return &v }
 type objects struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
-	Origin         map[string]string
+	// Source is where they came from.
+	Source string
 }
 
 var (
@@ -62,10 +63,11 @@ var (
 )
 
 func (o objects) in() Input {
-	in := Input{Origin: o.Origin}
+	var in Input
 	for _, s := range o.Services {
 		if readServices[s] == nil {
 			readServices[s] = NewService(s)
+			readServices[s].Source = o.Source
 		}
 		in.Services = append(in.Services, readServices[s])
 	}
@@ -115,7 +117,7 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 			// Every case also carries an unrelated good Service, which must
 			// be programmed whatever happens to the first.
 			other := svc("zz-other", func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.99"; s.Spec.Ports[0].NodePort = 30999 })
-			st, errs := Build(objects{Services: []*corev1.Service{s, other}, Origin: map[string]string{"Service default/" + tt.name: "svc.yaml"}}.in(), Node{Name: "node-1"})
+			st, errs := Build(objects{Services: []*corev1.Service{s, other}, Source: "svc.yaml"}.in(), Node{Name: "node-1"})
 			if _, ok := lookup(&st, ServicePortName{Namespace: "default", Name: "zz-other"}); !ok {
 				t.Fatal("an unrelated Service was not programmed")
 			}

@@ -86,7 +86,7 @@ func hasDuplicates(eps []Endpoint) bool {
 // slice which came or went feeds gets new portSources, every other port keeps
 // its own (and the endpoints worked out for it). An endpoint that cannot be
 // used is reported and skipped; the rest of its slice is kept.
-func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node, origin func(kind, key string) string) []error {
+func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node) []error {
 	next := make(map[*EndpointSlice]*EndpointSlice, len(in))
 	var errs []error
 	var added []*EndpointSlice
@@ -101,7 +101,7 @@ func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node, origin func(kin
 		}
 		next[s] = se
 		if len(se.errs) > 0 {
-			errs = append(errs, withSource(se.errs, "EndpointSlice", se.key, origin("EndpointSlice", se.key))...)
+			errs = append(errs, withSource(se.errs, "EndpointSlice", se.key, se.Source)...)
 		}
 	}
 	gone := map[*EndpointSlice]bool{}

@@ -18,6 +18,9 @@ type Service struct {
 	// ResourceVersion is the API server's ("" for manifests); UID too.
 	ResourceVersion string
 	UID             string
+	// Source is where the object came from (a file), for its errors. Like
+	// the rest, set before the object is handed out.
+	Source string
 
 	key   string // namespace/name
 	ports []ServicePort
@@ -48,6 +51,7 @@ func (s *Service) Key() string { return s.key }
 type EndpointSlice struct {
 	Namespace, Name string
 	ResourceVersion string
+	Source          string
 
 	key string // namespace/name
 	// trigger is the endpoints.kubernetes.io/last-change-trigger-time

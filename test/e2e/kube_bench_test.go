@@ -31,7 +31,7 @@ func BenchmarkLabSyncAPIServer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	admin, err := cp.AdminClient()
+	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
 	if err != nil {
 		b.Fatal(err)
 	}

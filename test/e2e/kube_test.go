@@ -82,7 +82,7 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("control plane ready after %s", time.Since(start).Round(time.Millisecond))
-	admin, err := cp.AdminClient()
+	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

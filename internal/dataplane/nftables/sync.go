@@ -290,10 +290,8 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		inChunk = 0
 		return nil
 	}
-	want := make(map[string]bool, len(items))
 	for i := range items {
 		it := &items[i]
-		want[it.key] = true
 		rec, had := ks.services[it.key]
 		if it.cached && had && rec.sum == it.c.sum {
 			continue
@@ -325,9 +323,10 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 			}
 		}
 	}
-	// Services gone: their elements, chains and affinity sets.
+	// Services gone (the plan's cache has every Service port of this
+	// sync): their elements, chains and affinity sets.
 	for key, rec := range ks.services {
-		if !want[key] {
+		if s.cache[key] == nil {
 			for _, c := range rec.chains {
 				s.retire(b, c, ks)
 			}
@@ -631,10 +630,17 @@ func (s *Syncer) releaseHairpin(b *batch, addrs []addr16, sets map[string]Set, k
 	}
 }
 
-// kernelRange is an endpoints map element as the kernel holds it.
+// kernelRange is an endpoints map element as the kernel holds it: its
+// last value and its target. The address is kept in 16 bytes, not as a
+// netip.Addr (24): there are 100k of these at 10k Services.
 type kernelRange struct {
-	last   uint32
-	target netip.AddrPort
+	last uint32
+	port uint16
+	addr addr16
+}
+
+func newKernelRange(last uint32, target netip.AddrPort) kernelRange {
+	return kernelRange{last, target.Port(), target.Addr().As16()}
 }
 
 // blockRange is a kernelRange with its first value.
@@ -643,7 +649,7 @@ type blockRange struct {
 	kernelRange
 }
 
-func rangeOf(e Element) kernelRange { return kernelRange{e.Slots[1], e.Target} }
+func rangeOf(e Element) kernelRange { return newKernelRange(e.Slots[1], e.Target) }
 
 // sweepBlocks deletes the ranges the kernel holds in these blocks of the
 // endpoints maps unless keep has them as they are.
@@ -997,7 +1003,7 @@ func readRanges(els []gnft.SetElement, v6 bool) map[uint32]kernelRange {
 			last = ends[i] - 1
 		}
 		a, _ := netip.AddrFromSlice(e.Val[:alen])
-		out[first] = kernelRange{last, netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Val[alen:alen+2]))}
+		out[first] = newKernelRange(last, netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Val[alen:alen+2])))
 	}
 	return out
 }

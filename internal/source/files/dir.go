@@ -38,10 +38,6 @@ type fileEntry struct {
 	slices   []*model.EndpointSlice
 	nodes    []*corev1.Node
 	errs     []error
-	// keys are the objects' Input.Origin keys ("Service ns/name"), in the
-	// order of objs' Services, EndpointSlices and Nodes: worked out once
-	// per file, not on every Load.
-	keys [3][]string
 }
 
 // IsManifest reports whether a file name is one kubectl apply -f DIR reads.
@@ -105,17 +101,14 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 			fe.services = make([]*model.Service, len(objs.Services))
 			for i, o := range objs.Services {
 				fe.services[i] = model.NewService(o)
-				fe.keys[0] = append(fe.keys[0], "Service "+fe.services[i].Key())
+				fe.services[i].Source = j.path
 			}
 			fe.slices = make([]*model.EndpointSlice, len(objs.EndpointSlices))
 			for i, o := range objs.EndpointSlices {
 				fe.slices[i] = model.NewEndpointSlice(o, d.Node, &d.names)
-				fe.keys[1] = append(fe.keys[1], "EndpointSlice "+fe.slices[i].Key())
+				fe.slices[i].Source = j.path
 			}
 			fe.nodes = objs.Nodes
-			for _, o := range objs.Nodes {
-				fe.keys[2] = append(fe.keys[2], "Node /"+o.Name)
-			}
 		}(&todo[i])
 	}
 	wg.Wait()
@@ -136,36 +129,37 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 // merge combines the files in name order; an object defined twice keeps its
 // first definition and the second is reported.
 func (d *Dir) merge(names []string) (model.Input, []error) {
-	var nsvc, nslice, nkeys int
+	var nsvc, nslice int
 	for _, p := range names {
 		fe := d.cache[p]
 		nsvc, nslice = nsvc+len(fe.services), nslice+len(fe.slices)
-		nkeys += len(fe.keys[0]) + len(fe.keys[1]) + len(fe.keys[2])
 	}
-	in := model.Input{Origin: make(map[string]string, nkeys),
-		Services: make([]*model.Service, 0, nsvc), EndpointSlices: make([]*model.EndpointSlice, 0, nslice)}
+	in := model.Input{Services: make([]*model.Service, 0, nsvc), EndpointSlices: make([]*model.EndpointSlice, 0, nslice)}
+	seen := make(map[objectKey]string, nsvc+nslice)
 	var errs []error
 	for _, p := range names {
 		fe := d.cache[p]
 		errs = append(errs, fe.errs...)
-		in.Services = appendFirst(in.Services, fe.services, fe.keys[0], p, in.Origin, &errs)
-		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.slices, fe.keys[1], p, in.Origin, &errs)
-		in.Nodes = appendFirst(in.Nodes, fe.nodes, fe.keys[2], p, in.Origin, &errs)
+		in.Services = appendFirst(in.Services, fe.services, "Service", (*model.Service).Key, p, seen, &errs)
+		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.slices, "EndpointSlice", (*model.EndpointSlice).Key, p, seen, &errs)
+		in.Nodes = appendFirst(in.Nodes, fe.nodes, "Node", (*corev1.Node).GetName, p, seen, &errs)
 	}
 	return in, errs
 }
 
+// objectKey is an object's kind and "namespace/name".
+type objectKey struct{ kind, key string }
+
 // appendFirst adds the objects of one file that no earlier file defined,
-// recording where each came from.
-func appendFirst[T any](dst, objs []T, keys []string, path string, origin map[string]string, errs *[]error) []T {
-	for i, o := range objs {
-		k := keys[i]
-		if prev, dup := origin[k]; dup {
-			kind, name, _ := strings.Cut(k, " ")
-			*errs = append(*errs, &model.ObjectError{Source: path, Kind: kind, Object: name, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
+// recording in seen where each came from.
+func appendFirst[T any](dst, objs []T, kind string, key func(T) string, path string, seen map[objectKey]string, errs *[]error) []T {
+	for _, o := range objs {
+		k := objectKey{kind, key(o)}
+		if prev, dup := seen[k]; dup {
+			*errs = append(*errs, &model.ObjectError{Source: path, Kind: kind, Object: k.key, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
 			continue
 		}
-		origin[k] = path
+		seen[k] = path
 		dst = append(dst, o)
 	}
 	return dst

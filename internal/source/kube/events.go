@@ -3,9 +3,6 @@ package kube
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -22,11 +19,11 @@ type Events struct {
 
 // NewEvents posts events as "svcproxy" from this node. uid looks a Service's
 // UID up, so that `kubectl describe service` lists the events.
-func NewEvents(client kubernetes.Interface, node string, uid func(namespace, name string) types.UID) *Events {
+func NewEvents(client *Client, node string, uid func(namespace, name string) types.UID) *Events {
 	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	b.StartRecordingToSink(eventSink{client.core})
 	return &Events{
-		rec:  b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "svcproxy", Host: node}),
+		rec:  b.NewRecorder(scheme, corev1.EventSource{Component: "svcproxy", Host: node}),
 		uid:  uid,
 		Stop: b.Shutdown,
 	}

@@ -1,6 +1,7 @@
 // Package kube is the cluster source: client-go shared informers on
-// Services, EndpointSlices and this node's Node object, turned into the same
-// snapshots the files source produces. client-go types stop here.
+// Services, EndpointSlices and this node's Node object (through a client for
+// just those, see Client), turned into the same snapshots the files source
+// produces, and Events. client-go types stop here.
 package kube
 
 import (
@@ -15,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -31,7 +30,7 @@ const (
 
 // Source watches the API server.
 type Source struct {
-	Client   kubernetes.Interface
+	Client   *Client
 	NodeName string
 	Log      *slog.Logger
 	// Settle coalesces bursts of events into one snapshot.
@@ -65,14 +64,15 @@ func (s *Source) ServiceUID(namespace, name string) types.UID {
 // goes away the informers keep retrying and the last snapshot stays in force;
 // when it comes back they catch up and a new snapshot follows.
 func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) error {
-	svcFactory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }))
-	sliceFactory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sliceSelector }))
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(s.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+	svcs := cache.NewSharedIndexInformer(listWatch(s.Client.core, "services",
+		func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }), &corev1.Service{}, 0, nil)
+	slices := cache.NewSharedIndexInformer(listWatch(s.Client.discovery, "endpointslices",
+		func(o *metav1.ListOptions) { o.LabelSelector = sliceSelector }), &discoveryv1.EndpointSlice{}, 0, nil)
+	nodes := cache.NewSharedIndexInformer(listWatch(s.Client.core, "nodes",
+		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.NodeName).String()
-		}))
+		}),
+		&corev1.Node{}, 0, nil)
 
 	dirty := make(chan struct{}, 1)
 	poke := func() {
@@ -86,10 +86,8 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
-	svcs := svcFactory.Core().V1().Services()
-	slices := sliceFactory.Discovery().V1().EndpointSlices()
-	nodes := nodeFactory.Core().V1().Nodes()
-	for _, inf := range []cache.SharedIndexInformer{svcs.Informer(), slices.Informer(), nodes.Informer()} {
+	informers := []cache.SharedIndexInformer{svcs, slices, nodes}
+	for _, inf := range informers {
 		if err := inf.SetTransform(s.read); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
@@ -97,17 +95,20 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			return fmt.Errorf("watch the API server: %w", err)
 		}
 	}
-	for _, f := range []informers.SharedInformerFactory{svcFactory, sliceFactory, nodeFactory} {
-		f.Start(ctx.Done())
-		defer f.Shutdown()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ictx, stop := context.WithCancel(ctx)
+	defer stop()
+	for _, inf := range informers {
+		wg.Go(func() { inf.RunWithContext(ictx) })
 	}
 	s.Log.Info("waiting for the API server caches to sync; the rules in the kernel are left as they are until then")
-	if !cache.WaitForCacheSync(ctx.Done(), svcs.Informer().HasSynced, slices.Informer().HasSynced, nodes.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), svcs.HasSynced, slices.HasSynced, nodes.HasSynced) {
 		return ctx.Err()
 	}
 	s.Log.Info("API server caches synced")
 	s.mu.Lock()
-	s.services = svcs.Informer().GetStore()
+	s.services = svcs.GetStore()
 	s.mu.Unlock()
 	poke()
 
@@ -129,13 +130,13 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			return nil
 		case <-time.After(settle):
 		}
-		onChange(s.snapshot(svcs.Informer().GetStore(), slices.Informer().GetStore(), nodes.Lister().Get), nil)
+		onChange(s.snapshot(svcs.GetStore(), slices.GetStore(), nodes.GetStore()), nil)
 	}
 }
 
 // snapshot is what the caches hold: every Service and EndpointSlice, and
 // this node's Node object when there is one.
-func (s *Source) snapshot(svcs, slices cache.Store, getNode func(string) (*corev1.Node, error)) model.Input {
+func (s *Source) snapshot(svcs, slices, nodes cache.Store) model.Input {
 	var in model.Input
 	for _, o := range svcs.List() {
 		if svc, ok := o.(cachedService); ok {
@@ -147,8 +148,10 @@ func (s *Source) snapshot(svcs, slices cache.Store, getNode func(string) (*corev
 			in.EndpointSlices = append(in.EndpointSlices, sl.EndpointSlice)
 		}
 	}
-	if n, err := getNode(s.NodeName); err == nil {
-		in.Nodes = []*corev1.Node{n}
+	if o, ok, err := nodes.GetByKey(s.NodeName); err == nil && ok {
+		if n, ok := o.(*corev1.Node); ok {
+			in.Nodes = []*corev1.Node{n}
+		}
 	}
 	return in
 }

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -51,7 +50,7 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 	if uid := src.ServiceUID("default", "web"); uid != "uid-1" {
 		t.Errorf("ServiceUID = %q", uid)
 	}
-	in := src.snapshot(svcs, slices, func(string) (*corev1.Node, error) { return nil, errors.New("no node") })
+	in := src.snapshot(svcs, slices, cache.NewStore(cache.MetaNamespaceKeyFunc))
 	if len(in.Services) != 1 || in.Services[0].ResourceVersion != "7" || len(in.EndpointSlices) != 1 || in.EndpointSlices[0].Name != "web-abc" {
 		t.Fatalf("snapshot %+v", in)
 	}
