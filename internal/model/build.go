@@ -71,8 +71,9 @@ func (s *Service) sameAs(o *Service) bool {
 
 // serviceBase is the Service ports of a set of Service objects, sorted, with
 // their endpoints still to be filled in from keys, and the Services' errors.
+// The ports are the objects' own (they are read-only), not copies.
 type serviceBase struct {
-	ports  []ServicePort
+	ports  []*ServicePort
 	keys   []endpointKey
 	errs   []error
 	inputs int // how many objects (duplicates included) it was made from
@@ -94,7 +95,7 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 	epErrs := b.patchEndpoints(in.EndpointSlices, node)
 	ports := make([]ServicePort, len(base.ports))
 	for i := range ports {
-		ports[i] = base.ports[i]
+		ports[i] = *base.ports[i]
 		ports[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
 	}
 	return State{Services: ports, Node: node}, append(slices.Clip(base.errs), epErrs...)
@@ -153,7 +154,7 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 	slices.SortFunc(sorted, func(a, b named) int { return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name)) })
 
 	base := &serviceBase{inputs: len(svcs)}
-	var ports []ServicePort
+	var ports []*ServicePort
 	var names []string
 	usedNodePorts := make(map[nodePortKey]string, len(svcs))
 	usedFrontends := make(map[frontendKey]string, len(svcs))
@@ -170,7 +171,8 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 			base.errs = append(base.errs, withSource([]*ObjectError{ferr}, "Service", r.key, r.Source)...)
 			continue
 		}
-		for i, sp := range r.ports {
+		for i := range r.ports {
+			sp := &r.ports[i]
 			ports = append(ports, sp)
 			names = append(names, r.names[i])
 			base.keys = append(base.keys, endpointKey{service: r.key, port: sp.Name.Port, protocol: sp.Protocol, v6: sp.ClusterIP.Is6()})
@@ -183,7 +185,7 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 	slices.SortFunc(order, func(a, b int) int {
 		return cmp.Or(cmp.Compare(names[a], names[b]), cmp.Compare(ports[a].Protocol, ports[b].Protocol), ports[a].ClusterIP.Compare(ports[b].ClusterIP))
 	})
-	base.ports = make([]ServicePort, len(ports))
+	base.ports = make([]*ServicePort, len(ports))
 	keys := make([]endpointKey, len(ports))
 	for i, j := range order {
 		base.ports[i], keys[i] = ports[j], base.keys[j]

@@ -90,9 +90,8 @@ type kernelState struct {
 	// each block's sorted by first value. Typed and in slices, not a map
 	// per element: at 10k Services × 10 endpoints there are 100k of them.
 	blocks map[uint32][]blockRange
-	// hairpin are the hairpin set's addresses, each with how many Services
-	// want it (0: in the kernel, wanted by none). Typed for the same reason.
-	hairpin map[addr16]int32
+	// hairpin are the hairpin set's addresses with their claims.
+	hairpin hairpinClaims
 	// endpointMaps are the endpoints maps the table has.
 	endpointMaps map[string]bool
 	// read is set when the state was just read from the kernel.
@@ -111,14 +110,8 @@ type serviceRecord struct {
 	// them, so they need no claims).
 	blocks []uint32
 	// hairpin are its endpoints' addresses in the hairpin set.
-	hairpin []addr16
+	hairpin packedAddrs
 }
-
-// addr16 is an address in 16 bytes (IPv4 mapped): as a map key or in a
-// slice it takes two thirds of a netip.Addr.
-type addr16 [16]byte
-
-func (a addr16) addr() netip.Addr { return netip.AddrFrom16(a).Unmap() }
 
 // cachedPort is a Service port as last rendered: while the model holds the
 // same Service port (spSum: its fingerprint) and the table holds what it
@@ -366,13 +359,9 @@ func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
 		}
 	}
 	s.sweepBlocks(b, unowned, nil, ks)
-	var unwanted []addr16
-	for a, n := range ks.hairpin {
-		if n == 0 {
-			unwanted = append(unwanted, a)
-		}
+	for _, a := range ks.hairpin.unclaimed() {
+		s.deleteHairpin(b, a, sets)
 	}
-	s.releaseHairpin(b, unwanted, sets, ks)
 	for set, els := range ks.elements {
 		if _, ok := sets[set]; ok && set != setNodePortIPs {
 			for k := range els {
@@ -526,7 +515,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 			hairpins++
 		}
 	}
-	rec.hairpin = make([]addr16, 0, hairpins)
+	rec.hairpin = make(packedAddrs, 0, hairpins*addrLen(s.Options.IPv6))
 	type change struct {
 		st Set
 		e  Element
@@ -538,11 +527,8 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	for _, e := range svc.Elements {
 		st := sets[e.Set]
 		if e.Set == setHairpin {
-			a := addr16(e.Addr.As16())
-			rec.hairpin = append(rec.hairpin, a)
-			n, present := ks.hairpin[a]
-			ks.hairpin[a] = n + 1
-			if !present {
+			rec.hairpin = append(rec.hairpin, e.Addr.AsSlice()...)
+			if ks.hairpin.add(e.Addr, 1) {
 				adds = append(adds, change{st: st, e: e.Element})
 			}
 			continue
@@ -613,41 +599,56 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 
 // releaseHairpin drops one claim on each address and deletes from the
 // hairpin set those nobody wants any more.
-func (s *Syncer) releaseHairpin(b *batch, addrs []addr16, sets map[string]Set, ks *kernelState) {
+func (s *Syncer) releaseHairpin(b *batch, addrs packedAddrs, sets map[string]Set, ks *kernelState) {
+	addrs.each(s.Options.IPv6, func(a netip.Addr) {
+		if ks.hairpin.release(a) {
+			s.deleteHairpin(b, a, sets)
+		}
+	})
+}
+
+func (s *Syncer) deleteHairpin(b *batch, a netip.Addr, sets map[string]Set) {
 	st := sets[setHairpin]
-	for _, a := range addrs {
-		n, present := ks.hairpin[a]
-		if !present {
-			continue
-		}
-		if n > 1 {
-			ks.hairpin[a] = n - 1
-			continue
-		}
-		_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: elementKey(st.Keys, Element{Addr: a.addr()})}})
-		b.ops++
-		delete(ks.hairpin, a)
-	}
+	_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: elementKey(st.Keys, Element{Addr: a})}})
+	b.ops++
 }
 
 // kernelRange is an endpoints map element as the kernel holds it: its
-// last value and its target. The address is kept in 16 bytes, not as a
-// netip.Addr (24): there are 100k of these at 10k Services.
+// last value and its target (see targetKey). There are 100k of these at
+// 10k Services.
 type kernelRange struct {
-	last uint32
-	port uint16
-	addr addr16
+	last   uint32
+	target uint64
 }
 
 func newKernelRange(last uint32, target netip.AddrPort) kernelRange {
-	return kernelRange{last, target.Port(), target.Addr().As16()}
+	return kernelRange{last, targetKey(target)}
 }
 
-// blockRange is a kernelRange with its first value.
-type blockRange struct {
-	first uint32
-	kernelRange
+// targetKey stands for an endpoint's address and port in 8 bytes: exactly
+// for IPv4, as a hash for IPv6 (the ranges are only ever compared).
+func targetKey(t netip.AddrPort) uint64 {
+	if a := t.Addr(); a.Is4() {
+		b := a.As4()
+		return uint64(binary.BigEndian.Uint32(b[:]))<<16 | uint64(t.Port())
+	}
+	var h maphash.Hash
+	h.SetSeed(targetSeed)
+	b := t.Addr().As16()
+	h.Write(b[:])
+	h.Write([]byte{byte(t.Port() >> 8), byte(t.Port())})
+	return h.Sum64() | 1<<63 // never an IPv4 key, which stays below 1<<48
 }
+
+var targetSeed = maphash.MakeSeed()
+
+// blockRange is a kernelRange with its first value, in 16 bytes.
+type blockRange struct {
+	first, last uint32
+	target      uint64
+}
+
+func (r blockRange) kernelRange() kernelRange { return kernelRange{r.last, r.target} }
 
 func rangeOf(e Element) kernelRange { return newKernelRange(e.Slots[1], e.Target) }
 
@@ -656,7 +657,7 @@ func rangeOf(e Element) kernelRange { return newKernelRange(e.Slots[1], e.Target
 func (s *Syncer) sweepBlocks(b *batch, blocks []uint32, keep map[uint32]kernelRange, ks *kernelState) {
 	for _, block := range blocks {
 		for _, r := range slices.Clone(ks.blocks[block]) {
-			if keep[r.first] != r.kernelRange {
+			if keep[r.first] != r.kernelRange() {
 				start := binary.BigEndian.AppendUint32(nil, r.first)
 				end := binary.BigEndian.AppendUint32(nil, r.last+1)
 				_ = b.c.SetDeleteElements(b.setFor(endpointMapSet(endpointMap(block))),
@@ -681,17 +682,17 @@ func (ks *kernelState) rangeAt(first uint32) (kernelRange, bool) {
 	if !ok {
 		return kernelRange{}, false
 	}
-	return rs[i].kernelRange, true
+	return rs[i].kernelRange(), true
 }
 
 // setRange records a range the kernel holds.
 func (ks *kernelState) setRange(first uint32, r kernelRange) {
 	rs, i, ok := ks.find(first)
 	if ok {
-		rs[i].kernelRange = r
+		rs[i].last, rs[i].target = r.last, r.target
 		return
 	}
-	ks.blocks[first>>16] = slices.Insert(rs, i, blockRange{first, r})
+	ks.blocks[first>>16] = slices.Insert(rs, i, blockRange{first, r.last, r.target})
 }
 
 // unsetRange records that a range is gone.
@@ -801,7 +802,7 @@ func (s *Syncer) deleteStale() {
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{}, hairpin: map[addr16]int32{}, endpointMaps: map[string]bool{},
+	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{}, hairpin: newHairpinClaims(), endpointMaps: map[string]bool{},
 		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
@@ -842,7 +843,7 @@ func (s *Syncer) read() (*kernelState, error) {
 		if st.Name == setHairpin {
 			for _, e := range els {
 				if a, ok := netip.AddrFromSlice(e.Key[:len(e.Key)/2]); ok {
-					ks.hairpin[a.As16()] = 0
+					ks.hairpin.add(a, 0)
 				}
 			}
 			continue
