@@ -113,10 +113,16 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var proxies []*lab.Proc
-	for _, n := range l.Nodes {
+	for i, n := range l.Nodes {
+		// The first node reads protobuf (the default), the others JSON:
+		// the multi-node cases need both to work.
+		contentType := "application/vnd.kubernetes.protobuf"
+		if i > 0 {
+			contentType = "application/json"
+		}
 		p, err := l.Start(&n.NS, binary, "run", "--kubeconfig", kubeconfig, "--hostname-override", n.NodeName,
 			"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--healthz-bind-address", "127.0.0.1:10256",
-			"--state-dir", t.TempDir())
+			"--kube-api-content-type", contentType, "--state-dir", t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
