@@ -527,7 +527,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	for _, e := range svc.Elements {
 		st := sets[e.Set]
 		if e.Set == setHairpin {
-			rec.hairpin = append(rec.hairpin, e.Addr.AsSlice()...)
+			rec.hairpin, _ = e.Addr.AppendBinary(rec.hairpin)
 			if ks.hairpin.add(e.Addr, 1) {
 				adds = append(adds, change{st: st, e: e.Element})
 			}
