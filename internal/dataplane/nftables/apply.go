@@ -272,7 +272,7 @@ func elementKey(keys []string, e Element) []byte {
 	for _, k := range keys {
 		switch k {
 		case "addr":
-			b = append(b, e.Addr.AsSlice()...)
+			b, _ = e.Addr.AppendBinary(b)
 		case "proto":
 			b = append(b, protoNum(e.Proto), 0, 0, 0)
 		case "port":
@@ -294,7 +294,8 @@ func (b *batch) elements(s Set, e Element) []gnft.SetElement {
 	ne := gnft.SetElement{Key: elementKey(s.Keys, e), Comment: e.Comment}
 	switch {
 	case s.Endpoints:
-		val := append(e.Target.Addr().AsSlice(), 0, 0, 0, 0)
+		val, _ := e.Target.Addr().AppendBinary(make([]byte, 0, 20))
+		val = append(val, 0, 0, 0, 0)
 		binary.BigEndian.PutUint16(val[len(val)-4:], e.Target.Port())
 		ne.Val = val
 		return []gnft.SetElement{ne, {Key: binary.BigEndian.AppendUint32(nil, e.Slots[1]+1), IntervalEnd: true}}
