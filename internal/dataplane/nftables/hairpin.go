@@ -17,14 +17,14 @@ func newHairpinClaims() hairpinClaims {
 // add counts n more claims on a, and reports whether the set lacked it.
 func (h hairpinClaims) add(a netip.Addr, n int32) (added bool) {
 	if a.Is4() {
-		k := addr4(a)
-		c, ok := h.v4[k]
-		h.v4[k] = c + n
-		return !ok
+		return addClaims(h.v4, addr4(a), n)
 	}
-	k := addr16(a.As16())
-	c, ok := h.v6[k]
-	h.v6[k] = c + n
+	return addClaims(h.v6, addr16(a.As16()), n)
+}
+
+func addClaims[K comparable](m map[K]int32, k K, n int32) bool {
+	c, ok := m[k]
+	m[k] = c + n
 	return !ok
 }
 
