@@ -1,6 +1,9 @@
 package nftables
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // hairpinClaims counts the Services that want each address of the hairpin
 // set (0: in the kernel, wanted by none). IPv4 addresses are kept in 4
@@ -53,17 +56,21 @@ func releaseClaim[K comparable](m map[K]int32, k K) bool {
 // unclaimed are the addresses the set holds that no Service wants.
 func (h hairpinClaims) unclaimed() []netip.Addr {
 	var out []netip.Addr
-	for k, n := range h.v4 {
+	h.each(func(a netip.Addr, n int32) {
 		if n == 0 {
-			out = append(out, netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)}))
+			out = append(out, a)
 		}
+	})
+	return out
+}
+
+func (h hairpinClaims) each(f func(netip.Addr, int32)) {
+	for k, n := range h.v4 {
+		f(netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)}), n)
 	}
 	for k, n := range h.v6 {
-		if n == 0 {
-			out = append(out, netip.AddrFrom16(k))
-		}
+		f(netip.AddrFrom16(k), n)
 	}
-	return out
 }
 
 // addr16 is an IPv6 address as a map key: two thirds of a netip.Addr.
@@ -91,4 +98,13 @@ func addrLen(v6 bool) int {
 		return 16
 	}
 	return 4
+}
+
+// all are the addresses the set holds, sorted, claimed or not (for tests
+// and logs).
+func (h hairpinClaims) all() []netip.Addr {
+	var out []netip.Addr
+	h.each(func(a netip.Addr, _ int32) { out = append(out, a) })
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }

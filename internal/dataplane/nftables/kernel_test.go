@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -157,6 +159,12 @@ func TestKernelHoldsTheRenderedRuleset(t *testing.T) {
 		if d := sameTable(want.Tables[0], listed(t, run, v6).Tables[0], true); len(d) > 0 {
 			t.Errorf("step %d, %s: the kernel differs from the rendered ruleset:\n%s", i, tc.name, strings.Join(d, "\n"))
 		}
+		// What a full sync (another process's, here) reads back is what
+		// the syncer recorded it wrote: map verdicts, endpoint ranges,
+		// hairpin addresses and chains.
+		if d := sameRecord(readBack(t, fd, tc.opts), s.kernel); len(d) > 0 {
+			t.Errorf("step %d, %s: the table read back differs from the syncer's record:\n%s", i, tc.name, strings.Join(d, "\n"))
+		}
 	}
 	// The syncer asks for a sync when its retired chains are due, and that
 	// sync deletes them.
@@ -274,4 +282,55 @@ func TestEndpointRangesThroughChangesAndRestarts(t *testing.T) {
 			t.Errorf("%s: the kernel differs from the rendered ruleset:\n%s", st.name, strings.Join(d, "\n"))
 		}
 	}
+}
+
+// readBack reads the table as a full sync of a new process would.
+func readBack(t *testing.T, fd int, opts Options) *kernelState {
+	t.Helper()
+	r := &Syncer{NetNS: fd, Options: opts}
+	c, err := newConns(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conn = c
+	ks, err := r.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// sameRecord lists where two records of the table differ, claims aside.
+func sameRecord(got, want *kernelState) []string {
+	var d []string
+	diff := func(what string, g, w any) {
+		if !reflect.DeepEqual(g, w) {
+			d = append(d, fmt.Sprintf("%s: read %v, recorded %v", what, g, w))
+		}
+	}
+	sets := map[string]bool{}
+	for s := range got.elements {
+		sets[s] = true
+	}
+	for s := range want.elements {
+		sets[s] = true
+	}
+	for s := range sets {
+		if len(got.elements[s])+len(want.elements[s]) > 0 {
+			diff("elements of "+s, got.elements[s], want.elements[s])
+		}
+	}
+	ranges := func(ks *kernelState) map[uint32][]blockRange {
+		out := map[uint32][]blockRange{}
+		for b, rs := range ks.blocks {
+			if len(rs) > 0 {
+				out[b] = slices.Clip(rs)
+			}
+		}
+		return out
+	}
+	diff("endpoint ranges", ranges(got), ranges(want))
+	diff("hairpin addresses", got.hairpin.all(), want.hairpin.all())
+	diff("chains", got.chains, want.chains)
+	return d
 }

@@ -169,6 +169,9 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	s.deleteStale()
 	var ks *kernelState
 	if full {
+		// The table is read afresh: the old record can go first, so that
+		// the two are not in memory at once.
+		s.kernel = nil
 		var err error
 		if ks, err = s.read(); err != nil {
 			s.kernel = nil
@@ -836,35 +839,39 @@ func (s *Syncer) read() (*kernelState, error) {
 		if st.Anonymous || st.Name == setNodePortIPs {
 			continue
 		}
-		els, err := s.conn.read.GetSetElements(st)
-		if err != nil {
-			return nil, fmt.Errorf("list elements of %s: %w", st.Name, err)
+		each := func(f func(*gnft.SetElement)) error {
+			return s.conn.send.eachSetElement(t.Family, TableName, st.Name, f)
 		}
-		if st.Name == setHairpin {
-			for _, e := range els {
+		switch {
+		case st.Name == setHairpin:
+			err = each(func(e *gnft.SetElement) {
 				if a, ok := netip.AddrFromSlice(e.Key[:len(e.Key)/2]); ok {
 					ks.hairpin.add(a, 0)
 				}
+			})
+		case isEndpointMap(st.Name):
+			var els []gnft.SetElement
+			if err = each(func(e *gnft.SetElement) { els = append(els, *e) }); err == nil {
+				for first, r := range readRanges(els, s.Options.IPv6) {
+					ks.setRange(first, r)
+					inUse[first>>16] = true
+				}
+				ks.endpointMaps[st.Name] = true
 			}
-			continue
+		default:
+			m := map[string]string{}
+			err = each(func(e *gnft.SetElement) {
+				v := ""
+				if st.IsMap {
+					v = verdictOf(e.VerdictData).String()
+				}
+				m[string(e.Key)] = v
+			})
+			ks.elements[st.Name] = m
 		}
-		if isEndpointMap(st.Name) {
-			for first, r := range readRanges(els, s.Options.IPv6) {
-				ks.setRange(first, r)
-				inUse[first>>16] = true
-			}
-			ks.endpointMaps[st.Name] = true
-			continue
+		if err != nil {
+			return nil, err
 		}
-		m := map[string]string{}
-		for _, e := range els {
-			v := ""
-			if st.IsMap {
-				v = verdictOf(e.VerdictData).String()
-			}
-			m[string(e.Key)] = v
-		}
-		ks.elements[st.Name] = m
 	}
 	return ks, nil
 }
