@@ -5,6 +5,7 @@
 package netfilter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -128,85 +129,124 @@ func (e *ParseError) Error() string {
 // Lines that add rules to chains never declared are accepted, as
 // iptables-restore --noflush would for chains that already exist.
 func ParseIPTables(text string) (*Ruleset, error) {
-	rs := &Ruleset{}
-	var cur *Table
-	sawAny := false
-	for i, raw := range strings.Split(text, "\n") {
-		lineNo := i + 1
-		line := strings.TrimSpace(raw)
-		if line == "" || line[0] == '#' {
-			continue
+	p := NewIPTablesParser(nil)
+	for _, line := range strings.Split(text, "\n") {
+		if err := p.Line([]byte(line)); err != nil {
+			return nil, err
 		}
-		perr := func(msg string) error { return &ParseError{Line: lineNo, Text: line, Msg: msg} }
-		switch {
-		case line[0] == '*':
-			if cur != nil {
-				return nil, perr("table starts before the previous one was committed")
+	}
+	return p.Ruleset()
+}
+
+// IPTablesParser parses an iptables-save dump fed to it line by line, so
+// that a large dump (60 MB at 10k Services) need not be in memory whole.
+type IPTablesParser struct {
+	// rulesOf says whose rules to keep (nil: every chain's); the others'
+	// chains are kept with their names only.
+	rulesOf func(chain string) bool
+	rs      *Ruleset
+	cur     *Table
+	sawAny  bool
+	lineNo  int
+}
+
+// NewIPTablesParser parses a dump, keeping the rules of the chains rulesOf
+// accepts (every chain's when nil).
+func NewIPTablesParser(rulesOf func(chain string) bool) *IPTablesParser {
+	return &IPTablesParser{rulesOf: rulesOf, rs: &Ruleset{}}
+}
+
+// Line parses the next line of the dump.
+func (p *IPTablesParser) Line(raw []byte) error {
+	p.lineNo++
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] == '#' {
+		return nil
+	}
+	if p.rulesOf != nil && p.cur != nil && bytes.HasPrefix(raw, []byte("-A ")) {
+		// The chain was declared by its ":" line: a rule not kept is not
+		// even read.
+		chain, _, _ := bytes.Cut(raw[3:], []byte(" "))
+		if !p.rulesOf(string(chain)) {
+			return nil
+		}
+	}
+	line := string(raw)
+	perr := func(msg string) error { return &ParseError{Line: p.lineNo, Text: line, Msg: msg} }
+	cur := p.cur
+	switch {
+	case line[0] == '*':
+		if cur != nil {
+			return perr("table starts before the previous one was committed")
+		}
+		name := line[1:]
+		if name == "" || strings.ContainsAny(name, " \t") {
+			return perr("bad table name")
+		}
+		p.cur = p.rs.Table(name)
+		if p.cur == nil {
+			p.cur = &Table{Name: name, byName: map[string]*Chain{}}
+			p.rs.Tables = append(p.rs.Tables, p.cur)
+		}
+		p.sawAny = true
+	case line == "COMMIT":
+		if cur == nil {
+			return perr("COMMIT outside a table")
+		}
+		p.cur = nil
+	case cur == nil:
+		return perr("not an iptables-save dump (expected \"*table\")")
+	case line[0] == ':':
+		f := strings.Fields(line[1:])
+		if len(f) < 2 {
+			return perr("bad chain line")
+		}
+		c := cur.ensureChain(f[0])
+		c.Policy = f[1]
+	default:
+		args, err := splitArgs(line)
+		if err != nil {
+			return perr(err.Error())
+		}
+		switch args[0] {
+		case "-A", "--append", "-I", "--insert":
+			if len(args) < 2 {
+				return perr("rule without a chain")
 			}
-			name := line[1:]
-			if name == "" || strings.ContainsAny(name, " \t") {
-				return nil, perr("bad table name")
+			rest := args[2:]
+			if (args[0] == "-I" || args[0] == "--insert") && len(rest) > 0 && isNumber(rest[0]) {
+				rest = rest[1:]
 			}
-			cur = rs.Table(name)
-			if cur == nil {
-				cur = &Table{Name: name, byName: map[string]*Chain{}}
-				rs.Tables = append(rs.Tables, cur)
-			}
-			sawAny = true
-		case line == "COMMIT":
-			if cur == nil {
-				return nil, perr("COMMIT outside a table")
-			}
-			cur = nil
-		case cur == nil:
-			return nil, perr("not an iptables-save dump (expected \"*table\")")
-		case line[0] == ':':
-			f := strings.Fields(line[1:])
-			if len(f) < 2 {
-				return nil, perr("bad chain line")
-			}
-			c := cur.ensureChain(f[0])
-			c.Policy = f[1]
-		default:
-			args, err := splitArgs(line)
+			r, err := parseRule(args[1], rest)
 			if err != nil {
-				return nil, perr(err.Error())
+				return perr(err.Error())
 			}
-			switch args[0] {
-			case "-A", "--append", "-I", "--insert":
-				if len(args) < 2 {
-					return nil, perr("rule without a chain")
-				}
-				rest := args[2:]
-				if (args[0] == "-I" || args[0] == "--insert") && len(rest) > 0 && isNumber(rest[0]) {
-					rest = rest[1:]
-				}
-				r, err := parseRule(args[1], rest)
-				if err != nil {
-					return nil, perr(err.Error())
-				}
-				r.Line = lineNo
-				r.Text = joinArgs(rest)
-				c := cur.ensureChain(args[1])
-				if args[0] == "-A" || args[0] == "--append" {
-					c.Rules = append(c.Rules, r)
-				} else {
-					c.Rules = append([]*Rule{r}, c.Rules...)
-				}
-			case "-X", "--delete-chain", "-D", "--delete", "-F", "--flush":
-				// Changes relative to the kernel's state; they do not add rules.
-			default:
-				return nil, perr("unknown command " + args[0])
+			r.Line = p.lineNo
+			r.Text = joinArgs(rest)
+			c := cur.ensureChain(args[1])
+			if args[0] == "-A" || args[0] == "--append" {
+				c.Rules = append(c.Rules, r)
+			} else {
+				c.Rules = append([]*Rule{r}, c.Rules...)
 			}
+		case "-X", "--delete-chain", "-D", "--delete", "-F", "--flush":
+			// Changes relative to the kernel's state; they do not add rules.
+		default:
+			return perr("unknown command " + args[0])
 		}
 	}
-	if cur != nil {
-		return nil, fmt.Errorf("table %s is not committed (missing COMMIT)", cur.Name)
+	return nil
+}
+
+// Ruleset is what the dump holds, once all of it was fed.
+func (p *IPTablesParser) Ruleset() (*Ruleset, error) {
+	if p.cur != nil {
+		return nil, fmt.Errorf("table %s is not committed (missing COMMIT)", p.cur.Name)
 	}
-	if !sawAny {
+	if !p.sawAny {
 		return nil, ErrNoTables
 	}
-	return rs, nil
+	return p.rs, nil
 }
 
 func (t *Table) ensureChain(name string) *Chain {

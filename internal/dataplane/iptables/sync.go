@@ -119,13 +119,21 @@ func (s *Syncer) Cleanup(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// Current returns the kernel's rules as parsed iptables-save output.
+// current returns the kernel's rules as parsed iptables-save output: every
+// chain, and the rules of the chains svcproxy does not own (the built-in
+// chains it jumps from, and other programs'). A full sync needs no more (it
+// rewrites its own chains whole), and at 10k Services its own are 440k
+// rules.
 func (s *Syncer) current(ctx context.Context) (*netfilter.Ruleset, error) {
-	out, err := s.Runner.Save(ctx)
-	if err != nil {
+	p := netfilter.NewIPTablesParser(func(chain string) bool { return !isOwnedChain(chain) })
+	if err := s.Runner.SaveLines(ctx, p.Line); err != nil {
+		var perr *netfilter.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("parse iptables-save output: %w", err)
+		}
 		return nil, fmt.Errorf("read current rules: %w", err)
 	}
-	cur, err := netfilter.ParseIPTables(string(out))
+	cur, err := p.Ruleset()
 	if errors.Is(err, netfilter.ErrNoTables) {
 		return &netfilter.Ruleset{}, nil
 	}
