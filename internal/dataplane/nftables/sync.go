@@ -557,8 +557,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 			continue
 		}
 		if ok {
-			_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: []byte(k)}})
-			delete(ks.elements[e.Set], k)
+			deleteElement(b, st, k, ks)
 		}
 		adds = append(adds, change{st, e.Element, k, v})
 	}
@@ -632,8 +631,7 @@ func newKernelRange(last uint32, target netip.AddrPort) kernelRange {
 // for IPv4, as a hash for IPv6 (the ranges are only ever compared).
 func targetKey(t netip.AddrPort) uint64 {
 	if a := t.Addr(); a.Is4() {
-		b := a.As4()
-		return uint64(binary.BigEndian.Uint32(b[:]))<<16 | uint64(t.Port())
+		return uint64(addr4(a))<<16 | uint64(t.Port())
 	}
 	var h maphash.Hash
 	h.SetSeed(targetSeed)
@@ -735,10 +733,16 @@ func (s *Syncer) release(b *batch, refs, keep []string, sets map[string]Set, ks 
 		if _, ok := ks.elements[set][k]; !ok {
 			continue
 		}
-		_ = b.c.SetDeleteElements(b.setFor(sets[set]), []gnft.SetElement{{Key: []byte(k)}})
-		b.ops++
-		delete(ks.elements[set], k)
+		deleteElement(b, sets[set], k, ks)
 	}
+}
+
+// deleteElement queues the deletion of the element with key k from a set
+// or map other than the endpoints maps and the hairpin set, and records it.
+func deleteElement(b *batch, st Set, k string, ks *kernelState) {
+	_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: []byte(k)}})
+	b.ops++
+	delete(ks.elements[st.Name], k)
 }
 
 // retire empties a chain now and deletes it in a later sync.
@@ -996,10 +1000,7 @@ func readRanges(els []gnft.SetElement, v6 bool) map[uint32]kernelRange {
 	}
 	slices.Sort(ends)
 	out := map[uint32]kernelRange{}
-	alen := 4
-	if v6 {
-		alen = 16
-	}
+	alen := addrLen(v6)
 	for _, e := range els {
 		if e.IntervalEnd || len(e.Key) != 4 || len(e.Val) < alen+2 {
 			continue
