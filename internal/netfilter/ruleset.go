@@ -130,8 +130,10 @@ func (e *ParseError) Error() string {
 // iptables-restore --noflush would for chains that already exist.
 func ParseIPTables(text string) (*Ruleset, error) {
 	p := NewIPTablesParser(nil)
-	for _, line := range strings.Split(text, "\n") {
-		if err := p.Line([]byte(line)); err != nil {
+	for b := []byte(text); len(b) > 0; {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte("\n"))
+		if err := p.Line(line); err != nil {
 			return nil, err
 		}
 	}
