@@ -66,6 +66,14 @@ func (s *Service) sameAs(o *Service) bool {
 		}
 		return e.Field + ": " + e.Err.Error()
 	}
+	if len(s.notes) != len(o.notes) {
+		return false
+	}
+	for i := range s.notes {
+		if errText(s.notes[i]) != errText(o.notes[i]) {
+			return false
+		}
+	}
 	return s.key == o.key && s.skip == o.skip && reflect.DeepEqual(s.ports, o.ports) && errText(s.err) == errText(o.err)
 }
 
@@ -127,9 +135,9 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 		}
 		for _, svc := range added {
 			old := gone[svc.key]
-			// A Service in error is worked out again: its error names
-			// where the new object came from.
-			if old == nil || old.err != nil || !old.sameAs(svc) {
+			// A Service in error (or with notes) is worked out again: its
+			// errors name where the new object came from.
+			if old == nil || old.err != nil || len(old.notes) > 0 || !old.sameAs(svc) {
 				same = false
 				break
 			}
@@ -171,6 +179,7 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 			base.errs = append(base.errs, withSource([]*ObjectError{ferr}, "Service", r.key, r.Source)...)
 			continue
 		}
+		base.errs = append(base.errs, withSource(r.notes, "Service", r.key, r.Source)...)
 		for i := range r.ports {
 			sp := &r.ports[i]
 			ports = append(ports, sp)
@@ -215,8 +224,23 @@ func nodeInfo(n Node, obj *corev1.Node) Node {
 
 // servicePorts validates one Service and returns its ports. skip is true for
 // Services the proxy deliberately does not handle (headless, ExternalName,
-// owned by another proxy).
-func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *ObjectError) {
+// owned by another proxy). err refuses the whole Service; notes are
+// problems that leave it programmed (see ObjectError.Kept).
+func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *ObjectError, notes []*ObjectError) {
+	r := &serviceReader{}
+	ports, skip, err = r.read(svc)
+	if err != nil {
+		return nil, false, err, nil
+	}
+	return ports, skip, nil, r.notes
+}
+
+// serviceReader reads one Service, keeping the notes it makes.
+type serviceReader struct {
+	notes []*ObjectError
+}
+
+func (r *serviceReader) read(svc *corev1.Service) (ports []ServicePort, skip bool, err *ObjectError) {
 	if svc.Name == "" {
 		return nil, false, &ObjectError{Field: "metadata.name", Err: fmt.Errorf("required")}
 	}
@@ -237,14 +261,14 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 	if svc.Spec.ClusterIP == "" {
 		return nil, false, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("required: without an API server nothing allocates one; set an address from the service CIDR, or \"None\" for a headless Service")}
 	}
-	clusterIPs, ferr := clusterIPsOf(svc)
+	clusterIPs, ferr := r.clusterIPs(svc)
 	if ferr != nil {
 		return nil, false, ferr
 	}
 	if len(svc.Spec.Ports) == 0 {
 		return nil, false, &ObjectError{Field: "spec.ports", Err: fmt.Errorf("a Service with a cluster IP needs at least one port")}
 	}
-	common, ferr := serviceWide(svc)
+	common, ferr := r.serviceWide(svc)
 	if ferr != nil {
 		return nil, false, ferr
 	}
@@ -277,7 +301,10 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 		switch svc.Spec.Type {
 		case corev1.ServiceTypeNodePort:
 			if nodePort == 0 {
-				return nil, false, &ObjectError{Field: field + ".nodePort", Err: fmt.Errorf("required for type NodePort: without an API server nothing allocates one")}
+				// The port's cluster IP and external IPs are still
+				// programmed: only its NodePort is missing.
+				r.notes = append(r.notes, &ObjectError{Field: field + ".nodePort", Kept: true,
+					Err: fmt.Errorf("required for type NodePort: without an API server nothing allocates one; the port is programmed without a NodePort")})
 			}
 		case corev1.ServiceTypeLoadBalancer:
 		default:
@@ -298,9 +325,21 @@ func servicePorts(svc *corev1.Service) (ports []ServicePort, skip bool, err *Obj
 	return ports, false, nil
 }
 
-// clusterIPsOf returns spec.clusterIPs (or spec.clusterIP), at most one
+// addr reads an address field, noting a legacy form.
+func (r *serviceReader) addr(field, s string) (netip.Addr, *ObjectError) {
+	a, legacy, err := parseAddr(s)
+	if err != nil {
+		return a, &ObjectError{Field: field, Err: err}
+	}
+	if legacy {
+		r.notes = append(r.notes, legacyWarning(field, s, a))
+	}
+	return a, nil
+}
+
+// clusterIPs returns spec.clusterIPs (or spec.clusterIP), at most one
 // per family.
-func clusterIPsOf(svc *corev1.Service) ([]netip.Addr, *ObjectError) {
+func (r *serviceReader) clusterIPs(svc *corev1.Service) ([]netip.Addr, *ObjectError) {
 	list := svc.Spec.ClusterIPs
 	field := "spec.clusterIPs"
 	if len(list) == 0 {
@@ -311,18 +350,18 @@ func clusterIPsOf(svc *corev1.Service) ([]netip.Addr, *ObjectError) {
 	}
 	var out []netip.Addr
 	for i, s := range list {
-		a, err := netip.ParseAddr(s)
 		f := field
 		if field == "spec.clusterIPs" {
 			f = fmt.Sprintf("%s[%d]", field, i)
 		}
-		if err != nil {
-			return nil, &ObjectError{Field: f, Err: fmt.Errorf("%q is not an IP address", s)}
+		a, ferr := r.addr(f, s)
+		if ferr != nil {
+			return nil, ferr
 		}
 		if len(out) == 1 && out[0].Is6() == a.Is6() {
 			return nil, &ObjectError{Field: f, Err: fmt.Errorf("%s: a dual-stack Service needs one address of each family", a)}
 		}
-		out = append(out, a.Unmap())
+		out = append(out, a)
 	}
 	if svc.Spec.ClusterIP != "" && len(svc.Spec.ClusterIPs) > 0 && svc.Spec.ClusterIP != svc.Spec.ClusterIPs[0] {
 		return nil, &ObjectError{Field: "spec.clusterIP", Err: fmt.Errorf("%q must equal spec.clusterIPs[0] %q", svc.Spec.ClusterIP, svc.Spec.ClusterIPs[0])}
@@ -336,37 +375,53 @@ func (sp ServicePort) forFamily(v6 bool) ServicePort {
 	sp.ExternalIPs = slices.DeleteFunc(slices.Clone(sp.ExternalIPs), func(a netip.Addr) bool { return !keep(a) })
 	sp.LoadBalancerIPs = slices.DeleteFunc(slices.Clone(sp.LoadBalancerIPs), func(a netip.Addr) bool { return !keep(a) })
 	sp.SourceRanges = slices.DeleteFunc(slices.Clone(sp.SourceRanges), func(p netip.Prefix) bool { return !keep(p.Addr()) })
+	// A range of length 0 lets everyone in, as no ranges do.
+	if slices.ContainsFunc(sp.SourceRanges, func(p netip.Prefix) bool { return p.Bits() == 0 }) {
+		sp.SourceRanges = nil
+	}
 	return sp
 }
 
 // serviceWide reads the settings every port of a Service shares, for both
 // families (forFamily splits them).
-func serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
+func (r *serviceReader) serviceWide(svc *corev1.Service) (ServicePort, *ObjectError) {
 	var sp ServicePort
 	for i, s := range svc.Spec.ExternalIPs {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return sp, &ObjectError{Field: fmt.Sprintf("spec.externalIPs[%d]", i), Err: fmt.Errorf("%q is not an IP address", s)}
+		a, ferr := r.addr(fmt.Sprintf("spec.externalIPs[%d]", i), s)
+		if ferr != nil {
+			return sp, ferr
 		}
-		sp.ExternalIPs = append(sp.ExternalIPs, a.Unmap())
+		sp.ExternalIPs = append(sp.ExternalIPs, a)
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for i, ing := range svc.Status.LoadBalancer.Ingress {
 			if ing.IP == "" {
 				continue // a hostname-only ingress (some clouds) is not an address to program
 			}
-			a, err := netip.ParseAddr(ing.IP)
-			if err != nil {
-				return sp, &ObjectError{Field: fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), Err: fmt.Errorf("%q is not an IP address", ing.IP)}
+			a, ferr := r.addr(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), ing.IP)
+			if ferr != nil {
+				return sp, ferr
 			}
-			sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a.Unmap())
+			// A Proxy-mode load balancer sends traffic from its own
+			// address to the node: packets to its IP must go to the load
+			// balancer, not be short-cut here (upstream writes no rule).
+			if ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy {
+				continue
+			}
+			sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a)
 		}
-		for i, r := range svc.Spec.LoadBalancerSourceRanges {
-			p, err := netip.ParsePrefix(strings.TrimSpace(r))
+		for i, s := range svc.Spec.LoadBalancerSourceRanges {
+			field := fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i)
+			// The API server lets spaces around a range through.
+			s = strings.TrimSpace(s)
+			p, legacy, err := parsePrefix(s)
 			if err != nil {
-				return sp, &ObjectError{Field: fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i), Err: fmt.Errorf("%q is not a CIDR", r)}
+				return sp, &ObjectError{Field: field, Err: err}
 			}
-			sp.SourceRanges = append(sp.SourceRanges, p.Masked())
+			if legacy {
+				r.notes = append(r.notes, legacyWarning(field, s, p))
+			}
+			sp.SourceRanges = append(sp.SourceRanges, p)
 		}
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 			sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort

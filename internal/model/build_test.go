@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -86,6 +87,7 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 		mutate  func(*corev1.Service)
 		wantErr string // "" means the Service is programmed
 		skipped bool   // deliberately not handled, without error
+		kept    bool   // programmed, with wantErr reported (ObjectError.Kept)
 	}{
 		{name: "good"},
 		{name: "headless", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "None"; s.Spec.Type = "" }, skipped: true},
@@ -97,7 +99,9 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 		{name: "two-ipv4", mutate: func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.10", "10.96.0.11"} },
 			wantErr: "spec.clusterIPs[1]: 10.96.0.11: a dual-stack Service needs one address of each family"},
 		{name: "port-range", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Port = 70000 }, wantErr: "spec.ports[0].port: 70000: must be between 1 and 65535"},
-		{name: "nodeport-missing", mutate: func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 0 }, wantErr: "spec.ports[0].nodePort: required for type NodePort"},
+		{name: "nodeport-missing", mutate: func(s *corev1.Service) { s.Spec.Ports[0].NodePort = 0 }, wantErr: "spec.ports[0].nodePort: required for type NodePort", kept: true},
+		{name: "leading-zeros", mutate: func(s *corev1.Service) { s.Spec.ClusterIP = "10.96.0.010" },
+			wantErr: `spec.clusterIP: "10.96.0.010" has leading zeros, a legacy form: read as 10.96.0.10`, kept: true},
 		{name: "bad-protocol", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Protocol = "ICMP" }, wantErr: `spec.ports[0].protocol: "ICMP"`},
 		{name: "quote-in-port-name", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Name = "a\" -j ACCEPT" }, wantErr: "spec.ports[0].name"},
 		{name: "newline-in-port-name", mutate: func(s *corev1.Service) { s.Spec.Ports[0].Name = "a\n-A INPUT -j DROP" }, wantErr: "spec.ports[0].name"},
@@ -128,8 +132,12 @@ func TestBuildRejectsBadServicesAndKeepsTheRest(t *testing.T) {
 				}
 				return
 			}
-			if programmed || len(errs) != 1 {
+			if programmed != tt.kept || len(errs) != 1 {
 				t.Fatalf("programmed=%v errs=%v, want one error", programmed, errs)
+			}
+			var oe *ObjectError
+			if !errors.As(errs[0], &oe) || oe.Kept != tt.kept {
+				t.Errorf("error %#v: want Kept=%v", errs[0], tt.kept)
 			}
 			if !strings.Contains(errs[0].Error(), tt.wantErr) || !strings.HasPrefix(errs[0].Error(), "svc.yaml: Service default/"+tt.name) {
 				t.Errorf("error %q: want it to start with the file and object and contain %q", errs[0], tt.wantErr)
@@ -213,6 +221,10 @@ func TestTopologyHints(t *testing.T) {
 			Node{Name: "node-1"}, "10.244.0.5:80,10.244.1.5:80"},
 		{"same node preferred over zone", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a", "node-1"), zoned("10.244.0.6", "node-9", "zone-a", "node-9")},
 			Node{Name: "node-1", Zone: "zone-a"}, "10.244.0.5:80"},
+		{"an endpoint without node hints: zone hints decide", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "zone-a", "node-1"), zoned("10.244.0.6", "node-9", "zone-a")},
+			Node{Name: "node-1", Zone: "zone-a"}, "10.244.0.5:80,10.244.0.6:80"},
+		{"partly node-hinted, no zone hints: every endpoint", []discoveryv1.Endpoint{zoned("10.244.0.5", "node-1", "", "node-1"), endpoint("10.244.1.5", "node-2", nil)},
+			Node{Name: "node-1", Zone: "zone-a"}, "10.244.0.5:80,10.244.1.5:80"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,9 +1,9 @@
 package model
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -46,7 +46,13 @@ func (ps *portSources) endpoints(node Node) []Endpoint {
 	return ps.merged
 }
 
-func byAddr(a, b Endpoint) int { return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.Port, b.Port)) }
+// byAddr orders endpoints by their "ip:port" text, as upstream does
+// ("10.0.0.12:80" before "10.0.0.4:80"), so that a node moved from
+// kube-proxy keeps the same rule text, endpoint for endpoint.
+func byAddr(a, b Endpoint) int {
+	var ta, tb [48]byte
+	return bytes.Compare(a.AddrPort().AppendTo(ta[:0]), b.AddrPort().AppendTo(tb[:0]))
+}
 
 func (ps *portSources) merge(node Node) []Endpoint {
 	// Mostly one slice, sorted, without duplicates or topology to apply:
@@ -190,7 +196,7 @@ func (s *EndpointSlice) forNode(node string) *EndpointSlice {
 func isLocal(endpointNode, node string) bool { return node != "" && endpointNode == node }
 
 // readEndpoints fills in es's endpoint lists, one per slice port, each
-// sorted by address and port (so that the usual Service, served by one
+// sorted by "ip:port" text (so that the usual Service, served by one
 // slice, uses its list as it is), and its errors.
 func readEndpoints(es *EndpointSlice, s *discoveryv1.EndpointSlice, names *Interner) {
 	fail := func(field string, err error) {
@@ -231,12 +237,15 @@ func readEndpoints(es *EndpointSlice, s *discoveryv1.EndpointSlice, names *Inter
 			continue
 		}
 		// Like upstream, only the first address of an endpoint is used.
-		ip, err := netip.ParseAddr(ep.Addresses[0])
-		if err != nil || ip.Unmap().Is6() != v6 {
-			fail(fmt.Sprintf("endpoints[%d].addresses[0]", i), fmt.Errorf("%q is not an %s address", ep.Addresses[0], s.AddressType))
+		field := fmt.Sprintf("endpoints[%d].addresses[0]", i)
+		ip, legacy, err := parseAddr(ep.Addresses[0])
+		if err != nil || ip.Is6() != v6 {
+			fail(field, fmt.Errorf("%q is not an %s address", ep.Addresses[0], s.AddressType))
 			continue
 		}
-		ip = ip.Unmap()
+		if legacy {
+			es.errs = append(es.errs, legacyWarning(field, ep.Addresses[0], ip))
+		}
 		e := Endpoint{IP: ip, Ready: ready, Serving: serving, Terminating: terminating}
 		if h := ep.Hints; h != nil && len(h.ForZones)+len(h.ForNodes) > 0 {
 			hints := &Hints{}
@@ -292,12 +301,13 @@ func readEndpoints(es *EndpointSlice, s *discoveryv1.EndpointSlice, names *Inter
 	}
 }
 
-// applyTopology follows topology hints as upstream kube-proxy does: when a
-// ready endpoint is hinted for this node, Cluster traffic goes to the
-// endpoints hinted for this node (PreferSameNode); otherwise, when every
-// ready endpoint has zone hints and one is for this node's zone, to those
-// (PreferSameZone). In every other case all endpoints are used, so a
-// half-hinted slice never blackholes traffic.
+// applyTopology follows topology hints as upstream kube-proxy does: when
+// every ready endpoint has node hints and one is hinted for this node,
+// Cluster traffic goes to the endpoints hinted for this node
+// (PreferSameNode); otherwise, when every ready endpoint has zone hints and
+// one is for this node's zone, to those (PreferSameZone). In every other
+// case all endpoints are used, so a half-hinted slice never blackholes
+// traffic.
 func applyTopology(eps []Endpoint, node Node) {
 	keep := topologyKeep(eps, node)
 	for i := range eps {
@@ -319,18 +329,19 @@ func topologyChanges(eps []Endpoint, node Node) bool {
 // topologyKeep says which endpoints Cluster traffic keeps (see applyTopology).
 func topologyKeep(eps []Endpoint, node Node) func(Endpoint) bool {
 	has := func(list []string, v string) bool { return v != "" && slices.Contains(list, v) }
-	var anyReady, nodeHinted, allZoned, zoneHinted bool
-	allZoned = true
+	var anyReady, nodeHinted, zoneHinted bool
+	allNoded, allZoned := true, true
 	for _, e := range eps {
 		if e.Ready {
 			anyReady = true
+			allNoded = allNoded && len(e.nodeHints()) > 0
 			nodeHinted = nodeHinted || has(e.nodeHints(), node.Name)
 			allZoned = allZoned && len(e.zoneHints()) > 0
 			zoneHinted = zoneHinted || has(e.zoneHints(), node.Zone)
 		}
 	}
 	switch {
-	case nodeHinted:
+	case anyReady && allNoded && nodeHinted:
 		return func(e Endpoint) bool { return has(e.nodeHints(), node.Name) }
 	case node.Zone != "" && anyReady && allZoned && zoneHinted:
 		return func(e Endpoint) bool { return has(e.zoneHints(), node.Zone) }

@@ -63,8 +63,9 @@ type ServicePort struct {
 	// AffinitySeconds is the sessionAffinity: ClientIP timeout; 0 means no
 	// affinity.
 	AffinitySeconds int32
-	// Endpoints are all endpoints with their conditions, sorted by address
-	// then port. ClusterEndpoints and LocalEndpoints choose among them.
+	// Endpoints are all endpoints with their conditions, sorted by their
+	// "ip:port" text (as upstream). ClusterEndpoints and LocalEndpoints
+	// choose among them.
 	Endpoints []Endpoint
 }
 
@@ -180,6 +181,12 @@ type ObjectError struct {
 	Object string
 	Field  string
 	Err    error
+	// Kept is set when the object is still programmed: only what Field
+	// names is left out, or read the legacy way.
+	Kept bool
+	// Warning marks a problem that changes nothing users rely on (a legacy
+	// form, read as upstream reads it).
+	Warning bool
 }
 
 func (e *ObjectError) Error() string {

@@ -29,13 +29,16 @@ type Service struct {
 	skip  bool
 	// err names the field; Build adds the object and where it came from.
 	err *ObjectError
+	// notes are problems that leave the Service programmed: a port left
+	// without its NodePort, an address in a legacy form.
+	notes []*ObjectError
 }
 
 // NewService reads a Service object.
 func NewService(svc *corev1.Service) *Service {
 	s := &Service{ResourceVersion: svc.ResourceVersion, UID: string(svc.UID)}
 	s.key, s.Namespace, s.Name = namespacedKey(svc.Namespace, svc.Name)
-	s.ports, s.skip, s.err = servicePorts(svc)
+	s.ports, s.skip, s.err, s.notes = servicePorts(svc)
 	for _, sp := range s.ports {
 		s.names = append(s.names, sp.Name.String())
 	}

@@ -135,7 +135,7 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 		rr.names = map[portKey]*portNames{}
 	}
 	rr.gen++
-	r := &renderer{opts: opts, Renderer: rr}
+	r := &renderer{opts: opts, Renderer: rr, node: st.Node}
 	total, ports := 0, 0
 	for i := range st.Services {
 		if st.Services[i].ClusterIP.Is6() == opts.IPv6 {
@@ -228,7 +228,7 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 	natRules := []byte(rr.nat)
 	var lazy *lazyRender
 	if rr.Lazy {
-		lazy = &lazyRender{opts: opts, largeCluster: r.largeCluster}
+		lazy = &lazyRender{opts: opts, node: st.Node, largeCluster: r.largeCluster}
 	}
 	return &Ruleset{
 		lazy:     lazy,
@@ -272,6 +272,7 @@ func spanSum(chains []string, rules []byte, shared [3]*lines, dispatch [3][2]int
 // lazyRender is what rendering a Service port's nat rules again takes.
 type lazyRender struct {
 	opts         Options
+	node         model.Node
 	largeCluster bool
 	// scratch renders, so that the Renderer's buffers are left alone.
 	scratch Renderer
@@ -286,7 +287,7 @@ func (rs *Ruleset) portRules(dst []byte, spans []Span) []byte {
 		return append(dst, rs.perServiceNat[spans[0].RulesFrom:spans[len(spans)-1].RulesTo]...)
 	}
 	l := rs.lazy
-	r := &renderer{Renderer: &l.scratch, opts: l.opts, largeCluster: l.largeCluster}
+	r := &renderer{Renderer: &l.scratch, opts: l.opts, node: l.node, largeCluster: l.largeCluster}
 	for _, sp := range spans {
 		l.scratch.nat, l.scratch.natServices, l.scratch.natNodePorts, l.scratch.filter = lines(dst), l.scratch.natServices[:0], l.scratch.natNodePorts[:0], l.scratch.filter[:0]
 		l.scratch.natChains = l.scratch.natChains[:0]
@@ -353,6 +354,8 @@ func (rr *Renderer) portNames(sp *model.ServicePort) *portNames {
 type renderer struct {
 	*Renderer
 	opts Options
+	// node decides which endpoints are local and what the firewall allows.
+	node model.Node
 	// largeCluster drops per-endpoint comments, as upstream does above
 	// largeClusterEndpoints endpoints.
 	largeCluster bool
@@ -384,32 +387,25 @@ const largeClusterEndpoints = 1000
 func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 	spn := names.spn
 	proto := string(sp.Protocol)
-	clusterEps, localEps := sp.ClusterEndpoints(), sp.LocalEndpoints()
-	hasEndpoints := len(clusterEps) > 0 || len(localEps) > 0
+	plan := sp.Plan(r.node)
 
 	svcChain, svlChain, extChain, fwChain := names.svc, names.svl, names.ext, names.fw
-
-	// As upstream: the cluster policy chain also serves pods and the node
-	// reaching an external address of an externalTrafficPolicy: Local
-	// Service, so it exists whenever the Service is reachable from outside.
-	usesSVC := len(clusterEps) > 0 && (!sp.InternalPolicyLocal || sp.ExternallyAccessible())
-	usesSVL := len(localEps) > 0 && (sp.InternalPolicyLocal || sp.ExternalPolicyLocal)
-
-	internalChain, hasInternal := svcChain, len(clusterEps) > 0
-	if sp.InternalPolicyLocal {
-		internalChain, hasInternal = svlChain, len(localEps) > 0
+	internalChain, externalPolicyChain := svcChain, svcChain
+	if plan.InternalLocal {
+		internalChain = svlChain
 	}
-	externalPolicyChain, hasExternal := svcChain, len(clusterEps) > 0
-	if sp.ExternalPolicyLocal {
-		externalPolicyChain, hasExternal = svlChain, len(localEps) > 0
+	if plan.ExternalLocal {
+		externalPolicyChain = svlChain
 	}
-	usesEXT := hasExternal && sp.ExternallyAccessible()
-	usesFW := usesEXT && len(sp.SourceRanges) > 0 && len(sp.LoadBalancerIPs) > 0
+	// The firewall is a nat chain, reached only through a jump that exists
+	// while the Service has endpoints; without any, the filter table's
+	// REJECT answers every source alike.
+	usesFW := plan.Firewall && plan.HasEndpoints
 
 	// What the filter table does when there is nowhere to send traffic:
 	// the comment's second part and the target.
 	noEndpoints, filterTarget := " has no endpoints", "REJECT"
-	if hasEndpoints {
+	if plan.HasEndpoints {
 		noEndpoints, filterTarget = " has no local endpoints", "DROP"
 	}
 	f, n, ns := &r.filter, &r.nat, &r.natServices
@@ -418,16 +414,17 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 		return l.w("-m", proto, "-p", proto, "-d").addr(ip).w("--dport").num(sp.Port)
 	}
 
-	if hasInternal {
+	if plan.HasInternal {
 		match(ns.rule(chainServices).comment(spn, " cluster IP"), sp.ClusterIP).w("-j", internalChain).end()
 	} else {
 		match(f.rule(chainServices).comment(spn, noEndpoints), sp.ClusterIP).w("-j", filterTarget).end()
 	}
 
 	for _, ip := range sp.ExternalIPs {
-		if usesEXT {
+		if plan.External {
 			match(ns.rule(chainServices).comment(spn, " external IP"), ip).w("-j", extChain).end()
-		} else {
+		}
+		if !plan.HasExternal {
 			match(f.rule(chainExternalServices).comment(spn, noEndpoints), ip).w("-j", filterTarget).end()
 		}
 	}
@@ -436,16 +433,20 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 		case usesFW:
 			match(ns.rule(chainServices).comment(spn, " loadbalancer IP"), ip).w("-j", fwChain).end()
 			match(f.rule(chainProxyFirewall).comment(spn, " traffic not accepted by ", fwChain), ip).w("-j", "DROP").end()
-		case usesEXT:
+		case plan.External:
 			match(ns.rule(chainServices).comment(spn, " loadbalancer IP"), ip).w("-j", extChain).end()
-		default:
+		}
+	}
+	if !plan.HasExternal {
+		for _, ip := range sp.LoadBalancerIPs {
 			match(f.rule(chainExternalServices).comment(spn, noEndpoints), ip).w("-j", filterTarget).end()
 		}
 	}
 	if sp.NodePort != 0 {
-		if usesEXT {
+		if plan.External {
 			r.natNodePorts.rule(chainNodePorts).comment(spn).w("-m", proto, "-p", proto, "--dport").num(sp.NodePort).w("-j", extChain).end()
-		} else {
+		}
+		if !plan.HasExternal {
 			f.rule(chainExternalServices).comment(spn, noEndpoints).
 				w("-m", "addrtype", "--dst-type", "LOCAL", "-m", proto, "-p", proto, "--dport").num(sp.NodePort).w("-j", filterTarget).end()
 		}
@@ -460,15 +461,16 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 		for _, src := range sp.SourceRanges {
 			n.rule(fwChain).comment(spn, " loadbalancer IP").w("-s").prefix(src).w("-j", extChain).end()
 		}
-		// Nodes reaching the load balancer through its own address.
-		for _, ip := range sp.LoadBalancerIPs {
-			n.rule(fwChain).comment(spn, " loadbalancer IP").w("-s").addr(ip).w("-j", extChain).end()
+		if plan.FirewallAllowsLBIPs {
+			for _, ip := range sp.LoadBalancerIPs {
+				n.rule(fwChain).comment(spn, " loadbalancer IP").w("-s").addr(ip).w("-j", extChain).end()
+			}
 		}
 		n.rule(fwChain).comment("other traffic to ", spn, " will be dropped by KUBE-PROXY-FIREWALL").end()
 	}
-	if usesEXT {
+	if plan.External {
 		r.natChains = append(r.natChains, extChain)
-		if sp.ExternalPolicyLocal {
+		if plan.ExternalLocal {
 			if r.opts.ClusterCIDR.IsValid() {
 				n.rule(extChain).comment("pod traffic for ", spn, " external destinations").
 					w("-s").prefix(r.opts.ClusterCIDR).w("-j", svcChain).end()
@@ -480,24 +482,26 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 		} else {
 			n.rule(extChain).comment("masquerade traffic for ", spn, " external destinations").w("-j", chainMarkMasq).end()
 		}
-		n.rule(extChain).w("-j", externalPolicyChain).end()
+		if plan.HasExternal {
+			n.rule(extChain).w("-j", externalPolicyChain).end()
+		}
 	}
 
-	if usesSVC {
-		r.policyChain(sp, names, svcChain, internalChain == svcChain, clusterEps)
+	if plan.UsesCluster {
+		r.policyChain(sp, names, svcChain, internalChain == svcChain, plan.Cluster)
 	}
-	if usesSVL {
-		r.policyChain(sp, names, svlChain, internalChain == svlChain, localEps)
+	if plan.UsesLocal {
+		r.policyChain(sp, names, svlChain, internalChain == svlChain, plan.Local)
 	}
 	// Endpoint chains, each once, for every endpoint a policy chain uses.
-	if usesSVC {
-		for _, ep := range clusterEps {
+	if plan.UsesCluster {
+		for _, ep := range plan.Cluster {
 			r.endpointChain(sp, names, ep)
 		}
 	}
-	if usesSVL {
-		for _, ep := range localEps {
-			if !usesSVC || !slices.ContainsFunc(clusterEps, func(c model.Endpoint) bool { return c.IP == ep.IP && c.Port == ep.Port }) {
+	if plan.UsesLocal {
+		for _, ep := range plan.Local {
+			if !plan.UsesCluster || !slices.ContainsFunc(plan.Cluster, func(c model.Endpoint) bool { return c.IP == ep.IP && c.Port == ep.Port }) {
 				r.endpointChain(sp, names, ep)
 			}
 		}

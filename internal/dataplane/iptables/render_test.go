@@ -165,8 +165,10 @@ func TestRenderGolden(t *testing.T) {
 			traces: []dptest.TraceCase{
 				dptest.T("NodePort on a node without local endpoints drops", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
 					"DROP by filter KUBE-EXTERNAL-SERVICES"),
-				dptest.T("LB IP on a node without local endpoints drops", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
-					"DROP by filter KUBE-EXTERNAL-SERVICES"),
+				dptest.T("LB IP from an allowed source on a node without local endpoints drops (not DNATed, so the firewall's drop applies)", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
+					"DROP by filter KUBE-PROXY-FIREWALL"),
+				dptest.T("a pod reaching the NodePort is short-circuited to the remote endpoint", netfilter.Arriving, "10.244.0.5", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.1.10:8443 (100%); source kept"),
 				dptest.T("cluster IP still works", netfilter.Arriving, "10.244.1.5", "tcp", "10.96.40.4:443",
 					"DNAT to 10.244.1.10:8443 (100%); source kept"),
 			},

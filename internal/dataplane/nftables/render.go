@@ -116,7 +116,7 @@ func renderWith(st *model.State, opts Options, ids *Ranges) *Ruleset {
 	for i := range st.Services {
 		sp := &st.Services[i]
 		if sp.ClusterIP.Is6() == opts.IPv6 {
-			svc := servicePort(sp, opts, ids)
+			svc := servicePort(sp, st.Node, opts, ids)
 			for _, e := range svc.Elements {
 				if isEndpointMap(e.Set) {
 					used[e.Set] = true
@@ -210,7 +210,7 @@ func fixed(st *model.State, opts Options) *Ruleset {
 
 // servicePort renders one Service port as upstream's nftables proxier does
 // (see policy for where it differs), its endpoint ranges numbered by ids.
-func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
+func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Ranges) Service {
 	v6 := opts.IPv6
 	spn := sp.Name.String()
 	svc := Service{Key: spn + "/" + string(sp.Protocol)}
@@ -220,36 +220,28 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 	clusterChain, localChain := "service-"+base, "local-"+base
 	extChain, fwChain := "external-"+base, "firewall-"+base
 
-	clusterEps, localEps := sp.ClusterEndpoints(), sp.LocalEndpoints()
-	hasEndpoints := len(clusterEps) > 0 || len(localEps) > 0
-	usesCluster := len(clusterEps) > 0 && (!sp.InternalPolicyLocal || sp.ExternallyAccessible())
-	usesLocal := len(localEps) > 0 && (sp.InternalPolicyLocal || sp.ExternalPolicyLocal)
-
-	internalChain, hasInternal := clusterChain, hasEndpoints
-	if sp.InternalPolicyLocal {
-		internalChain, hasInternal = localChain, len(localEps) > 0
+	plan := sp.Plan(node)
+	internalChain, externalPolicyChain := clusterChain, clusterChain
+	if plan.InternalLocal {
+		internalChain = localChain
 	}
-	externalPolicyChain, hasExternal := clusterChain, hasEndpoints
-	if sp.ExternalPolicyLocal {
-		externalPolicyChain, hasExternal = localChain, len(localEps) > 0
+	if plan.ExternalLocal {
+		externalPolicyChain = localChain
 	}
-	// Upstream keys this on any endpoint, not on external ones: the
-	// short-circuit rules for pods and the node are needed either way.
-	usesExt := hasEndpoints && sp.ExternallyAccessible()
-	usesFW := len(sp.LoadBalancerIPs) > 0 && len(sp.SourceRanges) > 0
 
 	// What the filter maps do when there is nowhere to send traffic.
 	internalNone, externalNone := drop(), drop()
-	if !hasEndpoints {
+	if !plan.HasEndpoints {
 		internalNone, externalNone = goTo(chainReject), goTo(chainReject)
 	}
+	spn = truncateComment(spn)
 	el := func(set string, e Element) { svc.Elements = append(svc.Elements, MapElement{set, e}) }
 	addrEl := func(a netip.Addr, v verdict, comment string) Element {
 		return Element{Addr: a, Proto: proto, Port: port, Verdict: v, Comment: comment}
 	}
 
 	el(setClusterIPs, Element{Addr: sp.ClusterIP})
-	if hasInternal {
+	if plan.HasInternal {
 		el(mapServiceIPs, addrEl(sp.ClusterIP, goTo(internalChain), ""))
 	} else {
 		el(mapNoEndpointServices, addrEl(sp.ClusterIP, internalNone, spn))
@@ -258,10 +250,10 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 		if ip.Is6() != v6 {
 			continue
 		}
-		if hasEndpoints {
+		if plan.External {
 			el(mapServiceIPs, addrEl(ip, goTo(extChain), ""))
 		}
-		if !hasExternal {
+		if !plan.HasExternal {
 			el(mapNoEndpointServices, addrEl(ip, externalNone, spn))
 		}
 	}
@@ -269,23 +261,23 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 		if ip.Is6() != v6 {
 			continue
 		}
-		if hasEndpoints {
+		if plan.External {
 			el(mapServiceIPs, addrEl(ip, goTo(extChain), ""))
 		}
-		if usesFW {
+		if plan.Firewall {
 			el(mapFirewallIPs, addrEl(ip, goTo(fwChain), ""))
 		}
-		if !hasExternal {
+		if !plan.HasExternal {
 			el(mapNoEndpointServices, addrEl(ip, externalNone, spn))
 		}
 	}
 	if sp.NodePort != 0 {
 		np := Element{Proto: proto, Port: uint16(sp.NodePort)}
-		if hasEndpoints {
+		if plan.External {
 			np.Verdict = goTo(extChain)
 			el(mapServiceNodePorts, np)
 		}
-		if !hasExternal {
+		if !plan.HasExternal {
 			np.Verdict, np.Comment = externalNone, spn
 			el(mapNoEndpointNodePorts, np)
 		}
@@ -301,7 +293,8 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 	hairpin := map[netip.Addr]bool{}
 	note := func(eps []model.Endpoint) {
 		for _, ep := range eps {
-			if !hairpin[ep.IP] {
+			// Only a pod on this node is DNATed to itself here.
+			if ep.IsLocal && !hairpin[ep.IP] {
 				hairpin[ep.IP] = true
 				el(setHairpin, Element{Addr: ep.IP})
 			}
@@ -313,16 +306,16 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 			}
 		}
 	}
-	if usesCluster {
-		note(clusterEps)
+	if plan.UsesCluster {
+		note(plan.Cluster)
 	}
-	if usesLocal {
-		note(localEps)
+	if plan.UsesLocal {
+		note(plan.Local)
 	}
 
-	if usesExt {
+	if plan.External {
 		c := Chain{Name: extChain}
-		if !sp.ExternalPolicyLocal {
+		if !plan.ExternalLocal {
 			// Endpoints may be on other nodes: masquerade so replies
 			// come back through this one.
 			c.Rules = append(c.Rules, rule(jump(chainMarkMasq)))
@@ -334,22 +327,25 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 				Rule{Stmts: []stmt{matchFibLocal{src: true}, jump(chainMarkMasq)}, Comment: "masquerade local traffic"},
 				Rule{Stmts: []stmt{matchFibLocal{src: true}, goTo(clusterChain)}, Comment: "short-circuit local traffic"})
 		}
-		if hasExternal {
+		if plan.HasExternal {
 			c.Rules = append(c.Rules, rule(goTo(externalPolicyChain)))
 		}
 		svc.Chains = append(svc.Chains, c)
 	}
-	if usesFW {
+	// Unlike iptables mode's, the firewall filters before DNAT (see
+	// fixed), whether or not the Service has endpoints.
+	if plan.Firewall {
 		c := Chain{Name: fwChain}
 		for _, r := range sp.SourceRanges {
 			if r.Addr().Is6() == v6 {
 				c.Rules = append(c.Rules, rule(matchAddr{src: true, p: r}, returnV()))
 			}
 		}
-		// Nodes reaching the load balancer through its own address.
-		for _, ip := range sp.LoadBalancerIPs {
-			if ip.Is6() == v6 {
-				c.Rules = append(c.Rules, rule(addrIs(true, ip), returnV()))
+		if plan.FirewallAllowsLBIPs {
+			for _, ip := range sp.LoadBalancerIPs {
+				if ip.Is6() == v6 {
+					c.Rules = append(c.Rules, rule(addrIs(true, ip), returnV()))
+				}
 			}
 		}
 		c.Rules = append(c.Rules, rule(drop()))
@@ -412,11 +408,11 @@ func servicePort(sp *model.ServicePort, opts Options, ids *Ranges) Service {
 		}
 		svc.Chains = append(svc.Chains, c)
 	}
-	if usesCluster {
-		policy(clusterChain, internalChain == clusterChain, clusterEps)
+	if plan.UsesCluster {
+		policy(clusterChain, internalChain == clusterChain, plan.Cluster)
 	}
-	if usesLocal {
-		policy(localChain, internalChain == localChain, localEps)
+	if plan.UsesLocal {
+		policy(localChain, internalChain == localChain, plan.Local)
 	}
 	for _, ep := range reachable {
 		k := ep.String()
@@ -438,6 +434,18 @@ func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
 		return nil
 	}
 	return slices.DeleteFunc(addrs, netip.Addr.IsLoopback)
+}
+
+// commentMax is the longest comment the kernel keeps whole enough for nft
+// to load a listing back ("comment too long" past it), as upstream's.
+const commentMax = 128
+
+// truncateComment cuts s to commentMax bytes; comments only explain.
+func truncateComment(s string) string {
+	if len(s) > commentMax {
+		return s[:commentMax]
+	}
+	return s
 }
 
 func timeoutDuration(secs int32) time.Duration { return time.Duration(secs) * time.Second }

@@ -63,6 +63,9 @@ type Syncer struct {
 	forceFull atomic.Bool
 	cache     map[string]*cachedPort
 	cacheOpts *Options
+	// node is the last State's node: its address decides what a
+	// firewall allows, so the cache holds only while it stays.
+	node model.Node
 	// recreated is set once this process has recreated the base chains
 	// (so that a changed hook or priority takes effect).
 	recreated bool
@@ -212,9 +215,10 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 // plan renders the table's fixed part and lists the Service ports, marking
 // those that did not change since the last sync (unless full) as cached.
 func (s *Syncer) plan(st *model.State, full bool) (*Ruleset, []syncItem) {
-	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) {
+	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) || !slices.Equal(s.node.IPs, st.Node.IPs) {
 		s.cache = nil
 	}
+	s.node = st.Node
 	if s.seed == (maphash.Seed{}) {
 		s.seed = maphash.MakeSeed()
 	}
@@ -292,7 +296,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		if it.cached && had && rec.sum == it.c.sum {
 			continue
 		}
-		svc := servicePort(it.sp, s.Options, &s.ranges)
+		svc := servicePort(it.sp, s.node, s.Options, &s.ranges)
 		svc.fingerprint(rs.IPv6)
 		it.c.sum, it.c.chainSum, it.c.rules = svc.sum, svc.chainSum, svc.rules
 		if had && rec.sum == svc.sum {
