@@ -75,3 +75,32 @@ func TestFlagErrorsAreOneLine(t *testing.T) {
 		}
 	}
 }
+
+// Localhost NodePorts (and so route_localnet) only where
+// --nodeport-addresses can match 127.0.0.0/8, as upstream.
+func TestLocalhostNodePortsNeedALoopbackMatch(t *testing.T) {
+	tests := []struct {
+		addrs []string
+		want  bool
+	}{
+		{nil, true},
+		{[]string{"all"}, true},
+		{[]string{"127.0.0.0/8"}, true},
+		{[]string{"127.0.0.1/32", "10.0.0.0/8"}, true},
+		{[]string{"0.0.0.0/0"}, true},
+		{[]string{"fd00::/64"}, true}, // no IPv4 CIDR: every IPv4 address
+		{[]string{"10.0.0.0/8"}, false},
+		{[]string{"primary"}, false},
+	}
+	for _, tt := range tests {
+		f := newProxyFlags()
+		f.cfg.NodePortAddresses = tt.addrs
+		o, err := f.options()
+		if err != nil {
+			t.Fatalf("%v: %v", tt.addrs, err)
+		}
+		if o.LocalhostNodePorts != tt.want {
+			t.Errorf("--nodeport-addresses %v: localhost NodePorts %v, want %v", tt.addrs, o.LocalhostNodePorts, tt.want)
+		}
+	}
+}

@@ -59,7 +59,9 @@ func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
 	if err := c.Validate(); err != nil {
 		return iptables.Options{}, err
 	}
-	o := iptables.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts, IPv6: v6}
+	// As upstream: localhost NodePorts only where --nodeport-addresses can
+	// match 127.0.0.0/8 (then route_localnet is set, and only then).
+	o := iptables.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses), IPv6: v6}
 	if c.ClusterCIDR != "" {
 		cidrs, _ := config.ClusterCIDRs(c.ClusterCIDR)
 		if v6 {
@@ -84,6 +86,31 @@ func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// matchesIPv4Loopback reports whether --nodeport-addresses (validated) can
+// match an IPv4 loopback address: when it lists no IPv4 CIDR (every address
+// then), "all", or a CIDR that holds 127.0.0.0 or a loopback address.
+func matchesIPv4Loopback(specs []string) bool {
+	v4 := 0
+	for _, spec := range specs {
+		switch spec {
+		case "all":
+			return true
+		case "primary":
+			v4++
+			continue
+		}
+		p := netip.MustParsePrefix(spec)
+		if !p.Addr().Is4() {
+			continue
+		}
+		v4++
+		if p.Addr().IsLoopback() || p.Contains(netip.AddrFrom4([4]byte{127, 0, 0, 0})) {
+			return true
+		}
+	}
+	return v4 == 0
 }
 
 func interfaceAddrs() []netip.Addr {

@@ -21,8 +21,10 @@ iptables-restore input: the full filter and nat tables, including the jumps
 from the built-in chains. With --proxy-mode nftables it is the kube-proxy
 table(s) as "nft list table ip kube-proxy" prints them.
 
-Objects that cannot be used are reported on stderr, one line each; the rules
-for every other Service are still printed, and the exit code is 1.`,
+Objects that cannot be used are reported on stderr, one line each ("skipped",
+or "partly used" when only a field is left out); the rules for everything else
+are still printed, and the exit code is 1. Legacy forms (IPs with leading
+zeros) are read as upstream reads them, with a warning.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pf.cfg.Manifests == "" {
@@ -49,15 +51,26 @@ for every other Service are still printed, and the exit code is 1.`,
 			if _, err := io.WriteString(cmd.OutOrStdout(), text); err != nil {
 				return err
 			}
-			for _, e := range objErrs {
-				fmt.Fprintf(cmd.ErrOrStderr(), "svcproxy: skipped: %v\n", e)
-			}
-			if len(objErrs) > 0 {
-				return fmt.Errorf("%d object(s) could not be used (see above); the rules for the others are printed", len(objErrs))
+			if n := reportObjectErrors(cmd.ErrOrStderr(), objErrs); n > 0 {
+				return fmt.Errorf("%d object(s) could not be used whole (see above); the rules for everything else are printed", n)
 			}
 			return nil
 		},
 	}
 	pf.register(cmd.Flags())
 	return cmd
+}
+
+// reportObjectErrors writes one line per error, saying what it did to its
+// object, and returns how many left something out (warnings do not count).
+func reportObjectErrors(w io.Writer, errs []error) int {
+	n := 0
+	for _, e := range errs {
+		outcome := model.Outcome(e)
+		if outcome != "warning" {
+			n++
+		}
+		fmt.Fprintf(w, "svcproxy: %s: %v\n", outcome, e)
+	}
+	return n
 }

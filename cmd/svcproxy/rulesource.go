@@ -80,9 +80,7 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 			return nil, err
 		}
 		built, buildErrs := model.Build(in, node)
-		for _, e := range append(objErrs, buildErrs...) {
-			fmt.Fprintf(os.Stderr, "svcproxy: skipped: %v\n", e)
-		}
+		reportObjectErrors(os.Stderr, append(objErrs, buildErrs...))
 		st = &built
 		if text, err = s.pf.renderText(st); err != nil {
 			return nil, err

@@ -253,11 +253,20 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 			pending = append(pending, cs.Triggers...)
 			pendingMu.Unlock()
 			st, buildErrs := builder.Build(in, node)
+			rejected := 0
 			for _, e := range append(objErrs, buildErrs...) {
-				log.Error("skipping object: "+e.Error(), "err", e)
+				switch model.Outcome(e) {
+				case "warning":
+					log.Warn(e.Error())
+				case "partly used":
+					log.Error("programming object partly: "+e.Error(), "err", e)
+				default:
+					rejected++
+					log.Error("skipping object: "+e.Error(), "err", e)
+				}
 			}
 			log.Info("Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
-				"servicePorts", len(st.Services), "rejected", len(objErrs)+len(buildErrs))
+				"servicePorts", len(st.Services), "rejected", rejected)
 			runner.Update(st)
 		})
 	}()

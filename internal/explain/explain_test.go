@@ -241,7 +241,7 @@ func TestExplainNftGolden(t *testing.T) {
 // endpoints map and the hairpin masquerade in postrouting.
 func TestDescribeSvcproxyNftRules(t *testing.T) {
 	ep := func(ip string) model.Endpoint {
-		return model.Endpoint{IP: netip.MustParseAddr(ip), Port: 80, Ready: true, Serving: true}
+		return model.Endpoint{IP: netip.MustParseAddr(ip), Port: 80, Ready: true, Serving: true, IsLocal: true}
 	}
 	st := &model.State{Services: []model.ServicePort{{
 		Name: model.ServicePortName{Namespace: "default", Name: "web"}, Protocol: model.TCP,

@@ -33,6 +33,8 @@ type Input struct {
 	// Nodes are Node objects the source knows; the one named like this
 	// node gives its zone and addresses.
 	Nodes []*corev1.Node
+	// ServiceCIDRs are the cluster's ServiceCIDR objects.
+	ServiceCIDRs []*ServiceCIDR
 }
 
 // Build turns a snapshot into the desired State. Objects that cannot be used
@@ -106,7 +108,23 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 		ports[i] = *base.ports[i]
 		ports[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
 	}
-	return State{Services: ports, Node: node}, append(slices.Clip(base.errs), epErrs...)
+	cidrs, cidrErrs := serviceCIDRs(in.ServiceCIDRs)
+	errs := append(append(slices.Clip(base.errs), epErrs...), cidrErrs...)
+	return State{Services: ports, Node: node, ServiceCIDRs: cidrs}, errs
+}
+
+// serviceCIDRs are the ranges of every ServiceCIDR object, sorted, each once.
+func serviceCIDRs(objs []*ServiceCIDR) ([]netip.Prefix, []error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, o := range objs {
+		out = append(out, o.CIDRs...)
+		errs = append(errs, withSource(o.errs, "ServiceCIDR", o.Name, o.Source)...)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return slices.Compact(out), errs
 }
 
 // serviceBase returns what svcs make: the last result when they are the

@@ -5,6 +5,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -167,6 +168,9 @@ type State struct {
 	Services []ServicePort
 	// Node is the node the state was built for.
 	Node Node
+	// ServiceCIDRs are the ranges cluster IPs come from (ServiceCIDR
+	// objects), sorted.
+	ServiceCIDRs []netip.Prefix
 }
 
 // ObjectError is a problem with one input object. It names the object and the
@@ -208,6 +212,20 @@ func (e *ObjectError) Error() string {
 }
 
 func (e *ObjectError) Unwrap() error { return e.Err }
+
+// Outcome says what an error from a source or Build did to its object:
+// "skipped" (left out), "partly used" (programmed without what the error
+// names) or "warning" (programmed; a legacy form was read).
+func Outcome(err error) string {
+	var oe *ObjectError
+	switch {
+	case !errors.As(err, &oe) || !oe.Kept:
+		return "skipped"
+	case oe.Warning:
+		return "warning"
+	}
+	return "partly used"
+}
 
 // NodePortAddresses are the addresses NodePorts answer on for one family
 // (--nodeport-addresses): the listed ones, plus with primary the node's

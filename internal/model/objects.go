@@ -1,10 +1,13 @@
 package model
 
 import (
+	"fmt"
+	"net/netip"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // Service is what the model keeps of one Service object: its Service ports,
@@ -103,3 +106,34 @@ func withSource(errs []*ObjectError, kind, key, source string) []error {
 	}
 	return out
 }
+
+// ServiceCIDR is what the model keeps of a ServiceCIDR object
+// (networking.k8s.io/v1): the ranges cluster IPs are allocated from.
+// nftables mode drops traffic to their addresses that no Service holds.
+type ServiceCIDR struct {
+	Name, ResourceVersion string
+	Source                string
+	CIDRs                 []netip.Prefix
+	errs                  []*ObjectError
+}
+
+// NewServiceCIDR reads a ServiceCIDR object.
+func NewServiceCIDR(o *networkingv1.ServiceCIDR) *ServiceCIDR {
+	c := &ServiceCIDR{Name: o.Name, ResourceVersion: o.ResourceVersion}
+	for i, s := range o.Spec.CIDRs {
+		field := fmt.Sprintf("spec.cidrs[%d]", i)
+		p, legacy, err := parsePrefix(s)
+		if err != nil {
+			c.errs = append(c.errs, &ObjectError{Field: field, Err: err})
+			continue
+		}
+		if legacy {
+			c.errs = append(c.errs, legacyWarning(field, s, p))
+		}
+		c.CIDRs = append(c.CIDRs, p)
+	}
+	return c
+}
+
+// Key is the object's name (ServiceCIDRs have no namespace).
+func (c *ServiceCIDR) Key() string { return c.Name }

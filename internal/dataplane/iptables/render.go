@@ -218,6 +218,11 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 		ns.rule(chainServices).comment(npComment).w("-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts).end()
 	} else {
 		for _, a := range addrs {
+			// Loopback only where localhost NodePorts are on (never for
+			// IPv6, which has no route_localnet), as upstream.
+			if a.IsLoopback() && (opts.IPv6 || !opts.LocalhostNodePorts) {
+				continue
+			}
 			ns.rule(chainServices).comment(npComment).w("-d").addr(a).w("-j", chainNodePorts).end()
 		}
 	}

@@ -157,8 +157,11 @@ func fixed(st *model.State, opts Options) *Ruleset {
 		{Chain{Name: "filter-prerouting", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "prerouting", -110},
 		{Chain{Name: "filter-input", Rules: []Rule{ctJump(chainNodePortEPCheck), ctJump(chainServiceEPCheck)}}, "filter", "input", -110},
 		{Chain{Name: "filter-forward", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "forward", -110},
-		{Chain{Name: "filter-output", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainFirewallCheck)}}, "filter", "output", -110},
-		{Chain{Name: "filter-output-post-dnat", Rules: []Rule{ctJump(chainClusterIPsCheck)}}, "filter", "output", -90},
+		// The node's own traffic is checked for endpoints after DNAT, as
+		// forwarded traffic is: an externalTrafficPolicy: Local Service
+		// without local endpoints still serves the node (short-circuit).
+		{Chain{Name: "filter-output", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "output", -110},
+		{Chain{Name: "filter-output-post-dnat", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "output", -90},
 		{Chain{Name: "nat-prerouting", Rules: []Rule{rule(jump(chainServices))}}, "nat", "prerouting", -100},
 		{Chain{Name: "nat-output", Rules: []Rule{rule(jump(chainServices))}}, "nat", "output", -100},
 		// Hairpin: a pod DNATed to itself must be masqueraded, or its reply
@@ -173,8 +176,17 @@ func fixed(st *model.State, opts Options) *Ruleset {
 	} else {
 		npMatch = []stmt{matchAddrSet{set: setNodePortIPs}}
 	}
+	// Reached only by packets no Service rule rewrote: a cluster IP's
+	// other ports are rejected, and the Service CIDRs' unallocated
+	// addresses dropped (as upstream), instead of being routed on.
+	ipCheck := Chain{Name: chainClusterIPsCheck, Rules: []Rule{{Stmts: []stmt{matchAddrSet{set: setClusterIPs}, reject{}}, Comment: "Reject traffic to invalid ports of ClusterIPs"}}}
+	for _, p := range st.ServiceCIDRs {
+		if p.Addr().Is6() == v6 {
+			ipCheck.Rules = append(ipCheck.Rules, Rule{Stmts: []stmt{matchAddr{p: p}, drop()}, Comment: "Drop traffic to unallocated ClusterIPs"})
+		}
+	}
 	rs.Fixed = []Chain{
-		{Name: chainClusterIPsCheck, Rules: []Rule{{Stmts: []stmt{matchAddrSet{set: setClusterIPs}, reject{}}, Comment: "Reject traffic to invalid ports of ClusterIPs"}}},
+		ipCheck,
 		{Name: chainFirewallCheck, Rules: []Rule{rule(vmapLookup{concat3, mapFirewallIPs})}},
 		{Name: chainMarkMasq, Rules: []Rule{rule(markOr{})}},
 		{Name: chainMasquerading, Rules: []Rule{rule(matchMarkClear{}, returnV()), rule(markXor{}), rule(masq{})}},

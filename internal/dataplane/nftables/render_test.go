@@ -234,3 +234,24 @@ func TestRanges(t *testing.T) {
 		[]netip.Addr{nodeIP}, dptest.T("client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
 			"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"))
 }
+
+// The behaviours both modes share with upstream (dptest.Parity).
+func TestParity(t *testing.T) {
+	for _, c := range dptest.Parity() {
+		t.Run(c.Name, func(t *testing.T) {
+			st := c.State(t)
+			opts := Options{ClusterCIDR: dptest.PodCIDR, NodePortAddresses: c.Opts.NodePortAddresses}
+			rs := Render(&st, opts)
+			dptest.Golden(t, filepath.Join("testdata", "parity", c.Name+".list"), []byte(rs.List()))
+			parsed, err := netfilter.ParseNft(rs.List())
+			if err != nil {
+				t.Fatalf("the tracer cannot parse the listing: %v", err)
+			}
+			for _, tc := range c.Traces {
+				dptest.CheckTrace(t, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+					return netfilter.TraceNft(parsed, p, o)
+				}, []netip.Addr{dptest.NodeIP}, tc.In("nftables"))
+			}
+		})
+	}
+}

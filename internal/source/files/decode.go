@@ -1,5 +1,6 @@
 // Package files is the standalone source: a folder of Service and
-// EndpointSlice manifests, read the way `kubectl apply -f DIR` reads them and
+// EndpointSlice manifests (and the Node and ServiceCIDR objects that say
+// what the API server would), read the way `kubectl apply -f DIR` reads them and
 // watched for changes.
 package files
 
@@ -13,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sjson "sigs.k8s.io/json"
 
@@ -25,6 +27,8 @@ type Objects struct {
 	EndpointSlices []*discoveryv1.EndpointSlice
 	// Nodes give a node's zone (for topology hints) in standalone mode.
 	Nodes []*corev1.Node
+	// ServiceCIDRs give the ranges cluster IPs come from.
+	ServiceCIDRs []*networkingv1.ServiceCIDR
 	// Ignored counts objects of kinds the proxy does not use (Deployments,
 	// ConfigMaps, ...), which a folder for kubectl apply may well contain.
 	Ignored int
@@ -113,6 +117,12 @@ func decodeObject(path, pos string, raw []byte, objs *Objects) []error {
 			s.Namespace = corev1.NamespaceDefault
 		}
 		objs.EndpointSlices = append(objs.EndpointSlices, s)
+	case tm.Kind == "ServiceCIDR" && tm.APIVersion == "networking.k8s.io/v1":
+		c := &networkingv1.ServiceCIDR{}
+		if err := strictUnmarshal(raw, c); err != nil {
+			return fail("", err)
+		}
+		objs.ServiceCIDRs = append(objs.ServiceCIDRs, c)
 	case tm.Kind == "Node" && tm.APIVersion == "v1":
 		n := &corev1.Node{}
 		if err := strictUnmarshal(raw, n); err != nil {

@@ -1,10 +1,13 @@
 package files
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/svcproxy/svcproxy/internal/model"
 )
 
 func TestDecode(t *testing.T) {
@@ -123,5 +126,23 @@ func TestDirLoadDuplicatesAndChanges(t *testing.T) {
 	}
 	if _, _, _, err := (&Dir{Path: filepath.Join(dir, "missing")}).Load(); err == nil {
 		t.Error("a missing folder must be an error")
+	}
+}
+
+// ServiceCIDR objects reach the model, so that nftables mode can drop
+// traffic to unallocated cluster IPs in standalone mode too.
+func TestDirReadsServiceCIDRs(t *testing.T) {
+	dir := t.TempDir()
+	data := "apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: kubernetes}\nspec: {cidrs: [10.96.0.0/16, \"fd00:96::/112\"]}\n"
+	if err := os.WriteFile(filepath.Join(dir, "cidr.yaml"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, errs, _, err := (&Dir{Path: dir}).Load()
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("err=%v errs=%v", err, errs)
+	}
+	st, _ := model.Build(in, model.Node{Name: "node-1"})
+	if got := fmt.Sprint(st.ServiceCIDRs); got != "[10.96.0.0/16 fd00:96::/112]" {
+		t.Errorf("service CIDRs %s", got)
 	}
 }

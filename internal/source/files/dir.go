@@ -37,6 +37,7 @@ type fileEntry struct {
 	services []*model.Service
 	slices   []*model.EndpointSlice
 	nodes    []*corev1.Node
+	cidrs    []*model.ServiceCIDR
 	errs     []error
 }
 
@@ -109,6 +110,11 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 				fe.slices[i].Source = j.path
 			}
 			fe.nodes = objs.Nodes
+			for _, o := range objs.ServiceCIDRs {
+				c := model.NewServiceCIDR(o)
+				c.Source = j.path
+				fe.cidrs = append(fe.cidrs, c)
+			}
 		}(&todo[i])
 	}
 	wg.Wait()
@@ -143,6 +149,7 @@ func (d *Dir) merge(names []string) (model.Input, []error) {
 		in.Services = appendFirst(in.Services, fe.services, "Service", (*model.Service).Key, p, seen, &errs)
 		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.slices, "EndpointSlice", (*model.EndpointSlice).Key, p, seen, &errs)
 		in.Nodes = appendFirst(in.Nodes, fe.nodes, "Node", (*corev1.Node).GetName, p, seen, &errs)
+		in.ServiceCIDRs = appendFirst(in.ServiceCIDRs, fe.cidrs, "ServiceCIDR", (*model.ServiceCIDR).Key, p, seen, &errs)
 	}
 	return in, errs
 }

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,13 +19,14 @@ import (
 )
 
 // Client is what svcproxy asks of the API server: lists and watches of
-// Services, EndpointSlices and its Node, and Events. It is two REST clients
-// (core/v1, discovery.k8s.io/v1) over one connection, not client-go's
+// Services, EndpointSlices, ServiceCIDRs and its Node, and Events. It is
+// three REST clients (core/v1, discovery.k8s.io/v1, networking.k8s.io/v1)
+// over one connection, not client-go's
 // generated clientset: that registers every API type of every group when
 // the program starts, which costs each node about 5 MB of memory, in
 // standalone mode too.
 type Client struct {
-	core, discovery rest.Interface
+	core, discovery, networking rest.Interface
 }
 
 // scheme knows the types svcproxy reads and writes.
@@ -33,6 +35,7 @@ var scheme = runtime.NewScheme()
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(discoveryv1.AddToScheme(scheme))
+	utilruntime.Must(networkingv1.AddToScheme(scheme))
 }
 
 // NewClient connects as rc says (QPS, Burst and ContentType included).
@@ -67,6 +70,9 @@ func NewClient(rc *rest.Config) (*Client, error) {
 		return nil, err
 	}
 	if cl.discovery, err = group(discoveryv1.SchemeGroupVersion, "/apis"); err != nil {
+		return nil, err
+	}
+	if cl.networking, err = group(networkingv1.SchemeGroupVersion, "/apis"); err != nil {
 		return nil, err
 	}
 	return &cl, nil

@@ -1,5 +1,5 @@
 // Package kube is the cluster source: client-go shared informers on
-// Services, EndpointSlices and this node's Node object (through a client for
+// Services, EndpointSlices, ServiceCIDRs and this node's Node object (through a client for
 // just those, see Client), turned into the same snapshots the files source
 // produces, and Events. client-go types stop here.
 package kube
@@ -13,6 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -73,6 +75,13 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.NodeName).String()
 		}),
 		&corev1.Node{}, 0, nil)
+	informers := []cache.SharedIndexInformer{svcs, slices, nodes}
+	synced := []cache.InformerSynced{svcs.HasSynced, slices.HasSynced, nodes.HasSynced}
+	var cidrs cache.SharedIndexInformer
+	if s.serviceCIDRsServed(ctx) {
+		cidrs = cache.NewSharedIndexInformer(listWatch(s.Client.networking, "servicecidrs", nil), &networkingv1.ServiceCIDR{}, 0, nil)
+		informers, synced = append(informers, cidrs), append(synced, cidrs.HasSynced)
+	}
 
 	dirty := make(chan struct{}, 1)
 	poke := func() {
@@ -86,7 +95,6 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
-	informers := []cache.SharedIndexInformer{svcs, slices, nodes}
 	for _, inf := range informers {
 		if err := inf.SetTransform(s.read); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
@@ -103,7 +111,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		wg.Go(func() { inf.RunWithContext(ictx) })
 	}
 	s.Log.Info("waiting for the API server caches to sync; the rules in the kernel are left as they are until then")
-	if !cache.WaitForCacheSync(ctx.Done(), svcs.HasSynced, slices.HasSynced, nodes.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
 	s.Log.Info("API server caches synced")
@@ -130,8 +138,33 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			return nil
 		case <-time.After(settle):
 		}
-		onChange(s.snapshot(svcs.GetStore(), slices.GetStore(), nodes.GetStore()), nil)
+		in := s.snapshot(svcs.GetStore(), slices.GetStore(), nodes.GetStore())
+		if cidrs != nil {
+			for _, o := range cidrs.GetStore().List() {
+				if c, ok := o.(cachedServiceCIDR); ok {
+					in.ServiceCIDRs = append(in.ServiceCIDRs, c.ServiceCIDR)
+				}
+			}
+		}
+		onChange(in, nil)
 	}
+}
+
+// serviceCIDRsServed reports whether ServiceCIDRs can be watched. An API
+// server before v1.33 may not serve them, and an RBAC role written for
+// an older svcproxy may not grant them: then svcproxy goes on without
+// (nftables mode then does not drop traffic to unallocated cluster IPs),
+// rather than never syncing. Any other answer (the API server not up yet)
+// is left to the informer, which retries.
+func (s *Source) serviceCIDRsServed(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := s.Client.networking.Get().Resource("servicecidrs").Param("limit", "1").Do(ctx).Error()
+	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		s.Log.Warn("not watching ServiceCIDRs: traffic to unallocated cluster IPs is not dropped in nftables mode", "err", err)
+		return false
+	}
+	return true
 }
 
 // snapshot is what the caches hold: every Service and EndpointSlice, and
@@ -167,6 +200,8 @@ func (s *Source) read(obj any) (any, error) {
 		return cachedService{model.NewService(o)}, nil
 	case *discoveryv1.EndpointSlice:
 		return cachedSlice{model.NewEndpointSlice(o, s.NodeName, &s.names)}, nil
+	case *networkingv1.ServiceCIDR:
+		return cachedServiceCIDR{model.NewServiceCIDR(o)}, nil
 	}
 	return obj, nil
 }
@@ -183,4 +218,10 @@ type cachedSlice struct{ *model.EndpointSlice }
 
 func (c cachedSlice) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name, ResourceVersion: c.ResourceVersion}
+}
+
+type cachedServiceCIDR struct{ *model.ServiceCIDR }
+
+func (c cachedServiceCIDR) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: c.Name, ResourceVersion: c.ResourceVersion}
 }
