@@ -85,6 +85,9 @@ func (s *sender) dial(req []netlink.Message) ([]netlink.Message, error) {
 	if req == nil {
 		return []netlink.Message{ack}, nil
 	}
+	for i := range req {
+		req[i] = withEndpointsTypeof(req[i])
+	}
 	if err := s.send(req); err != nil {
 		s.err = fmt.Errorf("send transaction: %w", err)
 		return nil, nil
@@ -240,7 +243,9 @@ func (b *batch) setFor(s Set) *gnft.Set {
 		case "port":
 			types[i] = gnft.TypeInetService
 		case "slot":
-			types[i] = gnft.TypeMark
+			// A plain integer, declared to nft by its expression (see
+			// withEndpointsTypeof).
+			types[i] = gnft.TypeInteger
 		}
 	}
 	ns := &gnft.Set{Table: b.table, Name: s.Name, KeyType: types[0], Comment: s.Comment}

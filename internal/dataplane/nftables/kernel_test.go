@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,8 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
+
+var nsCount atomic.Int32
 
 // kernelNS makes a throwaway network namespace and returns an fd for it and
 // a function that runs a command inside it.
@@ -35,7 +39,7 @@ func kernelNS(t *testing.T) (int, func(args ...string) (string, error)) {
 		}
 		t.Skip("nft is not installed")
 	}
-	name := fmt.Sprintf("svpnft%d-%s", os.Getpid()%100000, strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	name := fmt.Sprintf("svpnft%d-%d-%s", os.Getpid()%100000, nsCount.Add(1), strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(name) > 40 {
 		name = name[:40]
 	}
@@ -333,4 +337,48 @@ func sameRecord(got, want *kernelState) []string {
 	diff("hairpin addresses", got.hairpin.all(), want.hairpin.all())
 	diff("chains", got.chains, want.chains)
 	return d
+}
+
+// Saving a node's ruleset and loading it back is an everyday operator
+// action: for every golden and parity state, what the kernel lists after
+// a sync loads into a fresh namespace with nft -f, and lists the same
+// there.
+func TestKernelListingLoadsBack(t *testing.T) {
+	type state struct {
+		name string
+		st   model.State
+		opts Options
+	}
+	var states []state
+	for _, tc := range goldenCases() {
+		states = append(states, state{tc.name, tc.state, tc.opts})
+	}
+	for _, c := range dptest.Parity() {
+		states = append(states, state{"parity-" + c.Name, c.State(t), Options{ClusterCIDR: dptest.PodCIDR, NodePortAddresses: c.Opts.NodePortAddresses}})
+	}
+	for _, tc := range states {
+		t.Run(tc.name, func(t *testing.T) {
+			fd, run := kernelNS(t)
+			s := &Syncer{NetNS: fd, Options: tc.opts}
+			if err := s.Sync(context.Background(), &tc.st); err != nil {
+				t.Fatal(err)
+			}
+			saved, err := run("nft", "list", "ruleset")
+			if err != nil {
+				t.Fatalf("nft list ruleset: %v: %s", err, saved)
+			}
+			_, fresh := kernelNS(t)
+			f := filepath.Join(t.TempDir(), "ruleset.nft")
+			if err := os.WriteFile(f, []byte(saved), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := fresh("nft", "-f", f); err != nil {
+				t.Fatalf("nft -f of the listing fails: %v\n%s\nlisting:\n%s", err, out, saved)
+			}
+			again, err := fresh("nft", "list", "ruleset")
+			if err != nil || again != saved {
+				t.Errorf("loaded back, the ruleset lists differently (%v):\n%s\nwas:\n%s", err, again, saved)
+			}
+		})
+	}
 }

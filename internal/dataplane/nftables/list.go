@@ -1,8 +1,6 @@
 package nftables
 
 import (
-	"fmt"
-	"math/bits"
 	"strconv"
 	"strings"
 
@@ -20,7 +18,11 @@ func (rs *Ruleset) List() string {
 		if s.IsMap {
 			kind = "map"
 		}
-		b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + rs.setType(s) + "\n")
+		if s.Endpoints {
+			b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttypeof " + endpointsTypeof(rs.IPv6) + "\n")
+		} else {
+			b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + rs.setType(s) + "\n")
+		}
 		if s.Endpoints {
 			b.WriteString("\t\tflags interval\n")
 		}
@@ -118,9 +120,9 @@ func (rs *Ruleset) keyType(s Set) string {
 		case "port":
 			parts[i] = "inet_service"
 		case "slot":
-			// numgen values are plain 32-bit numbers; "mark" is the nft
-			// type that prints them as such.
-			parts[i] = "mark"
+			// numgen values: plain 32-bit numbers (declared by typeof,
+			// see endpointsTypeof).
+			parts[i] = "integer"
 		}
 	}
 	return strings.Join(parts, " . ")
@@ -144,18 +146,13 @@ func (e Element) keyParts(s Set) []string {
 	return parts
 }
 
-// slotRange prints a range of marks as nft does: a value, a prefix when the
-// range is an aligned power of two, or first-last.
+// slotRange prints a range of numgen values as nft prints integers: a
+// value, or first-last.
 func slotRange(first, last uint32) string {
-	hex := func(v uint32) string { return fmt.Sprintf("0x%08x", v) }
-	size := uint64(last) - uint64(first) + 1
-	switch {
-	case size == 1:
-		return hex(first)
-	case size&(size-1) == 0 && uint64(first)%size == 0:
-		return hex(first) + "/" + strconv.Itoa(32-bits.TrailingZeros64(size))
+	if first == last {
+		return strconv.FormatUint(uint64(first), 10)
 	}
-	return hex(first) + "-" + hex(last)
+	return strconv.FormatUint(uint64(first), 10) + "-" + strconv.FormatUint(uint64(last), 10)
 }
 
 // value is a map element's value as nft prints it.
@@ -189,6 +186,7 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 		if s.IsMap {
 			m := &knftables.Map{Name: s.Name, Type: rs.setType(s), Comment: comment}
 			if s.Endpoints {
+				m.Type, m.TypeOf = "", endpointsTypeof(rs.IPv6)
 				m.Flags = []knftables.SetFlag{knftables.IntervalFlag}
 			}
 			tx.Add(m)
