@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"os"
 	"strings"
 
@@ -19,6 +20,9 @@ import (
 // to kube-proxy's flag names.
 type proxyFlags struct {
 	cfg config.Config
+	// localAddrs are the node's addresses that --nodeport-addresses CIDRs
+	// select from; nil means this host's.
+	localAddrs []netip.Addr
 }
 
 const proxyModeHelp = "which proxy mode to use: 'iptables' or 'nftables' (tables ip/ip6 kube-proxy, dispatch through verdict maps; programmed over netlink, no nft binary needed). A node running in one mode has the other mode's rules removed"
@@ -34,6 +38,21 @@ func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
 	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
 	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP); default: every address")
+	fs.StringSliceVar(&c.ServiceCIDRs, "service-cidrs", c.ServiceCIDRs, "the ranges cluster IPs come from, besides those of ServiceCIDR objects; nftables mode drops traffic to their addresses that no Service holds")
+}
+
+// withServiceCIDRs adds --service-cidrs to a snapshot, as one more
+// ServiceCIDR object.
+func (f *proxyFlags) withServiceCIDRs(in model.Input) model.Input {
+	if len(f.cfg.ServiceCIDRs) == 0 {
+		return in
+	}
+	o := &model.ServiceCIDR{Name: "--service-cidrs"}
+	for _, c := range f.cfg.ServiceCIDRs {
+		o.CIDRs = append(o.CIDRs, netip.MustParsePrefix(c).Masked())
+	}
+	in.ServiceCIDRs = append(slices.Clip(in.ServiceCIDRs), o)
+	return in
 }
 
 func (f *proxyFlags) node() (model.Node, error) {
@@ -70,6 +89,10 @@ func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
 			o.ClusterCIDR = cidrs[0]
 		}
 	}
+	local := f.localAddrs
+	if local == nil {
+		local = interfaceAddrs()
+	}
 	for _, spec := range c.NodePortAddresses {
 		switch spec {
 		case "primary":
@@ -77,8 +100,17 @@ func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
 		case "all":
 			return iptables.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR, IPv6: v6}, nil
 		default:
+			// As upstream: a family none of the CIDRs is of answers on
+			// every address; one that has CIDRs answers on the node's
+			// addresses in them, which may be none.
 			p := netip.MustParsePrefix(spec)
-			for _, a := range interfaceAddrs() {
+			if p.Addr().Is6() != v6 {
+				continue
+			}
+			if o.NodePortAddresses == nil {
+				o.NodePortAddresses = []netip.Addr{}
+			}
+			for _, a := range local {
 				if p.Contains(a) {
 					o.NodePortAddresses = append(o.NodePortAddresses, a)
 				}

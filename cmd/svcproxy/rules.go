@@ -42,7 +42,7 @@ zeros) are read as upstream reads them, with a warning.`,
 			if err != nil {
 				return err
 			}
-			st, buildErrs := model.Build(in, node)
+			st, buildErrs := model.Build(pf.withServiceCIDRs(in), node)
 			objErrs = append(objErrs, buildErrs...)
 			text, err := pf.renderText(&st)
 			if err != nil {

@@ -32,10 +32,10 @@ func newRuleSource() ruleSource { return ruleSource{pf: newProxyFlags()} }
 func (s *ruleSource) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.rules, "rules", "", "read an iptables-save dump from FILE ('-' for stdin) instead of the live node")
 	fs.StringSliceVar(&s.localIPs, "local-ip", nil, "the node's own addresses (comma-separated); default: this host's addresses for the live node")
-	fs.StringVar(&s.pf.cfg.Manifests, "manifests", "", "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains")
-	fs.StringVar(&s.pf.cfg.ClusterCIDR, "cluster-cidr", "", "with --manifests: the pod CIDR, as for run")
-	fs.StringVar(&s.pf.cfg.HostnameOverride, "hostname-override", "", "with --manifests: this node's name, as for run")
-	fs.StringVar(&s.pf.cfg.Mode, "proxy-mode", s.pf.cfg.Mode, "with --manifests: the mode to render the rules of, as for run")
+	// The proxy's own flags, as run takes them, so that a node configured
+	// any way can be reproduced from its manifests.
+	s.pf.register(fs)
+	fs.Lookup("manifests").Usage = "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains. The proxy flags below shape them as they shape run's"
 }
 
 // loaded is a parsed ruleset with what is known about it.
@@ -71,6 +71,12 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 		}
 		text = string(b)
 	case s.pf.cfg.Manifests != "":
+		// The rendered node has the addresses given, when given.
+		for _, ip := range s.localIPs {
+			if a, err := netip.ParseAddr(strings.TrimSpace(ip)); err == nil {
+				s.pf.localAddrs = append(s.pf.localAddrs, a)
+			}
+		}
 		node, err := s.pf.node()
 		if err != nil {
 			return nil, err
@@ -79,7 +85,7 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 		if err != nil {
 			return nil, err
 		}
-		built, buildErrs := model.Build(in, node)
+		built, buildErrs := model.Build(s.pf.withServiceCIDRs(in), node)
 		reportObjectErrors(os.Stderr, append(objErrs, buildErrs...))
 		st = &built
 		if text, err = s.pf.renderText(st); err != nil {

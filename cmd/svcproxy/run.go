@@ -103,6 +103,7 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"masquerade-all":               func(d, s *config.Config) { d.MasqueradeAll = s.MasqueradeAll },
 	"iptables-localhost-nodeports": func(d, s *config.Config) { d.LocalhostNodePorts = s.LocalhostNodePorts },
 	"nodeport-addresses":           func(d, s *config.Config) { d.NodePortAddresses = s.NodePortAddresses },
+	"service-cidrs":                func(d, s *config.Config) { d.ServiceCIDRs = s.ServiceCIDRs },
 	"proxy-mode":                   func(d, s *config.Config) { d.Mode = s.Mode },
 	"iptables-sync-period":         func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
 	"iptables-min-sync-period":     func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },
@@ -252,7 +253,7 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 			pendingMu.Lock()
 			pending = append(pending, cs.Triggers...)
 			pendingMu.Unlock()
-			st, buildErrs := builder.Build(in, node)
+			st, buildErrs := builder.Build(f.withServiceCIDRs(in), node)
 			rejected := 0
 			for _, e := range append(objErrs, buildErrs...) {
 				switch model.Outcome(e) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,5 +133,38 @@ func TestTraceNftDump(t *testing.T) {
 	}
 	if rep.Verdict != "DNAT" || len(rep.Endpoints) != 1 || rep.Endpoints[0] != "10.244.1.9:8443" || rep.Masquerade || rep.Service != "default/lb:https" {
 		t.Errorf("nft trace = %+v", rep)
+	}
+}
+
+// trace --manifests takes run's proxy flags in both modes, so a node
+// configured any way can be reproduced.
+func TestTraceManifestsTakesRunsFlags(t *testing.T) {
+	for _, mode := range []string{"iptables", "nftables"} {
+		base := []string{"--manifests", "../../examples/lab", "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16",
+			"--proxy-mode", mode, "--local-ip", "192.168.77.1,192.168.88.1"}
+		tests := []struct {
+			flags    []string
+			from, to string
+			want     string
+		}{
+			{[]string{"--masquerade-all"}, "10.244.0.5", "10.96.0.53:53", "; masqueraded"},
+			{nil, "10.244.0.5", "10.96.0.53:53", "; source kept"},
+			{[]string{"--nodeport-addresses", "192.168.77.0/24"}, "192.0.2.7", "192.168.88.1:30450", "Result: NONE"},
+			{[]string{"--nodeport-addresses", "192.168.77.0/24"}, "192.0.2.7", "192.168.77.1:30450", "Result: DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
+			{[]string{"--nodeport-addresses", "10.1.0.0/16"}, "192.0.2.7", "192.168.77.1:30450", "Result: NONE"},
+			{[]string{"--service-cidrs", "10.96.0.0/16"}, "10.244.0.5", "10.96.0.99:80", map[string]string{
+				"iptables": "Result: NONE", "nftables": "Result: DROP by ip kube-proxy cluster-ips-check"}[mode]},
+		}
+		for _, tt := range tests {
+			proto := "udp"
+			if strings.HasSuffix(tt.to, ":30450") || strings.HasSuffix(tt.to, ":80") {
+				proto = "tcp"
+			}
+			args := append(append(slices.Clone(base), tt.flags...), "--from", tt.from, "--to", tt.to, "--proto", proto)
+			out, _, err := runCmd(t, newTraceCmd(), args...)
+			if err != nil || !strings.Contains(out, tt.want) {
+				t.Errorf("%s %v: %v, want %q in:\n%s", mode, tt.flags, err, tt.want, out)
+			}
+		}
 	}
 }

@@ -29,7 +29,10 @@ type Config struct {
 	MasqueradeAll      bool
 	LocalhostNodePorts bool
 	NodePortAddresses  []string
-	SyncPeriod         time.Duration
+	// ServiceCIDRs add to the ranges of ServiceCIDR objects (which an API
+	// server before v1.33, or a folder of manifests, may lack).
+	ServiceCIDRs []string
+	SyncPeriod   time.Duration
 	MinSyncPeriod      time.Duration
 	MetricsBindAddress string
 	HealthzBindAddress string
@@ -97,6 +100,11 @@ func (c *Config) Validate() error {
 		}
 		if _, err := netip.ParsePrefix(a); err != nil {
 			bad("nodeport-addresses", "nodePortAddresses", "%q: not a CIDR, \"primary\" or \"all\"", a)
+		}
+	}
+	for _, a := range c.ServiceCIDRs {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			errs = append(errs, fmt.Errorf("--service-cidrs %q: not a CIDR", a))
 		}
 	}
 	for _, b := range []struct{ flag, field, v string }{

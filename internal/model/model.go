@@ -229,11 +229,12 @@ func Outcome(err error) string {
 
 // NodePortAddresses are the addresses NodePorts answer on for one family
 // (--nodeport-addresses): the listed ones, plus with primary the node's
-// first address of the family from its Node object. nil means every local
-// address (nothing listed); a list that resolves to nothing is empty and
-// non-nil: no NodePorts anywhere, rather than everywhere.
+// first address of the family from its Node object. listed nil means
+// nothing is listed: then the result is nil too, every local address. A
+// list that resolves to nothing is empty and non-nil: no NodePorts
+// anywhere, rather than everywhere.
 func (st *State) NodePortAddresses(listed []netip.Addr, primary, v6 bool) []netip.Addr {
-	if len(listed) == 0 && !primary {
+	if listed == nil && !primary {
 		return nil
 	}
 	out := []netip.Addr{}
@@ -247,13 +248,8 @@ func (st *State) NodePortAddresses(listed []netip.Addr, primary, v6 bool) []neti
 	for _, a := range listed {
 		add(a)
 	}
-	if primary {
-		for _, ip := range st.Node.IPs {
-			if ip.Is6() == v6 {
-				add(ip)
-				break
-			}
-		}
+	if ip, ok := st.Node.IP(v6); ok && primary {
+		add(ip)
 	}
 	return out
 }
