@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"

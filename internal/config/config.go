@@ -31,8 +31,8 @@ type Config struct {
 	NodePortAddresses  []string
 	// ServiceCIDRs add to the ranges of ServiceCIDR objects (which an API
 	// server before v1.33, or a folder of manifests, may lack).
-	ServiceCIDRs []string
-	SyncPeriod   time.Duration
+	ServiceCIDRs       []string
+	SyncPeriod         time.Duration
 	MinSyncPeriod      time.Duration
 	MetricsBindAddress string
 	HealthzBindAddress string
