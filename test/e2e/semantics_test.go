@@ -38,6 +38,29 @@ endpoints: [{addresses: ["10.244.0.10"], nodeName: node-1}]
 `, sourceRange)
 }
 
+// lbLocalOpen is an externalTrafficPolicy: Local LoadBalancer Service
+// without source ranges whose only endpoint (web-1) runs on node-1.
+const lbLocalOpen = `apiVersion: v1
+kind: Service
+metadata: {name: lb-open, namespace: default}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.42
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 30601
+  ports: [{port: 80, nodePort: 30501}]
+status:
+  loadBalancer:
+    ingress: [{ip: 203.0.113.51}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lb-open-1, namespace: default, labels: {kubernetes.io/service-name: lb-open}}
+addressType: IPv4
+ports: [{port: 80}]
+endpoints: [{addresses: ["10.244.0.10"], nodeName: node-1}]
+`
+
 const stickyAndExternal = `apiVersion: v1
 kind: Service
 metadata: {name: sticky, namespace: default}
@@ -81,9 +104,11 @@ func testServiceSemantics(t *testing.T, mode string) {
 	w := &world{t: t, lab: l, dir: dir}
 	w.write("lb.yaml", lbLocal("192.168.77.3/32"))
 	w.write("sticky.yaml", stickyAndExternal)
-	// The client reaches the load balancer and external IPs through node-1.
-	for _, ip := range []string{"203.0.113.50", "192.0.2.50"} {
-		if _, err := l.Client.Run(ctx, "ip", "route", "add", ip+"/32", "via", l.Nodes[0].IP.String()); err != nil {
+	w.write("lb-open.yaml", lbLocalOpen)
+	// The client reaches the load balancer and external IPs through node-1,
+	// and lb-open's load balancer IP through node-2, which has no endpoint.
+	for ip, via := range map[string]int{"203.0.113.50": 0, "192.0.2.50": 0, "203.0.113.51": 1} {
+		if _, err := l.Client.Run(ctx, "ip", "route", "add", ip+"/32", "via", l.Nodes[via].IP.String()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,6 +178,34 @@ func testServiceSemantics(t *testing.T, mode string) {
 			a, err := l.Pods[2].HTTPGet(ctx, "10.96.0.41:80")
 			if err != nil || a.Pod != first.Pod {
 				t.Fatalf("request %d: %+v %v, want always %s", i, a, err, first.Pod)
+			}
+		}
+	})
+	// As upstream: the external chain stays on a node without local
+	// endpoints, so pods there (an ingress controller calling its own LB
+	// IP) and the node itself reach the remote endpoint; only traffic from
+	// outside is dropped.
+	t.Run("externalTrafficPolicy Local on a node without local endpoints serves its pods and itself", func(t *testing.T) {
+		web2 := l.Pods[1]
+		for _, addr := range []string{"203.0.113.51:80", node2 + ":30501"} {
+			eventually(t, 5*time.Second, "pod on node-2 to "+addr, func() error {
+				a, err := web2.HTTPGet(ctx, addr)
+				if err != nil {
+					return err
+				}
+				if a.Pod != "web-1" || !strings.HasPrefix(a.Remote, web2.IP.String()+":") {
+					return fmt.Errorf("%+v: want web-1 seeing the pod's own address %s", a, web2.IP)
+				}
+				return nil
+			})
+		}
+		a, err := l.Nodes[1].HTTPGet(ctx, "203.0.113.51:80")
+		if err != nil || a.Pod != "web-1" {
+			t.Fatalf("node-2 itself to the LB IP: %+v %v, want web-1", a, err)
+		}
+		for _, addr := range []string{"203.0.113.51:80", node2 + ":30501"} {
+			if _, err := l.Client.HTTPGet(ctx, addr); err == nil || !isTimeout(err) {
+				t.Errorf("outside client to %s on node-2: %v, want a timeout (DROP)", addr, err)
 			}
 		}
 	})
