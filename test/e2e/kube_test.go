@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -113,6 +114,9 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var proxies []*lab.Proc
+	// node-3 runs nftables mode, the others iptables mode (a cluster in
+	// the middle of a migration): the multi-node cases cross modes.
+	modeOf := func(i int) string { return map[bool]string{true: "nftables", false: "iptables"}[i == 2] }
 	for i, n := range l.Nodes {
 		// The first node reads protobuf (the default), the others JSON:
 		// the multi-node cases need both to work.
@@ -122,7 +126,7 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 		p, err := l.Start(&n.NS, binary, "run", "--kubeconfig", kubeconfig, "--hostname-override", n.NodeName,
 			"--cluster-cidr", "10.244.0.0/16", "--iptables-min-sync-period", "100ms", "--healthz-bind-address", "127.0.0.1:10256",
-			"--kube-api-content-type", contentType, "--state-dir", t.TempDir())
+			"--kube-api-content-type", contentType, "--state-dir", t.TempDir(), "--proxy-mode", modeOf(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,6 +298,35 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("nftables mode follows ServiceCIDRs: unallocated cluster IPs are dropped", func(t *testing.T) {
+		node3 := l.Nodes[2]
+		hasDrop := func(cidr string) func() error {
+			return func() error {
+				out, err := node3.Run(ctx, "nft", "list", "chain", "ip", "kube-proxy", "cluster-ips-check")
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(out, "ip daddr "+cidr+" drop") {
+					return fmt.Errorf("no drop for %s in:\n%s", cidr, out)
+				}
+				return nil
+			}
+		}
+		// The API server makes the default ServiceCIDR from its
+		// --service-cluster-ip-range.
+		eventually(t, 10*time.Second, "the default ServiceCIDR's drop", hasDrop(lab.ServiceCIDR))
+		out, err := node3.Run(ctx, binary, "trace", "--from", "10.244.2.10", "--to", "10.96.255.254:80")
+		if err != nil || !strings.Contains(out, "Result: DROP by ip kube-proxy cluster-ips-check") {
+			t.Errorf("trace of an unallocated cluster IP on node-3: %v\n%s", err, out)
+		}
+		if _, err := admin.NetworkingV1().ServiceCIDRs().Create(ctx, &networkingv1.ServiceCIDR{
+			ObjectMeta: metav1.ObjectMeta{Name: "extra"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.97.0.0/24"}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "a new ServiceCIDR's drop", hasDrop("10.97.0.0/24"))
+	})
+
 	t.Run("Services of another proxy and headless Services are left alone", func(t *testing.T) {
 		for _, s := range []*corev1.Service{
 			{ObjectMeta: metav1.ObjectMeta{Name: "other-proxy", Labels: map[string]string{"service.kubernetes.io/service-proxy-name": "foo"}},
@@ -317,7 +350,11 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, "rules gone on every node", func() error {
 			for i, n := range l.Nodes {
-				rules, err := n.Run(ctx, "iptables-save")
+				list := []string{"iptables-save"}
+				if modeOf(i) == "nftables" {
+					list = []string{"nft", "list", "ruleset"}
+				}
+				rules, err := n.Run(ctx, list...)
 				if err != nil {
 					return err
 				}

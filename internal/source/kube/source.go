@@ -79,7 +79,7 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 	synced := []cache.InformerSynced{svcs.HasSynced, slices.HasSynced, nodes.HasSynced}
 	var cidrs cache.SharedIndexInformer
 	if s.serviceCIDRsServed(ctx) {
-		cidrs = cache.NewSharedIndexInformer(listWatch(s.Client.networking, "servicecidrs", nil), &networkingv1.ServiceCIDR{}, 0, nil)
+		cidrs = cache.NewSharedIndexInformer(listWatch(s.Client.networking, "servicecidrs", func(*metav1.ListOptions) {}), &networkingv1.ServiceCIDR{}, 0, nil)
 		informers, synced = append(informers, cidrs), append(synced, cidrs.HasSynced)
 	}
 

@@ -1,11 +1,13 @@
 package kube
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -61,5 +63,26 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 	cs := model.Changes(model.Input{}, in)
 	if len(cs.Triggers) != 1 || !cs.Triggers[0].Equal(time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)) {
 		t.Errorf("trigger times %v", cs.Triggers)
+	}
+}
+
+// Objects an old API server stored with leading zeros in their addresses
+// are read as upstream reads them, with a warning naming the field, and
+// ServiceCIDRs reach the model.
+func TestReadLegacyAddressesAndServiceCIDRs(t *testing.T) {
+	src := &Source{NodeName: "node-1"}
+	svc, _ := src.read(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "old", Namespace: "default"},
+		Spec: corev1.ServiceSpec{ClusterIP: "172.30.0.041", Ports: []corev1.ServicePort{{Port: 80}}}})
+	cidr, _ := src.read(&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"172.30.0.0/16"}}})
+	in := model.Input{Services: []*model.Service{svc.(cachedService).Service}, ServiceCIDRs: []*model.ServiceCIDR{cidr.(cachedServiceCIDR).ServiceCIDR}}
+	st, errs := model.Build(in, model.Node{Name: "node-1"})
+	if len(st.Services) != 1 || st.Services[0].ClusterIP.String() != "172.30.0.41" {
+		t.Fatalf("services %+v", st.Services)
+	}
+	if len(errs) != 1 || model.Outcome(errs[0]) != "warning" || !strings.Contains(errs[0].Error(), `spec.clusterIP: "172.30.0.041" has leading zeros`) {
+		t.Errorf("errors %v, want one warning naming spec.clusterIP", errs)
+	}
+	if len(st.ServiceCIDRs) != 1 || st.ServiceCIDRs[0].String() != "172.30.0.0/16" {
+		t.Errorf("service CIDRs %v", st.ServiceCIDRs)
 	}
 }
