@@ -41,7 +41,10 @@ tools: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-## kube-tools: build kube-apiserver and etcd (cold: minutes; then cached in $(KUBE_BIN)).
+## kube-tools: build kube-apiserver and etcd (cold: minutes; then cached in
+## $(KUBE_BIN)), and upstream-rules, which prints what upstream kube-proxy's
+## iptables proxier writes for a folder of manifests (the parity test's
+## reference; rebuilt every time, in seconds once Go's cache is warm).
 kube-tools:
 	@if [ -x $(KUBE_BIN)/kube-apiserver ] && [ -x $(KUBE_BIN)/server ]; then \
 		echo "kube-apiserver and etcd $(KUBE_VERSION): cached in $(KUBE_BIN)"; \
@@ -51,6 +54,7 @@ kube-tools:
 		cd tools/kube && $(GO) build -o $(KUBE_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3 && \
 		echo "built in $$(( $$(date +%s) - start ))s"; \
 	fi
+	cd tools/kube && $(GO) build -o $(KUBE_BIN)/upstream-rules ./upstream-rules
 
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -23,6 +23,7 @@ var PodCIDR = netip.MustParsePrefix("10.0.0.0/16")
 // Options are the node-wide settings of a case, as both modes take them.
 type Options struct {
 	LocalhostNodePorts bool
+	MasqueradeAll      bool
 	NodePortAddresses  []netip.Addr
 }
 
@@ -308,6 +309,57 @@ func Parity() []Case {
 				T("an unallocated one", netfilter.Arriving, pod, "tcp", "10.96.0.181:80",
 					"NONE (no rule changes the packet)|DROP by ip kube-proxy cluster-ips-check"),
 				T("outside the Service CIDRs", netfilter.Arriving, pod, "tcp", "10.97.0.1:80", "NONE (no rule changes the packet)"),
+			},
+		},
+		{
+			Name: "affinity-external-ips-udp",
+			Services: []*corev1.Service{Service("sticky", "10.96.0.200", func(s *corev1.Service) {
+				s.Spec.ExternalIPs = []string{"192.0.2.200"}
+				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+				s.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}
+			})},
+			Slices: []*discoveryv1.EndpointSlice{func() *discoveryv1.EndpointSlice {
+				s := Slice("sticky", Endpoint("10.0.1.20", "node-1"), Endpoint("10.0.1.21", "node-1"), Endpoint("10.0.2.22", "node-2"))
+				http, dns, p80, p53, udp := "http", "dns", int32(80), int32(53), corev1.ProtocolUDP
+				s.Ports = []discoveryv1.EndpointPort{{Name: &http, Port: &p80}, {Name: &dns, Port: &p53, Protocol: &udp}}
+				return s
+			}()},
+			Traces: []TraceCase{
+				T("the external IP, over three endpoints", netfilter.Arriving, outside, "tcp", "192.0.2.200:80",
+					"DNAT to 10.0.1.20:80 (33.33%), 10.0.1.21:80 (33.33%), 10.0.2.22:80 (33.33%); masqueraded"),
+				T("UDP from a pod", netfilter.Arriving, pod, "udp", "10.96.0.200:53",
+					"DNAT to 10.0.1.20:53 (33.33%), 10.0.1.21:53 (33.33%), 10.0.2.22:53 (33.33%); source kept"),
+			},
+		},
+		{
+			Name: "internal-traffic-policy-local",
+			Services: []*corev1.Service{
+				Service("node-local", "10.96.0.210", func(s *corev1.Service) {
+					local := corev1.ServiceInternalTrafficPolicyLocal
+					s.Spec.InternalTrafficPolicy = &local
+				}),
+				Service("elsewhere", "10.96.0.211", func(s *corev1.Service) {
+					local := corev1.ServiceInternalTrafficPolicyLocal
+					s.Spec.InternalTrafficPolicy = &local
+				}),
+			},
+			Slices: []*discoveryv1.EndpointSlice{
+				Slice("node-local", Endpoint("10.0.1.30", "node-1"), Endpoint("10.0.2.30", "node-2")),
+				Slice("elsewhere", Endpoint("10.0.2.31", "node-2")),
+			},
+			Traces: []TraceCase{
+				T("only the endpoint on this node", netfilter.Arriving, pod, "tcp", "10.96.0.210:80", dnat("10.0.1.30:80")),
+				T("no local endpoint: dropped", netfilter.Arriving, pod, "tcp", "10.96.0.211:80",
+					"DROP by filter KUBE-SERVICES|DROP by ip kube-proxy service-endpoints-check"),
+			},
+		},
+		{
+			Name:     "masquerade-all",
+			Services: []*corev1.Service{Service("all", "10.96.0.220", nil)},
+			Slices:   []*discoveryv1.EndpointSlice{Slice("all", Endpoint("10.0.1.40", "node-1"))},
+			Opts:     Options{MasqueradeAll: true},
+			Traces: []TraceCase{
+				T("pod traffic is masqueraded too", netfilter.Arriving, pod, "tcp", "10.96.0.220:80", dnatMasq("10.0.1.40:80")),
 			},
 		},
 		{

@@ -409,7 +409,7 @@ func TestParity(t *testing.T) {
 	for _, c := range dptest.Parity() {
 		t.Run(c.Name, func(t *testing.T) {
 			st := c.State(t)
-			opts := Options{ClusterCIDR: dptest.PodCIDR, LocalhostNodePorts: c.Opts.LocalhostNodePorts, NodePortAddresses: c.Opts.NodePortAddresses}
+			opts := Options{ClusterCIDR: dptest.PodCIDR, LocalhostNodePorts: c.Opts.LocalhostNodePorts, MasqueradeAll: c.Opts.MasqueradeAll, NodePortAddresses: c.Opts.NodePortAddresses}
 			got := Compose(Render(&st, opts), nil)
 			dptest.Golden(t, filepath.Join("testdata", "parity", c.Name+".golden"), got)
 			rs, err := netfilter.ParseIPTables(string(got))

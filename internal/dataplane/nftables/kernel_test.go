@@ -354,7 +354,7 @@ func TestKernelListingLoadsBack(t *testing.T) {
 		states = append(states, state{tc.name, tc.state, tc.opts})
 	}
 	for _, c := range dptest.Parity() {
-		states = append(states, state{"parity-" + c.Name, c.State(t), Options{ClusterCIDR: dptest.PodCIDR, NodePortAddresses: c.Opts.NodePortAddresses}})
+		states = append(states, state{"parity-" + c.Name, c.State(t), Options{ClusterCIDR: dptest.PodCIDR, MasqueradeAll: c.Opts.MasqueradeAll, NodePortAddresses: c.Opts.NodePortAddresses}})
 	}
 	for _, tc := range states {
 		t.Run(tc.name, func(t *testing.T) {

@@ -240,7 +240,7 @@ func TestParity(t *testing.T) {
 	for _, c := range dptest.Parity() {
 		t.Run(c.Name, func(t *testing.T) {
 			st := c.State(t)
-			opts := Options{ClusterCIDR: dptest.PodCIDR, NodePortAddresses: c.Opts.NodePortAddresses}
+			opts := Options{ClusterCIDR: dptest.PodCIDR, MasqueradeAll: c.Opts.MasqueradeAll, NodePortAddresses: c.Opts.NodePortAddresses}
 			rs := Render(&st, opts)
 			dptest.Golden(t, filepath.Join("testdata", "parity", c.Name+".list"), []byte(rs.List()))
 			parsed, err := netfilter.ParseNft(rs.List())
