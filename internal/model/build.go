@@ -411,39 +411,40 @@ func (r *serviceReader) serviceWide(svc *corev1.Service) (ServicePort, *ObjectEr
 		}
 		sp.ExternalIPs = append(sp.ExternalIPs, a)
 	}
-	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-		for i, ing := range svc.Status.LoadBalancer.Ingress {
-			if ing.IP == "" {
-				continue // a hostname-only ingress (some clouds) is not an address to program
-			}
-			a, ferr := r.addr(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), ing.IP)
-			if ferr != nil {
-				return sp, ferr
-			}
-			// A Proxy-mode load balancer sends traffic from its own
-			// address to the node: packets to its IP must go to the load
-			// balancer, not be short-cut here (upstream writes no rule).
-			if ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy {
-				continue
-			}
-			sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a)
+	// Load balancer IPs and source ranges are read whatever the type, as
+	// upstream reads them (a Service turned from LoadBalancer to ClusterIP
+	// keeps its status until the cloud controller clears it).
+	for i, ing := range svc.Status.LoadBalancer.Ingress {
+		if ing.IP == "" {
+			continue // a hostname-only ingress (some clouds) is not an address to program
 		}
-		for i, s := range svc.Spec.LoadBalancerSourceRanges {
-			field := fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i)
-			// The API server lets spaces around a range through.
-			s = strings.TrimSpace(s)
-			p, legacy, err := parsePrefix(s)
-			if err != nil {
-				return sp, &ObjectError{Field: field, Err: err}
-			}
-			if legacy {
-				r.notes = append(r.notes, legacyWarning(field, s, p))
-			}
-			sp.SourceRanges = append(sp.SourceRanges, p)
+		a, ferr := r.addr(fmt.Sprintf("status.loadBalancer.ingress[%d].ip", i), ing.IP)
+		if ferr != nil {
+			return sp, ferr
 		}
-		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-			sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
+		// A Proxy-mode load balancer sends traffic from its own
+		// address to the node: packets to its IP must go to the load
+		// balancer, not be short-cut here (upstream writes no rule).
+		if ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy {
+			continue
 		}
+		sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a)
+	}
+	for i, s := range svc.Spec.LoadBalancerSourceRanges {
+		field := fmt.Sprintf("spec.loadBalancerSourceRanges[%d]", i)
+		// The API server lets spaces around a range through.
+		s = strings.TrimSpace(s)
+		p, legacy, err := parsePrefix(s)
+		if err != nil {
+			return sp, &ObjectError{Field: field, Err: err}
+		}
+		if legacy {
+			r.notes = append(r.notes, legacyWarning(field, s, p))
+		}
+		sp.SourceRanges = append(sp.SourceRanges, p)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+		sp.HealthCheckNodePort = svc.Spec.HealthCheckNodePort
 	}
 	switch svc.Spec.ExternalTrafficPolicy {
 	case "", corev1.ServiceExternalTrafficPolicyCluster:

@@ -233,6 +233,18 @@ func Parity() []Case {
 			},
 		},
 		{
+			// Turned from LoadBalancer to ClusterIP, the status not yet
+			// cleared: upstream still serves the IP.
+			Name: "lb-status-on-cluster-ip",
+			Services: []*corev1.Service{Service("was-lb", "10.96.0.135", func(s *corev1.Service) {
+				s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "1.2.3.8"}}
+			})},
+			Slices: []*discoveryv1.EndpointSlice{Slice("was-lb", Endpoint("10.0.1.13", "node-1"))},
+			Traces: []TraceCase{
+				T("the load balancer IP", netfilter.Arriving, outside, "tcp", "1.2.3.8:80", dnatMasq("10.0.1.13:80")),
+			},
+		},
+		{
 			// Stored by API servers before v1.22; read the legacy way.
 			Name: "legacy-ip-forms",
 			Services: []*corev1.Service{Service("old", "172.30.0.041", func(s *corev1.Service) {
