@@ -21,7 +21,9 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	allowed := map[string][]string{
 		"/services": {"list", "watch"}, "/nodes": {"list", "watch"},
 		"discovery.k8s.io/endpointslices": {"list", "watch"},
-		"/events":                         {"create", "patch"}, "events.k8s.io/events": {"create", "patch"},
+		// nftables mode drops traffic to unallocated cluster IPs.
+		"networking.k8s.io/servicecidrs": {"list", "watch"},
+		"/events":                        {"create", "patch"}, "events.k8s.io/events": {"create", "patch"},
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	found := false
