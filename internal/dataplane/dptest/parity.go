@@ -2,6 +2,7 @@ package dptest
 
 import (
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,6 +70,24 @@ func (c Case) State(t *testing.T) model.State {
 		}
 	}
 	return st
+}
+
+// RunParity renders every Parity case in one mode (render returns the
+// rules as text, written to testdata/parity/NAME.ext, and a tracer over
+// them) and traces each case's packets.
+func RunParity(t *testing.T, mode, ext string, render func(model.State, Options) ([]byte, Tracer, error)) {
+	for _, c := range Parity() {
+		t.Run(c.Name, func(t *testing.T) {
+			text, trace, err := render(c.State(t), c.Opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			Golden(t, filepath.Join("testdata", "parity", c.Name+"."+ext), text)
+			for _, tc := range c.Traces {
+				CheckTrace(t, trace, []netip.Addr{NodeIP}, tc.In(mode))
+			}
+		})
+	}
 }
 
 // In is tc as the mode named expects it: mode-specific results (a drop

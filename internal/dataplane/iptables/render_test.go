@@ -406,21 +406,12 @@ func TestRendererReuseMatchesFreshRender(t *testing.T) {
 
 // The behaviours both modes share with upstream (dptest.Parity).
 func TestParity(t *testing.T) {
-	for _, c := range dptest.Parity() {
-		t.Run(c.Name, func(t *testing.T) {
-			st := c.State(t)
-			opts := Options{ClusterCIDR: dptest.PodCIDR, LocalhostNodePorts: c.Opts.LocalhostNodePorts, MasqueradeAll: c.Opts.MasqueradeAll, NodePortAddresses: c.Opts.NodePortAddresses}
-			got := Compose(Render(&st, opts), nil)
-			dptest.Golden(t, filepath.Join("testdata", "parity", c.Name+".golden"), got)
-			rs, err := netfilter.ParseIPTables(string(got))
-			if err != nil {
-				t.Fatalf("rendered rules do not parse: %v", err)
-			}
-			for _, tc := range c.Traces {
-				dptest.CheckTrace(t, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
-					return netfilter.Trace(rs, p, o)
-				}, []netip.Addr{dptest.NodeIP}, tc.In("iptables"))
-			}
-		})
-	}
+	dptest.RunParity(t, "iptables", "golden", func(st model.State, o dptest.Options) ([]byte, dptest.Tracer, error) {
+		opts := Options{ClusterCIDR: dptest.PodCIDR, LocalhostNodePorts: o.LocalhostNodePorts, MasqueradeAll: o.MasqueradeAll, NodePortAddresses: o.NodePortAddresses}
+		text := Compose(Render(&st, opts), nil)
+		rs, err := netfilter.ParseIPTables(string(text))
+		return text, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+			return netfilter.Trace(rs, p, o)
+		}, err
+	})
 }

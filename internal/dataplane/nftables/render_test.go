@@ -237,21 +237,11 @@ func TestRanges(t *testing.T) {
 
 // The behaviours both modes share with upstream (dptest.Parity).
 func TestParity(t *testing.T) {
-	for _, c := range dptest.Parity() {
-		t.Run(c.Name, func(t *testing.T) {
-			st := c.State(t)
-			opts := Options{ClusterCIDR: dptest.PodCIDR, MasqueradeAll: c.Opts.MasqueradeAll, NodePortAddresses: c.Opts.NodePortAddresses}
-			rs := Render(&st, opts)
-			dptest.Golden(t, filepath.Join("testdata", "parity", c.Name+".list"), []byte(rs.List()))
-			parsed, err := netfilter.ParseNft(rs.List())
-			if err != nil {
-				t.Fatalf("the tracer cannot parse the listing: %v", err)
-			}
-			for _, tc := range c.Traces {
-				dptest.CheckTrace(t, func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
-					return netfilter.TraceNft(parsed, p, o)
-				}, []netip.Addr{dptest.NodeIP}, tc.In("nftables"))
-			}
-		})
-	}
+	dptest.RunParity(t, "nftables", "list", func(st model.State, o dptest.Options) ([]byte, dptest.Tracer, error) {
+		text := Render(&st, Options{ClusterCIDR: dptest.PodCIDR, MasqueradeAll: o.MasqueradeAll, NodePortAddresses: o.NodePortAddresses}).List()
+		rs, err := netfilter.ParseNft(text)
+		return []byte(text), func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+			return netfilter.TraceNft(rs, p, o)
+		}, err
+	})
 }
