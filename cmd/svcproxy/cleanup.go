@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/svcproxy/svcproxy/internal/agent"
 	"github.com/svcproxy/svcproxy/internal/config"
-	"github.com/svcproxy/svcproxy/internal/nodeport"
 )
 
 func newCleanupCmd() *cobra.Command {
@@ -26,7 +26,7 @@ The NodePorts svcproxy added to net.ipv4.ip_local_reserved_ports are given
 back; the operator's own entries stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, err := allModes().Cleanup(context.Background())
+			removed, reserved, err := agent.Cleanup(context.Background(), stateDir)
 			if err != nil {
 				return err
 			}
@@ -35,11 +35,7 @@ back; the operator's own entries stay.`,
 			} else {
 				fmt.Println("no svcproxy rules found; nothing to do")
 			}
-			v, err := (&nodeport.Reserver{StateFile: reservationState(stateDir)}).Release()
-			if err != nil {
-				return fmt.Errorf("give back reserved ports: %w", err)
-			}
-			fmt.Printf("net.ipv4.ip_local_reserved_ports = %q\n", v)
+			fmt.Printf("net.ipv4.ip_local_reserved_ports = %q\n", reserved)
 			return nil
 		},
 	}

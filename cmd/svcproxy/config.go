@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/svcproxy/svcproxy/internal/config"
-	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
-	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
+	"github.com/svcproxy/svcproxy/internal/dataplane"
+	"github.com/svcproxy/svcproxy/internal/dataplane/modes"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
@@ -68,19 +68,19 @@ func (f *proxyFlags) node() (model.Node, error) {
 }
 
 // options turns validated settings into IPv4 dataplane options.
-func (f *proxyFlags) options() (iptables.Options, error) { return f.optionsFor(false) }
+func (f *proxyFlags) options() (dataplane.Options, error) { return f.optionsFor(false) }
 
 // optionsFor turns validated settings into dataplane options for one
 // family. NodePort address CIDRs are matched against the addresses this
 // host has now.
-func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
+func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 	c := &f.cfg
 	if err := c.Validate(); err != nil {
-		return iptables.Options{}, err
+		return dataplane.Options{}, err
 	}
 	// As upstream: localhost NodePorts only where --nodeport-addresses can
 	// match 127.0.0.0/8 (then route_localnet is set, and only then).
-	o := iptables.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses), IPv6: v6}
+	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses), IPv6: v6}
 	if c.ClusterCIDR != "" {
 		cidrs, _ := config.ClusterCIDRs(c.ClusterCIDR)
 		if v6 {
@@ -98,7 +98,7 @@ func (f *proxyFlags) optionsFor(v6 bool) (iptables.Options, error) {
 		case "primary":
 			o.NodePortPrimary = true
 		case "all":
-			return iptables.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR, IPv6: v6}, nil
+			return dataplane.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR, IPv6: v6}, nil
 		default:
 			// As upstream: a family none of the CIDRs is of answers on
 			// every address; one that has CIDRs answers on the node's
@@ -156,31 +156,25 @@ func interfaceAddrs() []netip.Addr {
 	return out
 }
 
-// nftOptions are the nftables mode's options for the same settings (it has
-// no localhost NodePorts, as upstream's nftables mode).
-func nftOptions(o iptables.Options) nftables.Options {
-	return nftables.Options{ClusterCIDR: o.ClusterCIDR, MasqueradeAll: o.MasqueradeAll,
-		NodePortAddresses: o.NodePortAddresses, NodePortPrimary: o.NodePortPrimary, IPv6: o.IPv6}
-}
-
 // renderText is what svcproxy would apply for st, as the mode's own tools
 // print it: iptables-restore input, or nft list output per family.
 func (f *proxyFlags) renderText(st *model.State) (string, error) {
+	mode, err := modes.ByName(f.cfg.Mode)
+	if err != nil {
+		return "", err
+	}
 	opts, err := f.options()
 	if err != nil {
 		return "", err
 	}
-	if f.cfg.Mode != "nftables" {
-		return string(iptables.Compose(iptables.Render(st, opts), nil)), nil
-	}
-	text := nftables.Render(st, nftOptions(opts)).List()
-	if f.cfg.ClusterCIDR != "" {
+	text := mode.Render(st, opts)
+	if mode.ListsBothFamilies && f.cfg.ClusterCIDR != "" {
 		if cidrs, _ := config.ClusterCIDRs(f.cfg.ClusterCIDR); cidrs[1].IsValid() {
 			opts6, err := f.optionsFor(true)
 			if err != nil {
 				return "", err
 			}
-			text += nftables.Render(st, nftOptions(opts6)).List()
+			text += mode.Render(st, opts6)
 		}
 	}
 	return text, nil

@@ -5,38 +5,23 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/svcproxy/svcproxy/internal/agent"
 	"github.com/svcproxy/svcproxy/internal/config"
-	"github.com/svcproxy/svcproxy/internal/conntrack"
-	"github.com/svcproxy/svcproxy/internal/dataplane"
-	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
-	"github.com/svcproxy/svcproxy/internal/dataplane/nftables"
-	"github.com/svcproxy/svcproxy/internal/healthcheck"
+	"github.com/svcproxy/svcproxy/internal/dataplane/modes"
 	"github.com/svcproxy/svcproxy/internal/logging"
-	"github.com/svcproxy/svcproxy/internal/metrics"
 	"github.com/svcproxy/svcproxy/internal/model"
-	"github.com/svcproxy/svcproxy/internal/nodeport"
-	"github.com/svcproxy/svcproxy/internal/proxy"
+	"github.com/svcproxy/svcproxy/internal/source"
 	"github.com/svcproxy/svcproxy/internal/source/files"
 	"github.com/svcproxy/svcproxy/internal/source/kube"
-	"github.com/svcproxy/svcproxy/internal/sysctl"
 )
-
-// source feeds snapshots of Services and EndpointSlices.
-type source interface {
-	Run(ctx context.Context, onChange func(model.Input, []error)) error
-}
 
 type runFlags struct {
 	proxyFlags
@@ -139,302 +124,47 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 	if err := f.cfg.Validate(); err != nil {
 		return err
 	}
-	if f.cfg.Mode != "nftables" {
-		for _, bin := range []string{"iptables-save", "iptables-restore"} {
-			if _, err := exec.LookPath(bin); err != nil {
-				return fmt.Errorf("%s not found in PATH: install the iptables package (or use --proxy-mode nftables)", bin)
-			}
-		}
-	}
-	if f.cleanup {
-		return cleanupNode(log, f.cfg.StateDir)
-	}
-	opts, err := f.options()
+	mode, err := modes.ByName(f.cfg.Mode)
 	if err != nil {
 		return err
+	}
+	if err := mode.Check(); err != nil {
+		return err
+	}
+	if f.cleanup {
+		removed, reserved, err := agent.Cleanup(context.Background(), f.cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		log.Info("cleanup done", "rulesRemoved", removed, "ip_local_reserved_ports", reserved)
+		return nil
 	}
 	node, err := f.node()
 	if err != nil {
 		return err
 	}
-	c := &f.cfg
 	src, err := f.source(node, log)
 	if err != nil {
 		return err
 	}
-	reserver := &nodeport.Reserver{StateFile: reservationState(c.StateDir)}
-	if err := reserveNodePorts(log, reserver, c, nil); err != nil {
-		log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
+	a, err := agent.New(agent.Config{
+		Settings: f.cfg, Mode: mode, Node: node, Options: f.optionsFor, Source: src,
+		Input: f.withServiceCIDRs, HoldNodePorts: f.holdNodePorts, Log: log,
+	})
+	if err != nil {
+		return err
 	}
-	if opts.LocalhostNodePorts && c.Mode != "nftables" {
-		if changed, err := sysctl.Ensure("net.ipv4.conf.all.route_localnet", "1"); err != nil {
-			log.Error("cannot enable localhost NodePorts", "err", err)
-		} else if changed {
-			log.Info("set net.ipv4.conf.all.route_localnet=1 so NodePorts answer on 127.0.0.1")
-		}
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var proxyHealth *healthcheck.Server
-	if c.HealthzBindAddress != "" {
-		proxyHealth = &healthcheck.Server{Timeout: 2 * c.SyncPeriod, Log: log}
-	}
-	svcHealth := &healthcheck.Services{Log: log}
-	if proxyHealth != nil {
-		svcHealth.Proxy = proxyHealth
-	}
-	defer svcHealth.Close()
-	m := metrics.New()
-	ct := &conntrack.Cleaner{Log: log}
-	// Trigger times of endpoint changes not yet in the kernel.
-	var pendingMu sync.Mutex
-	var pending []time.Time
-	guard := &nodeport.Guard{Log: log, Hold: f.holdNodePorts, Metrics: m}
-	defer guard.Close()
-	if ks, ok := src.(*kube.Source); ok {
-		ev := kube.NewEvents(ks.Client, node.Name, ks.ServiceUID)
-		defer ev.Stop()
-		guard.Events = ev
-	}
-	dp, err := f.dataplane(m, log)
-	if err != nil {
-		return err
-	}
-	removeOtherMode(ctx, log, c.Mode)
-	runner := &proxy.Runner{
-		Dataplane:     dp,
-		Log:           log,
-		MinSyncPeriod: c.MinSyncPeriod,
-		SyncPeriod:    c.SyncPeriod,
-		Metrics:       m,
-		OnSynced: func(st *model.State) {
-			pendingMu.Lock()
-			for _, t := range pending {
-				m.ObserveProgramming(time.Since(t))
-			}
-			pending = nil
-			pendingMu.Unlock()
-			ct.Synced(st)
-			if c.NodePortReservation == "ports" {
-				if err := reserveNodePorts(log, reserver, c, st); err != nil {
-					log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
-				}
-			}
-			guard.Update(st)
-			svcHealth.Update(st)
-		},
-	}
-	if c.MetricsBindAddress != "" {
-		go func() {
-			if err := m.ListenAndServe(ctx, c.MetricsBindAddress, c.EnableProfiling); err != nil {
-				log.Error("metrics server stopped", "address", c.MetricsBindAddress, "err", err)
-			}
-		}()
-	}
-	if proxyHealth != nil {
-		proxyHealth.Syncer = runner
-		go func() {
-			if err := proxyHealth.ListenAndServe(ctx, c.HealthzBindAddress); err != nil {
-				log.Error("health check server stopped", "address", c.HealthzBindAddress, "err", err)
-			}
-		}()
-	}
-	log.Info("starting svcproxy", "mode", c.Mode, "node", node.Name, "clusterCIDR", c.ClusterCIDR,
-		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
-	srcErr := make(chan error, 1)
-	var prev model.Input
-	var builder model.Builder
-	go func() {
-		srcErr <- src.Run(ctx, func(in model.Input, objErrs []error) {
-			cs := model.Changes(prev, in)
-			prev = in
-			m.CountChanges(cs.Services, cs.EndpointSlices)
-			pendingMu.Lock()
-			pending = append(pending, cs.Triggers...)
-			pendingMu.Unlock()
-			st, buildErrs := builder.Build(f.withServiceCIDRs(in), node)
-			rejected := 0
-			for _, e := range append(objErrs, buildErrs...) {
-				switch model.Outcome(e) {
-				case "warning":
-					log.Warn(e.Error())
-				case "partly used":
-					log.Error("programming object partly: "+e.Error(), "err", e)
-				default:
-					rejected++
-					log.Error("skipping object: "+e.Error(), "err", e)
-				}
-			}
-			log.Info("Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
-				"servicePorts", len(st.Services), "rejected", rejected)
-			runner.Update(st)
-		})
-	}()
-	go runner.Run(ctx)
-	what, present := "iptables canary chain "+iptables.ChainCanary, iptables.Exec{}.CanaryPresent
-	if c.Mode == "nftables" {
-		what, present = "nftables table ip "+nftables.TableName, nftables.Present
-	}
-	go dataplane.Monitor(ctx, canaryInterval(c.SyncPeriod), log, what, present,
-		func() bool { return !runner.LastSuccess().IsZero() },
-		func() { dp.ForceFull(); runner.Resync() })
-	select {
-	case err := <-srcErr:
-		if err != nil {
-			return err
-		}
-	case <-ctx.Done():
-	}
-	log.Info("stopping; the rules stay in the kernel")
-	return nil
-}
-
-// canaryInterval is how often the canary chains are checked: often enough
-// that flushed rules come back well within the sync period.
-func canaryInterval(syncPeriod time.Duration) time.Duration {
-	return min(max(syncPeriod/4, 100*time.Millisecond), 5*time.Second)
-}
-
-func reservationState(stateDir string) string {
-	return filepath.Join(stateDir, "reserved-ports.json")
-}
-
-// reserveNodePorts applies --nodeport-reservation: the whole range at start,
-// the NodePorts in use after each sync (st), or nothing.
-func reserveNodePorts(log *slog.Logger, r *nodeport.Reserver, c *config.Config, st *model.State) error {
-	var want nodeport.PortSet
-	switch c.NodePortReservation {
-	case "range":
-		if st != nil {
-			return nil
-		}
-		var err error
-		if want, err = nodeport.ParsePortSet(c.NodePortRange); err != nil {
-			return err
-		}
-	case "ports":
-		if st == nil {
-			return nil // reserved after the first sync
-		}
-		for _, sp := range st.Services {
-			if sp.NodePort != 0 {
-				want.Add(int(sp.NodePort))
-			}
-		}
-	}
-	v, err := r.Reserve(want)
-	if err != nil {
-		return err
-	}
-	if st == nil {
-		log.Info("ephemeral ports exclude the NodePorts", "mode", c.NodePortReservation, "ip_local_reserved_ports", v)
-	}
-	return nil
-}
-
-// dataplane is one syncer per IP family of the chosen mode.
-func (f *runFlags) dataplane(m *metrics.Metrics, log *slog.Logger) (dataplane.Families, error) {
-	c := &f.cfg
-	var fs dataplane.Families
-	for _, v6 := range []bool{false, true} {
-		if v6 && !haveIPv6(c.Mode) {
-			log.Info("no IPv6 on this node (or no ip6tables): programming IPv4 only")
-			break
-		}
-		opts, err := f.optionsFor(v6)
-		if err != nil {
-			return nil, err
-		}
-		if c.Mode == "nftables" {
-			fs = append(fs, &nftables.Syncer{Options: nftOptions(opts), Metrics: m, FullSyncPeriod: fullSyncPeriod})
-			continue
-		}
-		run := iptables.Exec{}
-		if v6 {
-			run = iptables.IPv6Exec
-		}
-		fs = append(fs, &iptables.Syncer{Runner: run, Options: opts, Metrics: m, FullSyncPeriod: fullSyncPeriod})
-	}
-	return fs, nil
-}
-
-// fullSyncPeriod is how often a sync reads the kernel's rules and rewrites
-// every Service, as upstream does (its FullSyncPeriod). The syncs every
-// sync period in between are partial: they rewrite what changed, which when
-// nothing did is nothing. A full rewrite every sync period would cost a 10k
-// Service node 14 s of iptables-restore, or 2 s and a doubled record in
-// nftables mode, twice a minute. Failures and flushed tables (the canary
-// check) still make the next sync full.
-const fullSyncPeriod = time.Hour
-
-func haveIPv6(mode string) bool {
-	if mode == "nftables" {
-		return dataplane.KernelHasIPv6()
-	}
-	return iptables.HaveIPv6()
-}
-
-// modeFamilies are the syncers of one mode that cleanup works with.
-func modeFamilies(mode string) dataplane.Families {
-	if mode == "nftables" {
-		fs := dataplane.Families{&nftables.Syncer{}}
-		if dataplane.KernelHasIPv6() {
-			fs = append(fs, &nftables.Syncer{Options: nftables.Options{IPv6: true}})
-		}
-		return fs
-	}
-	if _, err := exec.LookPath("iptables-restore"); err != nil {
-		return nil
-	}
-	fs := dataplane.Families{&iptables.Syncer{Runner: iptables.Exec{}}}
-	if iptables.HaveIPv6() {
-		fs = append(fs, &iptables.Syncer{Runner: iptables.IPv6Exec, Options: iptables.Options{IPv6: true}})
-	}
-	return fs
-}
-
-// allModes are the syncers of both modes, for cleanup.
-func allModes() dataplane.Families {
-	return append(modeFamilies("iptables"), modeFamilies("nftables")...)
-}
-
-// removeOtherMode deletes the rules a run in the other mode left, so that a
-// node switched between modes is never programmed twice.
-func removeOtherMode(ctx context.Context, log *slog.Logger, mode string) {
-	other := "nftables"
-	if mode == "nftables" {
-		other = "iptables"
-	}
-	removed, err := modeFamilies(other).Cleanup(ctx)
-	switch {
-	case err != nil:
-		log.Error("cannot remove the rules of "+other+" mode left on this node", "err", err)
-	case removed:
-		log.Info("removed the rules " + other + " mode left on this node")
-	}
-}
-
-// cleanupNode removes the rules and gives back the reserved ports.
-func cleanupNode(log *slog.Logger, stateDir string) error {
-	removed, err := allModes().Cleanup(context.Background())
-	if err != nil {
-		return err
-	}
-	v, err := (&nodeport.Reserver{StateFile: reservationState(stateDir)}).Release()
-	if err != nil {
-		return fmt.Errorf("give back reserved ports: %w", err)
-	}
-	log.Info("cleanup done", "rulesRemoved", removed, "ip_local_reserved_ports", v)
-	return nil
+	return a.Run(ctx)
 }
 
 // source picks the manifests folder or the API server.
-func (f *runFlags) source(node model.Node, log *slog.Logger) (source, error) {
+func (f *runFlags) source(node model.Node, log *slog.Logger) (source.Source, error) {
 	c := &f.cfg
 	if c.Manifests != "" {
 		log.Info("standalone mode: following manifests", "folder", c.Manifests)
-		return &dirSource{dir: &files.Dir{Path: c.Manifests, Node: node.Name}, log: log}, nil
+		return &files.Dir{Path: c.Manifests, Node: node.Name, Log: log}, nil
 	}
 	var rc *rest.Config
 	var err error
@@ -461,13 +191,4 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source, error) {
 	}
 	log.Info("following the API server", "host", rc.Host)
 	return &kube.Source{Client: client, NodeName: node.Name, Log: log}, nil
-}
-
-type dirSource struct {
-	dir *files.Dir
-	log *slog.Logger
-}
-
-func (d *dirSource) Run(ctx context.Context, onChange func(model.Input, []error)) error {
-	return d.dir.Watch(ctx, d.log, onChange)
 }

@@ -64,8 +64,9 @@ func (s *svcServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(st)
 }
 
-// Update opens, updates and closes health check servers for the state.
-func (s *Services) Update(st *model.State) {
+// Synced opens, updates and closes the health check servers for a
+// finished sync's state (an agent observer).
+func (s *Services) Synced(st *model.State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.servers == nil {

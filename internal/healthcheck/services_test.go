@@ -43,17 +43,17 @@ func TestServiceHealthCheckNodePort(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&body)
 		return resp.StatusCode, body
 	}
-	s.Update(state(true))
+	s.Synced(state(true))
 	code, body := get()
 	if code != 200 || body["localEndpoints"] != 1.0 || body["serviceProxyHealthy"] != true ||
 		body["service"].(map[string]any)["name"] != "lb" {
 		t.Errorf("with a local endpoint: %d %v", code, body)
 	}
-	s.Update(state(false))
+	s.Synced(state(false))
 	if code, body := get(); code != 503 || body["localEndpoints"] != 0.0 {
 		t.Errorf("without local endpoints: %d %v", code, body)
 	}
-	s.Update(&model.State{})
+	s.Synced(&model.State{})
 	if _, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(port)) + "/healthz"); err == nil {
 		t.Error("server still answers after its Service went away")
 	}

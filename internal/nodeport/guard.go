@@ -70,6 +70,9 @@ func (c Conflict) Message() string {
 	return msg + ": " + strings.Join(parts, "; ")
 }
 
+// Synced checks the NodePorts of a finished sync (an agent observer).
+func (g *Guard) Synced(st *model.State) { g.Update(st) }
+
 // Update checks every NodePort of st. Conflicts are logged when they appear
 // and when they clear; they are also returned.
 func (g *Guard) Update(st *model.State) []Conflict {

@@ -7,29 +7,12 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
 // Options are the node-wide settings that shape the rules.
-type Options struct {
-	// ClusterCIDR is the pod CIDR (--cluster-cidr). Traffic to a cluster IP
-	// from outside it is masqueraded; when unset, only external traffic is.
-	ClusterCIDR netip.Prefix
-	// MasqueradeAll masquerades all traffic to cluster IPs (--masquerade-all).
-	MasqueradeAll bool
-	// LocalhostNodePorts makes NodePorts answer on 127.0.0.1 and adds the
-	// CVE-2020-8558 rule that keeps them unreachable from other hosts.
-	LocalhostNodePorts bool
-	// NodePortAddresses limits NodePorts to these addresses of the node
-	// (--nodeport-addresses); empty means every local address.
-	NodePortAddresses []netip.Addr
-	// NodePortPrimary adds the node's primary addresses (from its Node
-	// object) to NodePortAddresses ("primary").
-	NodePortPrimary bool
-	// IPv6 renders the IPv6 family (ip6tables); the other family's Service
-	// ports are left out. ClusterCIDR must be of the same family.
-	IPv6 bool
-}
+type Options = dataplane.Options
 
 // Ruleset is a rendered ruleset: per table, the chains it owns and the rules
 // that fill them. It does not say how to get there from what the kernel has;

@@ -7,25 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// Options are the node-wide settings that shape the rules.
-type Options struct {
-	// ClusterCIDR is the pod CIDR (--cluster-cidr): traffic to a cluster IP
-	// from outside it is masqueraded.
-	ClusterCIDR netip.Prefix
-	// MasqueradeAll masquerades all traffic to cluster IPs.
-	MasqueradeAll bool
-	// NodePortAddresses limits NodePorts to these node addresses; empty
-	// means every local address except loopback.
-	NodePortAddresses []netip.Addr
-	// NodePortPrimary adds the node's primary address (from its Node).
-	NodePortPrimary bool
-	// IPv6 renders the ip6 table; Service ports of the other family are
-	// left out.
-	IPv6 bool
-}
+// Options are the node-wide settings that shape the rules
+// (LocalhostNodePorts does not apply).
+type Options = dataplane.Options
 
 // Ruleset is the whole desired content of one family's kube-proxy table:
 // the fixed part every node has, then one Service per Service port with

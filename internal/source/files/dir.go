@@ -23,7 +23,9 @@ type Dir struct {
 	Path string
 	// Node is this node's name: endpoints on it are marked local as they
 	// are read (model.NewEndpointSlice).
-	Node  string
+	Node string
+	// Log gets what Run has to say about the folder (nil: nothing).
+	Log   *slog.Logger
 	cache map[string]fileEntry
 	// names shares the node names of the endpoints the files list.
 	names model.Interner
@@ -172,11 +174,15 @@ func appendFirst[T any](dst, objs []T, kind string, key func(T) string, path str
 	return dst
 }
 
-// Watch calls onChange with the folder's contents now and after every change,
-// until ctx ends. Filesystem events are coalesced for a short while, and the
-// folder is also re-checked periodically in case an event was missed (or the
-// folder was replaced as a whole).
-func (d *Dir) Watch(ctx context.Context, log *slog.Logger, onChange func(model.Input, []error)) error {
+// Run calls onChange with the folder's contents now and after every change,
+// until ctx ends (a source.Source). Filesystem events are coalesced for a
+// short while, and the folder is also re-checked periodically in case an
+// event was missed (or the folder was replaced as a whole).
+func (d *Dir) Run(ctx context.Context, onChange func(model.Input, []error)) error {
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	in, errs, _, err := d.Load()
 	if err != nil {
 		return err

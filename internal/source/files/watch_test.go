@@ -2,8 +2,6 @@ package files
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,7 +27,7 @@ func TestWatchFollowsChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- (&Dir{Path: dir}).Watch(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), func(in model.Input, _ []error) {
+		done <- (&Dir{Path: dir}).Run(ctx, func(in model.Input, _ []error) {
 			var names []string
 			for _, s := range in.Services {
 				names = append(names, s.Name)

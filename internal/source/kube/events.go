@@ -11,11 +11,13 @@ import (
 // Events posts Kubernetes Events about Services, such as a NodePort held by
 // another process on this node.
 type Events struct {
-	rec record.EventRecorder
-	uid func(namespace, name string) types.UID
-	// Stop ends the event broadcaster.
-	Stop func()
+	rec  record.EventRecorder
+	uid  func(namespace, name string) types.UID
+	stop func()
 }
+
+// Stop ends the event broadcaster.
+func (e *Events) Stop() { e.stop() }
 
 // NewEvents posts events as "svcproxy" from this node. uid looks a Service's
 // UID up, so that `kubectl describe service` lists the events.
@@ -25,7 +27,7 @@ func NewEvents(client *Client, node string, uid func(namespace, name string) typ
 	return &Events{
 		rec:  b.NewRecorder(scheme, corev1.EventSource{Component: "svcproxy", Host: node}),
 		uid:  uid,
-		Stop: b.Shutdown,
+		stop: b.Shutdown,
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/svcproxy/svcproxy/internal/model"
+	"github.com/svcproxy/svcproxy/internal/source"
 )
 
 // Label selectors as upstream kube-proxy uses them: Services owned by another
@@ -29,6 +30,10 @@ const (
 	serviceSelector = "!" + model.ServiceProxyNameLabel + ",!service.kubernetes.io/headless"
 	sliceSelector   = "!" + model.ServiceProxyNameLabel + ",!service.kubernetes.io/headless," + discoveryv1.LabelServiceName
 )
+
+// Origin is where the objects of this source come from, as their errors
+// say it.
+const Origin = "API server"
 
 // Source watches the API server.
 type Source struct {
@@ -43,6 +48,10 @@ type Source struct {
 	// names shares the node names of the endpoints the cache holds.
 	names model.Interner
 }
+
+// Events records Kubernetes Events as "svcproxy" from node, on the
+// Services of this source's cache (a source.EventSource).
+func (s *Source) Events(node string) source.Events { return NewEvents(s.Client, node, s.ServiceUID) }
 
 // ServiceUID returns a Service's UID from the informer cache ("" if unknown).
 func (s *Source) ServiceUID(namespace, name string) types.UID {
@@ -195,13 +204,20 @@ func (s *Source) snapshot(svcs, slices, nodes cache.Store) model.Input {
 // Anything else (this node's Node object, or an object read already) is
 // kept as it is.
 func (s *Source) read(obj any) (any, error) {
+	// Errors name the API server as where their object came from.
 	switch o := obj.(type) {
 	case *corev1.Service:
-		return cachedService{model.NewService(o)}, nil
+		svc := model.NewService(o)
+		svc.Source = Origin
+		return cachedService{svc}, nil
 	case *discoveryv1.EndpointSlice:
-		return cachedSlice{model.NewEndpointSlice(o, s.NodeName, &s.names)}, nil
+		es := model.NewEndpointSlice(o, s.NodeName, &s.names)
+		es.Source = Origin
+		return cachedSlice{es}, nil
 	case *networkingv1.ServiceCIDR:
-		return cachedServiceCIDR{model.NewServiceCIDR(o)}, nil
+		c := model.NewServiceCIDR(o)
+		c.Source = Origin
+		return cachedServiceCIDR{c}, nil
 	}
 	return obj, nil
 }

@@ -1,0 +1,249 @@
+// Package agent runs svcproxy on one node. It wires a source to the model,
+// the sync loop and the dataplane of the chosen mode, starts the servers
+// (health, metrics) and the canary watch, and hands every finished sync to
+// the observers that act on it (observers.go). cmd/ parses flags into a
+// Config; everything that happens on the node starts here.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/config"
+	"github.com/svcproxy/svcproxy/internal/conntrack"
+	"github.com/svcproxy/svcproxy/internal/dataplane"
+	"github.com/svcproxy/svcproxy/internal/dataplane/modes"
+	"github.com/svcproxy/svcproxy/internal/healthcheck"
+	"github.com/svcproxy/svcproxy/internal/metrics"
+	"github.com/svcproxy/svcproxy/internal/model"
+	"github.com/svcproxy/svcproxy/internal/nodeport"
+	"github.com/svcproxy/svcproxy/internal/proxy"
+	"github.com/svcproxy/svcproxy/internal/source"
+	"github.com/svcproxy/svcproxy/internal/sysctl"
+)
+
+// Config is what an agent runs with.
+type Config struct {
+	// Settings are the validated flags and config file.
+	Settings config.Config
+	Mode     dataplane.Mode
+	Node     model.Node
+	// Options gives each IP family's rule options.
+	Options func(v6 bool) (dataplane.Options, error)
+	Source  source.Source
+	// Input adjusts every snapshot before it is built (objects that flags
+	// add, such as --service-cidrs); nil leaves them as they are.
+	Input func(model.Input) model.Input
+	// HoldNodePorts keeps a listening socket on every NodePort.
+	HoldNodePorts bool
+	Log           *slog.Logger
+}
+
+// FullSyncPeriod is how often a sync reads the kernel's rules and rewrites
+// every Service, as upstream does (its FullSyncPeriod). The syncs every
+// sync period in between are partial: they rewrite what changed, which when
+// nothing did is nothing. A full rewrite every sync period would cost a 10k
+// Service node 14 s of iptables-restore, or 2 s and a doubled record in
+// nftables mode, twice a minute. Failures and flushed tables (the canary
+// check) still make the next sync full.
+const FullSyncPeriod = time.Hour
+
+// Agent is svcproxy running on one node.
+type Agent struct {
+	cfg       Config
+	log       *slog.Logger
+	dataplane dataplane.Families
+	runner    *proxy.Runner
+	metrics   *metrics.Metrics
+	health    *healthcheck.Server // nil without --healthz-bind-address
+	services  *healthcheck.Services
+	guard     *nodeport.Guard
+	latency   *programmingLatency
+	ports     *portReservation
+	observers []Observer
+}
+
+// New builds an agent; nothing on the node changes before Run.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Mode.Check(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	a := &Agent{cfg: cfg, log: log, metrics: metrics.New()}
+	fs, err := cfg.Mode.Families(cfg.Options, dataplane.SyncerConfig{Metrics: a.metrics, FullSyncPeriod: FullSyncPeriod}, log)
+	if err != nil {
+		return nil, err
+	}
+	a.dataplane = fs
+	s := &cfg.Settings
+	a.runner = &proxy.Runner{
+		Dataplane: fs, Log: log, Metrics: a.metrics,
+		MinSyncPeriod: s.MinSyncPeriod, SyncPeriod: s.SyncPeriod,
+		OnSynced: a.synced,
+	}
+	if s.HealthzBindAddress != "" {
+		a.health = &healthcheck.Server{Timeout: 2 * s.SyncPeriod, Log: log, Syncer: a.runner}
+	}
+	a.services = &healthcheck.Services{Log: log}
+	if a.health != nil {
+		a.services.Proxy = a.health
+	}
+	a.guard = &nodeport.Guard{Log: log, Hold: cfg.HoldNodePorts, Metrics: a.metrics}
+	a.latency = &programmingLatency{metrics: a.metrics}
+	a.ports = &portReservation{
+		reserver: &nodeport.Reserver{StateFile: ReservationState(s.StateDir)},
+		mode:     s.NodePortReservation, portRange: s.NodePortRange, log: log,
+	}
+	// In the order they act after a sync: the latency first, measured to
+	// the moment the rules were in the kernel.
+	a.observers = []Observer{a.latency, &conntrack.Cleaner{Log: log}, a.ports, a.guard, a.services}
+	return a, nil
+}
+
+// Run programs the node and follows the source until ctx ends. The rules
+// stay in the kernel when it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	c, log := &a.cfg.Settings, a.log
+	if err := a.ports.atStart(); err != nil {
+		log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
+	}
+	a.setSysctls()
+	if es, ok := a.cfg.Source.(source.EventSource); ok {
+		ev := es.Events(a.cfg.Node.Name)
+		defer ev.Stop()
+		a.guard.Events = ev
+	}
+	defer a.guard.Close()
+	defer a.services.Close()
+	a.removeOtherModes(ctx)
+	if c.MetricsBindAddress != "" {
+		go func() {
+			if err := a.metrics.ListenAndServe(ctx, c.MetricsBindAddress, c.EnableProfiling); err != nil {
+				log.Error("metrics server stopped", "address", c.MetricsBindAddress, "err", err)
+			}
+		}()
+	}
+	if a.health != nil {
+		go func() {
+			if err := a.health.ListenAndServe(ctx, c.HealthzBindAddress); err != nil {
+				log.Error("health check server stopped", "address", c.HealthzBindAddress, "err", err)
+			}
+		}()
+	}
+	log.Info("starting svcproxy", "mode", a.cfg.Mode.Name, "node", a.cfg.Node.Name, "clusterCIDR", c.ClusterCIDR,
+		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
+	srcErr := make(chan error, 1)
+	go func() { srcErr <- a.cfg.Source.Run(ctx, a.snapshot()) }()
+	go a.runner.Run(ctx)
+	go dataplane.Monitor(ctx, canaryInterval(c.SyncPeriod), log, a.cfg.Mode.Canary, a.cfg.Mode.Present,
+		func() bool { return !a.runner.LastSuccess().IsZero() },
+		func() { a.dataplane.ForceFull(); a.runner.Resync() })
+	select {
+	case err := <-srcErr:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+	}
+	log.Info("stopping; the rules stay in the kernel")
+	return nil
+}
+
+// snapshot is what the source calls with each snapshot: it builds the
+// desired state and hands it to the sync loop.
+func (a *Agent) snapshot() func(model.Input, []error) {
+	var prev model.Input
+	var builder model.Builder
+	return func(in model.Input, objErrs []error) {
+		if a.cfg.Input != nil {
+			in = a.cfg.Input(in)
+		}
+		cs := model.Changes(prev, in)
+		prev = in
+		a.metrics.CountChanges(cs.Services, cs.EndpointSlices)
+		a.latency.changed(cs.Triggers)
+		st, buildErrs := builder.Build(in, a.cfg.Node)
+		rejected := 0
+		for _, e := range append(objErrs, buildErrs...) {
+			switch model.Outcome(e) {
+			case "warning":
+				a.log.Warn(e.Error())
+			case "partly used":
+				a.log.Error("programming object partly: "+e.Error(), "err", e)
+			default:
+				rejected++
+				a.log.Error("skipping object: "+e.Error(), "err", e)
+			}
+		}
+		a.log.Info("Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
+			"servicePorts", len(st.Services), "rejected", rejected)
+		a.runner.Update(st)
+	}
+}
+
+// synced hands a finished sync to every observer.
+func (a *Agent) synced(st *model.State) {
+	for _, o := range a.observers {
+		o.Synced(st)
+	}
+}
+
+// setSysctls sets what the mode needs of the kernel for these options.
+func (a *Agent) setSysctls() {
+	if a.cfg.Mode.Sysctls == nil {
+		return
+	}
+	opts, err := a.cfg.Options(false)
+	if err != nil {
+		return
+	}
+	for _, s := range a.cfg.Mode.Sysctls(opts) {
+		if changed, err := sysctl.Ensure(s.Name, s.Value); err != nil {
+			a.log.Error("cannot set "+s.Name, "why", s.Why, "err", err)
+		} else if changed {
+			a.log.Info(fmt.Sprintf("set %s=%s", s.Name, s.Value), "why", s.Why)
+		}
+	}
+}
+
+// removeOtherModes deletes the rules a run in another mode left, so that a
+// node switched between modes is never programmed twice.
+func (a *Agent) removeOtherModes(ctx context.Context) {
+	for _, m := range modes.Others(a.cfg.Mode) {
+		removed, err := m.Installed().Cleanup(ctx)
+		switch {
+		case err != nil:
+			a.log.Error("cannot remove the rules of "+m.Name+" mode left on this node", "err", err)
+		case removed:
+			a.log.Info("removed the rules " + m.Name + " mode left on this node")
+		}
+	}
+}
+
+// canaryInterval is how often the canary chains are checked: often enough
+// that flushed rules come back well within the sync period.
+func canaryInterval(syncPeriod time.Duration) time.Duration {
+	return min(max(syncPeriod/4, 100*time.Millisecond), 5*time.Second)
+}
+
+// ReservationState is the file that records the ports svcproxy reserved.
+func ReservationState(stateDir string) string {
+	return filepath.Join(stateDir, "reserved-ports.json")
+}
+
+// Cleanup removes every mode's rules from the node and gives back the
+// reserved ports (svcproxy cleanup, run --cleanup).
+func Cleanup(ctx context.Context, stateDir string) (removed bool, reserved string, err error) {
+	removed, err = modes.Installed().Cleanup(ctx)
+	if err != nil {
+		return removed, "", err
+	}
+	v, err := (&nodeport.Reserver{StateFile: ReservationState(stateDir)}).Release()
+	if err != nil {
+		return removed, "", fmt.Errorf("give back reserved ports: %w", err)
+	}
+	return removed, v, nil
+}

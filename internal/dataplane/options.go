@@ -1,0 +1,27 @@
+package dataplane
+
+import "net/netip"
+
+// Options are the node-wide settings that shape both modes' rules, for one
+// IP family.
+type Options struct {
+	// ClusterCIDR is the pod CIDR (--cluster-cidr). Traffic to a cluster IP
+	// from outside it is masqueraded; when unset, only external traffic is.
+	ClusterCIDR netip.Prefix
+	// MasqueradeAll masquerades all traffic to cluster IPs (--masquerade-all).
+	MasqueradeAll bool
+	// LocalhostNodePorts makes NodePorts answer on 127.0.0.1 and adds the
+	// CVE-2020-8558 rule that keeps them unreachable from other hosts.
+	// iptables mode only: nftables mode has no localhost NodePorts (as
+	// upstream's without its feature gate).
+	LocalhostNodePorts bool
+	// NodePortAddresses limits NodePorts to these addresses of the node
+	// (--nodeport-addresses); nil means every local address, empty none.
+	NodePortAddresses []netip.Addr
+	// NodePortPrimary adds the node's primary address of the family (from
+	// its Node object) to NodePortAddresses ("primary").
+	NodePortPrimary bool
+	// IPv6 renders the IPv6 family; the other family's Service ports are
+	// left out. ClusterCIDR must be of the same family.
+	IPv6 bool
+}
