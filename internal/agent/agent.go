@@ -72,7 +72,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	log := cfg.Log
-	a := &Agent{cfg: cfg, log: log, metrics: metrics.New()}
+	a := &Agent{cfg: cfg, log: log, metrics: metrics.New(cfg.Mode.Name)}
 	fs, err := cfg.Mode.Families(cfg.Options, dataplane.SyncerConfig{Metrics: a.metrics, FullSyncPeriod: FullSyncPeriod}, log)
 	if err != nil {
 		return nil, err

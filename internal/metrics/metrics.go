@@ -18,10 +18,13 @@ import (
 
 // Metrics holds the collectors; one per process.
 type Metrics struct {
-	Registry          *prometheus.Registry
-	syncDuration      prometheus.Histogram
-	lastSync          prometheus.Gauge
-	restoreFailures   prometheus.Counter
+	Registry     *prometheus.Registry
+	syncDuration prometheus.Histogram
+	lastSync     prometheus.Gauge
+	// syncFailures counts failed syncs under the mode's upstream name
+	// (iptables restore failures, nftables sync failures); partialFailures
+	// the failed partial ones, which only iptables mode counts apart.
+	syncFailures      prometheus.Counter
 	partialFailures   prometheus.Counter
 	nodePortConflicts *prometheus.GaugeVec
 	rulesTotal        *prometheus.GaugeVec
@@ -30,8 +33,9 @@ type Metrics struct {
 	programming       prometheus.Histogram
 }
 
-// New registers the collectors in a fresh registry.
-func New() *Metrics {
+// New registers the collectors of the named proxy mode in a fresh
+// registry.
+func New(mode string) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -43,23 +47,31 @@ func New() *Metrics {
 			Name: "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
 			Help: "The last time proxy rules were successfully synced",
 		}),
-		restoreFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-			Help: "Cumulative proxy iptables restore failures",
-		}),
 		nodePortConflicts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "svcproxy_nodeport_conflicts",
 			Help: "Number of other processes holding a NodePort (listening, or as the local port of a connection)",
 		}, []string{"port", "protocol"}),
 	}
-	m.partialFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
-		Help: "Cumulative proxy iptables partial restore failures",
-	})
-	m.rulesTotal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "kubeproxy_sync_proxy_rules_iptables_total",
-		Help: "Total number of iptables rules owned by svcproxy",
-	}, []string{"table"})
+	if mode == "nftables" {
+		m.syncFailures = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+			Help: "Cumulative proxy nftables sync failures",
+		})
+	} else {
+		m.syncFailures = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+			Help: "Cumulative proxy iptables restore failures",
+		})
+		m.partialFailures = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+			Help: "Cumulative proxy iptables partial restore failures",
+		})
+		m.rulesTotal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kubeproxy_sync_proxy_rules_iptables_total",
+			Help: "Total number of iptables rules owned by svcproxy",
+		}, []string{"table"})
+		m.Registry.MustRegister(m.partialFailures, m.rulesTotal)
+	}
 	m.serviceChanges = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kubeproxy_sync_proxy_rules_service_changes_total",
 		Help: "Cumulative Services added, changed or removed",
@@ -73,8 +85,7 @@ func New() *Metrics {
 		Help:    "In-cluster network programming latency: from an endpoints change (its trigger time) to the rules being in the kernel",
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
 	})
-	m.Registry.MustRegister(m.syncDuration, m.lastSync, m.restoreFailures, m.nodePortConflicts,
-		m.partialFailures, m.rulesTotal, m.serviceChanges, m.endpointChanges, m.programming,
+	m.Registry.MustRegister(m.syncDuration, m.lastSync, m.syncFailures, m.nodePortConflicts, m.serviceChanges, m.endpointChanges, m.programming,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,17 +94,27 @@ func New() *Metrics {
 func (m *Metrics) ObserveSync(took time.Duration, err error) {
 	m.syncDuration.Observe(took.Seconds())
 	if err != nil {
-		m.restoreFailures.Inc()
+		m.syncFailures.Inc()
 		return
 	}
 	m.lastSync.SetToCurrentTime()
 }
 
 // PartialRestoreFailed counts a failed partial sync (a full one follows).
-func (m *Metrics) PartialRestoreFailed() { m.partialFailures.Inc() }
+// nftables mode counts it among its sync failures only, as upstream.
+func (m *Metrics) PartialRestoreFailed() {
+	if m.partialFailures != nil {
+		m.partialFailures.Inc()
+	}
+}
 
-// SetRules records how many rules svcproxy owns in a table.
-func (m *Metrics) SetRules(table string, n int) { m.rulesTotal.WithLabelValues(table).Set(float64(n)) }
+// SetRules records how many rules svcproxy owns in a table (iptables mode:
+// upstream's nftables mode has no such metric).
+func (m *Metrics) SetRules(table string, n int) {
+	if m.rulesTotal != nil {
+		m.rulesTotal.WithLabelValues(table).Set(float64(n))
+	}
+}
 
 // CountChanges adds to the Service and EndpointSlice change counters.
 func (m *Metrics) CountChanges(services, slices int) {
