@@ -1,7 +1,10 @@
 // Package model owns svcproxy's view of the cluster: one entry per Service
-// port with the endpoints that serve it. Sources translate Kubernetes objects
-// into this model; everything downstream (sync loop, dataplanes, tracer) sees
-// only these types, never client-go or API types.
+// port with the endpoints that serve it, and each port's plan (plan.go:
+// which endpoints serve internal and external traffic, which chains exist).
+// It reads Kubernetes objects itself (NewService, NewEndpointSlice,
+// NewServiceCIDR), which sources call as objects arrive; everything
+// downstream (sync loop, dataplanes, tracer) sees only these types, never
+// client-go or API types.
 package model
 
 import (

@@ -1,5 +1,6 @@
 // Package netfilter reads netfilter rulesets as text (iptables-save and
-// iptables-restore input) and follows packets through them. It never touches
+// iptables-restore input, and nft list output of either proxy's nftables
+// table) and follows packets through them. It never touches
 // the kernel: callers hand it text, which makes it usable on a live node, on
 // a dump from another node, and on svcproxy's own rendered output alike.
 package netfilter

@@ -1,7 +1,10 @@
 // Package nftables is svcproxy's nftables dataplane: a pure renderer from the
-// model to upstream kube-proxy's nftables layout (table ip/ip6 kube-proxy,
-// dispatch through verdict maps), and a thin layer that applies it over
-// netlink in transactions that each carry whole Services.
+// model (and its Service plan) to a table in upstream kube-proxy's names
+// (table ip/ip6 kube-proxy, dispatch through verdict maps, endpoints picked
+// from shared endpoints maps), and the syncer that applies it over netlink:
+// it keeps a record of what the table holds, works out what each sync must
+// add and delete (only the Services that changed between full syncs), and
+// sends that in transactions that each carry whole Services.
 package nftables
 
 import (
