@@ -38,6 +38,12 @@ type Plan struct {
 	// allowed sources: only when a source range holds the node's own IP,
 	// for a VIP bound on this node that loops back with itself as source.
 	Firewall, FirewallAllowsLBIPs bool
+	// NATFirewall is Firewall where the firewall is a nat chain reached by
+	// the jump to the Service (iptables mode's KUBE-FW): that jump exists
+	// only while the Service has endpoints, and without any the filter
+	// table rejects every source alike. nftables mode filters before DNAT
+	// and reads Firewall.
+	NATFirewall bool
 }
 
 // Plan works out sp's plan on node.
@@ -60,6 +66,7 @@ func (sp *ServicePort) Plan(node Node) Plan {
 	}
 	p.External = p.HasEndpoints && external
 	p.Firewall = len(sp.LoadBalancerIPs) > 0 && len(sp.SourceRanges) > 0
+	p.NATFirewall = p.Firewall && p.HasEndpoints
 	if p.Firewall {
 		if ip, ok := node.IP(sp.ClusterIP.Is6()); ok {
 			for _, r := range sp.SourceRanges {

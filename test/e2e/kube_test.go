@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,9 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/svcproxy/svcproxy/internal/lab"
+	"github.com/svcproxy/svcproxy/internal/source"
+	"github.com/svcproxy/svcproxy/internal/source/kube"
+	"github.com/svcproxy/svcproxy/internal/source/sourcetest"
 )
 
 // kubeBinaries finds kube-apiserver and etcd ("server") as built by
@@ -325,6 +329,36 @@ func TestKubeAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 10*time.Second, "a new ServiceCIDR's drop", hasDrop("10.97.0.0/24"))
+	})
+
+	t.Run("the API source keeps source.Source's promises", func(t *testing.T) {
+		client, err := kube.NewClient(cp.AdminConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conformance"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sourcetest.Run(t, sourcetest.Harness{
+			New: func(*testing.T) source.Source {
+				return &kube.Source{Client: client, NodeName: "node-1", Log: slog.New(slog.DiscardHandler)}
+			},
+			Apply: func(t *testing.T, objs ...any) {
+				for _, o := range objs {
+					var err error
+					switch o := o.(type) {
+					case *corev1.Service:
+						_, err = admin.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+					case *discoveryv1.EndpointSlice:
+						_, err = admin.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			Namespace: "conformance",
+		}, [3]string{"10.96.200.1", "10.96.200.2", "10.96.200.3"})
 	})
 
 	t.Run("Services of another proxy and headless Services are left alone", func(t *testing.T) {

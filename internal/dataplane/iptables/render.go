@@ -385,10 +385,7 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 	if plan.ExternalLocal {
 		externalPolicyChain = svlChain
 	}
-	// The firewall is a nat chain, reached only through a jump that exists
-	// while the Service has endpoints; without any, the filter table's
-	// REJECT answers every source alike.
-	usesFW := plan.Firewall && plan.HasEndpoints
+	usesFW := plan.NATFirewall
 
 	// What the filter table does when there is nowhere to send traffic:
 	// the comment's second part and the target.
