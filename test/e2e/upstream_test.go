@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/dataplane/dptest"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -45,9 +46,9 @@ func TestRulesMatchUpstream(t *testing.T) {
 	type testCase struct {
 		name string
 		dir  string
-		opts dptest.Options
+		opts dataplane.Options
 	}
-	cases := []testCase{{name: "bundled-manifests", dir: "../../examples/lab", opts: dptest.Options{LocalhostNodePorts: true}}}
+	cases := []testCase{{name: "bundled-manifests", dir: "../../examples/lab", opts: dataplane.Options{LocalhostNodePorts: true}}}
 	for _, c := range dptest.Parity() {
 		cases = append(cases, testCase{c.Name, writeCase(t, c), c.Opts})
 	}

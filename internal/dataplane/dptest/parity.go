@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -21,22 +22,18 @@ var NodeIP = netip.MustParseAddr("192.168.77.1")
 // PodCIDR is the cases' --cluster-cidr.
 var PodCIDR = netip.MustParsePrefix("10.0.0.0/16")
 
-// Options are the node-wide settings of a case, as both modes take them.
-type Options struct {
-	LocalhostNodePorts bool
-	MasqueradeAll      bool
-	NodePortAddresses  []netip.Addr
-}
-
 // Case is one behaviour both dataplanes are held to, stated with the API
-// objects a source would read and what must happen to packets. Each mode
-// renders it, compares the rules with its golden file and traces them.
+// objects a source would read (or, for Behaviours, the model's State) and
+// what must happen to packets. Each mode renders it, compares the rules
+// with its golden file and traces them.
 type Case struct {
 	Name         string
 	Services     []*corev1.Service
 	Slices       []*discoveryv1.EndpointSlice
 	ServiceCIDRs []*networkingv1.ServiceCIDR
-	Opts         Options
+	// Model, when set, is the State itself, not built from objects.
+	Model *model.State
+	Opts  dataplane.Options
 	// WantErrs are what Build reports, one part of each error's text.
 	WantErrs []string
 	Traces   []TraceCase
@@ -46,6 +43,9 @@ type Case struct {
 // and checks the errors it reports.
 func (c Case) State(t *testing.T) model.State {
 	t.Helper()
+	if c.Model != nil {
+		return *c.Model
+	}
 	var names model.Interner
 	in := model.Input{Nodes: []*corev1.Node{{
 		ObjectMeta: metav1.ObjectMeta{Name: "node-1"},
@@ -72,19 +72,26 @@ func (c Case) State(t *testing.T) model.State {
 	return st
 }
 
-// RunParity renders every Parity case in one mode (render returns the
-// rules as text, written to testdata/parity/NAME.ext, and a tracer over
-// them) and traces each case's packets.
-func RunParity(t *testing.T, mode, ext string, render func(model.State, Options) ([]byte, Tracer, error)) {
-	for _, c := range Parity() {
+// Local are the node's addresses when a case is traced.
+var Local = []netip.Addr{NodeIP, netip.MustParseAddr("192.168.88.1"), netip.MustParseAddr("fd00:77::1")}
+
+// Run renders every case in one mode (render returns the rules as text,
+// written to testdata/DIR/NAME.EXT, and a tracer over them) and traces
+// each case's packets.
+func Run(t *testing.T, dir string, cases []Case, mode, ext string, render func(model.State, dataplane.Options) ([]byte, Tracer, error)) {
+	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			text, trace, err := render(c.State(t), c.Opts)
+			st := c.State(t)
+			text, trace, err := render(st, c.Opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			Golden(t, filepath.Join("testdata", "parity", c.Name+"."+ext), text)
+			if again, _, _ := render(st, c.Opts); string(again) != string(text) {
+				t.Fatal("rendering is not deterministic")
+			}
+			Golden(t, filepath.Join("testdata", dir, c.Name+"."+ext), text)
 			for _, tc := range c.Traces {
-				CheckTrace(t, trace, []netip.Addr{NodeIP}, tc.In(mode))
+				CheckTrace(t, trace, Local, tc.In(mode))
 			}
 		})
 	}
@@ -142,8 +149,9 @@ func Endpoint(ip, node string) discoveryv1.Endpoint {
 	return discoveryv1.Endpoint{Addresses: []string{ip}, NodeName: &node}
 }
 
-// Terminating is an endpoint on node that still serves while it goes.
-func Terminating(ip, node string) discoveryv1.Endpoint {
+// TerminatingEndpoint is an endpoint on node that still serves while it
+// goes.
+func TerminatingEndpoint(ip, node string) discoveryv1.Endpoint {
 	e := Endpoint(ip, node)
 	f, t := false, true
 	e.Conditions = discoveryv1.EndpointConditions{Ready: &f, Serving: &t, Terminating: &t}
@@ -160,7 +168,7 @@ func Parity() []Case {
 	)
 	dnat := func(ep string) string { return "DNAT to " + ep + " (100%); source kept" }
 	dnatMasq := func(ep string) string { return "DNAT to " + ep + " (100%); masqueraded" }
-	return []Case{
+	cases := []Case{
 		{
 			// An ingress controller's pods calling their own LB IP from a
 			// node that runs none of the Service's endpoints.
@@ -180,7 +188,7 @@ func Parity() []Case {
 			},
 			Slices: []*discoveryv1.EndpointSlice{
 				Slice("ingress", Endpoint("10.180.0.2", "node-2")),
-				Slice("ingress-going", Terminating("10.180.0.3", "node-2")),
+				Slice("ingress-going", TerminatingEndpoint("10.180.0.3", "node-2")),
 			},
 			Traces: []TraceCase{
 				T("a pod reaches the LB IP: every endpoint, source kept", netfilter.Arriving, pod, "tcp", "1.2.3.4:80", dnat("10.180.0.2:80")),
@@ -230,7 +238,7 @@ func Parity() []Case {
 				s.Spec.Ports[0].NodePort = 30120
 			})},
 			Slices: []*discoveryv1.EndpointSlice{Slice("web", Endpoint("10.0.1.7", "node-1"))},
-			Opts:   Options{NodePortAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1"), NodeIP}},
+			Opts:   dataplane.Options{NodePortAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1"), NodeIP}},
 			Traces: []TraceCase{
 				T("127.0.0.1 is listed but localhost NodePorts are off: untouched", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30120",
 					"NONE (no rule changes the packet)"),
@@ -388,7 +396,7 @@ func Parity() []Case {
 			Name:     "masquerade-all",
 			Services: []*corev1.Service{Service("all", "10.96.0.220", nil)},
 			Slices:   []*discoveryv1.EndpointSlice{Slice("all", Endpoint("10.0.1.40", "node-1"))},
-			Opts:     Options{MasqueradeAll: true},
+			Opts:     dataplane.Options{MasqueradeAll: true},
 			Traces: []TraceCase{
 				T("pod traffic is masqueraded too", netfilter.Arriving, pod, "tcp", "10.96.0.220:80", dnatMasq("10.0.1.40:80")),
 			},
@@ -409,4 +417,8 @@ func Parity() []Case {
 			},
 		},
 	}
+	for i := range cases {
+		cases[i].Opts.ClusterCIDR = PodCIDR
+	}
+	return cases
 }

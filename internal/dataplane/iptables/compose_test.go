@@ -50,7 +50,7 @@ func TestComposeAgainstCurrentRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := model.State{Services: []model.ServicePort{kubeDNS(dptest.Ep("10.244.0.12", 53))}}
+	st := model.State{Services: []model.ServicePort{dptest.DNS(dptest.Ep("10.244.0.12", 53))}}
 	out := string(Compose(Render(&st, Options{LocalhostNodePorts: true}), cur))
 
 	for _, want := range []string{
@@ -107,7 +107,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 
 func TestComposeChunks(t *testing.T) {
 	st := model.Synthetic(600, 10)
-	st.Services = append(st.Services, lbService(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)))
+	st.Services = append(st.Services, dptest.LB(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)))
 	rs := Render(st, Options{ClusterCIDR: podCIDR, LocalhostNodePorts: true})
 	cur, _ := netfilter.ParseIPTables(currentKernel)
 	txs := ComposeChunks(rs, cur, 250)

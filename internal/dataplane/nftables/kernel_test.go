@@ -23,6 +23,21 @@ import (
 
 var nsCount atomic.Int32
 
+// goldenCase is a state of the shared behaviour table, for the kernel.
+type goldenCase struct {
+	name  string
+	state model.State
+	opts  Options
+}
+
+func goldenCases(t *testing.T) []goldenCase {
+	var out []goldenCase
+	for _, c := range dptest.Behaviours() {
+		out = append(out, goldenCase{c.Name, c.State(t), c.Opts})
+	}
+	return out
+}
+
 // kernelNS makes a throwaway network namespace and returns an fd for it and
 // a function that runs a command inside it.
 func kernelNS(t *testing.T) (int, func(args ...string) (string, error)) {
@@ -136,7 +151,7 @@ func TestKernelHoldsTheRenderedRuleset(t *testing.T) {
 	fd, run := kernelNS(t)
 	ctx := context.Background()
 	syncers := map[bool]*Syncer{}
-	cases := goldenCases()
+	cases := goldenCases(t)
 	// Forwards, then backwards: every step is a partial sync from the
 	// previous state (Services, endpoints and node options change).
 	for i := 0; i < 2*len(cases); i++ {
@@ -344,23 +359,15 @@ func sameRecord(got, want *kernelState) []string {
 // a sync loads into a fresh namespace with nft -f, and lists the same
 // there.
 func TestKernelListingLoadsBack(t *testing.T) {
-	type state struct {
-		name string
-		st   model.State
-		opts Options
-	}
-	var states []state
-	for _, tc := range goldenCases() {
-		states = append(states, state{tc.name, tc.state, tc.opts})
-	}
+	states := goldenCases(t)
 	for _, c := range dptest.Parity() {
-		states = append(states, state{"parity-" + c.Name, c.State(t), Options{ClusterCIDR: dptest.PodCIDR, MasqueradeAll: c.Opts.MasqueradeAll, NodePortAddresses: c.Opts.NodePortAddresses}})
+		states = append(states, goldenCase{"parity-" + c.Name, c.State(t), c.Opts})
 	}
 	for _, tc := range states {
 		t.Run(tc.name, func(t *testing.T) {
 			fd, run := kernelNS(t)
 			s := &Syncer{NetNS: fd, Options: tc.opts}
-			if err := s.Sync(context.Background(), &tc.st); err != nil {
+			if err := s.Sync(context.Background(), &tc.state); err != nil {
 				t.Fatal(err)
 			}
 			saved, err := run("nft", "list", "ruleset")
