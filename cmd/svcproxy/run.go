@@ -89,6 +89,7 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"iptables-localhost-nodeports": func(d, s *config.Config) { d.LocalhostNodePorts = s.LocalhostNodePorts },
 	"nodeport-addresses":           func(d, s *config.Config) { d.NodePortAddresses = s.NodePortAddresses },
 	"service-cidrs":                func(d, s *config.Config) { d.ServiceCIDRs = s.ServiceCIDRs },
+	"detect-local-mode":            func(d, s *config.Config) { d.DetectLocalMode = s.DetectLocalMode },
 	"proxy-mode":                   func(d, s *config.Config) { d.Mode = s.Mode },
 	"iptables-sync-period":         func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
 	"iptables-min-sync-period":     func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },

@@ -29,6 +29,9 @@ type Config struct {
 	MasqueradeAll      bool
 	LocalhostNodePorts bool
 	NodePortAddresses  []string
+	// DetectLocalMode tells pod traffic apart: ClusterCIDR (by
+	// --cluster-cidr) or NodeCIDR (by the Node's spec.podCIDRs).
+	DetectLocalMode string
 	// ServiceCIDRs add to the ranges of ServiceCIDR objects (which an API
 	// server before v1.33, or a folder of manifests, may lack).
 	ServiceCIDRs       []string
@@ -88,6 +91,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MinSyncPeriod < 0 || c.MinSyncPeriod > c.SyncPeriod {
 		bad("iptables-min-sync-period", "iptables.minSyncPeriod", "%s: must be between 0 and the sync period (%s)", c.MinSyncPeriod, c.SyncPeriod)
+	}
+	switch c.DetectLocalMode {
+	case "", "ClusterCIDR", "NodeCIDR":
+	default:
+		bad("detect-local-mode", "detectLocalMode", "%q: must be ClusterCIDR or NodeCIDR", c.DetectLocalMode)
 	}
 	if c.ClusterCIDR != "" {
 		if _, err := ClusterCIDRs(c.ClusterCIDR); err != nil {
@@ -264,6 +272,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if len(k.NodePortAddresses) > 0 {
 		c.NodePortAddresses = k.NodePortAddresses
 	}
+	if k.DetectLocalMode == "ClusterCIDR" || k.DetectLocalMode == "NodeCIDR" {
+		c.DetectLocalMode = string(k.DetectLocalMode)
+	}
 	// In nftables mode the nftables section's settings win, as upstream.
 	if k.Mode == "nftables" {
 		if k.NFTables.MasqueradeAll {
@@ -297,7 +308,7 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("nftables.masqueradeBit", k.NFTables.MasqueradeBit)
 	check("winkernel", k.Winkernel)
 	check("iptables.masqueradeBit", k.IPTables.MasqueradeBit)
-	if k.DetectLocalMode != "" && k.DetectLocalMode != "ClusterCIDR" {
+	if k.DetectLocalMode != "" && k.DetectLocalMode != "ClusterCIDR" && k.DetectLocalMode != "NodeCIDR" {
 		out = append(out, "detectLocalMode")
 	}
 	check("detectLocal", k.DetectLocal)

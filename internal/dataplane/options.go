@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/svcproxy/svcproxy/internal/model"
+)
 
 // Options are the node-wide settings that shape both modes' rules, for one
 // IP family.
@@ -21,7 +25,22 @@ type Options struct {
 	// NodePortPrimary adds the node's primary address of the family (from
 	// its Node object) to NodePortAddresses ("primary").
 	NodePortPrimary bool
+	// LocalByNodeCIDR tells pod traffic by its source being in this node's
+	// pod range (the Node's spec.podCIDRs: --detect-local-mode NodeCIDR)
+	// instead of in ClusterCIDR.
+	LocalByNodeCIDR bool
 	// IPv6 renders the IPv6 family; the other family's Service ports are
 	// left out. ClusterCIDR must be of the same family.
 	IPv6 bool
+}
+
+// PodCIDR is the range whose sources count as pods on node (invalid when
+// none is known: then only --masquerade-all masquerades cluster IP traffic,
+// and external traffic is not short-circuited for pods).
+func (o Options) PodCIDR(node model.Node) netip.Prefix {
+	if !o.LocalByNodeCIDR {
+		return o.ClusterCIDR
+	}
+	p, _ := node.PodCIDR(o.IPv6)
+	return p
 }

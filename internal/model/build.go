@@ -23,6 +23,8 @@ type Node struct {
 	Zone string
 	// IPs are the node's addresses from its Node object, primary first.
 	IPs []netip.Addr
+	// PodCIDRs are the pod ranges assigned to the node (spec.podCIDRs).
+	PodCIDRs []netip.Prefix
 }
 
 // Input is one consistent snapshot of the objects a source has seen, as
@@ -225,7 +227,16 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 // nodeInfo adds what the Node object says about this node.
 func nodeInfo(n Node, obj *corev1.Node) Node {
 	n.Zone = obj.Labels[corev1.LabelTopologyZone]
-	n.IPs = nil
+	n.IPs, n.PodCIDRs = nil, nil
+	cidrs := obj.Spec.PodCIDRs
+	if len(cidrs) == 0 && obj.Spec.PodCIDR != "" {
+		cidrs = []string{obj.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		if p, _, err := parsePrefix(c); err == nil {
+			n.PodCIDRs = append(n.PodCIDRs, p)
+		}
+	}
 	// InternalIP first: upstream's "primary" node IP.
 	for _, want := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
 		for _, a := range obj.Status.Addresses {

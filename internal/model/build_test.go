@@ -370,3 +370,15 @@ func TestBuildSharesTheSlicesEndpoints(t *testing.T) {
 		t.Errorf("for node-2: endpoints %+v (the source's list %+v must stay as read)", got, read)
 	}
 }
+
+// The Node object gives this node's pod ranges (detect-local-mode NodeCIDR).
+func TestNodePodCIDRs(t *testing.T) {
+	in := Input{Nodes: []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node-1"},
+		Spec: corev1.NodeSpec{PodCIDR: "10.244.0.0/24", PodCIDRs: []string{"10.244.0.0/24", "fd00:10:244::/64"}}}}}
+	st, _ := Build(in, Node{Name: "node-1"})
+	v4, ok4 := st.Node.PodCIDR(false)
+	v6, ok6 := st.Node.PodCIDR(true)
+	if !ok4 || !ok6 || v4.String() != "10.244.0.0/24" || v6.String() != "fd00:10:244::/64" {
+		t.Errorf("pod CIDRs %v", st.Node.PodCIDRs)
+	}
+}

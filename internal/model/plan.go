@@ -80,6 +80,16 @@ func (sp *ServicePort) Plan(node Node) Plan {
 	return p
 }
 
+// PodCIDR is the node's pod range of the family (spec.podCIDRs).
+func (n Node) PodCIDR(v6 bool) (netip.Prefix, bool) {
+	for _, p := range n.PodCIDRs {
+		if p.Addr().Is6() == v6 {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
 // IP is the node's primary address of the family, from its Node object.
 func (n Node) IP(v6 bool) (netip.Addr, bool) {
 	for _, ip := range n.IPs {

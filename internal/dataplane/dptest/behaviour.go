@@ -233,6 +233,22 @@ func Behaviours() []Case {
 			},
 		},
 		{
+			// --detect-local-mode NodeCIDR: pods are the sources in this
+			// node's pod range, not in the whole cluster CIDR.
+			Name: "detect-local-node-cidr",
+			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))},
+				Node: model.Node{Name: "node-1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/24")}}},
+			Opts: dataplane.Options{ClusterCIDR: ClusterCIDR, LocalByNodeCIDR: true},
+			Traces: []TraceCase{
+				T("a pod of this node keeps its source", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); source kept"),
+				T("a pod of another node is masqueraded", netfilter.Arriving, "10.244.3.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); masqueraded"),
+				T("a pod of this node reaching the NodePort is short-circuited", netfilter.Arriving, "10.244.0.5", "tcp", "192.168.77.1:31443",
+					"DNAT to 10.244.1.10:8443 (100%); source kept"),
+				T("a pod of another node is not", netfilter.Arriving, "10.244.3.5", "tcp", "192.168.77.1:31443",
+					"DROP by filter KUBE-EXTERNAL-SERVICES|DROP by ip kube-proxy nodeport-endpoints-check"),
+			},
+		},
+		{
 			Name:  "no-cluster-cidr",
 			Model: &model.State{Services: []model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
 			Opts:  dataplane.Options{LocalhostNodePorts: true},

@@ -456,9 +456,9 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 	if plan.External {
 		r.natChains = append(r.natChains, extChain)
 		if plan.ExternalLocal {
-			if r.opts.ClusterCIDR.IsValid() {
+			if pods := r.opts.PodCIDR(r.node); pods.IsValid() {
 				n.rule(extChain).comment("pod traffic for ", spn, " external destinations").
-					w("-s").prefix(r.opts.ClusterCIDR).w("-j", svcChain).end()
+					w("-s").prefix(pods).w("-j", svcChain).end()
 			}
 			n.rule(extChain).comment("masquerade LOCAL traffic for ", spn, " external destinations").
 				w("-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq).end()
@@ -500,10 +500,11 @@ func (r *renderer) policyChain(sp *model.ServicePort, names *portNames, chain st
 	proto := string(sp.Protocol)
 	n := &r.nat
 	r.natChains = append(r.natChains, chain)
-	if internal && (r.opts.MasqueradeAll || r.opts.ClusterCIDR.IsValid()) {
+	pods := r.opts.PodCIDR(r.node)
+	if internal && (r.opts.MasqueradeAll || pods.IsValid()) {
 		n.rule(chain).comment(names.spn, " cluster IP").w("-m", proto, "-p", proto, "-d").addr(sp.ClusterIP).w("--dport").num(sp.Port)
 		if !r.opts.MasqueradeAll {
-			n.w("!", "-s").prefix(r.opts.ClusterCIDR)
+			n.w("!", "-s").prefix(pods)
 		}
 		n.w("-j", chainMarkMasq).end()
 	}

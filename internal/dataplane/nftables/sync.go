@@ -64,7 +64,8 @@ type Syncer struct {
 	cache     map[string]*cachedPort
 	cacheOpts *Options
 	// node is the last State's node: its address decides what a
-	// firewall allows, so the cache holds only while it stays.
+	// firewall allows, and its pod range may tell pods, so the cache holds
+	// only while they stay.
 	node model.Node
 	// recreated is set once this process has recreated the base chains
 	// (so that a changed hook or priority takes effect).
@@ -215,7 +216,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 // plan renders the table's fixed part and lists the Service ports, marking
 // those that did not change since the last sync (unless full) as cached.
 func (s *Syncer) plan(st *model.State, full bool) (*Ruleset, []syncItem) {
-	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) || !slices.Equal(s.node.IPs, st.Node.IPs) {
+	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) || !slices.Equal(s.node.IPs, st.Node.IPs) || !slices.Equal(s.node.PodCIDRs, st.Node.PodCIDRs) {
 		s.cache = nil
 	}
 	s.node = st.Node
