@@ -9,7 +9,6 @@ import (
 	gnft "github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -61,8 +60,21 @@ func (c *conns) flush() error {
 type sender struct {
 	nl  *netlink.Conn
 	seq uint32
-	err error
+	// base is the sequence number of the last batch's first message.
+	base uint32
+	err  error
 }
+
+// kernelError is the kernel's refusal of one message of a batch: index is
+// the message's place among the batch's operations (after its begin
+// marker), -1 when unknown.
+type kernelError struct {
+	errno syscall.Errno
+	index int
+}
+
+func (e *kernelError) Error() string { return e.errno.Error() }
+func (e *kernelError) Unwrap() error { return e.errno }
 
 func dialSender(netns int) (*sender, error) {
 	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
@@ -108,6 +120,7 @@ func (s *sender) send(req []netlink.Message) error {
 		size += nlmsgAlign(unix.NLMSG_HDRLEN + len(m.Data))
 	}
 	buf := make([]byte, 0, size)
+	s.base = s.seq + 1
 	for _, m := range req {
 		s.seq++
 		n := unix.NLMSG_HDRLEN + len(m.Data)
@@ -166,7 +179,14 @@ func (s *sender) drain() error {
 		for _, m := range msgs {
 			if m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 && first == nil {
 				if errno := -int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
-					first = syscall.Errno(errno)
+					ke := &kernelError{errno: syscall.Errno(errno), index: -1}
+					// The refused message's header follows the errno: its
+					// sequence number says which operation failed.
+					if len(m.Data) >= 4+unix.NLMSG_HDRLEN {
+						seq := binary.NativeEndian.Uint32(m.Data[4+8:])
+						ke.index = int(seq) - int(s.base) - 1
+					}
+					first = ke
 				}
 			}
 		}
@@ -199,43 +219,14 @@ func bigBuffers(c *netlink.Conn) error {
 	return serr
 }
 
-// batch is one transaction being built: netlink messages queued on c, and
-// how many.
-type batch struct {
-	c     *gnft.Conn
-	table *gnft.Table
-	v6    bool
-	ops   int
-}
-
-func (b *batch) chain(name string) *gnft.Chain { return &gnft.Chain{Name: name, Table: b.table} }
-
-// addRules queues the rules of a chain that exists (or is added) in this
-// transaction.
-func (b *batch) addRules(chain string, rules []Rule) {
-	c := b.chain(chain)
-	for _, r := range rules {
-		var exprs []expr.Any
-		for _, s := range r.Stmts {
-			exprs = append(exprs, s.exprs(b.v6)...)
-		}
-		nr := &gnft.Rule{Table: b.table, Chain: c, Exprs: exprs}
-		if r.Comment != "" {
-			nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
-		}
-		b.c.AddRule(nr)
-		b.ops++
-	}
-}
-
 // setFor is the netlink description of a named set or map.
-func (b *batch) setFor(s Set) *gnft.Set {
+func (e *netlinkEmitter) setFor(s Set) *gnft.Set {
 	types := make([]gnft.SetDatatype, len(s.Keys))
 	for i, k := range s.Keys {
 		switch k {
 		case "addr":
 			types[i] = gnft.TypeIPAddr
-			if b.v6 {
+			if e.v6 {
 				types[i] = gnft.TypeIP6Addr
 			}
 		case "proto":
@@ -248,14 +239,14 @@ func (b *batch) setFor(s Set) *gnft.Set {
 			types[i] = gnft.TypeInteger
 		}
 	}
-	ns := &gnft.Set{Table: b.table, Name: s.Name, KeyType: types[0], Comment: s.Comment}
+	ns := &gnft.Set{Table: e.table, Name: s.Name, KeyType: types[0], Comment: s.Comment}
 	if len(types) > 1 {
 		ns.KeyType, ns.Concatenation = gnft.MustConcatSetType(types...), true
 	}
 	switch {
 	case s.Endpoints:
 		addr := gnft.TypeIPAddr
-		if b.v6 {
+		if e.v6 {
 			addr = gnft.TypeIP6Addr
 		}
 		// Big-endian keys: the kernel compares ranges byte by byte.
@@ -295,17 +286,17 @@ func elementKey(keys []string, e Element) []byte {
 // elements are an element as the kernel holds it. A range of the endpoints
 // map is two: its first value with the endpoint ("addr . port", the port
 // padded to 4 bytes), and the value after its last, marked as the end.
-func (b *batch) elements(s Set, e Element) []gnft.SetElement {
-	ne := gnft.SetElement{Key: elementKey(s.Keys, e), Comment: e.Comment}
+func (e *netlinkEmitter) elements(s Set, el Element) []gnft.SetElement {
+	ne := gnft.SetElement{Key: elementKey(s.Keys, el), Comment: el.Comment}
 	switch {
 	case s.Endpoints:
-		val, _ := e.Target.Addr().AppendBinary(make([]byte, 0, 20))
+		val, _ := el.Target.Addr().AppendBinary(make([]byte, 0, 20))
 		val = append(val, 0, 0, 0, 0)
-		binary.BigEndian.PutUint16(val[len(val)-4:], e.Target.Port())
+		binary.BigEndian.PutUint16(val[len(val)-4:], el.Target.Port())
 		ne.Val = val
-		return []gnft.SetElement{ne, {Key: binary.BigEndian.AppendUint32(nil, e.Slots[1]+1), IntervalEnd: true}}
+		return []gnft.SetElement{ne, {Key: binary.BigEndian.AppendUint32(nil, el.Slots[1]+1), IntervalEnd: true}}
 	case s.IsMap:
-		ne.VerdictData = e.Verdict.netlink()
+		ne.VerdictData = el.Verdict.netlink()
 	}
 	return []gnft.SetElement{ne}
 }

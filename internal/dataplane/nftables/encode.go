@@ -57,6 +57,17 @@ func protoNum(p string) byte {
 	}
 }
 
+// protoName is protoNum the other way round.
+func protoName(n byte) string {
+	switch n {
+	case unix.IPPROTO_UDP:
+		return "udp"
+	case unix.IPPROTO_SCTP:
+		return "sctp"
+	}
+	return "tcp"
+}
+
 func (m matchAddr) exprs(v6 bool) []expr.Any {
 	_, l := addrOffset(v6, m.src)
 	op := expr.CmpOpEq

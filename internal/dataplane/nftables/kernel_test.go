@@ -234,6 +234,10 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 		t.Fatal("the partial sync succeeded though the kernel must refuse it")
 	}
 	t.Logf("refused: %v", err)
+	// The error names what the kernel refused.
+	if !strings.Contains(err.Error(), "delete element 10.96.0.53 . udp . 53 from map service-ips: no such file or directory") {
+		t.Errorf("the error does not name the refused operation: %v", err)
+	}
 	after := listed(t, run, false)
 	webChain := "service-" + portBase(&a.Services[0])
 	if got, want := ruleTexts(after.Tables[0], webChain), ruleTexts(before.Tables[0], webChain); got != want {

@@ -21,7 +21,7 @@ func (rs *Ruleset) List() string {
 		if s.Endpoints {
 			b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttypeof " + endpointsTypeof(rs.IPv6) + "\n")
 		} else {
-			b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + rs.setType(s) + "\n")
+			b.WriteString("\t" + kind + " " + s.Name + " {\n\t\ttype " + setType(s, rs.IPv6) + "\n")
 		}
 		if s.Endpoints {
 			b.WriteString("\t\tflags interval\n")
@@ -98,23 +98,23 @@ func (rs *Ruleset) elementsBySet() map[string][]Element {
 }
 
 // setType is a set's "type" line: its key type, and a map's value type.
-func (rs *Ruleset) setType(s Set) string {
+func setType(s Set, v6 bool) string {
 	switch {
 	case s.Endpoints:
-		return rs.keyType(s) + " : " + addrType(rs.IPv6) + " . inet_service"
+		return keyType(s, v6) + " : " + addrType(v6) + " . inet_service"
 	case s.IsMap:
-		return rs.keyType(s) + " : verdict"
+		return keyType(s, v6) + " : verdict"
 	}
-	return rs.keyType(s)
+	return keyType(s, v6)
 }
 
 // keyType is the nft type of a set's key.
-func (rs *Ruleset) keyType(s Set) string {
+func keyType(s Set, v6 bool) string {
 	parts := make([]string, len(s.Keys))
 	for i, k := range s.Keys {
 		switch k {
 		case "addr":
-			parts[i] = addrType(rs.IPv6)
+			parts[i] = addrType(v6)
 		case "proto":
 			parts[i] = "inet_proto"
 		case "port":
@@ -178,30 +178,13 @@ func (e Element) text(s Set) string {
 // table from nothing: what the golden tests dump through knftables.NewFake.
 func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{})
+	sets := map[string]Set{}
 	for _, s := range rs.allSets() {
-		var comment *string
-		if s.Comment != "" {
-			comment = knftables.PtrTo(s.Comment)
-		}
-		if s.IsMap {
-			m := &knftables.Map{Name: s.Name, Type: rs.setType(s), Comment: comment}
-			if s.Endpoints {
-				m.Type, m.TypeOf = "", endpointsTypeof(rs.IPv6)
-				m.Flags = []knftables.SetFlag{knftables.IntervalFlag}
-			}
-			tx.Add(m)
-			continue
-		}
-		set := &knftables.Set{Name: s.Name, Type: rs.keyType(s), Comment: comment}
-		if s.Timeout > 0 {
-			set.Flags = []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}
-			set.Timeout = knftables.PtrTo(timeoutDuration(s.Timeout))
-		}
-		tx.Add(set)
+		sets[s.Name] = s
+		tx.Add(knftSet(s, rs.IPv6))
 	}
 	for _, c := range rs.Base {
-		tx.Add(&knftables.Chain{Name: c.Name, Type: knftables.PtrTo(knftables.BaseChainType(c.Type)),
-			Hook: knftables.PtrTo(knftables.BaseChainHook(c.Hook)), Priority: knftables.PtrTo(knftables.BaseChainPriority(strconv.Itoa(c.Priority)))})
+		tx.Add(knftBaseChain(c))
 	}
 	all := rs.chains()
 	for _, c := range all {
@@ -209,33 +192,68 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	}
 	for _, c := range append(baseChains(rs.Base), all...) {
 		for _, r := range c.Rules {
-			// knftables carries the comment apart from the rule.
-			kr := &knftables.Rule{Chain: c.Name, Rule: Rule{Stmts: r.Stmts}.Text(rs.IPv6)}
-			if r.Comment != "" {
-				kr.Comment = knftables.PtrTo(r.Comment)
-			}
-			tx.Add(kr)
+			tx.Add(knftRule(c.Name, r, rs.IPv6))
 		}
-	}
-	sets := map[string]Set{}
-	for _, s := range rs.allSets() {
-		sets[s.Name] = s
 	}
 	for name, els := range rs.elementsBySet() {
-		s := sets[name]
 		for _, e := range els {
-			ke := &knftables.Element{Key: e.keyParts(s)}
-			if s.IsMap {
-				ke.Map, ke.Value = name, []string{e.value(s)}
-			} else {
-				ke.Set = name
-			}
-			if e.Comment != "" {
-				ke.Comment = knftables.PtrTo(e.Comment)
-			}
-			tx.Add(ke)
+			tx.Add(knftElement(sets[name], e, true))
 		}
 	}
+}
+
+// knftSet is a set or map as knftables declares it.
+func knftSet(s Set, v6 bool) knftables.Object {
+	var comment *string
+	if s.Comment != "" {
+		comment = knftables.PtrTo(s.Comment)
+	}
+	if s.IsMap {
+		m := &knftables.Map{Name: s.Name, Type: setType(s, v6), Comment: comment}
+		if s.Endpoints {
+			m.Type, m.TypeOf = "", endpointsTypeof(v6)
+			m.Flags = []knftables.SetFlag{knftables.IntervalFlag}
+		}
+		return m
+	}
+	set := &knftables.Set{Name: s.Name, Type: keyType(s, v6), Comment: comment}
+	if s.Timeout > 0 {
+		set.Flags = []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}
+		set.Timeout = knftables.PtrTo(timeoutDuration(s.Timeout))
+	}
+	return set
+}
+
+func knftBaseChain(c BaseChain) *knftables.Chain {
+	return &knftables.Chain{Name: c.Name, Type: knftables.PtrTo(knftables.BaseChainType(c.Type)),
+		Hook: knftables.PtrTo(knftables.BaseChainHook(c.Hook)), Priority: knftables.PtrTo(knftables.BaseChainPriority(strconv.Itoa(c.Priority)))}
+}
+
+// knftRule is a rule of chain; knftables carries the comment apart.
+func knftRule(chain string, r Rule, v6 bool) *knftables.Rule {
+	kr := &knftables.Rule{Chain: chain, Rule: Rule{Stmts: r.Stmts}.Text(v6)}
+	if r.Comment != "" {
+		kr.Comment = knftables.PtrTo(r.Comment)
+	}
+	return kr
+}
+
+// knftElement is an element of set s: with its value and comment to add
+// it (whole), by its key alone to delete it.
+func knftElement(s Set, e Element, whole bool) *knftables.Element {
+	ke := &knftables.Element{Key: e.keyParts(s)}
+	if s.IsMap {
+		ke.Map = s.Name
+		if whole {
+			ke.Value = []string{e.value(s)}
+		}
+	} else {
+		ke.Set = s.Name
+	}
+	if whole && e.Comment != "" {
+		ke.Comment = knftables.PtrTo(e.Comment)
+	}
+	return ke
 }
 
 func baseChains(bs []BaseChain) []Chain {

@@ -20,6 +20,7 @@ import (
 
 	gnft "github.com/google/nftables"
 	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
 
 	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -75,6 +76,10 @@ type Syncer struct {
 	seed maphash.Seed
 	// ranges number the Service chains' ranges in the endpoints map.
 	ranges Ranges
+	// fake, when set, takes the transactions instead of the kernel
+	// (tests: whole sequences of syncs without root).
+	fake     *knftables.Fake
+	fakeSent []string
 }
 
 // kernelState is what this process knows the table holds.
@@ -98,6 +103,9 @@ type kernelState struct {
 	hairpin hairpinClaims
 	// endpointMaps are the endpoints maps the table has.
 	endpointMaps map[string]bool
+	// nodePortIPs is set while the table has the nodeport-ips set (only
+	// --nodeport-addresses needs it).
+	nodePortIPs bool
 	// read is set when the state was just read from the kernel.
 	read bool
 }
@@ -161,12 +169,8 @@ func (s *Syncer) table() *gnft.Table {
 
 // Sync makes the table match st.
 func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
-	if s.conn == nil {
-		c, err := newConns(s.NetNS)
-		if err != nil {
-			return err
-		}
-		s.conn = c
+	if err := s.connect(); err != nil {
+		return err
 	}
 	full := s.forceFull.Swap(false) || s.kernel == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
 	rs, items := s.plan(st, full)
@@ -264,7 +268,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 	if per <= 0 {
 		per = DefaultChunkServices
 	}
-	b := s.newBatch()
+	b := s.newEmitter()
 	fixedSum := fixedFingerprint(rs)
 	if ks.fixed != fixedSum {
 		s.writeFixed(b, rs, ks)
@@ -278,16 +282,16 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 	}
 	inChunk := 0
 	commit := func(what string) error {
-		if b.ops == 0 {
+		n := b.ops()
+		if n == 0 {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.conn.flush(); err != nil {
-			return fmt.Errorf("apply %s (%d operations): %w", what, b.ops, err)
+		if err := b.commit(); err != nil {
+			return fmt.Errorf("apply %s (%d operations): %w", what, n, err)
 		}
-		b = s.newBatch()
 		inChunk = 0
 		return nil
 	}
@@ -308,8 +312,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		for _, e := range svc.Elements {
 			if isEndpointMap(e.Set) && !ks.endpointMaps[e.Set] {
 				sets[e.Set] = endpointMapSet(e.Set)
-				_ = b.c.AddSet(b.setFor(sets[e.Set]), nil)
-				b.ops++
+				b.addSet(sets[e.Set])
 				ks.endpointMaps[e.Set] = true
 			}
 		}
@@ -331,6 +334,9 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 			for _, c := range rec.chains {
 				s.retire(b, c, ks)
 			}
+			for _, a := range rec.sets {
+				s.retireSet(a)
+			}
 			s.release(b, rec.elements, nil, sets, ks)
 			s.sweepBlocks(b, rec.blocks, nil, ks)
 			s.releaseHairpin(b, rec.hairpin, sets, ks)
@@ -348,7 +354,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 // removeOrphans queues the removal of elements, chains and affinity sets
 // in the kernel that no Service owns: left by an earlier process or a
 // failed sync. Only a full sync, which read the table, can find them.
-func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
+func (s *Syncer) removeOrphans(b emitter, ks *kernelState, sets map[string]Set) {
 	if !ks.read {
 		return
 	}
@@ -398,54 +404,60 @@ func (s *Syncer) removeOrphans(b *batch, ks *kernelState, sets map[string]Set) {
 	}
 	for a := range ks.affinity {
 		if !owned[a] {
-			s.conn.write.DelSet(&gnft.Set{Table: b.table, Name: a})
+			b.deleteSet(Set{Name: a})
 			delete(ks.affinity, a)
-			b.ops++
 		}
 	}
 }
 
-func (s *Syncer) newBatch() *batch {
-	return &batch{c: s.conn.write, table: s.table(), v6: s.Options.IPv6}
+// newEmitter starts a transaction: on the kernel, or on the fake in tests.
+func (s *Syncer) newEmitter() emitter {
+	if s.fake != nil {
+		return newFakeEmitter(s.fake, s.Options.IPv6, &s.fakeSent)
+	}
+	return &netlinkEmitter{conn: s.conn, table: s.table(), v6: s.Options.IPv6}
+}
+
+// connect opens the netlink sockets (not with a fake).
+func (s *Syncer) connect() error {
+	if s.conn != nil || s.fake != nil {
+		return nil
+	}
+	c, err := newConns(s.NetNS)
+	if err != nil {
+		return err
+	}
+	s.conn = c
+	return nil
 }
 
 // writeFixed (re)writes the table, its hooks, fixed chains and sets.
-func (s *Syncer) writeFixed(b *batch, rs *Ruleset, ks *kernelState) {
-	b.c.AddTable(b.table)
-	b.ops++
+func (s *Syncer) writeFixed(b emitter, rs *Ruleset, ks *kernelState) {
+	b.addTable()
 	for _, bc := range rs.Base {
 		if !s.recreated && ks.chains[bc.Name] {
 			// A base chain's hook and priority cannot be changed in place.
-			b.c.DelChain(b.chain(bc.Name))
+			b.deleteChain(bc.Name)
 		}
-		hook, prio := hookOf(bc.Hook), gnft.ChainPriority(bc.Priority)
-		c := &gnft.Chain{Name: bc.Name, Table: b.table, Type: gnft.ChainType(bc.Type), Hooknum: &hook, Priority: &prio}
-		b.c.AddChain(c)
-		b.c.FlushChain(c)
-		b.ops += 2
+		b.addBaseChain(bc)
+		b.flushChain(bc.Name)
 		ks.chains[bc.Name] = true
 	}
 	s.recreated = true
+	wantNodePortIPs := false
 	for _, st := range rs.Sets {
-		ns := b.setFor(st)
-		_ = b.c.AddSet(ns, nil)
-		b.ops++
+		b.addSet(st)
 		if st.Name == setNodePortIPs {
-			b.c.FlushSet(ns)
-			var els []gnft.SetElement
-			for _, e := range st.Elements {
-				els = append(els, b.elements(st, e)...)
+			wantNodePortIPs = true
+			b.flushSet(st)
+			if len(st.Elements) > 0 {
+				b.addElements(st, st.Elements)
 			}
-			if len(els) > 0 {
-				_ = b.c.SetAddElements(ns, els)
-			}
-			b.ops++
 		}
 	}
 	for _, c := range rs.Fixed {
-		b.c.AddChain(b.chain(c.Name))
-		b.c.FlushChain(b.chain(c.Name))
-		b.ops += 2
+		b.addChain(c.Name)
+		b.flushChain(c.Name)
 		ks.chains[c.Name] = true
 	}
 	for _, c := range rs.Fixed {
@@ -454,6 +466,11 @@ func (s *Syncer) writeFixed(b *batch, rs *Ruleset, ks *kernelState) {
 	for _, bc := range rs.Base {
 		b.addRules(bc.Name, bc.Rules)
 	}
+	// The services chain, just rewritten, no longer uses it.
+	if ks.nodePortIPs && !wantNodePortIPs {
+		b.deleteSet(Set{Name: setNodePortIPs})
+	}
+	ks.nodePortIPs = wantNodePortIPs
 }
 
 func hookOf(h string) gnft.ChainHook {
@@ -473,20 +490,17 @@ func hookOf(h string) gnft.ChainHook {
 
 // writeService rewrites a Service's chains and affinity sets; the record's
 // sum and elements are writeElements' to set, which always follows.
-func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old serviceRecord) {
+func (s *Syncer) writeService(b emitter, svc *Service, ks *kernelState, old serviceRecord) {
 	rec := serviceRecord{chainSum: svc.chainSum}
 	for _, a := range svc.AffinitySets {
-		_ = b.c.AddSet(b.setFor(a), nil)
-		b.ops++
+		b.addSet(a)
 		ks.affinity[a.Name] = true
 		rec.sets = append(rec.sets, a.Name)
 	}
 	for _, c := range svc.Chains {
-		b.c.AddChain(b.chain(c.Name))
-		b.ops++
+		b.addChain(c.Name)
 		if ks.chains[c.Name] {
-			b.c.FlushChain(b.chain(c.Name))
-			b.ops++
+			b.flushChain(c.Name)
 		}
 		ks.chains[c.Name] = true
 		delete(s.stale, c.Name)
@@ -505,6 +519,11 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 			s.retire(b, c, ks)
 		}
 	}
+	for _, a := range old.sets {
+		if !slices.Contains(rec.sets, a) {
+			s.retireSet(a)
+		}
+	}
 	ks.services[svc.Key] = rec
 }
 
@@ -513,7 +532,7 @@ func (s *Syncer) writeService(b *batch, svc *Service, ks *kernelState, old servi
 // deletions come first: a range of the endpoints map ends where the next
 // one starts, and an end marker deleted after being added again would take
 // the new range's end with it.
-func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
+func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks *kernelState, old serviceRecord) {
 	rec := ks.services[svc.Key]
 	rec.sum = svc.sum
 	rec.elements, rec.blocks = rec.elements[:0:0], rec.blocks[:0:0]
@@ -562,7 +581,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 			continue
 		}
 		if ok {
-			deleteElement(b, st, k, ks)
+			deleteElement(b, st, k, ks, s.Options.IPv6)
 		}
 		adds = append(adds, change{st, e.Element, k, v})
 	}
@@ -587,8 +606,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 	s.release(b, old.elements, rec.elements, sets, ks)
 	s.releaseHairpin(b, old.hairpin, sets, ks)
 	for _, a := range adds {
-		_ = b.c.SetAddElements(b.setFor(a.st), b.elements(a.st, a.e))
-		b.ops++
+		b.addElements(a.st, []Element{a.e})
 		if a.st.Name == setHairpin {
 			continue // recorded above
 		}
@@ -606,7 +624,7 @@ func (s *Syncer) writeElements(b *batch, svc *Service, sets map[string]Set, ks *
 
 // releaseHairpin drops one claim on each address and deletes from the
 // hairpin set those nobody wants any more.
-func (s *Syncer) releaseHairpin(b *batch, addrs packedAddrs, sets map[string]Set, ks *kernelState) {
+func (s *Syncer) releaseHairpin(b emitter, addrs packedAddrs, sets map[string]Set, ks *kernelState) {
 	addrs.each(s.Options.IPv6, func(a netip.Addr) {
 		if ks.hairpin.release(a) {
 			s.deleteHairpin(b, a, sets)
@@ -614,10 +632,8 @@ func (s *Syncer) releaseHairpin(b *batch, addrs packedAddrs, sets map[string]Set
 	})
 }
 
-func (s *Syncer) deleteHairpin(b *batch, a netip.Addr, sets map[string]Set) {
-	st := sets[setHairpin]
-	_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: elementKey(st.Keys, Element{Addr: a})}})
-	b.ops++
+func (s *Syncer) deleteHairpin(b emitter, a netip.Addr, sets map[string]Set) {
+	b.deleteElements(sets[setHairpin], []Element{{Addr: a}})
 }
 
 // kernelRange is an endpoints map element as the kernel holds it: its
@@ -660,15 +676,11 @@ func rangeOf(e Element) kernelRange { return newKernelRange(e.Slots[1], e.Target
 
 // sweepBlocks deletes the ranges the kernel holds in these blocks of the
 // endpoints maps unless keep has them as they are.
-func (s *Syncer) sweepBlocks(b *batch, blocks []uint32, keep map[uint32]kernelRange, ks *kernelState) {
+func (s *Syncer) sweepBlocks(b emitter, blocks []uint32, keep map[uint32]kernelRange, ks *kernelState) {
 	for _, block := range blocks {
 		for _, r := range slices.Clone(ks.blocks[block]) {
 			if keep[r.first] != r.kernelRange() {
-				start := binary.BigEndian.AppendUint32(nil, r.first)
-				end := binary.BigEndian.AppendUint32(nil, r.last+1)
-				_ = b.c.SetDeleteElements(b.setFor(endpointMapSet(endpointMap(block))),
-					[]gnft.SetElement{{Key: start}, {Key: end, IntervalEnd: true}})
-				b.ops++
+				b.deleteElements(endpointMapSet(endpointMap(block)), []Element{{Slots: [2]uint32{r.first, r.last}}})
 				ks.unsetRange(r.first)
 			}
 		}
@@ -716,7 +728,7 @@ func (ks *kernelState) unsetRange(first uint32) {
 
 // release drops one claim on each of refs ("set\x00key") except those in
 // keep, and deletes the elements nobody claims any more.
-func (s *Syncer) release(b *batch, refs, keep []string, sets map[string]Set, ks *kernelState) {
+func (s *Syncer) release(b emitter, refs, keep []string, sets map[string]Set, ks *kernelState) {
 	kept := map[string]bool{}
 	for _, r := range keep {
 		kept[r] = true
@@ -738,29 +750,35 @@ func (s *Syncer) release(b *batch, refs, keep []string, sets map[string]Set, ks 
 		if _, ok := ks.elements[set][k]; !ok {
 			continue
 		}
-		deleteElement(b, sets[set], k, ks)
+		deleteElement(b, sets[set], k, ks, s.Options.IPv6)
 	}
 }
 
 // deleteElement queues the deletion of the element with key k from a set
 // or map other than the endpoints maps and the hairpin set, and records it.
-func deleteElement(b *batch, st Set, k string, ks *kernelState) {
-	_ = b.c.SetDeleteElements(b.setFor(st), []gnft.SetElement{{Key: []byte(k)}})
-	b.ops++
+func deleteElement(b emitter, st Set, k string, ks *kernelState, v6 bool) {
+	b.deleteElements(st, []Element{decodeKey(st.Keys, []byte(k), v6)})
 	delete(ks.elements[st.Name], k)
 }
 
 // retire empties a chain now and deletes it in a later sync.
-func (s *Syncer) retire(b *batch, c string, ks *kernelState) {
+func (s *Syncer) retire(b emitter, c string, ks *kernelState) {
 	if !ks.chains[c] {
 		return
 	}
-	b.c.FlushChain(b.chain(c))
-	b.ops++
+	b.flushChain(c)
+	s.retireLater(c)
+}
+
+// retireSet deletes an affinity set in a later sync, with the endpoint
+// chain whose rule used it (emptied now).
+func (s *Syncer) retireSet(name string) { s.retireLater(name) }
+
+func (s *Syncer) retireLater(name string) {
 	if s.stale == nil {
 		s.stale = map[string]time.Time{}
 	}
-	s.stale[c] = time.Now()
+	s.stale[name] = time.Now()
 }
 
 // FollowUp is how soon the chains this syncer just emptied may be deleted:
@@ -791,31 +809,38 @@ func (s *Syncer) deleteStale() {
 	if len(s.stale) == 0 || s.kernel == nil {
 		return
 	}
-	b := s.newBatch()
+	b := s.newEmitter()
 	var gone []string
 	for c, t := range s.stale {
 		if time.Since(t) >= staleChainDelay {
-			s.conn.write.DelChain(b.chain(c))
+			if strings.HasPrefix(c, affinitySetPrefix) {
+				b.deleteSet(Set{Name: c})
+			} else {
+				b.deleteChain(c)
+			}
 			gone = append(gone, c)
 		}
 	}
 	if len(gone) == 0 {
 		return
 	}
-	if err := s.conn.flush(); err != nil {
+	if err := b.commit(); err != nil {
 		return
 	}
 	for _, c := range gone {
 		delete(s.stale, c)
 		delete(s.kernel.chains, c)
+		delete(s.kernel.affinity, c)
 	}
 }
 
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
 func (s *Syncer) read() (*kernelState, error) {
-	ks := &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{}, hairpin: newHairpinClaims(), endpointMaps: map[string]bool{},
-		elements: map[string]map[string]string{}, affinity: map[string]bool{}}
+	if s.fake != nil {
+		return s.readFake()
+	}
+	ks := newKernelState()
 	t := s.table()
 	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
 		if notFound(err) {
@@ -845,7 +870,11 @@ func (s *Syncer) read() (*kernelState, error) {
 			ks.affinity[st.Name] = true
 			continue
 		}
-		if st.Anonymous || st.Name == setNodePortIPs {
+		if st.Name == setNodePortIPs {
+			ks.nodePortIPs = true
+			continue
+		}
+		if st.Anonymous {
 			continue
 		}
 		each := func(f func(*gnft.SetElement)) error {
@@ -885,23 +914,38 @@ func (s *Syncer) read() (*kernelState, error) {
 	return ks, nil
 }
 
+// readFake is read for a fake table: only a table not yet made can be read
+// (tests start from one and then sync partially).
+func (s *Syncer) readFake() (*kernelState, error) {
+	if s.fake.Table != nil {
+		return nil, errors.New("a full sync cannot read a fake table back")
+	}
+	return newKernelState(), nil
+}
+
+// newKernelState is the record of a table just read, empty.
+func newKernelState() *kernelState {
+	return &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{},
+		hairpin: newHairpinClaims(), endpointMaps: map[string]bool{}, elements: map[string]map[string]string{}, affinity: map[string]bool{}}
+}
+
 // Cleanup deletes the table. It reports whether there was one.
 func (s *Syncer) Cleanup(context.Context) (bool, error) {
-	if s.conn == nil {
-		c, err := newConns(s.NetNS)
-		if err != nil {
-			return false, err
-		}
-		s.conn = c
+	if err := s.connect(); err != nil {
+		return false, err
 	}
-	t := s.table()
-	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); notFound(err) {
+	if s.fake != nil {
+		if s.fake.Table == nil {
+			return false, nil
+		}
+	} else if _, err := s.conn.read.ListTableOfFamily(TableName, s.table().Family); notFound(err) {
 		return false, nil
 	} else if err != nil {
 		return false, fmt.Errorf("look for table %s %s: %w", s.tableFamily(), TableName, err)
 	}
-	s.conn.write.DelTable(t)
-	if err := s.conn.flush(); err != nil {
+	b := s.newEmitter()
+	b.deleteTable()
+	if err := b.commit(); err != nil {
 		return false, fmt.Errorf("delete table %s %s: %w", s.tableFamily(), TableName, err)
 	}
 	s.kernel = nil
@@ -914,7 +958,7 @@ func fixedFingerprint(rs *Ruleset) uint64 {
 	h := fnv.New64a()
 	hashChains(h, append(baseChains(rs.Base), rs.Fixed...), rs.IPv6)
 	for _, st := range rs.Sets {
-		h.Write([]byte(st.Name + rs.keyType(st)))
+		h.Write([]byte(st.Name + keyType(st, rs.IPv6)))
 		for _, e := range st.Elements {
 			h.Write([]byte(e.text(st)))
 		}

@@ -1,0 +1,321 @@
+package nftables
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	gnft "github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"sigs.k8s.io/knftables"
+)
+
+// emitter takes the operations of one transaction on the table and commits
+// them. The syncer decides what to send (plan and record); the emitter only
+// sends it: netlinkEmitter to the kernel, fakeEmitter to knftables' Fake,
+// on which tests run whole sequences of syncs without root. Every operation
+// is named, so that a transaction the kernel refuses says what it refused.
+type emitter interface {
+	addTable()
+	addBaseChain(c BaseChain)
+	addChain(name string)
+	flushChain(name string)
+	deleteChain(name string)
+	addRules(chain string, rules []Rule)
+	addSet(s Set)
+	flushSet(s Set)
+	deleteSet(s Set)
+	addElements(s Set, els []Element)
+	// deleteElements deletes by key (and an endpoints map's range by its
+	// slots).
+	deleteElements(s Set, els []Element)
+	deleteTable()
+	// ops is how many operations wait to be committed.
+	ops() int
+	// commit sends them as one transaction.
+	commit() error
+}
+
+// opLog names the operations of a transaction, in order.
+type opLog []string
+
+func (l *opLog) add(format string, a ...any) { *l = append(*l, fmt.Sprintf(format, a...)) }
+
+// netlinkEmitter queues google/nftables messages, one per operation, and
+// sends them through the sender.
+type netlinkEmitter struct {
+	conn  *conns
+	table *gnft.Table
+	v6    bool
+	names opLog
+}
+
+func (e *netlinkEmitter) chain(name string) *gnft.Chain {
+	return &gnft.Chain{Name: name, Table: e.table}
+}
+
+func (e *netlinkEmitter) addTable() {
+	e.conn.write.AddTable(e.table)
+	e.names.add("add table %s", e.table.Name)
+}
+
+func (e *netlinkEmitter) addBaseChain(bc BaseChain) {
+	hook, prio := hookOf(bc.Hook), gnft.ChainPriority(bc.Priority)
+	e.conn.write.AddChain(&gnft.Chain{Name: bc.Name, Table: e.table, Type: gnft.ChainType(bc.Type), Hooknum: &hook, Priority: &prio})
+	e.names.add("add base chain %s", bc.Name)
+}
+
+func (e *netlinkEmitter) addChain(name string) {
+	e.conn.write.AddChain(e.chain(name))
+	e.names.add("add chain %s", name)
+}
+
+func (e *netlinkEmitter) flushChain(name string) {
+	e.conn.write.FlushChain(e.chain(name))
+	e.names.add("flush chain %s", name)
+}
+
+func (e *netlinkEmitter) deleteChain(name string) {
+	e.conn.write.DelChain(e.chain(name))
+	e.names.add("delete chain %s", name)
+}
+
+func (e *netlinkEmitter) addRules(chain string, rules []Rule) {
+	c := e.chain(chain)
+	for _, r := range rules {
+		var exprs []expr.Any
+		for _, s := range r.Stmts {
+			exprs = append(exprs, s.exprs(e.v6)...)
+		}
+		nr := &gnft.Rule{Table: e.table, Chain: c, Exprs: exprs}
+		if r.Comment != "" {
+			nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
+		}
+		e.conn.write.AddRule(nr)
+		e.names.add("add rule to chain %s", chain)
+	}
+}
+
+func (e *netlinkEmitter) addSet(s Set) {
+	_ = e.conn.write.AddSet(e.setFor(s), nil)
+	e.names.add("add %s %s", setKind(s), s.Name)
+}
+
+func (e *netlinkEmitter) flushSet(s Set) {
+	e.conn.write.FlushSet(e.setFor(s))
+	e.names.add("flush %s %s", setKind(s), s.Name)
+}
+
+func (e *netlinkEmitter) deleteSet(s Set) {
+	e.conn.write.DelSet(&gnft.Set{Table: e.table, Name: s.Name})
+	e.names.add("delete %s %s", setKind(s), s.Name)
+}
+
+func (e *netlinkEmitter) addElements(s Set, els []Element) {
+	var ns []gnft.SetElement
+	for _, el := range els {
+		ns = append(ns, e.elements(s, el)...)
+	}
+	_ = e.conn.write.SetAddElements(e.setFor(s), ns)
+	e.names.add("add %s to %s %s", describe(s, els), setKind(s), s.Name)
+}
+
+func (e *netlinkEmitter) deleteElements(s Set, els []Element) {
+	var ns []gnft.SetElement
+	for _, el := range els {
+		if s.Endpoints {
+			ns = append(ns, gnft.SetElement{Key: binary.BigEndian.AppendUint32(nil, el.Slots[0])},
+				gnft.SetElement{Key: binary.BigEndian.AppendUint32(nil, el.Slots[1]+1), IntervalEnd: true})
+			continue
+		}
+		ns = append(ns, gnft.SetElement{Key: elementKey(s.Keys, el)})
+	}
+	_ = e.conn.write.SetDeleteElements(e.setFor(s), ns)
+	e.names.add("delete %s from %s %s", describe(s, els), setKind(s), s.Name)
+}
+
+func (e *netlinkEmitter) deleteTable() {
+	e.conn.write.DelTable(e.table)
+	e.names.add("delete table %s", e.table.Name)
+}
+
+func (e *netlinkEmitter) ops() int { return len(e.names) }
+
+// commit sends the transaction; an error names the operation the kernel
+// refused.
+func (e *netlinkEmitter) commit() error {
+	names := e.names
+	e.names = nil
+	err := e.conn.flush()
+	var ke *kernelError
+	if errors.As(err, &ke) && ke.index >= 0 && ke.index < len(names) {
+		return fmt.Errorf("%s: %w", names[ke.index], ke.errno)
+	}
+	return err
+}
+
+// fakeEmitter applies the operations to knftables' Fake, which checks
+// every reference as the kernel would (a jump to a missing chain, an
+// element of a missing map).
+type fakeEmitter struct {
+	fake  *knftables.Fake
+	tx    *knftables.Transaction
+	v6    bool
+	names opLog
+	// sent gets the names of the operations of each committed
+	// transaction, for tests to say what a sync sent.
+	sent *[]string
+}
+
+func newFakeEmitter(fake *knftables.Fake, v6 bool, sent *[]string) *fakeEmitter {
+	return &fakeEmitter{fake: fake, tx: fake.NewTransaction(), v6: v6, sent: sent}
+}
+
+func (e *fakeEmitter) addTable() {
+	e.tx.Add(&knftables.Table{})
+	e.names.add("add table")
+}
+
+func (e *fakeEmitter) addBaseChain(c BaseChain) {
+	e.tx.Add(knftBaseChain(c))
+	e.names.add("add base chain %s", c.Name)
+}
+
+func (e *fakeEmitter) addChain(name string) {
+	e.tx.Add(&knftables.Chain{Name: name})
+	e.names.add("add chain %s", name)
+}
+
+func (e *fakeEmitter) flushChain(name string) {
+	e.tx.Flush(&knftables.Chain{Name: name})
+	e.names.add("flush chain %s", name)
+}
+
+func (e *fakeEmitter) deleteChain(name string) {
+	e.tx.Delete(&knftables.Chain{Name: name})
+	e.names.add("delete chain %s", name)
+}
+
+func (e *fakeEmitter) addRules(chain string, rules []Rule) {
+	for _, r := range rules {
+		e.tx.Add(knftRule(chain, r, e.v6))
+		e.names.add("add rule to chain %s", chain)
+	}
+}
+
+func (e *fakeEmitter) addSet(s Set) {
+	e.tx.Add(knftSet(s, e.v6))
+	e.names.add("add %s %s", setKind(s), s.Name)
+}
+
+func (e *fakeEmitter) flushSet(s Set) {
+	e.tx.Flush(knftSet(s, e.v6))
+	e.names.add("flush %s %s", setKind(s), s.Name)
+}
+
+func (e *fakeEmitter) deleteSet(s Set) {
+	e.tx.Delete(knftSet(s, e.v6))
+	e.names.add("delete %s %s", setKind(s), s.Name)
+}
+
+func (e *fakeEmitter) addElements(s Set, els []Element) {
+	for _, el := range els {
+		e.tx.Add(knftElement(s, el, true))
+	}
+	e.names.add("add %s to %s %s", describe(s, els), setKind(s), s.Name)
+}
+
+func (e *fakeEmitter) deleteElements(s Set, els []Element) {
+	for _, el := range els {
+		e.tx.Delete(knftElement(s, el, false))
+	}
+	e.names.add("delete %s from %s %s", describe(s, els), setKind(s), s.Name)
+}
+
+func (e *fakeEmitter) deleteTable() {
+	e.tx.Delete(&knftables.Table{})
+	e.names.add("delete table")
+}
+
+func (e *fakeEmitter) ops() int { return len(e.names) }
+
+func (e *fakeEmitter) commit() error {
+	tx, names := e.tx, e.names
+	e.tx, e.names = e.fake.NewTransaction(), nil
+	if err := e.fake.Run(context.Background(), tx); err != nil {
+		return err
+	}
+	*e.sent = append(*e.sent, names...)
+	return nil
+}
+
+func setKind(s Set) string {
+	if s.IsMap {
+		return "map"
+	}
+	return "set"
+}
+
+// describe names elements for messages: the first one's key, and how many
+// more.
+func describe(s Set, els []Element) string {
+	if len(els) == 0 {
+		return "no element"
+	}
+	d := "element " + joinKey(els[0].keyParts(s))
+	if len(els) > 1 {
+		d += " and " + strconv.Itoa(len(els)-1) + " more"
+	}
+	return d
+}
+
+func joinKey(parts []string) string {
+	out := ""
+	for i, p := range parts {
+		if i > 0 {
+			out += " . "
+		}
+		out += p
+	}
+	return out
+}
+
+// decodeKey is the element whose kernel key is b (see elementKey).
+func decodeKey(keys []string, b []byte, v6 bool) Element {
+	var e Element
+	for _, k := range keys {
+		switch k {
+		case "addr":
+			n := addrLen(v6)
+			if len(b) < n {
+				return e
+			}
+			e.Addr, _ = netip.AddrFromSlice(b[:n])
+			b = b[n:]
+		case "proto":
+			if len(b) < 4 {
+				return e
+			}
+			e.Proto = protoName(b[0])
+			b = b[4:]
+		case "port":
+			if len(b) < 2 {
+				return e
+			}
+			e.Port = binary.BigEndian.Uint16(b)
+			b = b[min(len(b), 4):]
+		case "slot":
+			if len(b) < 4 {
+				return e
+			}
+			e.Slots[0] = binary.BigEndian.Uint32(b)
+			e.Slots[1] = e.Slots[0]
+			b = b[4:]
+		}
+	}
+	return e
+}
