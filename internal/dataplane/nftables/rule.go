@@ -1,10 +1,11 @@
 package nftables
 
 import (
-	"github.com/google/nftables/expr"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/google/nftables/expr"
 )
 
 // Rule is one rule as a list of statements. Each statement knows both its

@@ -1,25 +1,17 @@
 package nftables
 
 import (
-	"cmp"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash"
-	"hash/fnv"
 	"hash/maphash"
 	"net/netip"
-	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	gnft "github.com/google/nftables"
-	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/svcproxy/svcproxy/internal/dataplane"
@@ -80,49 +72,6 @@ type Syncer struct {
 	// (tests: whole sequences of syncs without root).
 	fake     *knftables.Fake
 	fakeSent []string
-}
-
-// kernelState is what this process knows the table holds.
-type kernelState struct {
-	fixed    uint64
-	chains   map[string]bool
-	services map[string]serviceRecord
-	// elements: set name -> key bytes -> value (see kernelValue), for the
-	// sets and maps other than the endpoints maps and the hairpin set.
-	elements map[string]map[string]string
-	// wanted counts the Services that want each element ("set\x00key"),
-	// so that one Service letting go of a key another still uses (two
-	// Services on one external IP and port) does not delete it.
-	wanted   map[string]int
-	affinity map[string]bool
-	// blocks are the endpoints maps' elements by block (range number),
-	// each block's sorted by first value. Typed and in slices, not a map
-	// per element: at 10k Services × 10 endpoints there are 100k of them.
-	blocks map[uint32][]blockRange
-	// hairpin are the hairpin set's addresses with their claims.
-	hairpin hairpinClaims
-	// endpointMaps are the endpoints maps the table has.
-	endpointMaps map[string]bool
-	// nodePortIPs is set while the table has the nodeport-ips set (only
-	// --nodeport-addresses needs it).
-	nodePortIPs bool
-	// read is set when the state was just read from the kernel.
-	read bool
-}
-
-type serviceRecord struct {
-	// sum covers everything the Service owns; chainSum its chains and
-	// affinity sets alone.
-	sum, chainSum uint64
-	chains        []string
-	sets          []string
-	elements      []string // "set\x00key" (see kernelState.elements)
-	// blocks are the Service's ranges in the endpoints maps: its elements
-	// there are found through kernelState.blocks (no other Service shares
-	// them, so they need no claims).
-	blocks []uint32
-	// hairpin are its endpoints' addresses in the hairpin set.
-	hairpin packedAddrs
 }
 
 // cachedPort is a Service port as last rendered: while the model holds the
@@ -636,44 +585,6 @@ func (s *Syncer) deleteHairpin(b emitter, a netip.Addr, sets map[string]Set) {
 	b.deleteElements(sets[setHairpin], []Element{{Addr: a}})
 }
 
-// kernelRange is an endpoints map element as the kernel holds it: its
-// last value and its target (see targetKey). There are 100k of these at
-// 10k Services.
-type kernelRange struct {
-	last   uint32
-	target uint64
-}
-
-func newKernelRange(last uint32, target netip.AddrPort) kernelRange {
-	return kernelRange{last, targetKey(target)}
-}
-
-// targetKey stands for an endpoint's address and port in 8 bytes: exactly
-// for IPv4, as a hash for IPv6 (the ranges are only ever compared).
-func targetKey(t netip.AddrPort) uint64 {
-	if a := t.Addr(); a.Is4() {
-		return uint64(addr4(a))<<16 | uint64(t.Port())
-	}
-	var h maphash.Hash
-	h.SetSeed(targetSeed)
-	b := t.Addr().As16()
-	h.Write(b[:])
-	h.Write([]byte{byte(t.Port() >> 8), byte(t.Port())})
-	return h.Sum64() | 1<<63 // never an IPv4 key, which stays below 1<<48
-}
-
-var targetSeed = maphash.MakeSeed()
-
-// blockRange is a kernelRange with its first value, in 16 bytes.
-type blockRange struct {
-	first, last uint32
-	target      uint64
-}
-
-func (r blockRange) kernelRange() kernelRange { return kernelRange{r.last, r.target} }
-
-func rangeOf(e Element) kernelRange { return newKernelRange(e.Slots[1], e.Target) }
-
 // sweepBlocks deletes the ranges the kernel holds in these blocks of the
 // endpoints maps unless keep has them as they are.
 func (s *Syncer) sweepBlocks(b emitter, blocks []uint32, keep map[uint32]kernelRange, ks *kernelState) {
@@ -685,45 +596,6 @@ func (s *Syncer) sweepBlocks(b emitter, blocks []uint32, keep map[uint32]kernelR
 			}
 		}
 	}
-}
-
-// find is where the range starting at first is, or would be, in its block.
-func (ks *kernelState) find(first uint32) ([]blockRange, int, bool) {
-	rs := ks.blocks[first>>16]
-	i, ok := slices.BinarySearchFunc(rs, first, func(r blockRange, first uint32) int { return cmp.Compare(r.first, first) })
-	return rs, i, ok
-}
-
-// rangeAt is the range the kernel holds starting at first.
-func (ks *kernelState) rangeAt(first uint32) (kernelRange, bool) {
-	rs, i, ok := ks.find(first)
-	if !ok {
-		return kernelRange{}, false
-	}
-	return rs[i].kernelRange(), true
-}
-
-// setRange records a range the kernel holds.
-func (ks *kernelState) setRange(first uint32, r kernelRange) {
-	rs, i, ok := ks.find(first)
-	if ok {
-		rs[i].last, rs[i].target = r.last, r.target
-		return
-	}
-	ks.blocks[first>>16] = slices.Insert(rs, i, blockRange{first, r.last, r.target})
-}
-
-// unsetRange records that a range is gone.
-func (ks *kernelState) unsetRange(first uint32) {
-	rs, i, ok := ks.find(first)
-	if !ok {
-		return
-	}
-	if len(rs) == 1 {
-		delete(ks.blocks, first>>16)
-		return
-	}
-	ks.blocks[first>>16] = slices.Delete(rs, i, i+1)
 }
 
 // release drops one claim on each of refs ("set\x00key") except those in
@@ -834,101 +706,6 @@ func (s *Syncer) deleteStale() {
 	}
 }
 
-// read lists the table as the kernel holds it: chain names, affinity sets,
-// and the elements of the dispatch maps.
-func (s *Syncer) read() (*kernelState, error) {
-	if s.fake != nil {
-		return s.readFake()
-	}
-	ks := newKernelState()
-	t := s.table()
-	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
-		if notFound(err) {
-			return ks, nil
-		}
-		return nil, fmt.Errorf("list table: %w", err)
-	}
-	chains, err := s.conn.read.ListChainsOfTableFamily(t.Family)
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
-	}
-	for _, c := range chains {
-		if c.Table.Name == TableName {
-			ks.chains[c.Name] = true
-		}
-	}
-	sets, err := s.conn.read.GetSets(t)
-	if err != nil {
-		return nil, fmt.Errorf("list sets: %w", err)
-	}
-	// Range numbers in the kernel that no chain of this process has (left
-	// by an earlier one) are not handed out until this sync deleted them.
-	inUse := map[uint32]bool{}
-	defer s.ranges.Reserve(inUse)
-	for _, st := range sets {
-		if strings.HasPrefix(st.Name, affinitySetPrefix) {
-			ks.affinity[st.Name] = true
-			continue
-		}
-		if st.Name == setNodePortIPs {
-			ks.nodePortIPs = true
-			continue
-		}
-		if st.Anonymous {
-			continue
-		}
-		each := func(f func(*gnft.SetElement)) error {
-			return s.conn.send.eachSetElement(t.Family, TableName, st.Name, f)
-		}
-		switch {
-		case st.Name == setHairpin:
-			err = each(func(e *gnft.SetElement) {
-				if a, ok := netip.AddrFromSlice(e.Key[:len(e.Key)/2]); ok {
-					ks.hairpin.add(a, 0)
-				}
-			})
-		case isEndpointMap(st.Name):
-			var els []gnft.SetElement
-			if err = each(func(e *gnft.SetElement) { els = append(els, *e) }); err == nil {
-				for first, r := range readRanges(els, s.Options.IPv6) {
-					ks.setRange(first, r)
-					inUse[first>>16] = true
-				}
-				ks.endpointMaps[st.Name] = true
-			}
-		default:
-			m := map[string]string{}
-			err = each(func(e *gnft.SetElement) {
-				v := ""
-				if st.IsMap {
-					v = verdictOf(e.VerdictData).String()
-				}
-				m[string(e.Key)] = v
-			})
-			ks.elements[st.Name] = m
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return ks, nil
-}
-
-// readFake is read for a fake table: only a table not yet made can be read
-// (tests start from one and then sync partially).
-func (s *Syncer) readFake() (*kernelState, error) {
-	if s.fake.Table != nil {
-		return nil, errors.New("a full sync cannot read a fake table back")
-	}
-	return newKernelState(), nil
-}
-
-// newKernelState is the record of a table just read, empty.
-func newKernelState() *kernelState {
-	return &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{},
-		hairpin: newHairpinClaims(), endpointMaps: map[string]bool{}, elements: map[string]map[string]string{}, affinity: map[string]bool{}}
-}
-
 // Cleanup deletes the table. It reports whether there was one.
 func (s *Syncer) Cleanup(context.Context) (bool, error) {
 	if err := s.connect(); err != nil {
@@ -952,116 +729,4 @@ func (s *Syncer) Cleanup(context.Context) (bool, error) {
 	return true, nil
 }
 
-// fixedFingerprint and Service.fingerprint hash the rendered text, so that
-// a partial sync rewrites only what changed.
-func fixedFingerprint(rs *Ruleset) uint64 {
-	h := fnv.New64a()
-	hashChains(h, append(baseChains(rs.Base), rs.Fixed...), rs.IPv6)
-	for _, st := range rs.Sets {
-		h.Write([]byte(st.Name + keyType(st, rs.IPv6)))
-		for _, e := range st.Elements {
-			h.Write([]byte(e.text(st)))
-		}
-	}
-	return h.Sum64()
-}
-
-// hashChains writes the chains' names and rules into h and returns how many
-// rules there are.
-func hashChains(h hash.Hash64, chains []Chain, v6 bool) int {
-	n := 0
-	for _, c := range chains {
-		h.Write([]byte(c.Name + "{"))
-		for _, r := range c.Rules {
-			h.Write([]byte(r.Text(v6) + "\n"))
-		}
-		n += len(c.Rules)
-	}
-	return n
-}
-
-// fingerprint sets sum, chainSum and rules.
-func (svc *Service) fingerprint(v6 bool) {
-	h := fnv.New64a()
-	svc.rules = hashChains(h, svc.Chains, v6)
-	for _, a := range svc.AffinitySets {
-		h.Write([]byte(a.Name))
-	}
-	svc.chainSum = h.Sum64()
-	// Every field of an element: an endpoint that moves to another port is
-	// a change of Target alone.
-	var b []byte
-	for _, e := range svc.Elements {
-		b = append(append(b[:0], e.Set...), ' ')
-		b = append(e.Addr.AppendTo(b), ' ')
-		b = append(append(b, e.Proto...), ' ')
-		b = append(strconv.AppendUint(b, uint64(e.Port), 10), ' ')
-		b = append(append(b, e.Verdict.String()...), ' ')
-		b = append(strconv.AppendQuote(b, e.Comment), ' ')
-		b = append(strconv.AppendUint(b, uint64(e.Slots[0]), 10), '-')
-		b = append(strconv.AppendUint(b, uint64(e.Slots[1]), 10), ' ')
-		b = append(e.Target.AppendTo(b), '\n')
-		h.Write(b)
-	}
-	svc.sum = h.Sum64()
-}
-
 func sameOptions(a, b Options) bool { return reflect.DeepEqual(a, b) }
-
-func notFound(err error) bool {
-	return err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist))
-}
-
-// Present reports whether the IPv4 table still dispatches: its nat
-// prerouting hook chain exists and jumps to the services chain. An error
-// other than "not found" counts as present: there is nothing to resync into.
-func Present(context.Context) bool {
-	c, err := gnft.New()
-	if err != nil {
-		return true
-	}
-	t := &gnft.Table{Name: TableName, Family: gnft.TableFamilyIPv4}
-	rules, err := c.GetRules(t, &gnft.Chain{Name: "nat-prerouting", Table: t})
-	if notFound(err) {
-		return false
-	}
-	return err != nil || len(rules) > 0
-}
-
-// kernelValue is what the kernel state records for an element of a set or
-// verdict map: its verdict ("" in sets).
-func kernelValue(s Set, e Element) string {
-	if s.IsMap {
-		return e.Verdict.String()
-	}
-	return ""
-}
-
-// readRanges turns an endpoints map as the kernel lists it (each range a
-// first value with its endpoint, and an end marker after its last) into
-// ranges by first value.
-func readRanges(els []gnft.SetElement, v6 bool) map[uint32]kernelRange {
-	var ends []uint32
-	for _, e := range els {
-		if e.IntervalEnd && len(e.Key) == 4 {
-			ends = append(ends, binary.BigEndian.Uint32(e.Key))
-		}
-	}
-	slices.Sort(ends)
-	out := map[uint32]kernelRange{}
-	alen := addrLen(v6)
-	for _, e := range els {
-		if e.IntervalEnd || len(e.Key) != 4 || len(e.Val) < alen+2 {
-			continue
-		}
-		first := binary.BigEndian.Uint32(e.Key)
-		i, _ := slices.BinarySearch(ends, first+1)
-		last := uint32(1<<32 - 1)
-		if i < len(ends) {
-			last = ends[i] - 1
-		}
-		a, _ := netip.AddrFromSlice(e.Val[:alen])
-		out[first] = newKernelRange(last, netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Val[alen:alen+2])))
-	}
-	return out
-}

@@ -1,0 +1,153 @@
+package nftables
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	gnft "github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// read lists the table as the kernel holds it: chain names, affinity sets,
+// and the elements of the dispatch maps.
+func (s *Syncer) read() (*kernelState, error) {
+	if s.fake != nil {
+		return s.readFake()
+	}
+	ks := newKernelState()
+	t := s.table()
+	if _, err := s.conn.read.ListTableOfFamily(TableName, t.Family); err != nil {
+		if notFound(err) {
+			return ks, nil
+		}
+		return nil, fmt.Errorf("list table: %w", err)
+	}
+	chains, err := s.conn.read.ListChainsOfTableFamily(t.Family)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, c := range chains {
+		if c.Table.Name == TableName {
+			ks.chains[c.Name] = true
+		}
+	}
+	sets, err := s.conn.read.GetSets(t)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	// Range numbers in the kernel that no chain of this process has (left
+	// by an earlier one) are not handed out until this sync deleted them.
+	inUse := map[uint32]bool{}
+	defer s.ranges.Reserve(inUse)
+	for _, st := range sets {
+		if strings.HasPrefix(st.Name, affinitySetPrefix) {
+			ks.affinity[st.Name] = true
+			continue
+		}
+		if st.Name == setNodePortIPs {
+			ks.nodePortIPs = true
+			continue
+		}
+		if st.Anonymous {
+			continue
+		}
+		each := func(f func(*gnft.SetElement)) error {
+			return s.conn.send.eachSetElement(t.Family, TableName, st.Name, f)
+		}
+		switch {
+		case st.Name == setHairpin:
+			err = each(func(e *gnft.SetElement) {
+				if a, ok := netip.AddrFromSlice(e.Key[:len(e.Key)/2]); ok {
+					ks.hairpin.add(a, 0)
+				}
+			})
+		case isEndpointMap(st.Name):
+			var els []gnft.SetElement
+			if err = each(func(e *gnft.SetElement) { els = append(els, *e) }); err == nil {
+				for first, r := range readRanges(els, s.Options.IPv6) {
+					ks.setRange(first, r)
+					inUse[first>>16] = true
+				}
+				ks.endpointMaps[st.Name] = true
+			}
+		default:
+			m := map[string]string{}
+			err = each(func(e *gnft.SetElement) {
+				v := ""
+				if st.IsMap {
+					v = verdictOf(e.VerdictData).String()
+				}
+				m[string(e.Key)] = v
+			})
+			ks.elements[st.Name] = m
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ks, nil
+}
+
+// readFake is read for a fake table: only a table not yet made can be read
+// (tests start from one and then sync partially).
+func (s *Syncer) readFake() (*kernelState, error) {
+	if s.fake.Table != nil {
+		return nil, errors.New("a full sync cannot read a fake table back")
+	}
+	return newKernelState(), nil
+}
+
+// readRanges turns an endpoints map as the kernel lists it (each range a
+// first value with its endpoint, and an end marker after its last) into
+// ranges by first value.
+func readRanges(els []gnft.SetElement, v6 bool) map[uint32]kernelRange {
+	var ends []uint32
+	for _, e := range els {
+		if e.IntervalEnd && len(e.Key) == 4 {
+			ends = append(ends, binary.BigEndian.Uint32(e.Key))
+		}
+	}
+	slices.Sort(ends)
+	out := map[uint32]kernelRange{}
+	alen := addrLen(v6)
+	for _, e := range els {
+		if e.IntervalEnd || len(e.Key) != 4 || len(e.Val) < alen+2 {
+			continue
+		}
+		first := binary.BigEndian.Uint32(e.Key)
+		i, _ := slices.BinarySearch(ends, first+1)
+		last := uint32(1<<32 - 1)
+		if i < len(ends) {
+			last = ends[i] - 1
+		}
+		a, _ := netip.AddrFromSlice(e.Val[:alen])
+		out[first] = newKernelRange(last, netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Val[alen:alen+2])))
+	}
+	return out
+}
+
+func notFound(err error) bool {
+	return err != nil && (errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist))
+}
+
+// Present reports whether the IPv4 table still dispatches: its nat
+// prerouting hook chain exists and jumps to the services chain. An error
+// other than "not found" counts as present: there is nothing to resync into.
+func Present(context.Context) bool {
+	c, err := gnft.New()
+	if err != nil {
+		return true
+	}
+	t := &gnft.Table{Name: TableName, Family: gnft.TableFamilyIPv4}
+	rules, err := c.GetRules(t, &gnft.Chain{Name: "nat-prerouting", Table: t})
+	if notFound(err) {
+		return false
+	}
+	return err != nil || len(rules) > 0
+}
