@@ -24,7 +24,7 @@ and a restart reconciles without flushing.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd())
+	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd(), newVersionCmd())
 	if err := root.Execute(); err != nil {
 		if !errors.Is(err, errFindings) {
 			fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)

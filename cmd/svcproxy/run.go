@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -29,9 +33,17 @@ type runFlags struct {
 	cleanup       bool
 	holdNodePorts bool
 	verbosity     int
+	initOnly      bool
+	version       string
 }
 
 func newRunCmd() *cobra.Command {
+	cmd, _ := newRunCmdFlags()
+	return cmd
+}
+
+// newRunCmdFlags is the run command and the settings its flags fill in.
+func newRunCmdFlags() (*cobra.Command, *runFlags) {
 	f := &runFlags{proxyFlags: newProxyFlags()}
 	cmd := &cobra.Command{
 		Use:   "run (--kubeconfig FILE | --manifests DIR)",
@@ -47,13 +59,15 @@ iptables-restore per sync, so existing connections are untouched, and when it
 stops the rules stay in the kernel. Until the API server caches have synced it
 does not touch the rules at all.
 
-The flags are kube-proxy's. With --config, a KubeProxyConfiguration
-(kubeproxy.config.k8s.io/v1alpha1) is read first and flags given on the
-command line override it; fields svcproxy does not act on are named in one
-warning.`,
+The flags are kube-proxy's; svcproxy takes every Linux flag kube-proxy v1.37
+has, and names the ones it does not act on in one warning at start. With
+--config, a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) wins over
+the flags that have a field in it, as in kube-proxy (--hostname-override and
+-v still apply); fields svcproxy does not act on, and unknown fields, are
+named in warnings.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.run(cmd.Flags())
+			return f.run(cmd.Flags(), cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd.Flags())
@@ -75,8 +89,36 @@ warning.`,
 	fs.StringVar(&c.ContentType, "kube-api-content-type", c.ContentType, "content type of requests sent to the API server")
 	fs.BoolVar(&f.holdNodePorts, "hold-nodeports", false, "hold a listening socket on every NodePort (after its rules are committed) so no other process can take it")
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "log verbosity; 4 and above logs every sync")
-	return cmd
+	fs.StringVar(&c.Master, "master", c.Master, "the address of the API server (overrides the kubeconfig's)")
+	fs.Var(&int32Ptr{&c.OOMScoreAdj}, "oom-score-adj", "the oom_score_adj of the svcproxy process, in [-1000, 1000] (kube-proxy's default -999: the OOM killer takes the proxy last)")
+	fs.BoolVar(&f.initOnly, "init-only", false, "set up the node (sysctls, NodePort reservation) and exit, as kube-proxy's init container does")
+	fs.StringVar(&f.version, "version", "", "print the version and exit (--version or --version=raw)")
+	fs.Lookup("version").NoOptDefVal = "true"
+	registerUnacted(fs)
+	return cmd, f
 }
+
+// int32Ptr is a flag that sets an optional int32.
+type int32Ptr struct{ p **int32 }
+
+func (v *int32Ptr) String() string {
+	if v.p == nil || *v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(int(**v.p))
+}
+
+func (v *int32Ptr) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return err
+	}
+	i := int32(n)
+	*v.p = &i
+	return nil
+}
+
+func (v *int32Ptr) Type() string { return "int32" }
 
 // flagFields copies a setting from one Config to another, per flag name: the
 // settings a flag given on the command line overrides in --config.
@@ -90,6 +132,8 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"nodeport-addresses":           func(d, s *config.Config) { d.NodePortAddresses = s.NodePortAddresses },
 	"service-cidrs":                func(d, s *config.Config) { d.ServiceCIDRs = s.ServiceCIDRs },
 	"detect-local-mode":            func(d, s *config.Config) { d.DetectLocalMode = s.DetectLocalMode },
+	"oom-score-adj":                func(d, s *config.Config) { d.OOMScoreAdj = s.OOMScoreAdj },
+	"master":                       func(d, s *config.Config) { d.Master = s.Master },
 	"proxy-mode":                   func(d, s *config.Config) { d.Mode = s.Mode },
 	"iptables-sync-period":         func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
 	"iptables-min-sync-period":     func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },
@@ -104,26 +148,51 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"state-dir":                    func(d, s *config.Config) { d.StateDir = s.StateDir },
 }
 
-func (f *runFlags) run(fs *pflag.FlagSet) error {
-	log := logging.New(os.Stderr, f.verbosity)
+// resolve works out the settings from the flags and the --config file, as
+// kube-proxy does, and returns the warnings to log about them.
+func (f *runFlags) resolve(fs *pflag.FlagSet) (warnings []string, err error) {
 	if f.configFile != "" {
 		fromFile := config.Defaults()
-		unsupported, err := config.LoadFile(f.configFile, &fromFile)
+		unsupported, lenient, err := config.LoadFile(f.configFile, &fromFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		warnings = append(warnings, lenient...)
 		if len(unsupported) > 0 {
-			log.Warn(fmt.Sprintf("ignoring KubeProxyConfiguration fields svcproxy does not support: %v", unsupported), "config", f.configFile)
+			warnings = append(warnings, fmt.Sprintf("--config %s: fields svcproxy takes and does not act on: %s", f.configFile, strings.Join(unsupported, ", ")))
+		}
+		if ignored := ignoredForFile(fs); len(ignored) > 0 {
+			warnings = append(warnings, fmt.Sprintf("%s: the --config file wins over these flags, as in kube-proxy", strings.Join(ignored, ", ")))
 		}
 		fs.Visit(func(fl *pflag.Flag) {
-			if copyField, ok := flagFields[fl.Name]; ok {
+			if copyField, ok := flagFields[fl.Name]; ok && !slices.Contains(fileWinsOver, fl.Name) {
 				copyField(&fromFile, &f.cfg)
 			}
 		})
 		f.cfg = fromFile
 	}
-	if err := f.cfg.Validate(); err != nil {
+	if given := unactedGiven(fs); given != "" {
+		warnings = append(warnings, "kube-proxy flags taken and not acted on: "+given)
+	}
+	if w := f.cfg.LocalModeFallback(); w != "" {
+		warnings = append(warnings, w)
+	}
+	f.cfg.Normalize()
+	return warnings, f.cfg.Validate()
+}
+
+func (f *runFlags) run(fs *pflag.FlagSet, out io.Writer) error {
+	if f.version != "" {
+		fmt.Fprintln(out, versionText(f.version == "raw"))
+		return nil
+	}
+	log := logging.New(os.Stderr, f.verbosity)
+	warnings, err := f.resolve(fs)
+	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	mode, err := modes.ByName(f.cfg.Mode)
 	if err != nil {
@@ -139,6 +208,9 @@ func (f *runFlags) run(fs *pflag.FlagSet) error {
 		}
 		log.Info("cleanup done", "rulesRemoved", removed, "ip_local_reserved_ports", reserved)
 		return nil
+	}
+	if f.initOnly {
+		return agent.Init(agent.Config{Settings: f.cfg, Mode: mode, Options: f.optionsFor, Log: log})
 	}
 	node, err := f.node()
 	if err != nil {
@@ -170,10 +242,10 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source.Source, err
 	var rc *rest.Config
 	var err error
 	switch {
-	case c.Kubeconfig != "":
-		rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	case c.Kubeconfig != "" || c.Master != "":
+		rc, err = clientcmd.BuildConfigFromFlags(c.Master, c.Kubeconfig)
 		if err != nil {
-			return nil, fmt.Errorf("--kubeconfig %s: %w", c.Kubeconfig, err)
+			return nil, fmt.Errorf("--kubeconfig %q --master %q: %w", c.Kubeconfig, c.Master, err)
 		}
 	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
 		rc, err = rest.InClusterConfig()

@@ -9,7 +9,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/svcproxy/svcproxy/internal/config"
@@ -107,10 +109,7 @@ func New(cfg Config) (*Agent, error) {
 // stay in the kernel when it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	c, log := &a.cfg.Settings, a.log
-	if err := a.ports.atStart(); err != nil {
-		log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
-	}
-	a.setSysctls()
+	a.prepare()
 	if es, ok := a.cfg.Source.(source.EventSource); ok {
 		ev := es.Events(a.cfg.Node.Name)
 		defer ev.Stop()
@@ -150,6 +149,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	log.Info("stopping; the rules stay in the kernel")
 	return nil
+}
+
+// Init prepares the node as Run would (the process's OOM score, sysctls,
+// the NodePort reservation) and returns: --init-only, for an init
+// container with more privileges than the proxy's.
+func Init(cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	a.prepare()
+	return nil
+}
+
+// prepare sets up the node before the first sync. What cannot be done is
+// logged: the proxy still serves without it.
+func (a *Agent) prepare() {
+	if adj := a.cfg.Settings.OOMScoreAdj; adj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(int(*adj))), 0); err != nil {
+			a.log.Warn("cannot set the OOM score", "oomScoreAdj", *adj, "err", err)
+		}
+	}
+	if err := a.ports.atStart(); err != nil {
+		a.log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
+	}
+	a.setSysctls()
 }
 
 // snapshot is what the source calls with each snapshot: it builds the

@@ -55,6 +55,11 @@ type Config struct {
 	// ContentType is what the API client asks the API server for; protobuf
 	// decodes with far less garbage than JSON.
 	ContentType string
+	// Master overrides the kubeconfig's API server address (--master).
+	Master string
+	// OOMScoreAdj is written to the process's oom_score_adj (nil: left
+	// alone).
+	OOMScoreAdj *int32
 }
 
 // Defaults are kube-proxy's defaults.
@@ -72,7 +77,35 @@ func Defaults() Config {
 		QPS:                 5,
 		Burst:               10,
 		ContentType:         "application/vnd.kubernetes.protobuf",
+		// As kube-proxy: the OOM killer takes the proxy last.
+		OOMScoreAdj: ptrTo(int32(-999)),
 	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// Normalize fills in what kube-proxy fills in: a bind address given as a
+// bare IP gets the default port (10256 for healthz, 10249 for metrics).
+func (c *Config) Normalize() {
+	for _, b := range []struct {
+		addr *string
+		port string
+	}{{&c.HealthzBindAddress, "10256"}, {&c.MetricsBindAddress, "10249"}} {
+		if ip, err := netip.ParseAddr(*b.addr); err == nil {
+			*b.addr = net.JoinHostPort(ip.String(), b.port)
+		}
+	}
+}
+
+// LocalModeFallback is what a detect-local mode svcproxy does not implement
+// falls back to, with a warning; "" when the mode is implemented.
+func (c *Config) LocalModeFallback() string {
+	switch c.DetectLocalMode {
+	case "BridgeInterface", "InterfaceNamePrefix":
+		c.DetectLocalMode = "ClusterCIDR"
+		return "detect-local-mode BridgeInterface and InterfaceNamePrefix are not implemented: pod traffic is told by --cluster-cidr (ClusterCIDR)"
+	}
+	return ""
 }
 
 // Validate checks the settings; errors name the flag (config field).
@@ -95,7 +128,10 @@ func (c *Config) Validate() error {
 	switch c.DetectLocalMode {
 	case "", "ClusterCIDR", "NodeCIDR":
 	default:
-		bad("detect-local-mode", "detectLocalMode", "%q: must be ClusterCIDR or NodeCIDR", c.DetectLocalMode)
+		bad("detect-local-mode", "detectLocalMode", "%q: must be ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix", c.DetectLocalMode)
+	}
+	if c.OOMScoreAdj != nil && (*c.OOMScoreAdj < -1000 || *c.OOMScoreAdj > 1000) {
+		bad("oom-score-adj", "oomScoreAdj", "%d: must be between -1000 and 1000", *c.OOMScoreAdj)
 	}
 	if c.ClusterCIDR != "" {
 		if _, err := ClusterCIDRs(c.ClusterCIDR); err != nil {
@@ -169,35 +205,33 @@ func validPort(s string) bool {
 
 // LoadFile reads a KubeProxyConfiguration into c. Fields svcproxy does not
 // act on are returned by name, so the caller can warn about them once.
-func LoadFile(path string, c *Config) (unsupported []string, err error) {
+// Unknown or repeated fields are read past as kube-proxy reads them
+// (leniently), each in warnings.
+func LoadFile(path string, c *Config) (unsupported, warnings []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--config: %w", err)
+		return nil, nil, fmt.Errorf("--config: %w", err)
 	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("--config %s: not valid YAML: %w", path, err)
+		return nil, nil, fmt.Errorf("--config %s: not valid YAML: %w", path, err)
 	}
 	var kpc kpv1alpha1.KubeProxyConfiguration
 	strict, err := sjson.UnmarshalStrict(js, &kpc)
 	if err != nil {
 		if field := badDuration(js); field != "" {
-			return nil, fmt.Errorf("--config %s: %s: %w", path, field, err)
+			return nil, nil, fmt.Errorf("--config %s: %s: %w", path, field, err)
 		}
-		return nil, fmt.Errorf("--config %s: %w", path, err)
+		return nil, nil, fmt.Errorf("--config %s: %w", path, err)
 	}
-	if len(strict) > 0 {
-		msgs := make([]string, len(strict))
-		for i, e := range strict {
-			msgs[i] = e.Error()
-		}
-		return nil, fmt.Errorf("--config %s: %s", path, strings.Join(msgs, "; "))
+	for _, e := range strict {
+		warnings = append(warnings, fmt.Sprintf("--config %s: %v (read past, as kube-proxy does)", path, e))
 	}
 	if kpc.APIVersion != "kubeproxy.config.k8s.io/v1alpha1" || kpc.Kind != "KubeProxyConfiguration" {
-		return nil, fmt.Errorf("--config %s: apiVersion/kind %q/%q: want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration", path, kpc.APIVersion, kpc.Kind)
+		return nil, nil, fmt.Errorf("--config %s: apiVersion/kind %q/%q: want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration", path, kpc.APIVersion, kpc.Kind)
 	}
 	apply(&kpc, c)
-	return unsupportedFields(&kpc), nil
+	return unsupportedFields(&kpc), warnings, nil
 }
 
 // durationFields are the KubeProxyConfiguration fields holding durations,
@@ -272,8 +306,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if len(k.NodePortAddresses) > 0 {
 		c.NodePortAddresses = k.NodePortAddresses
 	}
-	if k.DetectLocalMode == "ClusterCIDR" || k.DetectLocalMode == "NodeCIDR" {
-		c.DetectLocalMode = string(k.DetectLocalMode)
+	setStr(&c.DetectLocalMode, string(k.DetectLocalMode))
+	if k.OOMScoreAdj != nil {
+		c.OOMScoreAdj = k.OOMScoreAdj
 	}
 	// In nftables mode the nftables section's settings win, as upstream.
 	if k.Mode == "nftables" {
@@ -308,11 +343,7 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("nftables.masqueradeBit", k.NFTables.MasqueradeBit)
 	check("winkernel", k.Winkernel)
 	check("iptables.masqueradeBit", k.IPTables.MasqueradeBit)
-	if k.DetectLocalMode != "" && k.DetectLocalMode != "ClusterCIDR" && k.DetectLocalMode != "NodeCIDR" {
-		out = append(out, "detectLocalMode")
-	}
 	check("detectLocal", k.DetectLocal)
-	check("oomScoreAdj", k.OOMScoreAdj)
 	check("conntrack", k.Conntrack)
 	check("configSyncPeriod", k.ConfigSyncPeriod)
 	check("portRange", k.PortRange)

@@ -41,17 +41,20 @@ conntrack:
 oomScoreAdj: -999
 `)
 	c := Defaults()
-	unsupported, err := LoadFile(p, &c)
-	if err != nil {
-		t.Fatal(err)
+	unsupported, warnings, err := LoadFile(p, &c)
+	if err != nil || len(warnings) > 0 {
+		t.Fatal(err, warnings)
 	}
 	if c.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || c.HostnameOverride != "node-1" || c.ClusterCIDR != "10.244.0.0/16" ||
 		!c.MasqueradeAll || c.SyncPeriod != 10*time.Second || c.MinSyncPeriod != time.Second || c.LocalhostNodePorts || c.QPS != 50 ||
 		len(c.NodePortAddresses) != 1 || !c.EnableProfiling || c.ContentType != "application/json" {
 		t.Errorf("config = %+v", c)
 	}
-	if got := strings.Join(unsupported, ","); got != "ipvs,oomScoreAdj,conntrack" {
-		t.Errorf("unsupported = %s, want ipvs,oomScoreAdj,conntrack", got)
+	if got := strings.Join(unsupported, ","); got != "ipvs,conntrack" {
+		t.Errorf("unsupported = %s, want ipvs,conntrack", got)
+	}
+	if c.OOMScoreAdj == nil || *c.OOMScoreAdj != -999 {
+		t.Errorf("oomScoreAdj = %v, want -999", c.OOMScoreAdj)
 	}
 	if err := c.Validate(); err != nil {
 		t.Error(err)
@@ -60,20 +63,19 @@ oomScoreAdj: -999
 
 func TestLoadFileErrorsNameTheField(t *testing.T) {
 	tests := []struct{ body, want string }{
-		{header + "iptables:\n  syncPerod: 10s\n", `unknown field "iptables.syncPerod"`},
 		{header + "iptables:\n  syncPeriod: soon\n", "iptables.syncPeriod"},
 		{"apiVersion: v1\nkind: ConfigMap\n", "want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration"},
 		{header + "mode: [\n", "not valid YAML"},
 	}
 	for _, tt := range tests {
 		c := Defaults()
-		_, err := LoadFile(write(t, tt.body), &c)
+		_, _, err := LoadFile(write(t, tt.body), &c)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: err = %v, want %q", tt.body, err, tt.want)
 		}
 	}
 	c := Defaults()
-	if _, err := LoadFile(write(t, header+"mode: ipvs\nclusterCIDR: nope\n"), &c); err != nil {
+	if _, _, err := LoadFile(write(t, header+"mode: ipvs\nclusterCIDR: nope\n"), &c); err != nil {
 		t.Fatal(err)
 	}
 	err := c.Validate()
@@ -91,5 +93,34 @@ func TestDefaultsKeepMetricsOnLoopback(t *testing.T) {
 	}
 	if d.NodePortReservation != "range" || d.NodePortRange != "30000-32767" {
 		t.Errorf("NodePorts must be reserved by default: %+v", d)
+	}
+}
+
+// An unknown field is read past with a warning that names it, as kube-proxy
+// reads a file leniently; the fields around it still count.
+func TestLoadFileReadsPastUnknownFields(t *testing.T) {
+	c := Defaults()
+	_, warnings, err := LoadFile(write(t, header+"iptables:\n  syncPerod: 10s\n  minSyncPeriod: 2s\n"), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `unknown field "iptables.syncPerod"`) {
+		t.Errorf("warnings = %v", warnings)
+	}
+	if c.MinSyncPeriod != 2*time.Second {
+		t.Errorf("minSyncPeriod = %s: the known field next to the unknown one was lost", c.MinSyncPeriod)
+	}
+}
+
+// Bind addresses given as a bare IP get kube-proxy's default ports.
+func TestNormalizeBareIPs(t *testing.T) {
+	c := Defaults()
+	c.HealthzBindAddress, c.MetricsBindAddress = "0.0.0.0", "::1"
+	c.Normalize()
+	if c.HealthzBindAddress != "0.0.0.0:10256" || c.MetricsBindAddress != "[::1]:10249" {
+		t.Errorf("healthz %s, metrics %s", c.HealthzBindAddress, c.MetricsBindAddress)
+	}
+	if err := c.Validate(); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// kubeProxyFlags are the flags `kube-proxy --help` lists in v1.37.2 (Linux),
+// with a value each, as a DaemonSet written for kube-proxy gives them.
+// --help, --version, --cleanup and --init-only act and exit: they are
+// tested apart.
+var kubeProxyFlags = []string{
+	"--bind-address=192.168.77.1", "--bind-address-hard-fail", "--cluster-cidr=10.244.0.0/16", "--config-sync-period=15m",
+	"--conntrack-max-per-core=32768", "--conntrack-min=131072", "--conntrack-tcp-be-liberal",
+	"--conntrack-tcp-timeout-close-wait=1h", "--conntrack-tcp-timeout-established=24h", "--conntrack-udp-timeout=30s",
+	"--conntrack-udp-timeout-stream=2m", "--detect-local-mode=NodeCIDR", "--feature-gates=AllAlpha=false",
+	"--healthz-bind-address=0.0.0.0", "--hostname-override=node-1", "--iptables-localhost-nodeports=false",
+	"--iptables-masquerade-bit=14", "--iptables-min-sync-period=2s", "--iptables-sync-period=20s",
+	"--ipvs-exclude-cidrs=10.0.0.0/8", "--ipvs-min-sync-period=1s", "--ipvs-scheduler=rr", "--ipvs-strict-arp",
+	"--ipvs-sync-period=30s", "--ipvs-tcp-timeout=0s", "--ipvs-tcpfin-timeout=0s", "--ipvs-udp-timeout=0s",
+	"--kube-api-burst=20", "--kube-api-content-type=application/json", "--kube-api-qps=10", "--kubeconfig=/var/lib/kube-proxy/kubeconfig",
+	"--log-flush-frequency=5s", "--log-json-info-buffer-size=0", "--log-json-split-stream", "--log-text-info-buffer-size=0",
+	"--log-text-split-stream", "--logging-format=text", "--masquerade-all", "--master=https://10.0.0.1:6443",
+	"--metrics-bind-address=127.0.0.1:10249", "--nodeport-addresses=primary", "--oom-score-adj=-999",
+	"--pod-bridge-interface=cbr0", "--pod-interface-name-prefix=veth", "--profiling", "--proxy-mode=nftables",
+	"--show-hidden-metrics-for-version=1.36", "-v=2", "--vmodule=proxier=4", "--write-config-to=/tmp/kp.yaml",
+}
+
+// Every kube-proxy flag is taken: acted on (the settings show it) or named
+// in one warning; none is fatal.
+func TestEveryKubeProxyFlagIsTaken(t *testing.T) {
+	cmd, f := newRunCmdFlags()
+	if err := cmd.Flags().Parse(kubeProxyFlags); err != nil {
+		t.Fatalf("kube-proxy's flags refused: %v", err)
+	}
+	warnings, err := f.resolve(cmd.Flags())
+	if err != nil {
+		t.Fatalf("kube-proxy's flags are fatal: %v", err)
+	}
+	said := strings.Join(warnings, "\n")
+	for _, u := range unactedFlags {
+		if !strings.Contains(said, "--"+u.name+" (") {
+			t.Errorf("--%s is neither acted on nor named in a warning:\n%s", u.name, said)
+		}
+	}
+	c := f.cfg
+	if c.HealthzBindAddress != "0.0.0.0:10256" || c.MetricsBindAddress != "127.0.0.1:10249" || c.Mode != "nftables" ||
+		c.ClusterCIDR != "10.244.0.0/16" || c.DetectLocalMode != "NodeCIDR" || !c.MasqueradeAll || c.LocalhostNodePorts ||
+		c.SyncPeriod.String() != "20s" || c.MinSyncPeriod.String() != "2s" || c.Master != "https://10.0.0.1:6443" ||
+		c.OOMScoreAdj == nil || *c.OOMScoreAdj != -999 || c.QPS != 10 || c.Burst != 20 || c.ContentType != "application/json" ||
+		!c.EnableProfiling || c.HostnameOverride != "node-1" || f.verbosity != 2 {
+		t.Errorf("settings %+v", c)
+	}
+}
+
+// With --config the file wins over the flags that have a field in it, as in
+// kube-proxy, and each such flag given is named; --hostname-override still
+// applies, and so do svcproxy's own flags.
+func TestConfigFileWinsOverFlags(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nclusterCIDR: 10.244.0.0/16\nbogus: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, f := newRunCmdFlags()
+	if err := cmd.Flags().Parse([]string{"--config", p, "--proxy-mode", "iptables", "--cluster-cidr", "10.0.0.0/8",
+		"--hostname-override", "node-7", "--state-dir", "/tmp/sv", "--detect-local-mode", "BridgeInterface"}); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := f.resolve(cmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.cfg.Mode != "nftables" || f.cfg.ClusterCIDR != "10.244.0.0/16" || f.cfg.HostnameOverride != "node-7" || f.cfg.StateDir != "/tmp/sv" {
+		t.Errorf("settings %+v", f.cfg)
+	}
+	said := strings.Join(warnings, "\n")
+	for _, want := range []string{"--cluster-cidr, --detect-local-mode, --proxy-mode: the --config file wins", `unknown field "bogus"`} {
+		if !strings.Contains(said, want) {
+			t.Errorf("no warning %q in:\n%s", want, said)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := runCmd(t, newRunCmd(), "--version")
+	if err != nil || !strings.HasPrefix(out, "svcproxy ") {
+		t.Fatalf("run --version: %v: %q", err, out)
+	}
+	out, _, err = runCmd(t, newVersionCmd())
+	if err != nil || !strings.Contains(out, "svcproxy ") || !strings.Contains(out, "proxy modes: [iptables nftables]") {
+		t.Errorf("%v: %s", err, out)
+	}
+}
