@@ -87,7 +87,12 @@ func New(cfg Config) (*Agent, error) {
 		OnSynced: a.synced,
 	}
 	if s.HealthzBindAddress != "" {
-		a.health = &healthcheck.Server{Timeout: 2 * s.SyncPeriod, Log: log, Syncer: a.runner}
+		var families []string
+		for _, f := range fs {
+			families = append(families, f.Family())
+		}
+		// Only the API server has this node's Node object to be eligible by.
+		a.health = &healthcheck.Server{Timeout: 2 * s.SyncPeriod, Log: log, Syncer: a.runner, Families: families, RequireNode: s.Manifests == ""}
 	}
 	a.services = &healthcheck.Services{Log: log}
 	if a.health != nil {
@@ -102,6 +107,9 @@ func New(cfg Config) (*Agent, error) {
 	// In the order they act after a sync: the latency first, measured to
 	// the moment the rules were in the kernel.
 	a.observers = []Observer{a.latency, &conntrack.Cleaner{Log: log}, a.ports, a.guard, a.services}
+	if a.health != nil {
+		a.observers = append(a.observers, a.health)
+	}
 	return a, nil
 }
 

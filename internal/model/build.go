@@ -25,7 +25,16 @@ type Node struct {
 	IPs []netip.Addr
 	// PodCIDRs are the pod ranges assigned to the node (spec.podCIDRs).
 	PodCIDRs []netip.Prefix
+	// Known is set when the node's Node object was read; Leaving when it
+	// is being deleted or the cluster autoscaler marked it for deletion
+	// (taint ToBeDeletedByClusterAutoscaler): load balancers should stop
+	// sending it traffic.
+	Known, Leaving bool
 }
+
+// toBeDeletedTaint is the cluster autoscaler's taint on a node it will
+// delete.
+const toBeDeletedTaint = "ToBeDeletedByClusterAutoscaler"
 
 // Input is one consistent snapshot of the objects a source has seen, as
 // the model keeps them (NewService, NewEndpointSlice).
@@ -228,6 +237,8 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 func nodeInfo(n Node, obj *corev1.Node) Node {
 	n.Zone = obj.Labels[corev1.LabelTopologyZone]
 	n.IPs, n.PodCIDRs = nil, nil
+	n.Known = true
+	n.Leaving = obj.DeletionTimestamp != nil || slices.ContainsFunc(obj.Spec.Taints, func(t corev1.Taint) bool { return t.Key == toBeDeletedTaint })
 	cidrs := obj.Spec.PodCIDRs
 	if len(cidrs) == 0 && obj.Spec.PodCIDR != "" {
 		cidrs = []string{obj.Spec.PodCIDR}

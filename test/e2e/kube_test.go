@@ -302,6 +302,50 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("/healthz says a node leaving the cluster is not eligible, as upstream", func(t *testing.T) {
+		healthz := func(i int) (string, map[string]any) {
+			out, err := l.Nodes[i].Run(ctx, "curl", "-s", "-w", "\n%{http_code}", "http://127.0.0.1:10256/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cut := strings.LastIndex(out, "\n")
+			body, code := out[:cut], out[cut+1:]
+			var m map[string]any
+			_ = json.Unmarshal([]byte(body), &m)
+			return code, m
+		}
+		taint := func(on bool) {
+			n, err := admin.CoreV1().Nodes().Get(ctx, "node-2", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.Spec.Taints = nil
+			if on {
+				n.Spec.Taints = []corev1.Taint{{Key: "ToBeDeletedByClusterAutoscaler", Effect: corev1.TaintEffectNoSchedule}}
+			}
+			if _, err := admin.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		taint(true)
+		eventually(t, 10*time.Second, "node-2 not eligible", func() error {
+			if code, m := healthz(1); code != "503" || m["nodeEligible"] != false {
+				return fmt.Errorf("%s %v", code, m)
+			}
+			return nil
+		})
+		if code, m := healthz(0); code != "200" || m["nodeEligible"] != true {
+			t.Errorf("node-1 /healthz: %s %v", code, m)
+		}
+		taint(false)
+		eventually(t, 10*time.Second, "node-2 eligible again", func() error {
+			if code, m := healthz(1); code != "200" {
+				return fmt.Errorf("%s %v", code, m)
+			}
+			return nil
+		})
+	})
+
 	t.Run("nftables mode follows ServiceCIDRs: unallocated cluster IPs are dropped", func(t *testing.T) {
 		node3 := l.Nodes[2]
 		hasDrop := func(cidr string) func() error {

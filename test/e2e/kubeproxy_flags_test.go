@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,5 +50,44 @@ func TestOOMScoreAndInitOnly(t *testing.T) {
 	}
 	if rules, _ := w.node.Run(ctx, "iptables-save", "-t", "nat"); strings.Contains(rules, "KUBE-SVC-") {
 		t.Errorf("--init-only programmed Services:\n%s", rules)
+	}
+}
+
+// Before its rules are in the kernel the proxy is alive but not ready: an
+// API server that never answers keeps /healthz at 503 (load balancers keep
+// away), while /livez stays 200 (the pod is not restarted for waiting).
+func TestHealthzNotReadyBeforeTheFirstSync(t *testing.T) {
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	w := newWorld(t)
+	ctx := ctxFor(t, 60*time.Second)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := w.lab.Start(&w.node.NS, binary, "run", "--kubeconfig", kubeconfig, "--hostname-override", w.node.NodeName,
+		"--healthz-bind-address", "127.0.0.1", "--state-dir", w.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.WaitOutput(ctx, "waiting for the API server caches to sync"); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/healthz": "503", "/livez": "200"} {
+		eventually(t, 5*time.Second, path, func() error {
+			code, err := w.node.Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256"+path)
+			if err != nil || code != want {
+				return fmt.Errorf("%s %v, want %s", code, err, want)
+			}
+			return nil
+		})
 	}
 }

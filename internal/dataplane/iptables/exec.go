@@ -82,7 +82,9 @@ func (e Exec) SaveLines(ctx context.Context, f func(line []byte) error) error {
 func (e Exec) Restore(ctx context.Context, input []byte) error {
 	name := cmp(e.RestoreCmd, "iptables-restore")
 	var stderr bytes.Buffer
-	cmd := e.command(ctx, name, "--noflush", "--counters", "--wait")
+	// As upstream: wait for the xtables lock at most 5 s, then fail (and the
+	// sync is retried) rather than hang behind a stuck holder.
+	cmd := e.command(ctx, name, "-w", "5", "--noflush", "--counters")
 	cmd.Stdin = bytes.NewReader(input)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
