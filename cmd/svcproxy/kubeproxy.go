@@ -16,19 +16,12 @@ type unactedFlag struct {
 }
 
 // unactedFlags are kube-proxy v1.37's Linux flags svcproxy does not act on
-// (yet: the conntrack sysctls and the masquerade bit are planned; or ever:
+// (yet: the masquerade bit is planned; or ever:
 // IPVS mode, and flags of upstream's own logging and metrics machinery).
 var unactedFlags = []unactedFlag{
 	{"bind-address", "ip", "the node's IPs come from its Node object"},
 	{"bind-address-hard-fail", "bool", "svcproxy serves nothing on --bind-address"},
 	{"config-sync-period", "duration", "svcproxy's informers do not resync: every change arrives as an event"},
-	{"conntrack-max-per-core", "int32", "svcproxy does not set the conntrack sysctls yet"},
-	{"conntrack-min", "int32", "svcproxy does not set the conntrack sysctls yet"},
-	{"conntrack-tcp-be-liberal", "bool", "svcproxy does not set the conntrack sysctls yet"},
-	{"conntrack-tcp-timeout-close-wait", "duration", "svcproxy does not set the conntrack sysctls yet"},
-	{"conntrack-tcp-timeout-established", "duration", "svcproxy does not set the conntrack sysctls yet"},
-	{"conntrack-udp-timeout", "duration", "svcproxy does not set the conntrack sysctls yet"},
-	{"conntrack-udp-timeout-stream", "duration", "svcproxy does not set the conntrack sysctls yet"},
 	{"feature-gates", "string", "svcproxy has no feature gates"},
 	{"iptables-masquerade-bit", "int32", "the masquerade mark is bit 14 (0x4000), upstream's default"},
 	{"ipvs-exclude-cidrs", "strings", "svcproxy has no IPVS mode"},
@@ -91,6 +84,8 @@ var fileWinsOver = []string{
 	"kubeconfig", "cluster-cidr", "masquerade-all", "iptables-localhost-nodeports", "nodeport-addresses", "proxy-mode",
 	"iptables-sync-period", "iptables-min-sync-period", "healthz-bind-address", "metrics-bind-address", "profiling",
 	"kube-api-qps", "kube-api-burst", "kube-api-content-type", "detect-local-mode", "oom-score-adj",
+	"conntrack-max-per-core", "conntrack-min", "conntrack-tcp-timeout-established", "conntrack-tcp-timeout-close-wait",
+	"conntrack-tcp-be-liberal", "conntrack-udp-timeout", "conntrack-udp-timeout-stream",
 }
 
 // ignoredForFile names the flags given on the command line that the

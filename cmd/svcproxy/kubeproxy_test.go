@@ -53,6 +53,10 @@ func TestEveryKubeProxyFlagIsTaken(t *testing.T) {
 		!c.EnableProfiling || c.HostnameOverride != "node-1" || f.verbosity != 2 {
 		t.Errorf("settings %+v", c)
 	}
+	if ct := c.Conntrack; ct.MaxPerCore != 32768 || ct.Min != 131072 || !ct.TCPBeLiberal || ct.TCPCloseWaitTimeout.String() != "1h0m0s" ||
+		ct.TCPEstablishedTimeout.String() != "24h0m0s" || ct.UDPTimeout.String() != "30s" || ct.UDPStreamTimeout.String() != "2m0s" {
+		t.Errorf("conntrack settings %+v", ct)
+	}
 }
 
 // With --config the file wins over the flags that have a field in it, as in

@@ -91,6 +91,14 @@ named in warnings.`,
 	fs.IntVarP(&f.verbosity, "v", "v", 0, "log verbosity; 4 and above logs every sync")
 	fs.StringVar(&c.Master, "master", c.Master, "the address of the API server (overrides the kubeconfig's)")
 	fs.Var(&int32Ptr{&c.OOMScoreAdj}, "oom-score-adj", "the oom_score_adj of the svcproxy process, in [-1000, 1000] (kube-proxy's default -999: the OOM killer takes the proxy last)")
+	ct := &c.Conntrack
+	fs.Int32Var(&ct.MaxPerCore, "conntrack-max-per-core", ct.MaxPerCore, "raise nf_conntrack_max to this many entries per CPU (0 leaves it alone)")
+	fs.Int32Var(&ct.Min, "conntrack-min", ct.Min, "raise nf_conntrack_max to at least this many entries")
+	fs.DurationVar(&ct.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", ct.TCPEstablishedTimeout, "idle timeout of established TCP connections (nf_conntrack_tcp_timeout_established; 0 leaves it alone)")
+	fs.DurationVar(&ct.TCPCloseWaitTimeout, "conntrack-tcp-timeout-close-wait", ct.TCPCloseWaitTimeout, "timeout of TCP connections in CLOSE_WAIT (0 leaves it alone)")
+	fs.BoolVar(&ct.TCPBeLiberal, "conntrack-tcp-be-liberal", ct.TCPBeLiberal, "set nf_conntrack_tcp_be_liberal: out-of-window packets are not INVALID (and then none are dropped as such)")
+	fs.DurationVar(&ct.UDPTimeout, "conntrack-udp-timeout", ct.UDPTimeout, "idle timeout of unreplied UDP flows (0 leaves it alone)")
+	fs.DurationVar(&ct.UDPStreamTimeout, "conntrack-udp-timeout-stream", ct.UDPStreamTimeout, "idle timeout of assured UDP flows (0 leaves it alone)")
 	fs.BoolVar(&f.initOnly, "init-only", false, "set up the node (sysctls, NodePort reservation) and exit, as kube-proxy's init container does")
 	fs.StringVar(&f.version, "version", "", "print the version and exit (--version or --version=raw)")
 	fs.Lookup("version").NoOptDefVal = "true"
@@ -134,18 +142,19 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"detect-local-mode":            func(d, s *config.Config) { d.DetectLocalMode = s.DetectLocalMode },
 	"oom-score-adj":                func(d, s *config.Config) { d.OOMScoreAdj = s.OOMScoreAdj },
 	"master":                       func(d, s *config.Config) { d.Master = s.Master },
-	"proxy-mode":                   func(d, s *config.Config) { d.Mode = s.Mode },
-	"iptables-sync-period":         func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
-	"iptables-min-sync-period":     func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },
-	"healthz-bind-address":         func(d, s *config.Config) { d.HealthzBindAddress = s.HealthzBindAddress },
-	"metrics-bind-address":         func(d, s *config.Config) { d.MetricsBindAddress = s.MetricsBindAddress },
-	"profiling":                    func(d, s *config.Config) { d.EnableProfiling = s.EnableProfiling },
-	"kube-api-qps":                 func(d, s *config.Config) { d.QPS = s.QPS },
-	"kube-api-burst":               func(d, s *config.Config) { d.Burst = s.Burst },
-	"kube-api-content-type":        func(d, s *config.Config) { d.ContentType = s.ContentType },
-	"nodeport-reservation":         func(d, s *config.Config) { d.NodePortReservation = s.NodePortReservation },
-	"service-node-port-range":      func(d, s *config.Config) { d.NodePortRange = s.NodePortRange },
-	"state-dir":                    func(d, s *config.Config) { d.StateDir = s.StateDir },
+	// The conntrack flags: the file wins over them (fileWinsOver).
+	"proxy-mode":               func(d, s *config.Config) { d.Mode = s.Mode },
+	"iptables-sync-period":     func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
+	"iptables-min-sync-period": func(d, s *config.Config) { d.MinSyncPeriod = s.MinSyncPeriod },
+	"healthz-bind-address":     func(d, s *config.Config) { d.HealthzBindAddress = s.HealthzBindAddress },
+	"metrics-bind-address":     func(d, s *config.Config) { d.MetricsBindAddress = s.MetricsBindAddress },
+	"profiling":                func(d, s *config.Config) { d.EnableProfiling = s.EnableProfiling },
+	"kube-api-qps":             func(d, s *config.Config) { d.QPS = s.QPS },
+	"kube-api-burst":           func(d, s *config.Config) { d.Burst = s.Burst },
+	"kube-api-content-type":    func(d, s *config.Config) { d.ContentType = s.ContentType },
+	"nodeport-reservation":     func(d, s *config.Config) { d.NodePortReservation = s.NodePortReservation },
+	"service-node-port-range":  func(d, s *config.Config) { d.NodePortRange = s.NodePortRange },
+	"state-dir":                func(d, s *config.Config) { d.StateDir = s.StateDir },
 }
 
 // resolve works out the settings from the flags and the --config file, as

@@ -75,7 +75,17 @@ func New(cfg Config) (*Agent, error) {
 	}
 	log := cfg.Log
 	a := &Agent{cfg: cfg, log: log, metrics: metrics.New(cfg.Mode.Name)}
-	fs, err := cfg.Mode.Families(cfg.Options, dataplane.SyncerConfig{Metrics: a.metrics, FullSyncPeriod: FullSyncPeriod}, log)
+	// nf_conntrack_tcp_be_liberal as it will be once prepare set it.
+	liberal := cfg.Settings.Conntrack.TCPBeLiberal
+	if v, err := sysctl.Get("net.netfilter.nf_conntrack_tcp_be_liberal"); err == nil && v != "0" {
+		liberal = true
+	}
+	options := func(v6 bool) (dataplane.Options, error) {
+		o, err := cfg.Options(v6)
+		o.ConntrackTCPLiberal = liberal
+		return o, err
+	}
+	fs, err := cfg.Mode.Families(options, dataplane.SyncerConfig{Metrics: a.metrics, FullSyncPeriod: FullSyncPeriod}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +193,7 @@ func (a *Agent) prepare() {
 		a.log.Error("cannot reserve NodePorts as ephemeral-port exclusions", "err", err)
 	}
 	a.setSysctls()
+	conntrack.Apply(a.cfg.Settings.Conntrack, a.log)
 }
 
 // snapshot is what the source calls with each snapshot: it builds the

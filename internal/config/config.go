@@ -60,6 +60,21 @@ type Config struct {
 	// OOMScoreAdj is written to the process's oom_score_adj (nil: left
 	// alone).
 	OOMScoreAdj *int32
+	Conntrack   Conntrack
+}
+
+// Conntrack are kube-proxy's conntrack settings (--conntrack-*, the config
+// file's conntrack section).
+type Conntrack struct {
+	// MaxPerCore × CPUs (at least Min, at most 1M) is what nf_conntrack_max
+	// is raised to; 0 leaves it alone. It is never lowered.
+	MaxPerCore, Min int32
+	// Timeouts are set when above 0.
+	TCPEstablishedTimeout, TCPCloseWaitTimeout time.Duration
+	UDPTimeout, UDPStreamTimeout               time.Duration
+	// TCPBeLiberal sets nf_conntrack_tcp_be_liberal (then out-of-window
+	// packets are not INVALID, and iptables mode drops no INVALID packets).
+	TCPBeLiberal bool
 }
 
 // Defaults are kube-proxy's defaults.
@@ -79,6 +94,7 @@ func Defaults() Config {
 		ContentType:         "application/vnd.kubernetes.protobuf",
 		// As kube-proxy: the OOM killer takes the proxy last.
 		OOMScoreAdj: ptrTo(int32(-999)),
+		Conntrack:   Conntrack{MaxPerCore: 32 * 1024, Min: 128 * 1024, TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
 	}
 }
 
@@ -310,6 +326,26 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if k.OOMScoreAdj != nil {
 		c.OOMScoreAdj = k.OOMScoreAdj
 	}
+	ct := &c.Conntrack
+	if k.Conntrack.MaxPerCore != nil {
+		ct.MaxPerCore = *k.Conntrack.MaxPerCore
+	}
+	if k.Conntrack.Min != nil {
+		ct.Min = *k.Conntrack.Min
+	}
+	if k.Conntrack.TCPEstablishedTimeout != nil {
+		ct.TCPEstablishedTimeout = k.Conntrack.TCPEstablishedTimeout.Duration
+	}
+	if k.Conntrack.TCPCloseWaitTimeout != nil {
+		ct.TCPCloseWaitTimeout = k.Conntrack.TCPCloseWaitTimeout.Duration
+	}
+	ct.TCPBeLiberal = ct.TCPBeLiberal || k.Conntrack.TCPBeLiberal
+	if k.Conntrack.UDPTimeout.Duration != 0 {
+		ct.UDPTimeout = k.Conntrack.UDPTimeout.Duration
+	}
+	if k.Conntrack.UDPStreamTimeout.Duration != 0 {
+		ct.UDPStreamTimeout = k.Conntrack.UDPStreamTimeout.Duration
+	}
 	// In nftables mode the nftables section's settings win, as upstream.
 	if k.Mode == "nftables" {
 		if k.NFTables.MasqueradeAll {
@@ -344,7 +380,6 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("winkernel", k.Winkernel)
 	check("iptables.masqueradeBit", k.IPTables.MasqueradeBit)
 	check("detectLocal", k.DetectLocal)
-	check("conntrack", k.Conntrack)
 	check("configSyncPeriod", k.ConfigSyncPeriod)
 	check("portRange", k.PortRange)
 	check("windowsRunAsService", k.WindowsRunAsService)

@@ -50,8 +50,11 @@ oomScoreAdj: -999
 		len(c.NodePortAddresses) != 1 || !c.EnableProfiling || c.ContentType != "application/json" {
 		t.Errorf("config = %+v", c)
 	}
-	if got := strings.Join(unsupported, ","); got != "ipvs,conntrack" {
-		t.Errorf("unsupported = %s, want ipvs,conntrack", got)
+	if got := strings.Join(unsupported, ","); got != "ipvs" {
+		t.Errorf("unsupported = %s, want ipvs", got)
+	}
+	if c.Conntrack.MaxPerCore != 32768 || c.Conntrack.Min != 128*1024 || c.Conntrack.TCPEstablishedTimeout != 24*time.Hour {
+		t.Errorf("conntrack = %+v", c.Conntrack)
 	}
 	if c.OOMScoreAdj == nil || *c.OOMScoreAdj != -999 {
 		t.Errorf("oomScoreAdj = %v, want -999", c.OOMScoreAdj)

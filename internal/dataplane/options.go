@@ -29,6 +29,10 @@ type Options struct {
 	// pod range (the Node's spec.podCIDRs: --detect-local-mode NodeCIDR)
 	// instead of in ClusterCIDR.
 	LocalByNodeCIDR bool
+	// ConntrackTCPLiberal is set when nf_conntrack_tcp_be_liberal is on:
+	// out-of-window packets are then not INVALID, and iptables mode drops
+	// no INVALID packets (as upstream).
+	ConntrackTCPLiberal bool
 	// IPv6 renders the IPv6 family; the other family's Service ports are
 	// left out. ClusterCIDR must be of the same family.
 	IPv6 bool

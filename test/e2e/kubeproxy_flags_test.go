@@ -91,3 +91,42 @@ current-context: c
 		})
 	}
 }
+
+// The conntrack flags set the node's conntrack sysctls as kube-proxy sets
+// them (the timeouts are the network namespace's; nf_conntrack_max is
+// kernel-wide, raised only when below what is asked: here it is not), and
+// with tcp_be_liberal on iptables mode drops no INVALID packets.
+func TestConntrackSysctls(t *testing.T) {
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	w := newWorld(t)
+	ctx := ctxFor(t, 60*time.Second)
+	hostMax, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.start("--conntrack-tcp-timeout-established=2h", "--conntrack-tcp-timeout-close-wait=30m", "--conntrack-tcp-be-liberal",
+		"--conntrack-udp-timeout=45s", "--conntrack-udp-timeout-stream=3m", "--conntrack-max-per-core=1024", "--conntrack-min=4096")
+	if err := p.WaitOutput(ctx, "Services loaded"); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"nf_conntrack_tcp_timeout_established": "7200", "nf_conntrack_tcp_timeout_close_wait": "1800",
+		"nf_conntrack_tcp_be_liberal": "1", "nf_conntrack_udp_timeout": "45", "nf_conntrack_udp_timeout_stream": "180",
+	} {
+		if got, err := w.node.Run(ctx, "cat", "/proc/sys/net/netfilter/"+name); err != nil || strings.TrimSpace(got) != want {
+			t.Errorf("%s = %q (%v), want %s", name, got, err, want)
+		}
+	}
+	if now, _ := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_max"); string(now) != string(hostMax) {
+		t.Errorf("nf_conntrack_max changed from %s to %s though it was above what was asked", hostMax, now)
+	}
+	eventually(t, 5*time.Second, "KUBE-FORWARD without the INVALID drop", func() error {
+		rules := w.iptablesSave()
+		if !strings.Contains(rules, "-A KUBE-FORWARD") || strings.Contains(rules, "--ctstate INVALID -j DROP") {
+			return fmt.Errorf("KUBE-FORWARD:\n%s", rules)
+		}
+		return nil
+	})
+}

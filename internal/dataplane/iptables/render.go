@@ -363,7 +363,9 @@ func (r *renderer) fixedRules() {
 		f.rule(chainFirewall).comment("block incoming localnet connections").
 			w("-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP").end()
 	}
-	f.rule(chainForward).w("-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP").end()
+	if !r.opts.ConntrackTCPLiberal {
+		f.rule(chainForward).w("-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP").end()
+	}
 	f.rule(chainForward).comment("kubernetes forwarding rules").w("-m", "mark", "--mark", masqMark+"/"+masqMark, "-j", "ACCEPT").end()
 	f.rule(chainForward).comment("kubernetes forwarding conntrack rule").w("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT").end()
 }
