@@ -38,6 +38,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
 	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
 	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP); default: every address")
+	fs.Int32Var(&c.MasqueradeBit, "iptables-masquerade-bit", c.MasqueradeBit, "the packet mark bit (0-31) that asks for masquerading, in both modes; pick one no other component of the node uses")
 	fs.StringVar(&c.DetectLocalMode, "detect-local-mode", c.DetectLocalMode, "how pod traffic is told apart: ClusterCIDR (its source is in --cluster-cidr) or NodeCIDR (in this node's spec.podCIDRs, from its Node object)")
 	fs.StringSliceVar(&c.ServiceCIDRs, "service-cidrs", c.ServiceCIDRs, "the ranges cluster IPs come from, besides those of ServiceCIDR objects; nftables mode drops traffic to their addresses that no Service holds")
 }
@@ -82,7 +83,7 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 	// As upstream: localhost NodePorts only where --nodeport-addresses can
 	// match 127.0.0.0/8 (then route_localnet is set, and only then).
 	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses),
-		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", IPv6: v6}
+		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", MasqueradeMark: 1 << c.MasqueradeBit, IPv6: v6}
 	if c.ClusterCIDR != "" {
 		cidrs, _ := config.ClusterCIDRs(c.ClusterCIDR)
 		if v6 {
@@ -100,8 +101,8 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 		case "primary":
 			o.NodePortPrimary = true
 		case "all":
-			return dataplane.Options{MasqueradeAll: o.MasqueradeAll, LocalhostNodePorts: o.LocalhostNodePorts, ClusterCIDR: o.ClusterCIDR,
-				LocalByNodeCIDR: o.LocalByNodeCIDR, IPv6: v6}, nil
+			o.NodePortAddresses, o.NodePortPrimary = nil, false
+			return o, nil
 		default:
 			// As upstream: a family none of the CIDRs is of answers on
 			// every address; one that has CIDRs answers on the node's

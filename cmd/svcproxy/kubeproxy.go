@@ -16,14 +16,13 @@ type unactedFlag struct {
 }
 
 // unactedFlags are kube-proxy v1.37's Linux flags svcproxy does not act on
-// (yet: the masquerade bit is planned; or ever:
+// (yet, or ever:
 // IPVS mode, and flags of upstream's own logging and metrics machinery).
 var unactedFlags = []unactedFlag{
 	{"bind-address", "ip", "the node's IPs come from its Node object"},
 	{"bind-address-hard-fail", "bool", "svcproxy serves nothing on --bind-address"},
 	{"config-sync-period", "duration", "svcproxy's informers do not resync: every change arrives as an event"},
 	{"feature-gates", "string", "svcproxy has no feature gates"},
-	{"iptables-masquerade-bit", "int32", "the masquerade mark is bit 14 (0x4000), upstream's default"},
 	{"ipvs-exclude-cidrs", "strings", "svcproxy has no IPVS mode"},
 	{"ipvs-min-sync-period", "duration", "svcproxy has no IPVS mode"},
 	{"ipvs-scheduler", "string", "svcproxy has no IPVS mode"},
@@ -85,7 +84,7 @@ var fileWinsOver = []string{
 	"iptables-sync-period", "iptables-min-sync-period", "healthz-bind-address", "metrics-bind-address", "profiling",
 	"kube-api-qps", "kube-api-burst", "kube-api-content-type", "detect-local-mode", "oom-score-adj",
 	"conntrack-max-per-core", "conntrack-min", "conntrack-tcp-timeout-established", "conntrack-tcp-timeout-close-wait",
-	"conntrack-tcp-be-liberal", "conntrack-udp-timeout", "conntrack-udp-timeout-stream",
+	"conntrack-tcp-be-liberal", "conntrack-udp-timeout", "conntrack-udp-timeout-stream", "iptables-masquerade-bit",
 }
 
 // ignoredForFile names the flags given on the command line that the

@@ -17,7 +17,7 @@ var kubeProxyFlags = []string{
 	"--conntrack-tcp-timeout-close-wait=1h", "--conntrack-tcp-timeout-established=24h", "--conntrack-udp-timeout=30s",
 	"--conntrack-udp-timeout-stream=2m", "--detect-local-mode=NodeCIDR", "--feature-gates=AllAlpha=false",
 	"--healthz-bind-address=0.0.0.0", "--hostname-override=node-1", "--iptables-localhost-nodeports=false",
-	"--iptables-masquerade-bit=14", "--iptables-min-sync-period=2s", "--iptables-sync-period=20s",
+	"--iptables-masquerade-bit=12", "--iptables-min-sync-period=2s", "--iptables-sync-period=20s",
 	"--ipvs-exclude-cidrs=10.0.0.0/8", "--ipvs-min-sync-period=1s", "--ipvs-scheduler=rr", "--ipvs-strict-arp",
 	"--ipvs-sync-period=30s", "--ipvs-tcp-timeout=0s", "--ipvs-tcpfin-timeout=0s", "--ipvs-udp-timeout=0s",
 	"--kube-api-burst=20", "--kube-api-content-type=application/json", "--kube-api-qps=10", "--kubeconfig=/var/lib/kube-proxy/kubeconfig",
@@ -50,7 +50,7 @@ func TestEveryKubeProxyFlagIsTaken(t *testing.T) {
 		c.ClusterCIDR != "10.244.0.0/16" || c.DetectLocalMode != "NodeCIDR" || !c.MasqueradeAll || c.LocalhostNodePorts ||
 		c.SyncPeriod.String() != "20s" || c.MinSyncPeriod.String() != "2s" || c.Master != "https://10.0.0.1:6443" ||
 		c.OOMScoreAdj == nil || *c.OOMScoreAdj != -999 || c.QPS != 10 || c.Burst != 20 || c.ContentType != "application/json" ||
-		!c.EnableProfiling || c.HostnameOverride != "node-1" || f.verbosity != 2 {
+		!c.EnableProfiling || c.HostnameOverride != "node-1" || f.verbosity != 2 || c.MasqueradeBit != 12 {
 		t.Errorf("settings %+v", c)
 	}
 	if ct := c.Conntrack; ct.MaxPerCore != 32768 || ct.Min != 131072 || !ct.TCPBeLiberal || ct.TCPCloseWaitTimeout.String() != "1h0m0s" ||

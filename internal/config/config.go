@@ -61,6 +61,9 @@ type Config struct {
 	// alone).
 	OOMScoreAdj *int32
 	Conntrack   Conntrack
+	// MasqueradeBit is the packet mark bit that asks for masquerading
+	// (--iptables-masquerade-bit), 0 to 31.
+	MasqueradeBit int32
 }
 
 // Conntrack are kube-proxy's conntrack settings (--conntrack-*, the config
@@ -93,8 +96,9 @@ func Defaults() Config {
 		Burst:               10,
 		ContentType:         "application/vnd.kubernetes.protobuf",
 		// As kube-proxy: the OOM killer takes the proxy last.
-		OOMScoreAdj: ptrTo(int32(-999)),
-		Conntrack:   Conntrack{MaxPerCore: 32 * 1024, Min: 128 * 1024, TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
+		OOMScoreAdj:   ptrTo(int32(-999)),
+		MasqueradeBit: 14,
+		Conntrack:     Conntrack{MaxPerCore: 32 * 1024, Min: 128 * 1024, TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
 	}
 }
 
@@ -145,6 +149,9 @@ func (c *Config) Validate() error {
 	case "", "ClusterCIDR", "NodeCIDR":
 	default:
 		bad("detect-local-mode", "detectLocalMode", "%q: must be ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix", c.DetectLocalMode)
+	}
+	if c.MasqueradeBit < 0 || c.MasqueradeBit > 31 {
+		bad("iptables-masquerade-bit", "iptables.masqueradeBit", "%d: must be between 0 and 31", c.MasqueradeBit)
 	}
 	if c.OOMScoreAdj != nil && (*c.OOMScoreAdj < -1000 || *c.OOMScoreAdj > 1000) {
 		bad("oom-score-adj", "oomScoreAdj", "%d: must be between -1000 and 1000", *c.OOMScoreAdj)
@@ -310,6 +317,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if k.IPTables.MasqueradeAll {
 		c.MasqueradeAll = true
 	}
+	if k.IPTables.MasqueradeBit != nil {
+		c.MasqueradeBit = *k.IPTables.MasqueradeBit
+	}
 	if k.IPTables.LocalhostNodePorts != nil {
 		c.LocalhostNodePorts = *k.IPTables.LocalhostNodePorts
 	}
@@ -351,6 +361,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 		if k.NFTables.MasqueradeAll {
 			c.MasqueradeAll = true
 		}
+		if k.NFTables.MasqueradeBit != nil {
+			c.MasqueradeBit = *k.NFTables.MasqueradeBit
+		}
 		if k.NFTables.SyncPeriod.Duration != 0 {
 			c.SyncPeriod = k.NFTables.SyncPeriod.Duration
 		}
@@ -376,9 +389,7 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("bindAddressHardFail", k.BindAddressHardFail)
 	check("showHiddenMetricsForVersion", k.ShowHiddenMetricsForVersion)
 	check("ipvs", k.IPVS)
-	check("nftables.masqueradeBit", k.NFTables.MasqueradeBit)
 	check("winkernel", k.Winkernel)
-	check("iptables.masqueradeBit", k.IPTables.MasqueradeBit)
 	check("detectLocal", k.DetectLocal)
 	check("configSyncPeriod", k.ConfigSyncPeriod)
 	check("portRange", k.PortRange)

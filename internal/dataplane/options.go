@@ -29,6 +29,9 @@ type Options struct {
 	// pod range (the Node's spec.podCIDRs: --detect-local-mode NodeCIDR)
 	// instead of in ClusterCIDR.
 	LocalByNodeCIDR bool
+	// MasqueradeMark is the packet mark that asks for masquerading
+	// (1 << --iptables-masquerade-bit); 0 is upstream's default, bit 14.
+	MasqueradeMark uint32
 	// ConntrackTCPLiberal is set when nf_conntrack_tcp_be_liberal is on:
 	// out-of-window packets are then not INVALID, and iptables mode drops
 	// no INVALID packets (as upstream).
@@ -47,4 +50,12 @@ func (o Options) PodCIDR(node model.Node) netip.Prefix {
 	}
 	p, _ := node.PodCIDR(o.IPv6)
 	return p
+}
+
+// Mark is the masquerade mark in force.
+func (o Options) Mark() uint32 {
+	if o.MasqueradeMark == 0 {
+		return 1 << 14
+	}
+	return o.MasqueradeMark
 }

@@ -59,7 +59,7 @@ func (idx *Index) Describe(h netfilter.Hop) string {
 	case r.Target == "KUBE-MARK-MASQ":
 		return "marked for masquerade: " + masqReason(r, comment)
 	case r.Target == "MARK" && r.Chain == "KUBE-MARK-MASQ":
-		return "set the masquerade mark 0x4000"
+		return "set the masquerade mark " + r.TargetOpt("--or-mark")
 	case r.Target == "MARK" && r.Chain == "KUBE-POSTROUTING":
 		return "clear the masquerade mark (so the packet is not masqueraded twice)"
 	case r.Target == "MASQUERADE":

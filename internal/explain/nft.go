@@ -104,7 +104,8 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 			return "marked for masquerade: external traffic (externalTrafficPolicy: Cluster)"
 		}
 	case strings.Contains(r, "mark set") && strings.Contains(r, "|"):
-		return "set the masquerade mark 0x4000"
+		_, mark, _ := strings.Cut(r, "| ")
+		return "set the masquerade mark " + strings.Fields(mark + " ?")[0]
 	case strings.Contains(r, "mark set") && strings.Contains(r, "^"):
 		return "clear the masquerade mark (so the packet is not masqueraded twice)"
 	case strings.Contains(r, "== 0x00000000 return"):

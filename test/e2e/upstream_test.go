@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -55,7 +56,8 @@ func TestRulesMatchUpstream(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			flags := []string{"--manifests", c.dir, "--hostname-override", "node-1", "--cluster-cidr", dptest.PodCIDR.String(),
-				fmt.Sprintf("--iptables-localhost-nodeports=%v", c.opts.LocalhostNodePorts), fmt.Sprintf("--masquerade-all=%v", c.opts.MasqueradeAll)}
+				fmt.Sprintf("--iptables-localhost-nodeports=%v", c.opts.LocalhostNodePorts), fmt.Sprintf("--masquerade-all=%v", c.opts.MasqueradeAll),
+				fmt.Sprintf("--iptables-masquerade-bit=%d", bits.TrailingZeros32(c.opts.Mark()))}
 			// Both select the listed addresses from this host's (not the
 			// case's node's): compared like for like all the same.
 			var cidrs []string

@@ -393,6 +393,20 @@ func Parity() []Case {
 			},
 		},
 		{
+			// --iptables-masquerade-bit 10.
+			Name: "masquerade-bit",
+			Services: []*corev1.Service{Service("marked", "10.96.0.225", func(s *corev1.Service) {
+				s.Spec.Type = corev1.ServiceTypeNodePort
+				s.Spec.Ports[0].NodePort = 30225
+			})},
+			Slices: []*discoveryv1.EndpointSlice{Slice("marked", Endpoint("10.0.1.41", "node-1"))},
+			Opts:   dataplane.Options{MasqueradeMark: 1 << 10},
+			Traces: []TraceCase{
+				T("outside traffic is masqueraded with the other mark", netfilter.Arriving, outside, "tcp", node+":30225", dnatMasq("10.0.1.41:80")),
+				T("pod traffic is not", netfilter.Arriving, pod, "tcp", "10.96.0.225:80", dnat("10.0.1.41:80")),
+			},
+		},
+		{
 			Name:     "masquerade-all",
 			Services: []*corev1.Service{Service("all", "10.96.0.220", nil)},
 			Slices:   []*discoveryv1.EndpointSlice{Slice("all", Endpoint("10.0.1.40", "node-1"))},

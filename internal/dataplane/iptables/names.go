@@ -25,9 +25,6 @@ const (
 
 	// ChainCanary is watched: when it is gone, the tables were flushed.
 	ChainCanary = "KUBE-PROXY-CANARY"
-
-	// masqMark is bit 14, the mark upstream uses for "masquerade me".
-	masqMark = "0x4000"
 )
 
 // Prefixes of the per-Service and per-endpoint chains; a chain with one of

@@ -350,6 +350,8 @@ type renderer struct {
 }
 
 func (r *renderer) fixedRules() {
+	// As iptables-save prints it.
+	masqMark := "0x" + strconv.FormatUint(uint64(r.opts.Mark()), 16)
 	n := &r.nat
 	n.rule(chainMarkMasq).w("-j", "MARK", "--or-mark", masqMark).end()
 	n.rule(chainPostrouting).w("-m", "mark", "!", "--mark", masqMark+"/"+masqMark, "-j", "RETURN").end()

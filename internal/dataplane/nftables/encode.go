@@ -131,10 +131,10 @@ func (m matchAddrSet) exprs(v6 bool) []expr.Any {
 	return []expr.Any{loadAddr(v6, m.src, reg1), &expr.Lookup{SourceRegister: reg1, SetName: m.set}}
 }
 
-func (matchMarkClear) exprs(bool) []expr.Any {
+func (m matchMarkClear) exprs(bool) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(masqMark), Xor: ne32(0)},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: ne32(m.mark), Xor: ne32(0)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ne32(0)},
 	}
 }
@@ -190,8 +190,8 @@ func setMark(mask, xor uint32) []expr.Any {
 	}
 }
 
-func (markOr) exprs(bool) []expr.Any  { return setMark(^uint32(masqMark), masqMark) }
-func (markXor) exprs(bool) []expr.Any { return setMark(^uint32(0), masqMark) }
+func (m markOr) exprs(bool) []expr.Any  { return setMark(^m.mark, m.mark) }
+func (m markXor) exprs(bool) []expr.Any { return setMark(^uint32(0), m.mark) }
 
 func (masq) exprs(bool) []expr.Any { return []expr.Any{&expr.Masq{FullyRandom: true}} }
 

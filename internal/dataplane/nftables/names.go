@@ -40,9 +40,6 @@ const (
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
 	mapFirewallIPs         = "firewall-ips"
 	setHairpin             = "hairpin-endpoints"
-
-	// masqMark is bit 14, the mark upstream uses for "masquerade me".
-	masqMark = 0x4000
 )
 
 // Prefixes of the per-Service objects; one the state does not need is stale.

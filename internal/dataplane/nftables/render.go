@@ -157,6 +157,7 @@ func fixed(st *model.State, opts Options) *Ruleset {
 		{Chain{Name: "nat-postrouting", Rules: []Rule{rule(matchCtDNAT{}, matchPairSet{setHairpin}, jump(chainMarkMasq)), rule(jump(chainMasquerading))}}, "nat", "postrouting", 100},
 	}
 	concat3 := []keyField{fDaddr, fL4Proto, fDport}
+	mark := opts.Mark()
 	nodePorts := nodePortAddresses(st, opts)
 	var npMatch []stmt
 	if nodePorts == nil {
@@ -176,8 +177,8 @@ func fixed(st *model.State, opts Options) *Ruleset {
 	rs.Fixed = []Chain{
 		ipCheck,
 		{Name: chainFirewallCheck, Rules: []Rule{rule(vmapLookup{concat3, mapFirewallIPs})}},
-		{Name: chainMarkMasq, Rules: []Rule{rule(markOr{})}},
-		{Name: chainMasquerading, Rules: []Rule{rule(matchMarkClear{}, returnV()), rule(markXor{}), rule(masq{})}},
+		{Name: chainMarkMasq, Rules: []Rule{rule(markOr{mark})}},
+		{Name: chainMasquerading, Rules: []Rule{rule(matchMarkClear{mark}, returnV()), rule(markXor{mark}), rule(masq{})}},
 		{Name: chainNodePortEPCheck, Rules: []Rule{rule(append(append([]stmt{}, npMatch[len(npMatch)-1]), vmapLookup{[]keyField{fL4Proto, fDport}, mapNoEndpointNodePorts})...)}},
 		{Name: chainReject, Rules: []Rule{rule(reject{})}},
 		{Name: chainServices, Rules: []Rule{

@@ -110,10 +110,10 @@ type matchAddrSet struct {
 func (m matchAddrSet) text(v6 bool) string { return ipWord(v6) + " " + dir(m.src) + " @" + m.set }
 
 // matchMarkClear: the masquerade bit is not set.
-type matchMarkClear struct{}
+type matchMarkClear struct{ mark uint32 }
 
-func (matchMarkClear) text(bool) string {
-	return "meta mark & " + hex32(masqMark) + " == " + hex32(0)
+func (m matchMarkClear) text(bool) string {
+	return "meta mark & " + hex32(m.mark) + " == " + hex32(0)
 }
 
 type verdictKind string
@@ -194,13 +194,13 @@ func (d dnatMap) text(v6 bool) string {
 }
 
 // markOr sets the masquerade bit; markXor flips it back.
-type markOr struct{}
+type markOr struct{ mark uint32 }
 
-func (markOr) text(bool) string { return "meta mark set meta mark | " + hex32(masqMark) }
+func (m markOr) text(bool) string { return "meta mark set meta mark | " + hex32(m.mark) }
 
-type markXor struct{}
+type markXor struct{ mark uint32 }
 
-func (markXor) text(bool) string { return "meta mark set meta mark ^ " + hex32(masqMark) }
+func (m markXor) text(bool) string { return "meta mark set meta mark ^ " + hex32(m.mark) }
 
 // masq: "masquerade fully-random".
 type masq struct{}

@@ -43,19 +43,19 @@ func main() {
 	masqAll := flag.Bool("masquerade-all", false, "as kube-proxy's")
 	localhost := flag.Bool("iptables-localhost-nodeports", true, "as kube-proxy's")
 	npAddrs := flag.String("nodeport-addresses", "", "comma-separated CIDRs, as kube-proxy's")
+	bit := flag.Int("iptables-masquerade-bit", 14, "as kube-proxy's")
 	flag.Parse()
-	if err := run(*dir, *node, *nodeIP, *clusterCIDR, *npAddrs, *masqAll, *localhost); err != nil {
+	if err := run(*dir, *node, *nodeIP, *clusterCIDR, *npAddrs, *masqAll, *localhost, int32(*bit)); err != nil {
 		fmt.Fprintln(os.Stderr, "upstream-rules:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localhost bool) error {
+func run(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localhost bool, bit int32) error {
 	svcs, slices, err := read(dir)
 	if err != nil {
 		return err
 	}
-	bit := int32(14)
 	cfg := &kpconfig.KubeProxyConfiguration{
 		IPTables:      kpconfig.KubeProxyIPTablesConfiguration{MasqueradeBit: &bit, LocalhostNodePorts: &localhost},
 		Linux:         kpconfig.KubeProxyLinuxConfiguration{MasqueradeAll: masqAll},
