@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -20,8 +19,8 @@ import (
 // to kube-proxy's flag names.
 type proxyFlags struct {
 	cfg config.Config
-	// localAddrs are the node's addresses that --nodeport-addresses CIDRs
-	// select from; nil means this host's.
+	// localAddrs are the node's addresses (for rules and trace: --local-ip);
+	// nil means this host's.
 	localAddrs []netip.Addr
 }
 
@@ -92,32 +91,20 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 			o.ClusterCIDR = cidrs[0]
 		}
 	}
-	local := f.localAddrs
-	if local == nil {
-		local = interfaceAddrs()
-	}
 	for _, spec := range c.NodePortAddresses {
 		switch spec {
 		case "primary":
 			o.NodePortPrimary = true
 		case "all":
-			o.NodePortAddresses, o.NodePortPrimary = nil, false
+			o.NodePortCIDRs, o.NodePortPrimary = nil, false
 			return o, nil
 		default:
 			// As upstream: a family none of the CIDRs is of answers on
 			// every address; one that has CIDRs answers on the node's
 			// addresses in them, which may be none.
-			p := netip.MustParsePrefix(spec)
-			if p.Addr().Is6() != v6 {
-				continue
-			}
-			if o.NodePortAddresses == nil {
-				o.NodePortAddresses = []netip.Addr{}
-			}
-			for _, a := range local {
-				if p.Contains(a) {
-					o.NodePortAddresses = append(o.NodePortAddresses, a)
-				}
+			p := netip.MustParsePrefix(spec).Masked()
+			if p.Addr().Is6() == v6 {
+				o.NodePortCIDRs = append(o.NodePortCIDRs, p)
 			}
 		}
 	}
@@ -149,20 +136,15 @@ func matchesIPv4Loopback(specs []string) bool {
 	return v4 == 0
 }
 
-func interfaceAddrs() []netip.Addr {
-	addrs, _ := net.InterfaceAddrs()
-	var out []netip.Addr
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Addr())
-		}
-	}
-	return out
-}
-
 // renderText is what svcproxy would apply for st, as the mode's own tools
 // print it: iptables-restore input, or nft list output per family.
 func (f *proxyFlags) renderText(st *model.State) (string, error) {
+	if st.LocalAddrs == nil {
+		st.LocalAddrs = f.localAddrs
+		if st.LocalAddrs == nil {
+			st.LocalAddrs = dataplane.HostAddrs()
+		}
+	}
 	mode, err := modes.ByName(f.cfg.Mode)
 	if err != nil {
 		return "", err

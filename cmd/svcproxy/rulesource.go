@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/explain"
 	"github.com/svcproxy/svcproxy/internal/model"
@@ -133,7 +134,7 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 	}
 	if len(l.local) == 0 {
 		if live {
-			l.local = interfaceAddrs()
+			l.local = dataplane.HostAddrs()
 		} else {
 			l.guessLocal = true
 		}

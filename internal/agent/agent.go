@@ -92,7 +92,7 @@ func New(cfg Config) (*Agent, error) {
 	a.dataplane = fs
 	s := &cfg.Settings
 	a.runner = &proxy.Runner{
-		Dataplane: fs, Log: log, Metrics: a.metrics,
+		Dataplane: dataplane.WithHostAddrs{Families: fs}, Log: log, Metrics: a.metrics,
 		MinSyncPeriod: s.MinSyncPeriod, SyncPeriod: s.SyncPeriod,
 		OnSynced: a.synced,
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -30,6 +32,29 @@ type Syncer interface {
 func KernelHasIPv6() bool {
 	_, err := os.Stat("/proc/net/if_inet6")
 	return err == nil
+}
+
+// HostAddrs are the addresses of this network namespace's interfaces.
+func HostAddrs() []netip.Addr {
+	addrs, _ := net.InterfaceAddrs()
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// WithHostAddrs syncs every state with this host's addresses as they are
+// at that moment (State.LocalAddrs), so that an address added later serves
+// NodePorts from the next sync on, as upstream.
+type WithHostAddrs struct{ Families }
+
+func (d WithHostAddrs) Sync(ctx context.Context, st *model.State) error {
+	c := *st
+	c.LocalAddrs = HostAddrs()
+	return d.Families.Sync(ctx, &c)
 }
 
 // FamilyName is "IPv4" or "IPv6", as Syncer.Family says it.

@@ -19,11 +19,12 @@ type Options struct {
 	// iptables mode only: nftables mode has no localhost NodePorts (as
 	// upstream's without its feature gate).
 	LocalhostNodePorts bool
-	// NodePortAddresses limits NodePorts to these addresses of the node
-	// (--nodeport-addresses); nil means every local address, empty none.
-	NodePortAddresses []netip.Addr
+	// NodePortCIDRs limit NodePorts to the node's addresses in them
+	// (--nodeport-addresses, this family's CIDRs); nil means every local
+	// address. The addresses are the State's, read at every sync.
+	NodePortCIDRs []netip.Prefix
 	// NodePortPrimary adds the node's primary address of the family (from
-	// its Node object) to NodePortAddresses ("primary").
+	// its Node object) to those ("primary").
 	NodePortPrimary bool
 	// LocalByNodeCIDR tells pod traffic by its source being in this node's
 	// pod range (the Node's spec.podCIDRs: --detect-local-mode NodeCIDR)

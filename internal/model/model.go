@@ -174,6 +174,10 @@ type State struct {
 	// ServiceCIDRs are the ranges cluster IPs come from (ServiceCIDR
 	// objects), sorted.
 	ServiceCIDRs []netip.Prefix
+	// LocalAddrs are this host's addresses, read afresh for every sync:
+	// --nodeport-addresses CIDRs select from them, so an address added
+	// later serves NodePorts from the next sync on.
+	LocalAddrs []netip.Addr
 }
 
 // ObjectError is a problem with one input object. It names the object and the
@@ -231,13 +235,13 @@ func Outcome(err error) string {
 }
 
 // NodePortAddresses are the addresses NodePorts answer on for one family
-// (--nodeport-addresses): the listed ones, plus with primary the node's
-// first address of the family from its Node object. listed nil means
-// nothing is listed: then the result is nil too, every local address. A
-// list that resolves to nothing is empty and non-nil: no NodePorts
-// anywhere, rather than everywhere.
-func (st *State) NodePortAddresses(listed []netip.Addr, primary, v6 bool) []netip.Addr {
-	if listed == nil && !primary {
+// (--nodeport-addresses): the host's addresses in the CIDRs, plus with
+// primary the node's first address of the family from its Node object.
+// cidrs nil means no CIDR is given for the family: then the result is nil
+// too, every local address. CIDRs that match nothing give an empty,
+// non-nil list: no NodePorts anywhere, rather than everywhere.
+func (st *State) NodePortAddresses(cidrs []netip.Prefix, primary, v6 bool) []netip.Addr {
+	if cidrs == nil && !primary {
 		return nil
 	}
 	out := []netip.Addr{}
@@ -248,8 +252,12 @@ func (st *State) NodePortAddresses(listed []netip.Addr, primary, v6 bool) []neti
 			out = append(out, a)
 		}
 	}
-	for _, a := range listed {
-		add(a)
+	for _, a := range st.LocalAddrs {
+		for _, p := range cidrs {
+			if p.Contains(a) {
+				add(a)
+			}
+		}
 	}
 	if ip, ok := st.Node.IP(v6); ok && primary {
 		add(ip)

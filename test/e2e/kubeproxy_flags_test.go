@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
 // kube-proxy's --oom-score-adj and --init-only act on the node as they do
@@ -128,5 +130,38 @@ func TestConntrackSysctls(t *testing.T) {
 			return fmt.Errorf("KUBE-FORWARD:\n%s", rules)
 		}
 		return nil
+	})
+}
+
+// The node's addresses in --nodeport-addresses are read at every sync, as
+// upstream: an address added after the start serves NodePorts from the
+// next sync on, in both modes.
+func TestNodePortAddressAddedLater(t *testing.T) { modes(t, testNodePortAddressAddedLater) }
+
+func testNodePortAddressAddedLater(t *testing.T, mode string) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	w.mode = mode
+	ctx := ctxFor(t, 60*time.Second)
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	if _, err := w.lab.Client.Run(ctx, "ip", "route", "add", "192.168.99.1/32", "via", w.node.IP.String()); err != nil {
+		t.Fatal(err)
+	}
+	p := w.start("--nodeport-addresses", "192.168.99.0/24", "--iptables-sync-period", "1s")
+	if err := p.WaitOutput(ctx, "Services loaded"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := w.lab.Client.HTTPGet(ctx, "192.168.99.1:30450"); err == nil {
+		t.Fatal("a NodePort answered on an address the node does not have yet")
+	}
+	if _, err := w.node.Run(ctx, "ip", "addr", "add", "192.168.99.1/32", "dev", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the NodePort on the new address", func() error {
+		a, err := w.lab.Client.HTTPGet(ctx, "192.168.99.1:30450")
+		if err == nil && a.Pod != "web-1" {
+			return fmt.Errorf("answered by %s", a.Pod)
+		}
+		return err
 	})
 }

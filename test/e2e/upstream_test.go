@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +60,8 @@ func TestRulesMatchUpstream(t *testing.T) {
 			// Both select the listed addresses from this host's (not the
 			// case's node's): compared like for like all the same.
 			var cidrs []string
-			for _, a := range c.opts.NodePortAddresses {
-				cidrs = append(cidrs, netip.PrefixFrom(a, a.BitLen()).String())
+			for _, p := range c.opts.NodePortCIDRs {
+				cidrs = append(cidrs, p.String())
 			}
 			if len(cidrs) > 0 {
 				flags = append(flags, "--nodeport-addresses", strings.Join(cidrs, ","))

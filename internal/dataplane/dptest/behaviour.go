@@ -204,7 +204,7 @@ func Behaviours() []Case {
 		{
 			Name:  "nodeport-addresses",
 			Model: &model.State{Services: []model.ServicePort{Web(Ep("10.244.0.10", 80))}},
-			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, NodePortAddresses: []netip.Addr{netip.MustParseAddr("192.168.77.1")}},
+			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.77.0/24")}},
 			Traces: []TraceCase{
 				T("NodePort on a listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450", "DNAT to 10.244.0.10:80 (100%); masqueraded"),
 				T("not on the node's other addresses", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.88.1:30450", none),

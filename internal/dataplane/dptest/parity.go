@@ -44,7 +44,11 @@ type Case struct {
 func (c Case) State(t *testing.T) model.State {
 	t.Helper()
 	if c.Model != nil {
-		return *c.Model
+		st := *c.Model
+		if st.LocalAddrs == nil {
+			st.LocalAddrs = Local
+		}
+		return st
 	}
 	var names model.Interner
 	in := model.Input{Nodes: []*corev1.Node{{
@@ -61,6 +65,7 @@ func (c Case) State(t *testing.T) model.State {
 		in.ServiceCIDRs = append(in.ServiceCIDRs, model.NewServiceCIDR(o))
 	}
 	st, errs := model.Build(in, model.Node{Name: "node-1"})
+	st.LocalAddrs = Local
 	if len(errs) != len(c.WantErrs) {
 		t.Fatalf("Build reported %v, want %d errors like %q", errs, len(c.WantErrs), c.WantErrs)
 	}
@@ -238,7 +243,7 @@ func Parity() []Case {
 				s.Spec.Ports[0].NodePort = 30120
 			})},
 			Slices: []*discoveryv1.EndpointSlice{Slice("web", Endpoint("10.0.1.7", "node-1"))},
-			Opts:   dataplane.Options{NodePortAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1"), NodeIP}},
+			Opts:   dataplane.Options{NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.PrefixFrom(NodeIP, 32)}},
 			Traces: []TraceCase{
 				T("127.0.0.1 is listed but localhost NodePorts are off: untouched", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30120",
 					"NONE (no rule changes the packet)"),

@@ -174,6 +174,8 @@ func dispatchTables(rs *Ruleset) []TableRules {
 // the shared chains, those lines themselves and its chains.
 type Applied struct {
 	spans map[string]appliedSpan
+	// tail are the node's own last lines of nat KUBE-SERVICES.
+	tail []string
 }
 
 type appliedSpan struct {
@@ -184,7 +186,7 @@ type appliedSpan struct {
 
 // Record returns what applying rs leaves in the kernel.
 func Record(rs *Ruleset) *Applied {
-	a := &Applied{spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
+	a := &Applied{spans: make(map[string]appliedSpan, len(rs.ServiceSpans)), tail: splitRules(rs.natTail)}
 	for _, sp := range rs.ServiceSpans {
 		a.spans[sp.Key] = record(rs, sp)
 	}
@@ -202,10 +204,18 @@ func dispatchLines(rs *Ruleset, sp Span) [3][]string {
 	var out [3][]string
 	for k, r := range sp.Dispatch {
 		if r[1] > r[0] {
-			out[k] = strings.Split(strings.TrimSuffix(string(rs.shared[k][r[0]:r[1]]), "\n"), "\n")
+			out[k] = splitRules(rs.shared[k][r[0]:r[1]])
 		}
 	}
 	return out
+}
+
+// splitRules splits rules, one a line.
+func splitRules(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
 // ComposePartial returns the transactions that take the kernel from prev
@@ -223,7 +233,7 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 	if perChunk <= 0 {
 		perChunk = DefaultChunkServices
 	}
-	next = &Applied{spans: make(map[string]appliedSpan, len(rs.ServiceSpans))}
+	next = &Applied{spans: make(map[string]appliedSpan, len(rs.ServiceSpans)), tail: splitRules(rs.natTail)}
 	var changed []Span
 	var edits [3][]string
 	var stale []string
@@ -251,7 +261,16 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 		stale = append(stale, prev.spans[key].chains...)
 	}
 	slices.Sort(stale)
-	if len(changed) == 0 && len(stale) == 0 && len(edits[0])+len(edits[1])+len(edits[2]) == 0 {
+	// The node's own lines change with its NodePort addresses: deleted
+	// and appended again, so that they stay last.
+	var tail []string
+	if !slices.Equal(prev.tail, next.tail) {
+		for _, l := range prev.tail {
+			tail = append(tail, "-D"+strings.TrimPrefix(l, "-A"))
+		}
+		tail = append(tail, next.tail...)
+	}
+	if len(changed) == 0 && len(stale) == 0 && len(tail)+len(edits[0])+len(edits[1])+len(edits[2]) == 0 {
 		return nil, next
 	}
 	chainsOf := func(spans []Span) ([]string, []byte) {
@@ -276,7 +295,7 @@ func ComposePartial(rs *Ruleset, prev *Applied, perChunk int) (txs [][]byte, nex
 	chains, rules := chainsOf(last)
 	b := append([]byte("*nat\n"), declare(append(chains, stale...))...)
 	b = append(b, rules...)
-	for _, e := range append(edits[0], edits[1]...) {
+	for _, e := range append(append(edits[0], edits[1]...), tail...) {
 		b = append(append(b, e...), '\n')
 	}
 	for _, c := range stale {

@@ -304,3 +304,17 @@ func TestCleanupInChunks(t *testing.T) {
 		t.Errorf("%d chains deleted, want at least %d", chains, want)
 	}
 }
+
+// A partial sync follows the node's NodePort addresses: the jumps to
+// KUBE-NODEPORTS are deleted and appended again, so they stay last.
+func TestComposePartialFollowsNodePortAddresses(t *testing.T) {
+	opts := Options{ClusterCIDR: podCIDR, NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.99.0/24")}}
+	st := &model.State{Services: []model.ServicePort{dptest.Web(dptest.Ep("10.244.0.10", 80))}}
+	prev := Record(Render(st, opts))
+	st.LocalAddrs = []netip.Addr{netip.MustParseAddr("192.168.99.1")}
+	txs, _ := ComposePartial(Render(st, opts), prev, 0)
+	got := string(bytes.Join(txs, nil))
+	if !strings.Contains(got, "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -d 192.168.99.1 -j KUBE-NODEPORTS") {
+		t.Errorf("the new NodePort address is not appended:\n%s", got)
+	}
+}

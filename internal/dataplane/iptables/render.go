@@ -38,6 +38,9 @@ type Ruleset struct {
 	natChains []string
 	// dispatch are the nat KUBE-SERVICES and KUBE-NODEPORTS rules.
 	dispatch [][]byte
+	// natTail are nat KUBE-SERVICES' last rules, the node's own: the jump
+	// to KUBE-NODEPORTS (per NodePort address) and the localhost rule.
+	natTail []byte
 	// shared are the buffers Span.Dispatch indexes: nat KUBE-SERVICES and
 	// KUBE-NODEPORTS rules, and the filter rules.
 	shared [3][]byte
@@ -183,7 +186,8 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 	// matched only after every cluster IP.
 	const npComment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"
 	ns := &rr.natServices
-	if addrs := st.NodePortAddresses(opts.NodePortAddresses, opts.NodePortPrimary, opts.IPv6); addrs == nil {
+	tailFrom := len(*ns)
+	if addrs := st.NodePortAddresses(opts.NodePortCIDRs, opts.NodePortPrimary, opts.IPv6); addrs == nil {
 		// Localhost NodePorts are for the node itself. Upstream lets a
 		// neighbour that sends to 127.0.0.1 (possible once route_localnet
 		// is set) reach them too; here such packets skip the NodePorts and
@@ -231,6 +235,7 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 		fixedNatRules:  natRules[:fixedEnd],
 		perServiceNat:  natRules[fixedEnd:],
 		natChains:      rr.natChains,
+		natTail:        rr.natServices[tailFrom:],
 		dispatch:       [][]byte{rr.natServices, rr.natNodePorts},
 		shared:         [3][]byte{rr.natServices, rr.natNodePorts, rr.filter},
 	}

@@ -430,7 +430,7 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 // local address but loopback (as upstream's nftables mode, which has no
 // localhost NodePorts).
 func nodePortAddresses(st *model.State, opts Options) []netip.Addr {
-	addrs := st.NodePortAddresses(opts.NodePortAddresses, opts.NodePortPrimary, opts.IPv6)
+	addrs := st.NodePortAddresses(opts.NodePortCIDRs, opts.NodePortPrimary, opts.IPv6)
 	if addrs == nil {
 		return nil
 	}
