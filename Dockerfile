@@ -1,4 +1,6 @@
 # svcproxy image: a static binary on Debian with the netfilter tools it drives.
+# Debian's iptables package has both backends (iptables-legacy, iptables-nft):
+# svcproxy picks the node's at start, as upstream's image does.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

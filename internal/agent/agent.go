@@ -150,7 +150,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	log.Info("starting svcproxy", "mode", a.cfg.Mode.Name, "node", a.cfg.Node.Name, "clusterCIDR", c.ClusterCIDR,
+	detail := ""
+	if a.cfg.Mode.Detail != nil {
+		detail = a.cfg.Mode.Detail()
+	}
+	log.Info("starting svcproxy", "mode", a.cfg.Mode.Name, "detail", detail, "node", a.cfg.Node.Name, "clusterCIDR", c.ClusterCIDR,
 		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- a.cfg.Source.Run(ctx, a.snapshot()) }()

@@ -27,6 +27,9 @@ type Mode struct {
 	// Render prints the rules for st as the mode's own tools print them
 	// (iptables-restore input, nft list output).
 	Render func(st *model.State, opts Options) string
+	// Detail says what the mode found on this node, for the start-up log
+	// (nil or "": nothing to say).
+	Detail func() string
 	// ListsBothFamilies is true when the two families' Render texts make
 	// one listing (nft lists a table per family; iptables-restore input is
 	// one family's).

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane/iptables"
 	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
@@ -164,4 +165,47 @@ func testNodePortAddressAddedLater(t *testing.T, mode string) {
 		}
 		return err
 	})
+}
+
+// On a node whose kubelet uses iptables-legacy, svcproxy writes its rules
+// there too, as upstream's image does; otherwise to iptables-nft.
+func TestIPTablesBackendFollowsTheNode(t *testing.T) {
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	w := newWorld(t)
+	ctx := ctxFor(t, 60*time.Second)
+	prefix := []string{"ip", "netns", "exec", w.node.Name}
+	if got := iptables.Backend(ctx, prefix...); got != "nft" {
+		t.Errorf("an empty node: backend %q, want nft", got)
+	}
+	if _, err := w.node.Run(ctx, "iptables-legacy", "-t", "mangle", "-N", "KUBE-IPTABLES-HINT"); err != nil {
+		t.Fatal(err)
+	}
+	if got := iptables.Backend(ctx, prefix...); got != "legacy" {
+		t.Errorf("kubelet's hint in legacy: backend %q, want legacy", got)
+	}
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	p := w.start()
+	if err := p.WaitOutput(ctx, "iptables backend legacy"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the rules in iptables-legacy", func() error {
+		legacy, _ := w.node.Run(ctx, "iptables-legacy-save", "-t", "nat")
+		if !strings.Contains(legacy, "--dport 30450") {
+			return fmt.Errorf("not in legacy:\n%s", legacy)
+		}
+		return nil
+	})
+	if nft, _ := w.node.Run(ctx, "iptables-nft-save", "-t", "nat"); strings.Contains(nft, "KUBE-SERVICES") {
+		t.Errorf("rules also in iptables-nft:\n%s", nft)
+	}
+	p.Kill()
+	if out, err := w.node.Run(ctx, binary, "cleanup", "--state-dir", w.stateDir); err != nil {
+		t.Fatalf("cleanup: %v\n%s", err, out)
+	}
+	if legacy, _ := w.node.Run(ctx, "iptables-legacy-save", "-t", "nat"); strings.Contains(legacy, "KUBE-SERVICES") {
+		t.Errorf("cleanup left the legacy rules:\n%s", legacy)
+	}
+	_, _ = w.node.Run(ctx, "iptables-legacy", "-t", "mangle", "-X", "KUBE-IPTABLES-HINT")
 }

@@ -26,7 +26,7 @@ func (e Exec) CanaryPresent(ctx context.Context) bool {
 		}
 	}
 	for _, c := range checks {
-		args := append(append(append([]string{}, e.Prefix...), "iptables", "-w"), c...)
+		args := append(append(append([]string{}, e.Prefix...), e.iptablesCmd(), "-w"), c...)
 		if err := exec.CommandContext(ctx, args[0], args[1:]...).Run(); err != nil {
 			if _, ok := err.(*exec.ExitError); ok {
 				return false

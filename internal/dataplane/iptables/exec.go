@@ -30,6 +30,14 @@ type Exec struct {
 	Prefix []string
 }
 
+// iptablesCmd is the plain iptables tool of the same backend and family.
+func (e Exec) iptablesCmd() string {
+	if e.SaveCmd != "" {
+		return strings.TrimSuffix(e.SaveCmd, "-save")
+	}
+	return "iptables"
+}
+
 func (e Exec) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	full := append(append(append([]string{}, e.Prefix...), name), args...)
 	return exec.CommandContext(ctx, full[0], full[1:]...)

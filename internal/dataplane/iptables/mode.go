@@ -22,14 +22,16 @@ var Mode = dataplane.Mode{
 	},
 	HasIPv6: HaveIPv6,
 	NewSyncer: func(opts Options, c dataplane.SyncerConfig) dataplane.Syncer {
-		run := Exec{}
-		if opts.IPv6 {
-			run = IPv6Exec
-		}
-		return &Syncer{Runner: run, Options: opts, Metrics: c.Metrics, FullSyncPeriod: c.FullSyncPeriod}
+		return &Syncer{Runner: ForBackend(detectedBackend(), opts.IPv6), Options: opts, Metrics: c.Metrics, FullSyncPeriod: c.FullSyncPeriod}
 	},
-	Present: func(ctx context.Context) bool { return Exec{}.CanaryPresent(ctx) },
-	Canary:  "iptables canary chain " + ChainCanary,
+	Present: func(ctx context.Context) bool { return ForBackend(detectedBackend(), false).CanaryPresent(ctx) },
+	Detail: func() string {
+		if b := detectedBackend(); b != "" {
+			return "iptables backend " + b
+		}
+		return ""
+	},
+	Canary: "iptables canary chain " + ChainCanary,
 	Render: func(st *model.State, opts Options) string {
 		return string(Compose(Render(st, opts), nil))
 	},
