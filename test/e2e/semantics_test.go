@@ -128,6 +128,21 @@ func testServiceSemantics(t *testing.T, mode string) {
 	if _, err := l.Client.WaitHTTP(ctxFor(t, 10*time.Second), node1+":30500"); err != nil {
 		t.Fatal(err)
 	}
+	// Both nodes' rules are in the kernel (/healthz is ready only then),
+	// and their health check node ports are open.
+	for _, n := range []string{node1, node2} {
+		eventually(t, 10*time.Second, n+" synced", func() error {
+			code, err := l.Client.Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://"+n+":10256/healthz")
+			if err != nil || code != "200" {
+				return fmt.Errorf("/healthz %s %v", code, err)
+			}
+			code, err = l.Client.Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://"+n+":30600/healthz")
+			if err != nil || code == "000" {
+				return fmt.Errorf("health check node port %s %v", code, err)
+			}
+			return nil
+		})
+	}
 
 	t.Run("externalTrafficPolicy Local keeps the client's source address", func(t *testing.T) {
 		a, err := l.Client.HTTPGet(ctx, node1+":30500")
