@@ -92,17 +92,14 @@ func New(cfg Config) (*Agent, error) {
 	a.dataplane = fs
 	s := &cfg.Settings
 	a.runner = &proxy.Runner{
-		Dataplane: dataplane.WithHostAddrs{Families: fs}, Log: log, Metrics: a.metrics,
+		Dataplane: dataplane.WithHostAddrs{Families: fs}, Log: log,
 		MinSyncPeriod: s.MinSyncPeriod, SyncPeriod: s.SyncPeriod,
 		OnSynced: a.synced,
 	}
 	if s.HealthzBindAddress != "" {
-		var families []string
-		for _, f := range fs {
-			families = append(families, f.Family())
-		}
 		// Only the API server has this node's Node object to be eligible by.
-		a.health = &healthcheck.Server{Timeout: 2 * s.SyncPeriod, Log: log, Syncer: a.runner, Families: families, RequireNode: s.Manifests == ""}
+		a.health = &healthcheck.Server{Timeout: 2 * s.SyncPeriod, Log: log, Syncer: a.runner, Families: a.families(),
+			RequireNode: s.Manifests == "", Count: a.metrics.CountHealthCheck}
 	}
 	a.services = &healthcheck.Services{Log: log}
 	if a.health != nil {
@@ -116,7 +113,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	// In the order they act after a sync: the latency first, measured to
 	// the moment the rules were in the kernel.
-	a.observers = []Observer{a.latency, &conntrack.Cleaner{Log: log}, a.ports, a.guard, a.services}
+	a.observers = []Observer{a.latency, noLocalEndpoints{a.metrics}, &conntrack.Cleaner{Log: log}, a.ports, a.guard, a.services}
+	a.metrics.SetConfig(cfg.Settings)
 	if a.health != nil {
 		a.observers = append(a.observers, a.health)
 	}
@@ -211,7 +209,7 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 		}
 		cs := model.Changes(prev, in)
 		prev = in
-		a.metrics.CountChanges(cs.Services, cs.EndpointSlices)
+		a.metrics.Queued(cs.Services, cs.EndpointSlices, a.families())
 		a.latency.changed(cs.Triggers)
 		st, buildErrs := builder.Build(in, a.cfg.Node)
 		rejected := 0
@@ -230,6 +228,15 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 			"servicePorts", len(st.Services), "rejected", rejected)
 		a.runner.Update(st)
 	}
+}
+
+// families are the IP families the agent syncs.
+func (a *Agent) families() []string {
+	var out []string
+	for _, f := range a.dataplane {
+		out = append(out, f.Family())
+	}
+	return out
 }
 
 // synced hands a finished sync to every observer.

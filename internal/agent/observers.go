@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/metrics"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/nodeport"
@@ -25,23 +26,56 @@ type programmingLatency struct {
 	metrics *metrics.Metrics
 	mu      sync.Mutex
 	// pending are the trigger times of changes not yet in the kernel.
-	pending []time.Time
+	pending []model.Trigger
 }
 
 // changed notes the trigger times of a snapshot's changes.
-func (p *programmingLatency) changed(triggers []time.Time) {
+func (p *programmingLatency) changed(triggers []model.Trigger) {
 	p.mu.Lock()
 	p.pending = append(p.pending, triggers...)
 	p.mu.Unlock()
 }
 
+// Synced also tells the metrics that the pending changes are in.
 func (p *programmingLatency) Synced(*model.State) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, t := range p.pending {
-		p.metrics.ObserveProgramming(time.Since(t))
+		p.metrics.ObserveProgramming(dataplane.FamilyName(t.V6), time.Since(t.At))
 	}
 	p.pending = nil
+	p.metrics.Synced()
+}
+
+// noLocalEndpoints counts, per family, the Service ports with a Local
+// traffic policy whose endpoints are all on other nodes
+// (kubeproxy_sync_proxy_rules_no_local_endpoints_total).
+type noLocalEndpoints struct{ metrics *metrics.Metrics }
+
+func (n noLocalEndpoints) Synced(st *model.State) {
+	var counts [2][2]int // [v6][internal, external]
+	for i := range st.Services {
+		sp := &st.Services[i]
+		p := sp.Plan(st.Node)
+		if !p.HasEndpoints {
+			continue
+		}
+		v6 := 0
+		if sp.ClusterIP.Is6() {
+			v6 = 1
+		}
+		if p.InternalLocal && !p.HasInternal {
+			counts[v6][0]++
+		}
+		if p.ExternalLocal && !p.HasExternal {
+			counts[v6][1]++
+		}
+	}
+	for v6, c := range counts {
+		f := dataplane.FamilyName(v6 == 1)
+		n.metrics.SetNoLocalEndpoints("Internal", f, c[0])
+		n.metrics.SetNoLocalEndpoints("External", f, c[1])
+	}
 }
 
 // portReservation keeps NodePorts out of the kernel's ephemeral ports

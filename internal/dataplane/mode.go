@@ -53,8 +53,11 @@ type SyncerConfig struct {
 
 // SyncerMetrics are the metrics a syncer keeps.
 type SyncerMetrics interface {
-	SetRules(table string, n int)
-	PartialRestoreFailed()
+	// SyncDone records one sync of a family: full or partial, how long it
+	// took, and whether the kernel took it.
+	SyncDone(ipFamily string, full bool, took time.Duration, err error)
+	// SetRules records how many rules a table holds.
+	SetRules(ipFamily, table string, n int)
 }
 
 // Families makes one syncer per IP family the node has, with the options

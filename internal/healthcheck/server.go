@@ -40,6 +40,8 @@ type Server struct {
 	// RequireNode makes /healthz unhealthy until this node's Node object
 	// is known, as upstream (which always has an API server).
 	RequireNode bool
+	// Count, when set, counts each answer ("healthz" or "livez", code).
+	Count func(path string, code int)
 
 	mu      sync.Mutex
 	node    model.Node
@@ -107,11 +109,20 @@ func (s *Server) answer(w http.ResponseWriter, readiness bool) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	code := http.StatusOK
 	if h.Healthy {
 		// As upstream: a healthy answer's lastUpdated is now.
 		h.LastUpdated = now
 	} else {
-		w.WriteHeader(http.StatusServiceUnavailable)
+		code = http.StatusServiceUnavailable
+		w.WriteHeader(code)
+	}
+	if s.Count != nil {
+		path := "livez"
+		if readiness {
+			path = "healthz"
+		}
+		s.Count(path, code)
 	}
 	_ = json.NewEncoder(w).Encode(h)
 }

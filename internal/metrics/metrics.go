@@ -1,9 +1,11 @@
 // Package metrics owns svcproxy's Prometheus metrics, under upstream
-// kube-proxy's names where they exist, and the server that exposes them.
+// kube-proxy's names and labels (ip_family on what a family's syncer does),
+// and the server that exposes them with upstream's /proxyMode and /configz.
 package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -18,112 +20,152 @@ import (
 
 // Metrics holds the collectors; one per process.
 type Metrics struct {
-	Registry     *prometheus.Registry
-	syncDuration prometheus.Histogram
-	lastSync     prometheus.Gauge
-	// syncFailures counts failed syncs under the mode's upstream name
-	// (iptables restore failures, nftables sync failures); partialFailures
-	// the failed partial ones, which only iptables mode counts apart.
-	syncFailures      prometheus.Counter
-	partialFailures   prometheus.Counter
-	nodePortConflicts *prometheus.GaugeVec
-	rulesTotal        *prometheus.GaugeVec
-	serviceChanges    prometheus.Counter
-	endpointChanges   prometheus.Counter
-	programming       prometheus.Histogram
+	Registry *prometheus.Registry
+	mode     string
+
+	syncDuration, syncFull, syncPartial *prometheus.HistogramVec
+	lastSync, lastQueued                *prometheus.GaugeVec
+	programming                         *prometheus.HistogramVec
+	endpointChangesPending              prometheus.Gauge
+	serviceChangesPending               prometheus.Gauge
+	endpointChanges, serviceChanges     prometheus.Counter
+	noLocalEndpoints                    *prometheus.GaugeVec
+	healthz, livez                      *prometheus.CounterVec
+	nodePortConflicts                   *prometheus.GaugeVec
+
+	// iptables mode.
+	restoreFailures, partialFailures *prometheus.CounterVec
+	rulesTotal                       *prometheus.GaugeVec
+	// nftables mode.
+	nftSyncFailures *prometheus.CounterVec
+
+	// config is what /configz answers.
+	config any
 }
+
+var family = []string{"ip_family"}
 
 // New registers the collectors of the named proxy mode in a fresh
 // registry.
 func New(mode string) *Metrics {
+	hist := func(name, help string, buckets []float64) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kubeproxy_" + name, Help: help, Buckets: buckets}, family)
+	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeproxy_" + name, Help: help}, labels)
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeproxy_" + name, Help: help}, labels)
+	}
+	syncBuckets := prometheus.ExponentialBuckets(0.001, 2, 15)
 	m := &Metrics{
-		Registry: prometheus.NewRegistry(),
-		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "kubeproxy_sync_proxy_rules_duration_seconds",
-			Help:    "SyncProxyRules latency in seconds",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
-		}),
-		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-			Help: "The last time proxy rules were successfully synced",
-		}),
+		Registry:     prometheus.NewRegistry(),
+		mode:         mode,
+		syncDuration: hist("sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets),
+		syncFull:     hist("sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets),
+		syncPartial:  hist("sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets),
+		lastSync:     gauge("sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced", family...),
+		lastQueued:   gauge("sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued", family...),
+		// Upstream's buckets: from a quarter second to five minutes.
+		programming: hist("network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds",
+			append(append(append([]float64{0.25, 0.5}, prometheus.LinearBuckets(1, 1, 59)...), prometheus.LinearBuckets(60, 5, 12)...), prometheus.LinearBuckets(120, 30, 7)...)),
+		endpointChangesPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeproxy_sync_proxy_rules_endpoint_changes_pending", Help: "Pending proxy rules Endpoint changes"}),
+		serviceChangesPending:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeproxy_sync_proxy_rules_service_changes_pending", Help: "Pending proxy rules Service changes"}),
+		endpointChanges:        prometheus.NewCounter(prometheus.CounterOpts{Name: "kubeproxy_sync_proxy_rules_endpoint_changes_total", Help: "Cumulative proxy rules Endpoint changes"}),
+		serviceChanges:         prometheus.NewCounter(prometheus.CounterOpts{Name: "kubeproxy_sync_proxy_rules_service_changes_total", Help: "Cumulative proxy rules Service changes"}),
+		noLocalEndpoints:       gauge("sync_proxy_rules_no_local_endpoints_total", "Number of services with a Local traffic policy and no endpoints", "traffic_policy", "ip_family"),
+		healthz:                counter("proxy_healthz_total", "Cumulative proxy healthz HTTP status", "code"),
+		livez:                  counter("proxy_livez_total", "Cumulative proxy livez HTTP status", "code"),
 		nodePortConflicts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "svcproxy_nodeport_conflicts",
 			Help: "Number of other processes holding a NodePort (listening, or as the local port of a connection)",
 		}, []string{"port", "protocol"}),
 	}
-	if mode == "nftables" {
-		m.syncFailures = prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
-			Help: "Cumulative proxy nftables sync failures",
-		})
-	} else {
-		m.syncFailures = prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-			Help: "Cumulative proxy iptables restore failures",
-		})
-		m.partialFailures = prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
-			Help: "Cumulative proxy iptables partial restore failures",
-		})
-		m.rulesTotal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kubeproxy_sync_proxy_rules_iptables_total",
-			Help: "Total number of iptables rules owned by svcproxy",
-		}, []string{"table"})
-		m.Registry.MustRegister(m.partialFailures, m.rulesTotal)
-	}
-	m.serviceChanges = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kubeproxy_sync_proxy_rules_service_changes_total",
-		Help: "Cumulative Services added, changed or removed",
-	})
-	m.endpointChanges = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kubeproxy_sync_proxy_rules_endpoint_changes_total",
-		Help: "Cumulative EndpointSlices added, changed or removed",
-	})
-	m.programming = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "kubeproxy_network_programming_duration_seconds",
-		Help:    "In-cluster network programming latency: from an endpoints change (its trigger time) to the rules being in the kernel",
-		Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
-	})
-	m.Registry.MustRegister(m.syncDuration, m.lastSync, m.syncFailures, m.nodePortConflicts, m.serviceChanges, m.endpointChanges, m.programming,
+	m.Registry.MustRegister(m.syncDuration, m.syncFull, m.syncPartial, m.lastSync, m.lastQueued, m.programming,
+		m.endpointChangesPending, m.serviceChangesPending, m.endpointChanges, m.serviceChanges, m.noLocalEndpoints,
+		m.healthz, m.livez, m.nodePortConflicts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if mode == "nftables" {
+		m.nftSyncFailures = counter("sync_proxy_rules_nftables_sync_failures_total", "Cumulative proxy nftables sync failures", family...)
+		m.Registry.MustRegister(m.nftSyncFailures)
+	} else {
+		m.restoreFailures = counter("sync_proxy_rules_iptables_restore_failures_total", "Cumulative proxy iptables restore failures", family...)
+		m.partialFailures = counter("sync_proxy_rules_iptables_partial_restore_failures_total", "Cumulative proxy iptables partial restore failures", family...)
+		m.rulesTotal = gauge("sync_proxy_rules_iptables_total", "Total number of iptables rules owned by svcproxy", "table", "ip_family")
+		m.Registry.MustRegister(m.restoreFailures, m.partialFailures, m.rulesTotal)
+	}
 	return m
 }
 
-// ObserveSync records one sync attempt.
-func (m *Metrics) ObserveSync(took time.Duration, err error) {
-	m.syncDuration.Observe(took.Seconds())
-	if err != nil {
-		m.syncFailures.Inc()
-		return
+// SyncDone records one sync of a family's rules: full or partial, how long
+// it took, and whether the kernel took it.
+func (m *Metrics) SyncDone(ipFamily string, full bool, took time.Duration, err error) {
+	m.syncDuration.WithLabelValues(ipFamily).Observe(took.Seconds())
+	if full {
+		m.syncFull.WithLabelValues(ipFamily).Observe(took.Seconds())
+	} else {
+		m.syncPartial.WithLabelValues(ipFamily).Observe(took.Seconds())
 	}
-	m.lastSync.SetToCurrentTime()
-}
-
-// PartialRestoreFailed counts a failed partial sync (a full one follows).
-// nftables mode counts it among its sync failures only, as upstream.
-func (m *Metrics) PartialRestoreFailed() {
-	if m.partialFailures != nil {
-		m.partialFailures.Inc()
+	switch {
+	case err == nil:
+		m.lastSync.WithLabelValues(ipFamily).SetToCurrentTime()
+	case m.nftSyncFailures != nil:
+		m.nftSyncFailures.WithLabelValues(ipFamily).Inc()
+	default:
+		m.restoreFailures.WithLabelValues(ipFamily).Inc()
+		if !full {
+			m.partialFailures.WithLabelValues(ipFamily).Inc()
+		}
 	}
 }
 
 // SetRules records how many rules svcproxy owns in a table (iptables mode:
 // upstream's nftables mode has no such metric).
-func (m *Metrics) SetRules(table string, n int) {
+func (m *Metrics) SetRules(ipFamily, table string, n int) {
 	if m.rulesTotal != nil {
-		m.rulesTotal.WithLabelValues(table).Set(float64(n))
+		m.rulesTotal.WithLabelValues(table, ipFamily).Set(float64(n))
 	}
 }
 
-// CountChanges adds to the Service and EndpointSlice change counters.
-func (m *Metrics) CountChanges(services, slices int) {
+// Queued records changes waiting for a sync of these families.
+func (m *Metrics) Queued(services, slices int, families []string) {
 	m.serviceChanges.Add(float64(services))
 	m.endpointChanges.Add(float64(slices))
+	m.serviceChangesPending.Add(float64(services))
+	m.endpointChangesPending.Add(float64(slices))
+	if services+slices > 0 {
+		for _, f := range families {
+			m.lastQueued.WithLabelValues(f).SetToCurrentTime()
+		}
+	}
+}
+
+// Synced records that the pending changes are in the kernel.
+func (m *Metrics) Synced() {
+	m.serviceChangesPending.Set(0)
+	m.endpointChangesPending.Set(0)
 }
 
 // ObserveProgramming records one change's way into the kernel.
-func (m *Metrics) ObserveProgramming(d time.Duration) { m.programming.Observe(d.Seconds()) }
+func (m *Metrics) ObserveProgramming(ipFamily string, d time.Duration) {
+	m.programming.WithLabelValues(ipFamily).Observe(d.Seconds())
+}
+
+// SetNoLocalEndpoints records how many Service ports with a Local policy
+// have endpoints, but none on this node, per policy ("Internal",
+// "External").
+func (m *Metrics) SetNoLocalEndpoints(policy, ipFamily string, n int) {
+	m.noLocalEndpoints.WithLabelValues(policy, ipFamily).Set(float64(n))
+}
+
+// CountHealthCheck counts an answer of /healthz (path "healthz") or /livez.
+func (m *Metrics) CountHealthCheck(path string, code int) {
+	c := m.livez
+	if path == "healthz" {
+		c = m.healthz
+	}
+	c.WithLabelValues(strconv.Itoa(code)).Inc()
+}
 
 // SetNodePortConflict records how many processes hold a NodePort; 0
 // removes the series.
@@ -136,16 +178,27 @@ func (m *Metrics) SetNodePortConflict(port int32, protocol string, holders int) 
 	m.nodePortConflicts.With(labels).Set(float64(holders))
 }
 
-// ListenAndServe serves /metrics on addr until ctx ends, and with
-// profiling Go's pprof handlers under /debug/pprof/.
+// SetConfig is what /configz answers: the settings in force.
+func (m *Metrics) SetConfig(c any) { m.config = c }
+
+// ListenAndServe serves the handler on addr until ctx ends.
 func (m *Metrics) ListenAndServe(ctx context.Context, addr string, profiling bool) error {
 	return serve.ListenAndServe(ctx, addr, m.Handler(profiling))
 }
 
-// Handler serves /metrics and, with profiling, /debug/pprof/.
+// Handler serves /metrics, /proxyMode and /configz as upstream's metrics
+// server does, and with profiling Go's pprof handlers under /debug/pprof/.
 func (m *Metrics) Handler(profiling bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(m.mode))
+	})
+	mux.HandleFunc("/configz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"svcproxy": m.config})
+	})
 	if profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -30,28 +30,76 @@ func TestHandlerProfilingOnlyWhenEnabled(t *testing.T) {
 	}
 }
 
-// Sync failures go to the mode's own upstream counter.
-func TestFailuresCountedUnderTheModesName(t *testing.T) {
-	for mode, want := range map[string]string{
-		"iptables": "kubeproxy_sync_proxy_rules_iptables_restore_failures_total 1",
-		"nftables": "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1",
+// Sync failures go to the mode's own upstream counter, every series of a
+// family's syncer carries ip_family, and pending changes go back to 0 once
+// synced.
+func TestUpstreamNamesAndLabels(t *testing.T) {
+	for mode, wants := range map[string][]string{
+		"iptables": {
+			`kubeproxy_sync_proxy_rules_iptables_restore_failures_total{ip_family="IPv4"} 1`,
+			`kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total{ip_family="IPv4"} 1`,
+			`kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv6",table="nat"} 3`,
+		},
+		"nftables": {`kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family="IPv4"} 1`},
 	} {
 		m := New(mode)
-		m.ObserveSync(time.Millisecond, errors.New("refused"))
-		m.PartialRestoreFailed()
-		m.SetRules("nat", 3)
-		rec := httptest.NewRecorder()
-		m.Handler(false).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		body := rec.Body.String()
-		if !strings.Contains(body, want+"\n") {
-			t.Errorf("%s: no %q in:\n%s", mode, want, body)
+		m.SyncDone("IPv4", false, time.Millisecond, errors.New("refused"))
+		m.SyncDone("IPv6", true, 2*time.Millisecond, nil)
+		m.SetRules("IPv6", "nat", 3)
+		m.Queued(2, 5, []string{"IPv4"})
+		m.ObserveProgramming("IPv4", 300*time.Millisecond)
+		m.SetNoLocalEndpoints("External", "IPv4", 1)
+		m.CountHealthCheck("healthz", 503)
+		body := scrape(t, m)
+		wants = append(wants,
+			`kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1`,
+			`kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv6"} 1`,
+			`kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1`,
+			`kubeproxy_sync_proxy_rules_endpoint_changes_pending 5`,
+			`kubeproxy_sync_proxy_rules_service_changes_total 2`,
+			`kubeproxy_network_programming_duration_seconds_bucket{ip_family="IPv4",le="0.5"} 1`,
+			`kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="External"} 1`,
+			`kubeproxy_proxy_healthz_total{code="503"} 1`,
+			`kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family="IPv4"}`,
+			`kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv6"}`)
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: no %q", mode, want)
+			}
+		}
+		if strings.Contains(body, `kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}`) {
+			t.Errorf("%s: a failed sync set the last sync time", mode)
 		}
 		other := "nftables_sync_failures"
 		if mode == "nftables" {
 			other = "iptables_"
 		}
 		if strings.Contains(body, "kubeproxy_sync_proxy_rules_"+other) {
-			t.Errorf("%s mode exports the other mode's failure counters", mode)
+			t.Errorf("%s mode exports the other mode's counters", mode)
+		}
+		m.Synced()
+		if body := scrape(t, m); !strings.Contains(body, "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0") {
+			t.Errorf("%s: pending changes not cleared by a sync", mode)
 		}
 	}
+}
+
+// /proxyMode and /configz answer as upstream's metrics server does.
+func TestProxyModeAndConfigz(t *testing.T) {
+	m := New("nftables")
+	m.SetConfig(map[string]string{"mode": "nftables"})
+	for path, want := range map[string]string{"/proxyMode": "nftables", "/configz": `{"svcproxy":{"mode":"nftables"}}`} {
+		rec := httptest.NewRecorder()
+		m.Handler(false).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if got := strings.TrimSpace(rec.Body.String()); got != want {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+}
+
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler(false).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
 }

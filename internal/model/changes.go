@@ -11,7 +11,13 @@ type ChangeSet struct {
 	// Triggers are the trigger times (endpoints.kubernetes.io/last-change-
 	// trigger-time) of the EndpointSlices that changed, for measuring
 	// network programming latency.
-	Triggers []time.Time
+	Triggers []Trigger
+}
+
+// Trigger is when a change to an EndpointSlice of one IP family happened.
+type Trigger struct {
+	At time.Time
+	V6 bool
 }
 
 // Changes compares two snapshots object by object: by resourceVersion when
@@ -21,7 +27,7 @@ func Changes(prev, cur Input) ChangeSet {
 	cs.Services = countChanged(prev.Services, cur.Services, nil)
 	cs.EndpointSlices = countChanged(prev.EndpointSlices, cur.EndpointSlices, func(s *EndpointSlice) {
 		if !s.trigger.IsZero() {
-			cs.Triggers = append(cs.Triggers, s.trigger)
+			cs.Triggers = append(cs.Triggers, Trigger{At: s.trigger, V6: len(s.keys) > 0 && s.keys[0].v6})
 		}
 	})
 	return cs

@@ -24,7 +24,7 @@ func TestChanges(t *testing.T) {
 
 	cs := Changes(prev, cur)
 	// a changed, b removed, c added; the slice changed.
-	if cs.Services != 3 || cs.EndpointSlices != 1 || len(cs.Triggers) != 1 || !cs.Triggers[0].Equal(trigger) {
+	if cs.Services != 3 || cs.EndpointSlices != 1 || len(cs.Triggers) != 1 || !cs.Triggers[0].At.Equal(trigger) {
 		t.Errorf("changes = %+v", cs)
 	}
 	if cs := Changes(cur, cur); cs.Services != 0 || cs.EndpointSlices != 0 {

@@ -38,10 +38,6 @@ type Runner struct {
 	// OnSynced runs after every successful sync, once the rules for st are
 	// committed to the kernel.
 	OnSynced func(st *model.State)
-	// Metrics, when set, records every sync attempt.
-	Metrics interface {
-		ObserveSync(took time.Duration, err error)
-	}
 
 	mu       sync.Mutex
 	state    *model.State
@@ -124,9 +120,6 @@ func (r *Runner) Run(ctx context.Context) {
 		err := r.Dataplane.Sync(ctx, st)
 		if ctx.Err() != nil {
 			return
-		}
-		if r.Metrics != nil {
-			r.Metrics.ObserveSync(time.Since(lastStart), err)
 		}
 		if err != nil {
 			r.Log.Error("sync failed; the previous rules stay in place", "err", err, "retryIn", backoff)

@@ -97,7 +97,7 @@ func TestRogueProcessIsNamed(t *testing.T) {
 		t.Errorf("conflict metric missing:\n%s", grep(metrics, "svcproxy_"))
 	}
 	for _, m := range []string{"kubeproxy_sync_proxy_rules_duration_seconds_count", "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-		`kubeproxy_sync_proxy_rules_iptables_total{table="nat"}`, "kubeproxy_sync_proxy_rules_service_changes_total 1",
+		`kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"}`, "kubeproxy_sync_proxy_rules_service_changes_total 1",
 		"kubeproxy_sync_proxy_rules_endpoint_changes_total 1"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metric %s missing:\n%s", m, grep(metrics, "kubeproxy_"))

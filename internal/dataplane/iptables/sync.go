@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -17,12 +18,9 @@ import (
 type Syncer struct {
 	Runner  Runner
 	Options Options
-	// Metrics, when set, gets the number of rules per table after each
-	// successful sync, and failed partial syncs.
-	Metrics interface {
-		SetRules(table string, n int)
-		PartialRestoreFailed()
-	}
+	// Metrics, when set, gets every sync and the number of rules per table
+	// after each successful one.
+	Metrics dataplane.SyncerMetrics
 	// ChunkServices is how many Service ports one transaction carries in a
 	// large sync (0: DefaultChunkServices).
 	ChunkServices int
@@ -46,14 +44,18 @@ func (s *Syncer) ForceFull() { s.forceFull.Store(true) }
 // large states in chunks that each carry whole Services, dispatch last (see
 // ComposeChunks). On error the failed transaction leaves nothing behind;
 // earlier ones stay, each consistent, and the next sync completes the rest.
-func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
+func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
+	start := time.Now()
+	full := s.forceFull.Swap(false) || s.applied == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
+	if s.Metrics != nil {
+		defer func() { s.Metrics.SyncDone(s.Family(), full, time.Since(start), err) }()
+	}
 	s.renderer.Lazy = true // the nat rules are rendered again per transaction
 	rs := s.renderer.Render(st, s.Options)
 	per := s.ChunkServices
 	if per == 0 {
 		per = DefaultChunkServices
 	}
-	full := s.forceFull.Swap(false) || s.applied == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
 	var txs iter.Seq[[]byte]
 	var n int
 	var next *Applied
@@ -74,9 +76,6 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 		if err := s.Runner.Restore(ctx, tx); err != nil {
 			// What the kernel has is no longer known exactly: read it again.
 			s.applied = nil
-			if !full && s.Metrics != nil {
-				s.Metrics.PartialRestoreFailed()
-			}
 			if n == 1 {
 				return fmt.Errorf("apply rules: %w", err)
 			}
@@ -90,11 +89,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	}
 	if s.Metrics != nil {
 		for _, t := range rs.Tables {
-			name := t.Name
-			if s.Options.IPv6 {
-				name = "ip6 " + name
-			}
-			s.Metrics.SetRules(name, rs.RuleLines(t.Name))
+			s.Metrics.SetRules(s.Family(), t.Name, rs.RuleLines(t.Name))
 		}
 	}
 	return nil

@@ -41,11 +41,8 @@ type Syncer struct {
 	// every chain; in between only changed Services are rewritten (0:
 	// every sync is full).
 	FullSyncPeriod time.Duration
-	// Metrics, when set, counts failed partial syncs and the objects synced.
-	Metrics interface {
-		SetRules(table string, n int)
-		PartialRestoreFailed()
-	}
+	// Metrics, when set, gets every sync.
+	Metrics dataplane.SyncerMetrics
 	// NetNS, when not 0, is a file descriptor of the network namespace to
 	// program (tests); otherwise the process's own.
 	NetNS int
@@ -117,11 +114,15 @@ func (s *Syncer) table() *gnft.Table {
 }
 
 // Sync makes the table match st.
-func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
+func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
+	start := time.Now()
+	full := s.forceFull.Swap(false) || s.kernel == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
+	if s.Metrics != nil {
+		defer func() { s.Metrics.SyncDone(s.Family(), full, time.Since(start), err) }()
+	}
 	if err := s.connect(); err != nil {
 		return err
 	}
-	full := s.forceFull.Swap(false) || s.kernel == nil || s.FullSyncPeriod == 0 || time.Since(s.lastFull) >= s.FullSyncPeriod
 	rs, items := s.plan(st, full)
 	s.deleteStale()
 	var ks *kernelState
@@ -137,14 +138,10 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	} else {
 		ks = s.kernel
 	}
-	err := s.apply(ctx, rs, items, ks)
-	if err != nil {
+	if err := s.apply(ctx, rs, items, ks); err != nil {
 		// What the kernel holds is no longer known exactly: read it again
 		// (the full sync also finds the chains to retire anew).
 		s.kernel, s.stale = nil, nil
-		if !full && s.Metrics != nil {
-			s.Metrics.PartialRestoreFailed()
-		}
 		return err
 	}
 	s.kernel = ks
@@ -156,13 +153,6 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) error {
 	// Ranges of chains the table no longer has (deleted with their
 	// elements gone before) are free again.
 	s.ranges.Keep(func(c string) bool { return ks.chains[c] })
-	if s.Metrics != nil {
-		n := 0
-		for _, it := range items {
-			n += it.c.rules
-		}
-		s.Metrics.SetRules(s.tableFamily()+" "+TableName, n)
-	}
 	return nil
 }
 

@@ -61,7 +61,7 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 		t.Errorf("built %+v, errors %v", st, errs)
 	}
 	cs := model.Changes(model.Input{}, in)
-	if len(cs.Triggers) != 1 || !cs.Triggers[0].Equal(time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)) {
+	if len(cs.Triggers) != 1 || !cs.Triggers[0].At.Equal(time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)) {
 		t.Errorf("trigger times %v", cs.Triggers)
 	}
 }
