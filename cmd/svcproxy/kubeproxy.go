@@ -37,8 +37,6 @@ var unactedFlags = []unactedFlag{
 	{"log-text-info-buffer-size", "string", "svcproxy writes each log line as it comes"},
 	{"log-text-split-stream", "bool", "svcproxy logs to stderr"},
 	{"logging-format", "string", "svcproxy logs text"},
-	{"pod-bridge-interface", "string", "detect-local-mode BridgeInterface is not implemented"},
-	{"pod-interface-name-prefix", "string", "detect-local-mode InterfaceNamePrefix is not implemented"},
 	{"show-hidden-metrics-for-version", "string", "svcproxy hides no metrics"},
 	{"vmodule", "string", "svcproxy's verbosity is one level (-v)"},
 	{"write-config-to", "string", "svcproxy does not write configuration files"},
@@ -85,6 +83,7 @@ var fileWinsOver = []string{
 	"kube-api-qps", "kube-api-burst", "kube-api-content-type", "detect-local-mode", "oom-score-adj",
 	"conntrack-max-per-core", "conntrack-min", "conntrack-tcp-timeout-established", "conntrack-tcp-timeout-close-wait",
 	"conntrack-tcp-be-liberal", "conntrack-udp-timeout", "conntrack-udp-timeout-stream", "iptables-masquerade-bit",
+	"pod-bridge-interface", "pod-interface-name-prefix",
 }
 
 // ignoredForFile names the flags given on the command line that the

@@ -50,7 +50,8 @@ func TestEveryKubeProxyFlagIsTaken(t *testing.T) {
 		c.ClusterCIDR != "10.244.0.0/16" || c.DetectLocalMode != "NodeCIDR" || !c.MasqueradeAll || c.LocalhostNodePorts ||
 		c.SyncPeriod.String() != "20s" || c.MinSyncPeriod.String() != "2s" || c.Master != "https://10.0.0.1:6443" ||
 		c.OOMScoreAdj == nil || *c.OOMScoreAdj != -999 || c.QPS != 10 || c.Burst != 20 || c.ContentType != "application/json" ||
-		!c.EnableProfiling || c.HostnameOverride != "node-1" || f.verbosity != 2 || c.MasqueradeBit != 12 {
+		!c.EnableProfiling || c.HostnameOverride != "node-1" || f.verbosity != 2 || c.MasqueradeBit != 12 ||
+		c.PodBridgeInterface != "cbr0" || c.PodInterfacePrefix != "veth" {
 		t.Errorf("settings %+v", c)
 	}
 	if ct := c.Conntrack; ct.MaxPerCore != 32768 || ct.Min != 131072 || !ct.TCPBeLiberal || ct.TCPCloseWaitTimeout.String() != "1h0m0s" ||
@@ -69,7 +70,7 @@ func TestConfigFileWinsOverFlags(t *testing.T) {
 	}
 	cmd, f := newRunCmdFlags()
 	if err := cmd.Flags().Parse([]string{"--config", p, "--proxy-mode", "iptables", "--cluster-cidr", "10.0.0.0/8",
-		"--hostname-override", "node-7", "--state-dir", "/tmp/sv", "--detect-local-mode", "BridgeInterface"}); err != nil {
+		"--hostname-override", "node-7", "--state-dir", "/tmp/sv", "--detect-local-mode", "NodeCIDR"}); err != nil {
 		t.Fatal(err)
 	}
 	warnings, err := f.resolve(cmd.Flags())

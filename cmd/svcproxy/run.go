@@ -183,9 +183,6 @@ func (f *runFlags) resolve(fs *pflag.FlagSet) (warnings []string, err error) {
 	if given := unactedGiven(fs); given != "" {
 		warnings = append(warnings, "kube-proxy flags taken and not acted on: "+given)
 	}
-	if w := f.cfg.LocalModeFallback(); w != "" {
-		warnings = append(warnings, w)
-	}
 	f.cfg.Normalize()
 	return warnings, f.cfg.Validate()
 }

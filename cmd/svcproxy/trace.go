@@ -19,6 +19,7 @@ func newTraceCmd() *cobra.Command {
 		direction string
 		sport     uint16
 		output    string
+		iface     string
 	)
 	cmd := &cobra.Command{
 		Use:   "trace --to IP:PORT [--from IP] [--proto tcp]",
@@ -86,7 +87,7 @@ Example, the question of a NodePort held by another process:
 					notes = append(notes, fmt.Sprintf("no --local-ip given: %s is taken to be an address of the node the rules came from", dst.Addr()))
 				}
 			}
-			pkt := netfilter.Packet{Src: srcAddr, Dst: dst.Addr(), DstPort: dst.Port(), Protocol: proto, SrcPort: sport}
+			pkt := netfilter.Packet{Src: srcAddr, Dst: dst.Addr(), DstPort: dst.Port(), Protocol: proto, SrcPort: sport, InInterface: iface}
 			res, err := l.trace(pkt, netfilter.TraceOptions{Direction: dir, LocalAddrs: l.local})
 			if err != nil {
 				return err
@@ -109,6 +110,7 @@ Example, the question of a NodePort held by another process:
 	fs.StringVar(&proto, "proto", "tcp", "protocol: tcp, udp or sctp")
 	fs.Uint16Var(&sport, "sport", 0, "source port, when it matters (default: any)")
 	fs.StringVar(&direction, "direction", "arriving", "arriving (from the network: the prerouting hook) or local (from a process on the node: the output hook)")
+	fs.StringVar(&iface, "in-interface", "", "the interface the packet arrives on, for rules that match it (detect-local BridgeInterface or InterfaceNamePrefix); default: unknown, and such rules are reported as assumed")
 	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

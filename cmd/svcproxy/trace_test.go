@@ -152,6 +152,9 @@ func TestTraceManifestsTakesRunsFlags(t *testing.T) {
 			{[]string{"--nodeport-addresses", "192.168.77.0/24"}, "192.0.2.7", "192.168.88.1:30450", "Result: NONE"},
 			{[]string{"--nodeport-addresses", "192.168.77.0/24"}, "192.0.2.7", "192.168.77.1:30450", "Result: DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"},
 			{[]string{"--nodeport-addresses", "10.1.0.0/16"}, "192.0.2.7", "192.168.77.1:30450", "Result: NONE"},
+			{[]string{"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "veth", "--in-interface", "veth7"}, "10.244.0.5", "10.96.0.53:53", "; source kept"},
+			{[]string{"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "veth", "--in-interface", "eth0"}, "10.244.0.5", "10.96.0.53:53", "; masqueraded"},
+			{[]string{"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr0", "--in-interface", "eth0"}, "10.244.0.5", "10.96.0.53:53", "; masqueraded"},
 			{[]string{"--service-cidrs", "10.96.0.0/16"}, "10.244.0.5", "10.96.0.99:80", map[string]string{
 				"iptables": "Result: NONE", "nftables": "Result: DROP by ip kube-proxy cluster-ips-check"}[mode]},
 		}

@@ -30,8 +30,12 @@ type Config struct {
 	LocalhostNodePorts bool
 	NodePortAddresses  []string
 	// DetectLocalMode tells pod traffic apart: ClusterCIDR (by
-	// --cluster-cidr) or NodeCIDR (by the Node's spec.podCIDRs).
-	DetectLocalMode string
+	// --cluster-cidr), NodeCIDR (by the Node's spec.podCIDRs),
+	// BridgeInterface (arriving on PodBridgeInterface) or
+	// InterfaceNamePrefix (on an interface named PodInterfacePrefix...).
+	DetectLocalMode    string
+	PodBridgeInterface string
+	PodInterfacePrefix string
 	// ServiceCIDRs add to the ranges of ServiceCIDR objects (which an API
 	// server before v1.33, or a folder of manifests, may lack).
 	ServiceCIDRs       []string
@@ -117,17 +121,6 @@ func (c *Config) Normalize() {
 	}
 }
 
-// LocalModeFallback is what a detect-local mode svcproxy does not implement
-// falls back to, with a warning; "" when the mode is implemented.
-func (c *Config) LocalModeFallback() string {
-	switch c.DetectLocalMode {
-	case "BridgeInterface", "InterfaceNamePrefix":
-		c.DetectLocalMode = "ClusterCIDR"
-		return "detect-local-mode BridgeInterface and InterfaceNamePrefix are not implemented: pod traffic is told by --cluster-cidr (ClusterCIDR)"
-	}
-	return ""
-}
-
 // Validate checks the settings; errors name the flag (config field).
 func (c *Config) Validate() error {
 	var errs []error
@@ -147,6 +140,14 @@ func (c *Config) Validate() error {
 	}
 	switch c.DetectLocalMode {
 	case "", "ClusterCIDR", "NodeCIDR":
+	case "BridgeInterface":
+		if c.PodBridgeInterface == "" {
+			bad("pod-bridge-interface", "detectLocal.bridgeInterface", "required with detect-local-mode BridgeInterface")
+		}
+	case "InterfaceNamePrefix":
+		if c.PodInterfacePrefix == "" {
+			bad("pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", "required with detect-local-mode InterfaceNamePrefix")
+		}
 	default:
 		bad("detect-local-mode", "detectLocalMode", "%q: must be ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix", c.DetectLocalMode)
 	}
@@ -333,6 +334,8 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 		c.NodePortAddresses = k.NodePortAddresses
 	}
 	setStr(&c.DetectLocalMode, string(k.DetectLocalMode))
+	setStr(&c.PodBridgeInterface, k.DetectLocal.BridgeInterface)
+	setStr(&c.PodInterfacePrefix, k.DetectLocal.InterfaceNamePrefix)
 	if k.OOMScoreAdj != nil {
 		c.OOMScoreAdj = k.OOMScoreAdj
 	}
@@ -390,7 +393,6 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 	check("showHiddenMetricsForVersion", k.ShowHiddenMetricsForVersion)
 	check("ipvs", k.IPVS)
 	check("winkernel", k.Winkernel)
-	check("detectLocal", k.DetectLocal)
 	check("configSyncPeriod", k.ConfigSyncPeriod)
 	check("portRange", k.PortRange)
 	check("windowsRunAsService", k.WindowsRunAsService)

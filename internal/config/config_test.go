@@ -39,6 +39,9 @@ ipvs:
 conntrack:
   maxPerCore: 32768
 oomScoreAdj: -999
+detectLocalMode: InterfaceNamePrefix
+detectLocal:
+  interfaceNamePrefix: veth
 `)
 	c := Defaults()
 	unsupported, warnings, err := LoadFile(p, &c)
@@ -47,7 +50,8 @@ oomScoreAdj: -999
 	}
 	if c.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || c.HostnameOverride != "node-1" || c.ClusterCIDR != "10.244.0.0/16" ||
 		!c.MasqueradeAll || c.SyncPeriod != 10*time.Second || c.MinSyncPeriod != time.Second || c.LocalhostNodePorts || c.QPS != 50 ||
-		len(c.NodePortAddresses) != 1 || !c.EnableProfiling || c.ContentType != "application/json" {
+		len(c.NodePortAddresses) != 1 || !c.EnableProfiling || c.ContentType != "application/json" ||
+		c.DetectLocalMode != "InterfaceNamePrefix" || c.PodInterfacePrefix != "veth" {
 		t.Errorf("config = %+v", c)
 	}
 	if got := strings.Join(unsupported, ","); got != "ipvs" {

@@ -30,6 +30,12 @@ type Options struct {
 	// pod range (the Node's spec.podCIDRs: --detect-local-mode NodeCIDR)
 	// instead of in ClusterCIDR.
 	LocalByNodeCIDR bool
+	// LocalInterface, when set, tells pod traffic by the interface it
+	// arrives on instead: the pods' bridge (--detect-local-mode
+	// BridgeInterface), or with LocalInterfacePrefix any interface whose
+	// name starts with it (InterfaceNamePrefix).
+	LocalInterface       string
+	LocalInterfacePrefix bool
 	// MasqueradeMark is the packet mark that asks for masquerading
 	// (1 << --iptables-masquerade-bit); 0 is upstream's default, bit 14.
 	MasqueradeMark uint32
@@ -40,6 +46,28 @@ type Options struct {
 	// IPv6 renders the IPv6 family; the other family's Service ports are
 	// left out. ClusterCIDR must be of the same family.
 	IPv6 bool
+}
+
+// LocalTraffic is how pod traffic is told apart on node: by its source
+// (CIDR valid) or the interface it arrives on (Interface set); neither
+// when nothing tells it (then only --masquerade-all masquerades cluster IP
+// traffic, and external traffic is not short-circuited for pods).
+type LocalTraffic struct {
+	CIDR      netip.Prefix
+	Interface string
+	// Prefix makes Interface a name prefix.
+	Prefix bool
+}
+
+// Known reports whether pod traffic can be told apart at all.
+func (l LocalTraffic) Known() bool { return l.CIDR.IsValid() || l.Interface != "" }
+
+// LocalTraffic is how pod traffic is told apart on node.
+func (o Options) LocalTraffic(node model.Node) LocalTraffic {
+	if o.LocalInterface != "" {
+		return LocalTraffic{Interface: o.LocalInterface, Prefix: o.LocalInterfacePrefix}
+	}
+	return LocalTraffic{CIDR: o.PodCIDR(node)}
 }
 
 // PodCIDR is the range whose sources count as pods on node (invalid when

@@ -71,6 +71,9 @@ func (t *tracer) evalOpt(module string, o Option, s *state, dst netip.Addr, dpor
 		case "-p":
 			return yes(strings.EqualFold(val, s.pkt.Protocol) || val == "all"), true
 		case "-i", "-o":
+			if o.Name == "-i" && s.pkt.InInterface != "" {
+				return yes(interfaceMatches(val, s.pkt.InInterface)), true
+			}
 			t.assume(fmt.Sprintf("interface match %s %s%s assumed to match", o.Name, negPrefix(o), val))
 			return yes(!o.Neg), true
 		}

@@ -331,6 +331,21 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 		if i+1 < len(toks) && toks[i+1] == "mark" {
 			return n.mark(toks, i, s)
 		}
+	case "iifname":
+		// iifname [!=] "name" (a trailing * matches any rest)
+		j, neg := i+1, false
+		if j < len(toks) && toks[j] == "!=" {
+			neg, j = true, j+1
+		}
+		if j >= len(toks) {
+			return stmtResult{}, 0, fmt.Errorf("iifname without a name")
+		}
+		name := strings.Trim(toks[j], `"`)
+		if s.pkt.InInterface == "" {
+			n.assume("input interface match iifname " + toks[j] + " assumed to match")
+			return stmtResult{noMatch: neg}, j + 1, nil
+		}
+		return stmtResult{noMatch: interfaceMatches(name, s.pkt.InInterface) == neg}, j + 1, nil
 	case "ct":
 		if i+2 < len(toks) && (toks[i+1] == "state" || toks[i+1] == "status") {
 			j, neg := i+2, false

@@ -28,6 +28,22 @@ type Packet struct {
 	// SrcPort is optional; 0 means "any", and source-port matches are then
 	// stated as assumptions.
 	SrcPort uint16
+	// InInterface is the interface the packet arrives on; "" means
+	// unknown, and input interface matches are then stated as
+	// assumptions.
+	InInterface string
+}
+
+// interfaceMatches reports whether name matches pattern, where a trailing
+// "+" (iptables) or "*" (nft) matches any rest.
+func interfaceMatches(pattern, name string) bool {
+	if p, ok := strings.CutSuffix(pattern, "+"); ok {
+		return strings.HasPrefix(name, p)
+	}
+	if p, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(name, p)
+	}
+	return pattern == name
 }
 
 // TraceOptions describe the node the rules belong to.

@@ -209,3 +209,37 @@ func TestIPTablesBackendFollowsTheNode(t *testing.T) {
 	}
 	_, _ = w.node.Run(ctx, "iptables-legacy", "-t", "mangle", "-X", "KUBE-IPTABLES-HINT")
 }
+
+// detect-local BridgeInterface and InterfaceNamePrefix tell pod traffic by
+// the interface it arrives on: a pod calling a cluster IP keeps its source
+// address when its interface matches (the lab's pod veths are vpN), and is
+// masqueraded when it does not.
+func TestDetectLocalByInterface(t *testing.T) { modes(t, testDetectLocalByInterface) }
+
+func testDetectLocalByInterface(t *testing.T, mode string) {
+	for _, tt := range []struct {
+		flags []string
+		kept  bool
+	}{
+		{[]string{"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "vp"}, true},
+		{[]string{"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "cali"}, false},
+		{[]string{"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr0"}, false},
+	} {
+		t.Run(strings.Join(tt.flags[2:], "="), func(t *testing.T) {
+			w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}}, lab.PodSpec{Name: "client-pod"})
+			w.mode = mode
+			ctx := ctxFor(t, 60*time.Second)
+			w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+			client := w.lab.Pods[1]
+			w.start(tt.flags...)
+			a, err := client.WaitHTTP(ctx, "10.96.0.10:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := strings.HasPrefix(a.Remote, client.IP.String()+":")
+			if a.Pod != "web-1" || kept != tt.kept {
+				t.Errorf("web-1 saw %+v; want the pod's source %s kept: %v", a, client.IP, tt.kept)
+			}
+		})
+	}
+}

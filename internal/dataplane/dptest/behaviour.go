@@ -249,6 +249,29 @@ func Behaviours() []Case {
 			},
 		},
 		{
+			// --detect-local-mode BridgeInterface: pods are what arrives
+			// on their bridge, whatever its source.
+			Name:  "detect-local-bridge",
+			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
+			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, LocalInterface: "cbr0"},
+			Traces: []TraceCase{
+				T("from the pods' bridge: source kept", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); source kept").Via("cbr0"),
+				T("a pod address from elsewhere is masqueraded", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); masqueraded").Via("eth0"),
+				T("from the bridge to the NodePort: short-circuited", netfilter.Arriving, "10.244.0.5", "tcp", "192.168.77.1:31443", "DNAT to 10.244.1.10:8443 (100%); source kept").Via("cbr0"),
+			},
+		},
+		{
+			// --detect-local-mode InterfaceNamePrefix: pods are what
+			// arrives on an interface whose name starts so.
+			Name:  "detect-local-interface-prefix",
+			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
+			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, LocalInterface: "veth", LocalInterfacePrefix: true},
+			Traces: []TraceCase{
+				T("from a pod's veth: source kept", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); source kept").Via("veth1234"),
+				T("from elsewhere: masqueraded", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); masqueraded").Via("eth0"),
+			},
+		},
+		{
 			Name:  "no-cluster-cidr",
 			Model: &model.State{Services: []model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
 			Opts:  dataplane.Options{LocalhostNodePorts: true},

@@ -57,6 +57,14 @@ type TraceCase struct {
 	Proto string
 	Dst   string // ip:port
 	Want  string // netfilter.Result.Summary()
+	// Iface is the interface the packet arrives on ("": unknown).
+	Iface string
+}
+
+// Via is tc arriving on interface iface.
+func (tc TraceCase) Via(iface string) TraceCase {
+	tc.Iface = iface
+	return tc
 }
 
 // T is a TraceCase.
@@ -72,7 +80,7 @@ type Tracer func(netfilter.Packet, netfilter.TraceOptions) (*netfilter.Result, e
 func CheckTrace(t *testing.T, trace Tracer, local []netip.Addr, tc TraceCase) {
 	t.Helper()
 	dst := netip.MustParseAddrPort(tc.Dst)
-	res, err := trace(netfilter.Packet{Src: netip.MustParseAddr(tc.Src), Dst: dst.Addr(), Protocol: tc.Proto, DstPort: dst.Port()},
+	res, err := trace(netfilter.Packet{Src: netip.MustParseAddr(tc.Src), Dst: dst.Addr(), Protocol: tc.Proto, DstPort: dst.Port(), InInterface: tc.Iface},
 		netfilter.TraceOptions{Direction: tc.Dir, LocalAddrs: local})
 	if err != nil {
 		t.Fatalf("%s: %v", tc.Name, err)

@@ -2,6 +2,8 @@ package iptables
 
 import (
 	"net/netip"
+
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"strconv"
 	"strings"
 )
@@ -53,6 +55,22 @@ func (l *lines) addr(a netip.Addr) *lines {
 func (l *lines) prefix(p netip.Prefix) *lines {
 	*l = p.AppendTo(append(*l, ' '))
 	return l
+}
+
+// local matches pod traffic (or, negated, all other traffic) as the
+// local-traffic detector says: by source or by input interface.
+func (l *lines) local(pods dataplane.LocalTraffic, neg bool) *lines {
+	if neg {
+		l.w("!")
+	}
+	if pods.Interface != "" {
+		name := pods.Interface
+		if pods.Prefix {
+			name += "+"
+		}
+		return l.w("-i", name)
+	}
+	return l.w("-s").prefix(pods.CIDR)
 }
 
 func (l *lines) endpoint(ep netip.AddrPort) *lines {

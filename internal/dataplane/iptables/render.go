@@ -465,9 +465,9 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 	if plan.External {
 		r.natChains = append(r.natChains, extChain)
 		if plan.ExternalLocal {
-			if pods := r.opts.PodCIDR(r.node); pods.IsValid() {
+			if pods := r.opts.LocalTraffic(r.node); pods.Known() {
 				n.rule(extChain).comment("pod traffic for ", spn, " external destinations").
-					w("-s").prefix(pods).w("-j", svcChain).end()
+					local(pods, false).w("-j", svcChain).end()
 			}
 			n.rule(extChain).comment("masquerade LOCAL traffic for ", spn, " external destinations").
 				w("-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq).end()
@@ -509,11 +509,11 @@ func (r *renderer) policyChain(sp *model.ServicePort, names *portNames, chain st
 	proto := string(sp.Protocol)
 	n := &r.nat
 	r.natChains = append(r.natChains, chain)
-	pods := r.opts.PodCIDR(r.node)
-	if internal && (r.opts.MasqueradeAll || pods.IsValid()) {
+	pods := r.opts.LocalTraffic(r.node)
+	if internal && (r.opts.MasqueradeAll || pods.Known()) {
 		n.rule(chain).comment(names.spn, " cluster IP").w("-m", proto, "-p", proto, "-d").addr(sp.ClusterIP).w("--dport").num(sp.Port)
 		if !r.opts.MasqueradeAll {
-			n.w("!", "-s").prefix(pods)
+			n.local(pods, true)
 		}
 		n.w("-j", chainMarkMasq).end()
 	}

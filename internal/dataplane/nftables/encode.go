@@ -131,6 +131,20 @@ func (m matchAddrSet) exprs(v6 bool) []expr.Any {
 	return []expr.Any{loadAddr(v6, m.src, reg1), &expr.Lookup{SourceRegister: reg1, SetName: m.set}}
 }
 
+// An interface name is compared as the kernel holds it: IFNAMSIZ bytes,
+// NUL-padded; a prefix only over its own bytes.
+func (m matchIifname) exprs(bool) []expr.Any {
+	data := []byte(m.name)
+	if !m.prefix {
+		data = append(data, make([]byte, unix.IFNAMSIZ-len(data))...)
+	}
+	op := expr.CmpOpEq
+	if m.neg {
+		op = expr.CmpOpNeq
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1}, &expr.Cmp{Op: op, Register: reg1, Data: data}}
+}
+
 func (m matchMarkClear) exprs(bool) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},

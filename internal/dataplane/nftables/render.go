@@ -321,8 +321,8 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 			// come back through this one.
 			c.Rules = append(c.Rules, rule(jump(chainMarkMasq)))
 		} else {
-			if pods := opts.PodCIDR(node); pods.IsValid() {
-				c.Rules = append(c.Rules, Rule{Stmts: []stmt{matchAddr{src: true, p: pods}, goTo(clusterChain)}, Comment: "short-circuit pod traffic"})
+			if pods := opts.LocalTraffic(node); pods.Known() {
+				c.Rules = append(c.Rules, Rule{Stmts: []stmt{local(pods, false), goTo(clusterChain)}, Comment: "short-circuit pod traffic"})
 			}
 			c.Rules = append(c.Rules,
 				Rule{Stmts: []stmt{matchFibLocal{src: true}, jump(chainMarkMasq)}, Comment: "masquerade local traffic"},
@@ -359,8 +359,8 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 			switch {
 			case opts.MasqueradeAll:
 				c.Rules = append(c.Rules, rule(append(m, jump(chainMarkMasq))...))
-			case opts.PodCIDR(node).IsValid():
-				c.Rules = append(c.Rules, rule(append(m, matchAddr{src: true, p: opts.PodCIDR(node), neg: true}, jump(chainMarkMasq))...))
+			case opts.LocalTraffic(node).Known():
+				c.Rules = append(c.Rules, rule(append(m, local(opts.LocalTraffic(node), true), jump(chainMarkMasq))...))
 			}
 		}
 		if affine {

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -108,6 +109,32 @@ type matchAddrSet struct {
 }
 
 func (m matchAddrSet) text(v6 bool) string { return ipWord(v6) + " " + dir(m.src) + " @" + m.set }
+
+// matchIifname: "iifname [!=] "name"" (prefix: "name*").
+type matchIifname struct {
+	name        string
+	prefix, neg bool
+}
+
+func (m matchIifname) text(bool) string {
+	s := "iifname "
+	if m.neg {
+		s += "!= "
+	}
+	if m.prefix {
+		return s + `"` + m.name + `*"`
+	}
+	return s + `"` + m.name + `"`
+}
+
+// local matches pod traffic (or, negated, all other traffic) as the
+// local-traffic detector says: by source or by input interface.
+func local(pods dataplane.LocalTraffic, neg bool) stmt {
+	if pods.Interface != "" {
+		return matchIifname{name: pods.Interface, prefix: pods.Prefix, neg: neg}
+	}
+	return matchAddr{src: true, p: pods.CIDR, neg: neg}
+}
 
 // matchMarkClear: the masquerade bit is not set.
 type matchMarkClear struct{ mark uint32 }
