@@ -229,6 +229,7 @@ func (f *runFlags) run(fs *pflag.FlagSet, out io.Writer) error {
 	a, err := agent.New(agent.Config{
 		Settings: f.cfg, Mode: mode, Node: node, Options: f.optionsFor, Source: src,
 		Input: f.withServiceCIDRs, HoldNodePorts: f.holdNodePorts, Log: log,
+		Flags: flagValues(fs), Version: versionText(true),
 	})
 	if err != nil {
 		return err
@@ -270,4 +271,11 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source.Source, err
 	}
 	log.Info("following the API server", "host", rc.Host)
 	return &kube.Source{Client: client, NodeName: node.Name, Log: log}, nil
+}
+
+// flagValues is every flag of fs with its value, given or default.
+func flagValues(fs *pflag.FlagSet) map[string]string {
+	out := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) { out[f.Name] = f.Value.String() })
+	return out
 }

@@ -42,6 +42,10 @@ type Config struct {
 	// HoldNodePorts keeps a listening socket on every NodePort.
 	HoldNodePorts bool
 	Log           *slog.Logger
+	// Flags (every flag with its value) and Version are what the metrics
+	// server's /flagz and /statusz show.
+	Flags   map[string]string
+	Version string
 }
 
 // FullSyncPeriod is how often a sync reads the kernel's rules and rewrites
@@ -115,6 +119,8 @@ func New(cfg Config) (*Agent, error) {
 	// the moment the rules were in the kernel.
 	a.observers = []Observer{a.latency, noLocalEndpoints{a.metrics}, &conntrack.Cleaner{Log: log}, a.ports, a.guard, a.services}
 	a.metrics.SetConfig(cfg.Settings)
+	a.metrics.SetFlags(cfg.Flags)
+	a.metrics.SetVersion(cfg.Version)
 	if a.health != nil {
 		a.observers = append(a.observers, a.health)
 	}

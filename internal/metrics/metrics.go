@@ -40,7 +40,9 @@ type Metrics struct {
 	nftSyncFailures *prometheus.CounterVec
 
 	// config is what /configz answers.
-	config any
+	config  any
+	flags   map[string]string
+	version string
 }
 
 var family = []string{"ip_family"}
@@ -199,6 +201,12 @@ func (m *Metrics) Handler(profiling bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"svcproxy": m.config})
 	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/flagz", m.flagz)
+	mux.HandleFunc("/statusz", m.statusz)
 	if profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -97,6 +97,25 @@ func TestProxyModeAndConfigz(t *testing.T) {
 	}
 }
 
+// /flagz lists every flag, sorted, /statusz the version and mode, and
+// /healthz answers ok, as on upstream's metrics port.
+func TestZPages(t *testing.T) {
+	m := New("iptables")
+	m.SetFlags(map[string]string{"proxy-mode": "iptables", "cluster-cidr": "10.244.0.0/16"})
+	m.SetVersion("v0.9.0")
+	for path, want := range map[string]string{
+		"/flagz":   "\ncluster-cidr=10.244.0.0/16\nproxy-mode=iptables\n",
+		"/statusz": "Binary version: v0.9.0\nProxy mode: iptables\n",
+		"/healthz": "ok",
+	} {
+		rec := httptest.NewRecorder()
+		m.Handler(false).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("%s: %d %q, want %q in it", path, rec.Code, rec.Body.String(), want)
+		}
+	}
+}
+
 func scrape(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
