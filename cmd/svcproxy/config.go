@@ -36,7 +36,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR (for dual-stack, an IPv4 and an IPv6 CIDR separated by a comma); traffic to cluster IPs from outside it is masqueraded")
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
 	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
-	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP); default: every address")
+	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP; or \"all\"); default: every address in iptables mode, primary in nftables mode, as kube-proxy")
 	fs.Int32Var(&c.MasqueradeBit, "iptables-masquerade-bit", c.MasqueradeBit, "the packet mark bit (0-31) that asks for masquerading, in both modes; pick one no other component of the node uses")
 	fs.StringVar(&c.DetectLocalMode, "detect-local-mode", c.DetectLocalMode, "how pod traffic is told apart: ClusterCIDR (its source is in --cluster-cidr), NodeCIDR (in this node's spec.podCIDRs, from its Node object), BridgeInterface (it arrives on --pod-bridge-interface) or InterfaceNamePrefix (on an interface named --pod-interface-name-prefix...)")
 	fs.StringVar(&c.PodBridgeInterface, "pod-bridge-interface", c.PodBridgeInterface, "the pods' bridge, with --detect-local-mode BridgeInterface")
@@ -99,7 +99,13 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 			o.ClusterCIDR = cidrs[0]
 		}
 	}
-	for _, spec := range c.NodePortAddresses {
+	specs := c.NodePortAddresses
+	if len(specs) == 0 && c.Mode == "nftables" {
+		// As upstream: nftables mode answers NodePorts on the node's
+		// primary addresses unless told otherwise.
+		specs = []string{"primary"}
+	}
+	for _, spec := range specs {
 		switch spec {
 		case "primary":
 			o.NodePortPrimary = true

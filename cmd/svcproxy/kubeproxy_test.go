@@ -98,3 +98,30 @@ func TestVersion(t *testing.T) {
 		t.Errorf("%v: %s", err, out)
 	}
 }
+
+// As upstream, nftables mode answers NodePorts on the node's primary
+// addresses unless --nodeport-addresses says otherwise; iptables mode on
+// every address.
+func TestNFTablesDefaultsNodePortAddressesToPrimary(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		primary bool
+	}{
+		{[]string{"--proxy-mode=nftables"}, true},
+		{[]string{"--proxy-mode=iptables"}, false},
+		{[]string{"--proxy-mode=nftables", "--nodeport-addresses=192.168.0.0/16"}, false},
+		{[]string{"--proxy-mode=nftables", "--nodeport-addresses=all"}, false},
+	} {
+		cmd, f := newRunCmdFlags()
+		if err := cmd.Flags().Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.resolve(cmd.Flags()); err != nil {
+			t.Fatal(err)
+		}
+		o, err := f.optionsFor(false)
+		if err != nil || o.NodePortPrimary != tt.primary {
+			t.Errorf("%v: primary %v (%v), want %v", tt.args, o.NodePortPrimary, err, tt.primary)
+		}
+	}
+}

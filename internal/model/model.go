@@ -241,7 +241,10 @@ func Outcome(err error) string {
 // too, every local address. CIDRs that match nothing give an empty,
 // non-nil list: no NodePorts anywhere, rather than everywhere.
 func (st *State) NodePortAddresses(cidrs []netip.Prefix, primary, v6 bool) []netip.Addr {
-	if cidrs == nil && !primary {
+	ip, known := st.Node.IP(v6)
+	if cidrs == nil && (!primary || !known) {
+		// As upstream: "primary" of a family whose node address is not
+		// known leaves that family without CIDRs, which is every address.
 		return nil
 	}
 	out := []netip.Addr{}
@@ -259,7 +262,7 @@ func (st *State) NodePortAddresses(cidrs []netip.Prefix, primary, v6 bool) []net
 			}
 		}
 	}
-	if ip, ok := st.Node.IP(v6); ok && primary {
+	if known && primary {
 		add(ip)
 	}
 	return out

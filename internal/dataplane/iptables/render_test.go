@@ -79,9 +79,17 @@ func TestNodePortAddressesPrimary(t *testing.T) {
 	if !strings.Contains(out, "-d 192.168.77.1 -j KUBE-NODEPORTS") || strings.Contains(out, "192.168.77.9") || strings.Contains(out, "--dst-type LOCAL -j KUBE-NODEPORTS") {
 		t.Errorf("primary NodePort address not used alone:\n%s", out)
 	}
-	st.Node.IPs = nil
-	if out := string(Compose(Render(&st, Options{NodePortPrimary: true}), nil)); strings.Contains(out, "-j KUBE-NODEPORTS\n") && strings.Contains(out, "--dst-type LOCAL -j KUBE-NODEPORTS") {
-		t.Error("with no known primary address NodePorts must not open on every address")
+	// As upstream, which takes the node's address to be loopback then and
+	// pins nothing: a family whose primary address is not known answers on
+	// every address, and one with a CIDR given only on the addresses in it.
+	st.Node.IPs = []netip.Addr{netip.MustParseAddr("fd00:77::1")}
+	if out := string(Compose(Render(&st, Options{NodePortPrimary: true}), nil)); !strings.Contains(out, "--dst-type LOCAL -j KUBE-NODEPORTS") {
+		t.Errorf("with no known IPv4 primary address NodePorts must answer on every address:\n%s", out)
+	}
+	cidrs := []netip.Prefix{netip.MustParsePrefix("192.168.77.0/24")}
+	st.LocalAddrs = []netip.Addr{netip.MustParseAddr("192.168.77.9")}
+	if out := string(Compose(Render(&st, Options{NodePortPrimary: true, NodePortCIDRs: cidrs}), nil)); !strings.Contains(out, "-d 192.168.77.9 -j KUBE-NODEPORTS") || strings.Contains(out, "--dst-type LOCAL -j KUBE-NODEPORTS") {
+		t.Errorf("with a CIDR and no known primary address NodePorts must answer on the CIDR's addresses only:\n%s", out)
 	}
 }
 
