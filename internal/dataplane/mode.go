@@ -56,8 +56,11 @@ type SyncerMetrics interface {
 	// SyncDone records one sync of a family: full or partial, how long it
 	// took, and whether the kernel took it.
 	SyncDone(ipFamily string, full bool, took time.Duration, err error)
-	// SetRules records how many rules a table holds.
-	SetRules(ipFamily, table string, n int)
+	// SetRules records how many rules a table holds, and how many of them
+	// the last sync wrote.
+	SetRules(ipFamily, table string, total, written int)
+	// CleanupFailed counts a failed removal of chains no longer used.
+	CleanupFailed(ipFamily string)
 }
 
 // Families makes one syncer per IP family the node has, with the options

@@ -35,9 +35,9 @@ type Metrics struct {
 
 	// iptables mode.
 	restoreFailures, partialFailures *prometheus.CounterVec
-	rulesTotal                       *prometheus.GaugeVec
+	rulesTotal, rulesLast            *prometheus.GaugeVec
 	// nftables mode.
-	nftSyncFailures *prometheus.CounterVec
+	nftSyncFailures, nftCleanupFailures *prometheus.CounterVec
 
 	// config is what /configz answers.
 	config  any
@@ -89,12 +89,14 @@ func New(mode string) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if mode == "nftables" {
 		m.nftSyncFailures = counter("sync_proxy_rules_nftables_sync_failures_total", "Cumulative proxy nftables sync failures", family...)
-		m.Registry.MustRegister(m.nftSyncFailures)
+		m.nftCleanupFailures = counter("sync_proxy_rules_nftables_cleanup_failures_total", "Cumulative proxy nftables cleanup failures", family...)
+		m.Registry.MustRegister(m.nftSyncFailures, m.nftCleanupFailures)
 	} else {
 		m.restoreFailures = counter("sync_proxy_rules_iptables_restore_failures_total", "Cumulative proxy iptables restore failures", family...)
 		m.partialFailures = counter("sync_proxy_rules_iptables_partial_restore_failures_total", "Cumulative proxy iptables partial restore failures", family...)
 		m.rulesTotal = gauge("sync_proxy_rules_iptables_total", "Total number of iptables rules owned by svcproxy", "table", "ip_family")
-		m.Registry.MustRegister(m.restoreFailures, m.partialFailures, m.rulesTotal)
+		m.rulesLast = gauge("sync_proxy_rules_iptables_last", "Number of iptables rules written by svcproxy in the last sync", "table", "ip_family")
+		m.Registry.MustRegister(m.restoreFailures, m.partialFailures, m.rulesTotal, m.rulesLast)
 	}
 	return m
 }
@@ -123,9 +125,18 @@ func (m *Metrics) SyncDone(ipFamily string, full bool, took time.Duration, err e
 
 // SetRules records how many rules svcproxy owns in a table (iptables mode:
 // upstream's nftables mode has no such metric).
-func (m *Metrics) SetRules(ipFamily, table string, n int) {
+func (m *Metrics) SetRules(ipFamily, table string, total, written int) {
 	if m.rulesTotal != nil {
-		m.rulesTotal.WithLabelValues(table, ipFamily).Set(float64(n))
+		m.rulesTotal.WithLabelValues(table, ipFamily).Set(float64(total))
+		m.rulesLast.WithLabelValues(table, ipFamily).Set(float64(written))
+	}
+}
+
+// CleanupFailed counts a failed deletion of chains no longer used
+// (nftables mode).
+func (m *Metrics) CleanupFailed(ipFamily string) {
+	if m.nftCleanupFailures != nil {
+		m.nftCleanupFailures.WithLabelValues(ipFamily).Inc()
 	}
 }
 

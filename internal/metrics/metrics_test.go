@@ -39,13 +39,18 @@ func TestUpstreamNamesAndLabels(t *testing.T) {
 			`kubeproxy_sync_proxy_rules_iptables_restore_failures_total{ip_family="IPv4"} 1`,
 			`kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total{ip_family="IPv4"} 1`,
 			`kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv6",table="nat"} 3`,
+			`kubeproxy_sync_proxy_rules_iptables_last{ip_family="IPv6",table="nat"} 1`,
 		},
-		"nftables": {`kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family="IPv4"} 1`},
+		"nftables": {
+			`kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family="IPv4"} 1`,
+			`kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{ip_family="IPv4"} 1`,
+		},
 	} {
 		m := New(mode)
 		m.SyncDone("IPv4", false, time.Millisecond, errors.New("refused"))
 		m.SyncDone("IPv6", true, 2*time.Millisecond, nil)
-		m.SetRules("IPv6", "nat", 3)
+		m.SetRules("IPv6", "nat", 3, 1)
+		m.CleanupFailed("IPv4")
 		m.Queued(2, 5, []string{"IPv4"})
 		m.ObserveProgramming("IPv4", 300*time.Millisecond)
 		m.SetNoLocalEndpoints("External", "IPv4", 1)

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,8 +72,12 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 		txs, n = slices.Values(list), len(list)
 	}
 	i := 0
+	written := map[string]int{}
 	for tx := range txs {
 		i++
+		if s.Metrics != nil {
+			countRuleLines(tx, written)
+		}
 		if err := s.Runner.Restore(ctx, tx); err != nil {
 			// What the kernel has is no longer known exactly: read it again.
 			s.applied = nil
@@ -89,7 +94,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 	}
 	if s.Metrics != nil {
 		for _, t := range rs.Tables {
-			s.Metrics.SetRules(s.Family(), t.Name, rs.RuleLines(t.Name))
+			s.Metrics.SetRules(s.Family(), t.Name, rs.RuleLines(t.Name), written[t.Name])
 		}
 	}
 	return nil
@@ -136,4 +141,24 @@ func (s *Syncer) current(ctx context.Context) (*netfilter.Ruleset, error) {
 		return nil, fmt.Errorf("parse iptables-save output: %w", err)
 	}
 	return cur, nil
+}
+
+// countRuleLines adds the rules an iptables-restore input writes to
+// written, by table.
+func countRuleLines(tx []byte, written map[string]int) {
+	table := ""
+	for len(tx) > 0 {
+		line := tx
+		if i := bytes.IndexByte(tx, '\n'); i >= 0 {
+			line, tx = tx[:i], tx[i+1:]
+		} else {
+			tx = nil
+		}
+		switch {
+		case len(line) > 1 && line[0] == '*':
+			table = string(line[1:])
+		case bytes.HasPrefix(line, []byte("-A ")) || bytes.HasPrefix(line, []byte("-I ")):
+			written[table]++
+		}
+	}
 }

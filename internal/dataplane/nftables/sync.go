@@ -687,6 +687,10 @@ func (s *Syncer) deleteStale() {
 		return
 	}
 	if err := b.commit(); err != nil {
+		// Kept in s.stale, they are tried again at the next sync.
+		if s.Metrics != nil {
+			s.Metrics.CleanupFailed(s.Family())
+		}
 		return
 	}
 	for _, c := range gone {
