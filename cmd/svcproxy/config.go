@@ -37,7 +37,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
 	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
 	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP; or \"all\"); default: every address in iptables mode, primary in nftables mode, as kube-proxy")
-	fs.Int32Var(&c.MasqueradeBit, "iptables-masquerade-bit", c.MasqueradeBit, "the packet mark bit (0-31) that asks for masquerading, in both modes; pick one no other component of the node uses")
+	fs.Int32Var(&c.MasqueradeBit, "iptables-masquerade-bit", c.MasqueradeBit, "the packet mark bit (0-31) that asks for masquerading in iptables mode; pick one no other component of the node uses (nftables mode, as kube-proxy, takes its bit from the config file's nftables.masqueradeBit, default 14)")
 	fs.StringVar(&c.DetectLocalMode, "detect-local-mode", c.DetectLocalMode, "how pod traffic is told apart: ClusterCIDR (its source is in --cluster-cidr), NodeCIDR (in this node's spec.podCIDRs, from its Node object), BridgeInterface (it arrives on --pod-bridge-interface) or InterfaceNamePrefix (on an interface named --pod-interface-name-prefix...)")
 	fs.StringVar(&c.PodBridgeInterface, "pod-bridge-interface", c.PodBridgeInterface, "the pods' bridge, with --detect-local-mode BridgeInterface")
 	fs.StringVar(&c.PodInterfacePrefix, "pod-interface-name-prefix", c.PodInterfacePrefix, "the prefix of the pods' interface names, with --detect-local-mode InterfaceNamePrefix")
@@ -85,6 +85,9 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 	// match 127.0.0.0/8 (then route_localnet is set, and only then).
 	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses),
 		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", MasqueradeMark: 1 << c.MasqueradeBit, IPv6: v6}
+	if c.Mode == "nftables" {
+		o.MasqueradeMark = 1 << c.NFTablesMasqueradeBit
+	}
 	switch c.DetectLocalMode {
 	case "BridgeInterface":
 		o.LocalInterface = c.PodBridgeInterface

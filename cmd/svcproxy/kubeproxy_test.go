@@ -99,6 +99,39 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// As in kube-proxy, --iptables-masquerade-bit sets iptables mode's mark,
+// and nftables mode's comes from the config file (default bit 14).
+func TestMasqueradeBitByMode(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nnftables: {masqueradeBit: 9}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		mark uint32
+		warn bool
+	}{
+		{[]string{"--proxy-mode=iptables", "--iptables-masquerade-bit=12"}, 1 << 12, false},
+		{[]string{"--proxy-mode=nftables", "--iptables-masquerade-bit=12"}, 1 << 14, true},
+		{[]string{"--proxy-mode=nftables"}, 1 << 14, false},
+		{[]string{"--config=" + p}, 1 << 9, false},
+	} {
+		cmd, f := newRunCmdFlags()
+		if err := cmd.Flags().Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		warnings, err := f.resolve(cmd.Flags())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _ := f.optionsFor(false)
+		warned := strings.Contains(strings.Join(warnings, "\n"), "--iptables-masquerade-bit applies to iptables mode only")
+		if o.Mark() != tt.mark || warned != tt.warn {
+			t.Errorf("%v: mark %#x (warned %v), want %#x (warned %v)", tt.args, o.Mark(), warned, tt.mark, tt.warn)
+		}
+	}
+}
+
 // As upstream, nftables mode answers NodePorts on the node's primary
 // addresses unless --nodeport-addresses says otherwise; iptables mode on
 // every address.

@@ -180,6 +180,9 @@ func (f *runFlags) resolve(fs *pflag.FlagSet) (warnings []string, err error) {
 		})
 		f.cfg = fromFile
 	}
+	if f.cfg.Mode == "nftables" && fs.Changed("iptables-masquerade-bit") && f.configFile == "" {
+		warnings = append(warnings, "--iptables-masquerade-bit applies to iptables mode only, as in kube-proxy; nftables mode takes nftables.masqueradeBit from a --config file (default 14)")
+	}
 	if given := unactedGiven(fs); given != "" {
 		warnings = append(warnings, "kube-proxy flags taken and not acted on: "+given)
 	}

@@ -90,14 +90,14 @@ func TestLoadFileTakesEveryField(t *testing.T) {
 			if !slices.Equal(unsupported, warned) {
 				t.Errorf("named as not acted on: %v\nwant %v", unsupported, warned)
 			}
-			bit, sync, minSync := int32(13), 31*time.Second, 3*time.Second
+			sync, minSync := 31*time.Second, 3*time.Second
 			if mode == "nftables" {
-				bit, sync, minSync = 15, 32*time.Second, 4*time.Second
+				sync, minSync = 32*time.Second, 4*time.Second
 			}
 			if c.Mode != mode || c.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || c.ContentType != "application/vnd.kubernetes.protobuf" ||
 				c.QPS != 7 || c.Burst != 14 || c.HostnameOverride != "node-9" || c.HealthzBindAddress != "0.0.0.0:10256" ||
 				c.MetricsBindAddress != "127.0.0.1:10249" || !c.EnableProfiling || !c.MasqueradeAll || c.LocalhostNodePorts ||
-				c.MasqueradeBit != bit || c.SyncPeriod != sync || c.MinSyncPeriod != minSync ||
+				c.MasqueradeBit != 13 || c.NFTablesMasqueradeBit != 15 || c.SyncPeriod != sync || c.MinSyncPeriod != minSync ||
 				c.DetectLocalMode != "InterfaceNamePrefix" || c.PodBridgeInterface != "cbr0" || c.PodInterfacePrefix != "veth" ||
 				c.ClusterCIDR != "10.244.0.0/16" || strings.Join(c.NodePortAddresses, ",") != "192.168.0.0/16" ||
 				c.OOMScoreAdj == nil || *c.OOMScoreAdj != -998 {

@@ -65,9 +65,12 @@ type Config struct {
 	// alone).
 	OOMScoreAdj *int32
 	Conntrack   Conntrack
-	// MasqueradeBit is the packet mark bit that asks for masquerading
-	// (--iptables-masquerade-bit), 0 to 31.
-	MasqueradeBit int32
+	// MasqueradeBit is the packet mark bit that asks for masquerading in
+	// iptables mode (--iptables-masquerade-bit); NFTablesMasqueradeBit
+	// that of nftables mode, which as in kube-proxy only the config file
+	// sets.
+	MasqueradeBit         int32
+	NFTablesMasqueradeBit int32
 }
 
 // Conntrack are kube-proxy's conntrack settings (--conntrack-*, the config
@@ -101,8 +104,8 @@ func Defaults() Config {
 		ContentType:         "application/vnd.kubernetes.protobuf",
 		// As kube-proxy: the OOM killer takes the proxy last.
 		OOMScoreAdj:   ptrTo(int32(-999)),
-		MasqueradeBit: 14,
-		Conntrack:     Conntrack{MaxPerCore: 32 * 1024, Min: 128 * 1024, TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
+		MasqueradeBit: 14, NFTablesMasqueradeBit: 14,
+		Conntrack: Conntrack{MaxPerCore: 32 * 1024, Min: 128 * 1024, TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
 	}
 }
 
@@ -153,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MasqueradeBit < 0 || c.MasqueradeBit > 31 {
 		bad("iptables-masquerade-bit", "iptables.masqueradeBit", "%d: must be between 0 and 31", c.MasqueradeBit)
+	}
+	if c.NFTablesMasqueradeBit < 0 || c.NFTablesMasqueradeBit > 31 {
+		bad("config", "nftables.masqueradeBit", "%d: must be between 0 and 31", c.NFTablesMasqueradeBit)
 	}
 	if c.OOMScoreAdj != nil && (*c.OOMScoreAdj < -1000 || *c.OOMScoreAdj > 1000) {
 		bad("oom-score-adj", "oomScoreAdj", "%d: must be between -1000 and 1000", *c.OOMScoreAdj)
@@ -321,6 +327,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if k.IPTables.MasqueradeBit != nil {
 		c.MasqueradeBit = *k.IPTables.MasqueradeBit
 	}
+	if k.NFTables.MasqueradeBit != nil {
+		c.NFTablesMasqueradeBit = *k.NFTables.MasqueradeBit
+	}
 	if k.IPTables.LocalhostNodePorts != nil {
 		c.LocalhostNodePorts = *k.IPTables.LocalhostNodePorts
 	}
@@ -363,9 +372,6 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if k.Mode == "nftables" {
 		if k.NFTables.MasqueradeAll {
 			c.MasqueradeAll = true
-		}
-		if k.NFTables.MasqueradeBit != nil {
-			c.MasqueradeBit = *k.NFTables.MasqueradeBit
 		}
 		if k.NFTables.SyncPeriod.Duration != 0 {
 			c.SyncPeriod = k.NFTables.SyncPeriod.Duration
