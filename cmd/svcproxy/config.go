@@ -81,13 +81,15 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 	if err := c.Validate(); err != nil {
 		return dataplane.Options{}, err
 	}
+	// As in kube-proxy, each mode has its own mark bit setting.
+	bit := c.MasqueradeBit
+	if c.Mode == "nftables" {
+		bit = c.NFTablesMasqueradeBit
+	}
 	// As upstream: localhost NodePorts only where --nodeport-addresses can
 	// match 127.0.0.0/8 (then route_localnet is set, and only then).
 	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses),
-		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", MasqueradeMark: 1 << c.MasqueradeBit, IPv6: v6}
-	if c.Mode == "nftables" {
-		o.MasqueradeMark = 1 << c.NFTablesMasqueradeBit
-	}
+		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", MasqueradeMark: 1 << bit, IPv6: v6}
 	switch c.DetectLocalMode {
 	case "BridgeInterface":
 		o.LocalInterface = c.PodBridgeInterface

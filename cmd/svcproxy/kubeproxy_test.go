@@ -28,17 +28,24 @@ var kubeProxyFlags = []string{
 	"--show-hidden-metrics-for-version=1.36", "-v=2", "--vmodule=proxier=4", "--write-config-to=/tmp/kp.yaml",
 }
 
-// Every kube-proxy flag is taken: acted on (the settings show it) or named
-// in one warning; none is fatal.
-func TestEveryKubeProxyFlagIsTaken(t *testing.T) {
+// resolved is what run makes of args: its flags, settings and warnings.
+func resolved(t *testing.T, args []string) (*runFlags, []string) {
+	t.Helper()
 	cmd, f := newRunCmdFlags()
-	if err := cmd.Flags().Parse(kubeProxyFlags); err != nil {
-		t.Fatalf("kube-proxy's flags refused: %v", err)
+	if err := cmd.Flags().Parse(args); err != nil {
+		t.Fatalf("%v refused: %v", args, err)
 	}
 	warnings, err := f.resolve(cmd.Flags())
 	if err != nil {
-		t.Fatalf("kube-proxy's flags are fatal: %v", err)
+		t.Fatalf("%v: %v", args, err)
 	}
+	return f, warnings
+}
+
+// Every kube-proxy flag is taken: acted on (the settings show it) or named
+// in one warning; none is fatal.
+func TestEveryKubeProxyFlagIsTaken(t *testing.T) {
+	f, warnings := resolved(t, kubeProxyFlags)
 	said := strings.Join(warnings, "\n")
 	for _, u := range unactedFlags {
 		if !strings.Contains(said, "--"+u.name+" (") {
@@ -68,15 +75,8 @@ func TestConfigFileWinsOverFlags(t *testing.T) {
 	if err := os.WriteFile(p, []byte("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nclusterCIDR: 10.244.0.0/16\nbogus: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd, f := newRunCmdFlags()
-	if err := cmd.Flags().Parse([]string{"--config", p, "--proxy-mode", "iptables", "--cluster-cidr", "10.0.0.0/8",
-		"--hostname-override", "node-7", "--state-dir", "/tmp/sv", "--detect-local-mode", "NodeCIDR"}); err != nil {
-		t.Fatal(err)
-	}
-	warnings, err := f.resolve(cmd.Flags())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, warnings := resolved(t, []string{"--config", p, "--proxy-mode", "iptables", "--cluster-cidr", "10.0.0.0/8",
+		"--hostname-override", "node-7", "--state-dir", "/tmp/sv", "--detect-local-mode", "NodeCIDR"})
 	if f.cfg.Mode != "nftables" || f.cfg.ClusterCIDR != "10.244.0.0/16" || f.cfg.HostnameOverride != "node-7" || f.cfg.StateDir != "/tmp/sv" {
 		t.Errorf("settings %+v", f.cfg)
 	}
@@ -116,14 +116,7 @@ func TestMasqueradeBitByMode(t *testing.T) {
 		{[]string{"--proxy-mode=nftables"}, 1 << 14, false},
 		{[]string{"--config=" + p}, 1 << 9, false},
 	} {
-		cmd, f := newRunCmdFlags()
-		if err := cmd.Flags().Parse(tt.args); err != nil {
-			t.Fatal(err)
-		}
-		warnings, err := f.resolve(cmd.Flags())
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, warnings := resolved(t, tt.args)
 		o, _ := f.optionsFor(false)
 		warned := strings.Contains(strings.Join(warnings, "\n"), "--iptables-masquerade-bit applies to iptables mode only")
 		if o.Mark() != tt.mark || warned != tt.warn {
@@ -145,13 +138,7 @@ func TestNFTablesDefaultsNodePortAddressesToPrimary(t *testing.T) {
 		{[]string{"--proxy-mode=nftables", "--nodeport-addresses=192.168.0.0/16"}, false},
 		{[]string{"--proxy-mode=nftables", "--nodeport-addresses=all"}, false},
 	} {
-		cmd, f := newRunCmdFlags()
-		if err := cmd.Flags().Parse(tt.args); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.resolve(cmd.Flags()); err != nil {
-			t.Fatal(err)
-		}
+		f, _ := resolved(t, tt.args)
 		o, err := f.optionsFor(false)
 		if err != nil || o.NodePortPrimary != tt.primary {
 			t.Errorf("%v: primary %v (%v), want %v", tt.args, o.NodePortPrimary, err, tt.primary)

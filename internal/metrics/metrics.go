@@ -1,6 +1,7 @@
 // Package metrics owns svcproxy's Prometheus metrics, under upstream
 // kube-proxy's names and labels (ip_family on what a family's syncer does),
-// and the server that exposes them with upstream's /proxyMode and /configz.
+// and the server that exposes them with upstream's other pages (/proxyMode,
+// /configz, /healthz, /flagz, /statusz).
 package metrics
 
 import (
@@ -39,7 +40,7 @@ type Metrics struct {
 	// nftables mode.
 	nftSyncFailures, nftCleanupFailures *prometheus.CounterVec
 
-	// config is what /configz answers.
+	// What /configz, /flagz and /statusz show.
 	config  any
 	flags   map[string]string
 	version string
@@ -199,31 +200,37 @@ func (m *Metrics) ListenAndServe(ctx context.Context, addr string, profiling boo
 	return serve.ListenAndServe(ctx, addr, m.Handler(profiling))
 }
 
-// Handler serves /metrics, /proxyMode and /configz as upstream's metrics
-// server does, and with profiling Go's pprof handlers under /debug/pprof/.
+// Handler serves the pages of upstream's metrics server: /metrics,
+// /proxyMode, /configz, /healthz, /flagz and /statusz, and with profiling
+// Go's pprof handlers under /debug/pprof/.
 func (m *Metrics) Handler(profiling bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var paths []string // for /statusz, as upstream's lists its pages
+	handle := func(path string, h http.HandlerFunc) {
+		mux.HandleFunc(path, h)
+		paths = append(paths, path)
+	}
+	handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	handle("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
+		textPage(w)
 		_, _ = w.Write([]byte(m.mode))
 	})
-	mux.HandleFunc("/configz", func(w http.ResponseWriter, _ *http.Request) {
+	handle("/configz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"svcproxy": m.config})
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	handle("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		textPage(w)
 		_, _ = w.Write([]byte("ok"))
 	})
-	mux.HandleFunc("/flagz", m.flagz)
-	mux.HandleFunc("/statusz", m.statusz)
+	handle("/flagz", m.flagz)
+	handle("/statusz", func(w http.ResponseWriter, _ *http.Request) { m.statusz(w, paths) })
 	if profiling {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		handle("/debug/pprof/", pprof.Index)
+		handle("/debug/pprof/cmdline", pprof.Cmdline)
+		handle("/debug/pprof/profile", pprof.Profile)
+		handle("/debug/pprof/symbol", pprof.Symbol)
+		handle("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

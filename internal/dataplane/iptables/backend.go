@@ -50,12 +50,13 @@ func pickBackend(nft []byte, haveNft bool, legacy []byte, haveLegacy bool) strin
 	return "nft"
 }
 
+// ruleCount is how many rules an iptables-save dump holds, in all tables.
 func ruleCount(dump []byte) int {
+	byTable := map[string]int{}
+	countRuleLines(dump, byTable)
 	n := 0
-	for _, l := range bytes.Split(dump, []byte("\n")) {
-		if bytes.HasPrefix(l, []byte("-")) {
-			n++
-		}
+	for _, c := range byTable {
+		n += c
 	}
 	return n
 }

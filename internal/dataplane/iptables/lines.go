@@ -3,9 +3,10 @@ package iptables
 import (
 	"net/netip"
 
-	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"strconv"
 	"strings"
+
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 )
 
 // lines accumulates iptables-restore lines by appending to one byte slice:

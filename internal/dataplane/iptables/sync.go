@@ -143,8 +143,8 @@ func (s *Syncer) current(ctx context.Context) (*netfilter.Ruleset, error) {
 	return cur, nil
 }
 
-// countRuleLines adds the rules an iptables-restore input writes to
-// written, by table.
+// countRuleLines adds the rules an iptables-restore input writes (or an
+// iptables-save dump holds) to written, by table.
 func countRuleLines(tx []byte, written map[string]int) {
 	table := ""
 	for len(tx) > 0 {

@@ -222,6 +222,7 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 	extChain, fwChain := "external-"+base, "firewall-"+base
 
 	plan := sp.Plan(node)
+	pods := opts.LocalTraffic(node)
 	internalChain, externalPolicyChain := clusterChain, clusterChain
 	if plan.InternalLocal {
 		internalChain = localChain
@@ -321,7 +322,7 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 			// come back through this one.
 			c.Rules = append(c.Rules, rule(jump(chainMarkMasq)))
 		} else {
-			if pods := opts.LocalTraffic(node); pods.Known() {
+			if pods.Known() {
 				c.Rules = append(c.Rules, Rule{Stmts: []stmt{local(pods, false), goTo(clusterChain)}, Comment: "short-circuit pod traffic"})
 			}
 			c.Rules = append(c.Rules,
@@ -359,8 +360,8 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 			switch {
 			case opts.MasqueradeAll:
 				c.Rules = append(c.Rules, rule(append(m, jump(chainMarkMasq))...))
-			case opts.LocalTraffic(node).Known():
-				c.Rules = append(c.Rules, rule(append(m, local(opts.LocalTraffic(node), true), jump(chainMarkMasq))...))
+			case pods.Known():
+				c.Rules = append(c.Rules, rule(append(m, local(pods, true), jump(chainMarkMasq))...))
 			}
 		}
 		if affine {

@@ -1,10 +1,11 @@
 package nftables
 
 import (
-	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 
 	"github.com/google/nftables/expr"
 )
