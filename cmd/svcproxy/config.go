@@ -36,11 +36,12 @@ func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR (for dual-stack, an IPv4 and an IPv6 CIDR separated by a comma); traffic to cluster IPs from outside it is masqueraded")
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")
 	fs.BoolVar(&c.LocalhostNodePorts, "iptables-localhost-nodeports", c.LocalhostNodePorts, "answer NodePorts on 127.0.0.1 (sets route_localnet, and drops 127.0.0.0/8 traffic from other hosts: CVE-2020-8558)")
-	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs (or \"primary\": the Node object's primary IP; or \"all\"); default: every address in iptables mode, primary in nftables mode, as kube-proxy")
+	fs.StringSliceVar(&c.NodePortAddresses, "nodeport-addresses", c.NodePortAddresses, "answer NodePorts only on the node's addresses in these CIDRs, or keywords: \"primary\" (the Node object's primary IP), \"localhost\" (127.0.0.0/8 and ::1/128), \"all\"; default: every address in iptables mode, primary in nftables mode, as kube-proxy")
 	fs.Int32Var(&c.MasqueradeBit, "iptables-masquerade-bit", c.MasqueradeBit, "the packet mark bit (0-31) that asks for masquerading in iptables mode; pick one no other component of the node uses (nftables mode, as kube-proxy, takes its bit from the config file's nftables.masqueradeBit, default 14)")
 	fs.StringVar(&c.DetectLocalMode, "detect-local-mode", c.DetectLocalMode, "how pod traffic is told apart: ClusterCIDR (its source is in --cluster-cidr), NodeCIDR (in this node's spec.podCIDRs, from its Node object), BridgeInterface (it arrives on --pod-bridge-interface) or InterfaceNamePrefix (on an interface named --pod-interface-name-prefix...)")
 	fs.StringVar(&c.PodBridgeInterface, "pod-bridge-interface", c.PodBridgeInterface, "the pods' bridge, with --detect-local-mode BridgeInterface")
 	fs.StringVar(&c.PodInterfacePrefix, "pod-interface-name-prefix", c.PodInterfacePrefix, "the prefix of the pods' interface names, with --detect-local-mode InterfaceNamePrefix")
+	fs.Var(&c.FeatureGates, "feature-gates", "kube-proxy's feature gates, NAME=true|false,... (AllAlpha and AllBeta too); svcproxy acts on "+config.LocalhostNodePortsGate+" (localhost NodePorts in nftables mode) and names the others it is given in a warning")
 	fs.StringSliceVar(&c.ServiceCIDRs, "service-cidrs", c.ServiceCIDRs, "the ranges cluster IPs come from, besides those of ServiceCIDR objects; nftables mode drops traffic to their addresses that no Service holds")
 }
 
@@ -90,6 +91,12 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 	// match 127.0.0.0/8 (then route_localnet is set, and only then).
 	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses),
 		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", MasqueradeMark: 1 << bit, IPv6: v6}
+	if c.Mode == "nftables" {
+		// As upstream: localhost NodePorts only with the gate, and served
+		// (TCP) only for a family whose loopback is listed explicitly.
+		o.RejectLocalhostNodePorts = c.FeatureGates.Enabled(config.LocalhostNodePortsGate)
+		o.LocalhostNodePorts = o.RejectLocalhostNodePorts && listsLoopback(c.NodePortAddresses, v6)
+	}
 	switch c.DetectLocalMode {
 	case "BridgeInterface":
 		o.LocalInterface = c.PodBridgeInterface
@@ -117,6 +124,8 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 		case "all":
 			o.NodePortCIDRs, o.NodePortPrimary = nil, false
 			return o, nil
+		case "localhost":
+			o.NodePortCIDRs = append(o.NodePortCIDRs, loopback(v6))
 		default:
 			// As upstream: a family none of the CIDRs is of answers on
 			// every address; one that has CIDRs answers on the node's
@@ -130,6 +139,28 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 	return o, nil
 }
 
+func loopback(v6 bool) netip.Prefix {
+	if v6 {
+		return netip.MustParsePrefix("::1/128")
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
+}
+
+// listsLoopback reports whether --nodeport-addresses (validated) names the
+// family's loopback explicitly: "localhost", or a CIDR of loopback
+// addresses (not one that merely holds them, such as 0.0.0.0/0).
+func listsLoopback(specs []string, v6 bool) bool {
+	for _, spec := range specs {
+		if spec == "localhost" {
+			return true
+		}
+		if p, err := netip.ParsePrefix(spec); err == nil && p.Addr().Is6() == v6 && p.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
 // matchesIPv4Loopback reports whether --nodeport-addresses (validated) can
 // match an IPv4 loopback address: when it lists no IPv4 CIDR (every address
 // then), "all", or a CIDR that holds 127.0.0.0 or a loopback address.
@@ -137,7 +168,7 @@ func matchesIPv4Loopback(specs []string) bool {
 	v4 := 0
 	for _, spec := range specs {
 		switch spec {
-		case "all":
+		case "all", "localhost":
 			return true
 		case "primary":
 			v4++

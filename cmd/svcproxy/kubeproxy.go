@@ -22,7 +22,6 @@ var unactedFlags = []unactedFlag{
 	{"bind-address", "ip", "the node's IPs come from its Node object"},
 	{"bind-address-hard-fail", "bool", "svcproxy serves nothing on --bind-address"},
 	{"config-sync-period", "duration", "svcproxy's informers do not resync: every change arrives as an event"},
-	{"feature-gates", "string", "svcproxy has no feature gates"},
 	{"ipvs-exclude-cidrs", "strings", "svcproxy has no IPVS mode"},
 	{"ipvs-min-sync-period", "duration", "svcproxy has no IPVS mode"},
 	{"ipvs-scheduler", "string", "svcproxy has no IPVS mode"},
@@ -83,7 +82,7 @@ var fileWinsOver = []string{
 	"kube-api-qps", "kube-api-burst", "kube-api-content-type", "detect-local-mode", "oom-score-adj",
 	"conntrack-max-per-core", "conntrack-min", "conntrack-tcp-timeout-established", "conntrack-tcp-timeout-close-wait",
 	"conntrack-tcp-be-liberal", "conntrack-udp-timeout", "conntrack-udp-timeout-stream", "iptables-masquerade-bit",
-	"pod-bridge-interface", "pod-interface-name-prefix",
+	"pod-bridge-interface", "pod-interface-name-prefix", "feature-gates",
 }
 
 // ignoredForFile names the flags given on the command line that the

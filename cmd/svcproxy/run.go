@@ -142,6 +142,7 @@ var flagFields = map[string]func(dst, src *config.Config){
 	"detect-local-mode":            func(d, s *config.Config) { d.DetectLocalMode = s.DetectLocalMode },
 	"oom-score-adj":                func(d, s *config.Config) { d.OOMScoreAdj = s.OOMScoreAdj },
 	"master":                       func(d, s *config.Config) { d.Master = s.Master },
+	"feature-gates":                func(d, s *config.Config) { d.FeatureGates = s.FeatureGates },
 	// The conntrack flags: the file wins over them (fileWinsOver).
 	"proxy-mode":               func(d, s *config.Config) { d.Mode = s.Mode },
 	"iptables-sync-period":     func(d, s *config.Config) { d.SyncPeriod = s.SyncPeriod },
@@ -182,6 +183,9 @@ func (f *runFlags) resolve(fs *pflag.FlagSet) (warnings []string, err error) {
 	}
 	if f.cfg.Mode == "nftables" && fs.Changed("iptables-masquerade-bit") && f.configFile == "" {
 		warnings = append(warnings, "--iptables-masquerade-bit applies to iptables mode only, as in kube-proxy; nftables mode takes nftables.masqueradeBit from a --config file (default 14)")
+	}
+	if unacted := f.cfg.FeatureGates.Unacted(); unacted != "" {
+		warnings = append(warnings, "feature gates that make no difference to svcproxy: "+unacted)
 	}
 	if given := unactedGiven(fs); given != "" {
 		warnings = append(warnings, "kube-proxy flags taken and not acted on: "+given)

@@ -71,6 +71,8 @@ type Config struct {
 	// sets.
 	MasqueradeBit         int32
 	NFTablesMasqueradeBit int32
+	// FeatureGates are kube-proxy's, by name (see Enabled).
+	FeatureGates FeatureGates
 }
 
 // Conntrack are kube-proxy's conntrack settings (--conntrack-*, the config
@@ -169,11 +171,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, a := range c.NodePortAddresses {
-		if a == "primary" || a == "all" {
+		if a == "primary" || a == "localhost" || a == "all" {
 			continue
 		}
 		if _, err := netip.ParsePrefix(a); err != nil {
-			bad("nodeport-addresses", "nodePortAddresses", "%q: not a CIDR, \"primary\" or \"all\"", a)
+			bad("nodeport-addresses", "nodePortAddresses", "%q: not a CIDR or one of the keywords \"primary\", \"localhost\", \"all\"", a)
 		}
 	}
 	for _, a := range c.ServiceCIDRs {
@@ -342,6 +344,9 @@ func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {
 	if len(k.NodePortAddresses) > 0 {
 		c.NodePortAddresses = k.NodePortAddresses
 	}
+	if len(k.FeatureGates) > 0 {
+		c.FeatureGates = FeatureGates(k.FeatureGates)
+	}
 	setStr(&c.DetectLocalMode, string(k.DetectLocalMode))
 	setStr(&c.PodBridgeInterface, k.DetectLocal.BridgeInterface)
 	setStr(&c.PodInterfacePrefix, k.DetectLocal.InterfaceNamePrefix)
@@ -391,7 +396,6 @@ func unsupportedFields(k *kpv1alpha1.KubeProxyConfiguration) []string {
 			out = append(out, name)
 		}
 	}
-	check("featureGates", k.FeatureGates)
 	check("clientConnection.acceptContentTypes", k.ClientConnection.AcceptContentTypes)
 	check("logging", k.Logging)
 	check("bindAddress", k.BindAddress)

@@ -14,11 +14,17 @@ type Options struct {
 	ClusterCIDR netip.Prefix
 	// MasqueradeAll masquerades all traffic to cluster IPs (--masquerade-all).
 	MasqueradeAll bool
-	// LocalhostNodePorts makes NodePorts answer on 127.0.0.1 and adds the
-	// CVE-2020-8558 rule that keeps them unreachable from other hosts.
-	// iptables mode only: nftables mode has no localhost NodePorts (as
-	// upstream's without its feature gate).
+	// LocalhostNodePorts makes NodePorts answer on loopback. iptables mode
+	// (IPv4 only) DNATs them, with the CVE-2020-8558 rule that keeps them
+	// unreachable from other hosts; nftables mode (with
+	// RejectLocalhostNodePorts) leaves TCP ones to svcproxy's userspace
+	// listeners on 127.0.0.1 / ::1 and rejects only the other protocols.
 	LocalhostNodePorts bool
+	// RejectLocalhostNodePorts (nftables mode, upstream's
+	// KubeProxyNFTablesLocalhostNodePorts gate) rejects NodePort traffic
+	// to loopback that nothing serves and counts it per protocol, so that
+	// operators see who still relies on localhost NodePorts.
+	RejectLocalhostNodePorts bool
 	// NodePortCIDRs limit NodePorts to the node's addresses in them
 	// (--nodeport-addresses, this family's CIDRs); nil means every local
 	// address. The addresses are the State's, read at every sync.

@@ -74,6 +74,9 @@ func ParseNft(text string) (*NftRuleset, error) {
 	var table *NftTable
 	var chain *NftChain
 	var set *NftSet
+	// inObject is set inside a stateful object's block (a named counter):
+	// what it holds does not steer packets.
+	inObject := false
 	for i := 0; i < len(lines); i++ {
 		lineNo := i + 1
 		line := strings.TrimSpace(lines[i])
@@ -95,9 +98,13 @@ func ParseNft(text string) (*NftRuleset, error) {
 				chain = nil
 			case set != nil:
 				set = nil
+			case inObject:
+				inObject = false
 			default:
 				table = nil
 			}
+		case inObject:
+			continue
 		case chain == nil && set == nil:
 			f := strings.Fields(line)
 			switch {
@@ -108,6 +115,8 @@ func ParseNft(text string) (*NftRuleset, error) {
 			case len(f) == 3 && (f[0] == "set" || f[0] == "map") && f[2] == "{":
 				set = &NftSet{Name: f[1], IsMap: f[0] == "map"}
 				table.Sets[set.Name] = set
+			case len(f) == 3 && (f[0] == "counter" || f[0] == "quota" || f[0] == "limit") && f[2] == "{":
+				inObject = true
 			case len(f) >= 1 && (f[0] == "comment" || f[0] == "flags"):
 			default:
 				return nil, perr("unexpected line in table " + table.Name)

@@ -32,7 +32,9 @@ func TraceNft(rs *NftRuleset, pkt Packet, opts TraceOptions) (*Result, error) {
 		case routeNone:
 			out = append(out, st)
 		case routeOutput:
-			out = append(out, n.hook("postrouting", []*state{st})...)
+			for _, p := range n.hook("postrouting", []*state{st}) {
+				out = append(out, n.deliverLocal(p)...)
+			}
 		case routeInput:
 			out = append(out, n.hook("input", []*state{st})...)
 		default:
@@ -49,6 +51,28 @@ func TraceNft(rs *NftRuleset, pkt Packet, opts TraceOptions) (*Result, error) {
 		return nil, t.err
 	}
 	return t.finish(out), nil
+}
+
+// deliverLocal runs the node's own packet to one of its addresses (not
+// DNATed elsewhere) through the input hook, where it arrives over
+// loopback; the filter verdicts there (a NodePort's endpoint checks) are
+// the packet's. The prerouting hook it also passes only repeats the
+// checks the output hook made.
+func (n *nftTracer) deliverLocal(st *state) []*state {
+	dst := st.pkt.Dst
+	if st.dnat.IsValid() {
+		dst = st.dnat.Addr()
+	}
+	if st.final != "" || !n.isLocal(dst) {
+		return []*state{st}
+	}
+	// An accept in an output chain ended that hook only.
+	accepted := st.accepted
+	out := n.hook("input", []*state{st})
+	for _, o := range out {
+		o.accepted = o.accepted || accepted
+	}
+	return out
 }
 
 type nftTracer struct {
@@ -249,6 +273,9 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 		return stmtResult{verdict: []string{"reject"}}, min(j, len(toks)), nil
 	case "counter":
 		j := i + 1
+		if j+1 < len(toks) && toks[j] == "name" {
+			return stmtResult{}, j + 2, nil
+		}
 		for j+1 < len(toks) && (toks[j] == "packets" || toks[j] == "bytes") {
 			j += 2
 		}

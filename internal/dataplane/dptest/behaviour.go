@@ -45,6 +45,11 @@ func LB(eps ...model.Endpoint) model.ServicePort {
 	}
 }
 
+func withNodePort(sp model.ServicePort, port int32) model.ServicePort {
+	sp.NodePort = port
+	return sp
+}
+
 // Terminating is e still serving while it terminates.
 func Terminating(e model.Endpoint) model.Endpoint {
 	e.Ready, e.Serving, e.Terminating = false, true, true
@@ -120,6 +125,44 @@ func Behaviours() []Case {
 					"REJECT by filter KUBE-SERVICES|REJECT by ip kube-proxy reject-chain"),
 				T("UDP cluster IP without endpoints is rejected from the node", netfilter.Local, "192.168.77.1", "udp", "10.96.0.53:53",
 					"REJECT by filter KUBE-SERVICES|REJECT by ip kube-proxy reject-chain"),
+			},
+		},
+		{
+			// Upstream's KubeProxyNFTablesLocalhostNodePorts gate with
+			// loopback listed: svcproxy's listener serves TCP NodePorts on
+			// 127.0.0.1, so nftables mode leaves them be and rejects (and
+			// counts) the other protocols. iptables mode DNATs both.
+			Name: "localhost-nodeports-served",
+			Model: &model.State{Services: []model.ServicePort{
+				Web(Ep("10.244.0.10", 80)), withNodePort(DNS(Ep("10.244.0.12", 53)), 30053),
+			}},
+			Opts: dataplane.Options{ClusterCIDR: ClusterCIDR, LocalhostNodePorts: true, RejectLocalhostNodePorts: true},
+			Traces: []TraceCase{
+				T("TCP to a localhost NodePort is the listener's", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					"DNAT to 10.244.0.10:80 (100%); masqueraded|"+none),
+				T("UDP to a localhost NodePort is rejected and counted", netfilter.Local, "127.0.0.1", "udp", "127.0.0.1:30053",
+					"DNAT to 10.244.0.12:53 (100%); masqueraded|REJECT by ip kube-proxy localhost-nodeport-reject-udp"),
+				T("a port that is no NodePort is not touched", netfilter.Local, "127.0.0.1", "udp", "127.0.0.1:30054", none),
+				T("the NodePort on the node's address is served as ever", netfilter.Local, "192.168.77.1", "udp", "192.168.77.1:30053",
+					"DNAT to 10.244.0.12:53 (100%); masqueraded"),
+			},
+		},
+		{
+			// The gate without loopback listed: nothing serves localhost
+			// NodePorts in nftables mode, and every protocol's are
+			// rejected and counted, as upstream.
+			Name: "localhost-nodeports-rejected",
+			Model: &model.State{Services: []model.ServicePort{
+				Web(Ep("10.244.0.10", 80)), withNodePort(DNS(), 30053),
+			}},
+			Opts: dataplane.Options{ClusterCIDR: ClusterCIDR, RejectLocalhostNodePorts: true},
+			Traces: []TraceCase{
+				T("TCP to a localhost NodePort is rejected and counted", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					none+"|REJECT by ip kube-proxy localhost-nodeport-reject-tcp"),
+				T("so is UDP, endpoints or not", netfilter.Local, "127.0.0.1", "udp", "127.0.0.1:30053",
+					none+"|REJECT by ip kube-proxy localhost-nodeport-reject-udp"),
+				T("the NodePort on the node's address is served as ever", netfilter.Local, "192.168.77.1", "tcp", "192.168.77.1:30450",
+					"DNAT to 10.244.0.10:80 (100%); masqueraded"),
 			},
 		},
 		{

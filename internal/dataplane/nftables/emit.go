@@ -33,6 +33,8 @@ type emitter interface {
 	// deleteElements deletes by key (and an endpoints map's range by its
 	// slots).
 	deleteElements(s Set, els []Element)
+	addCounter(name string)
+	deleteCounter(name string)
 	deleteTable()
 	// ops is how many operations wait to be committed.
 	ops() int
@@ -113,6 +115,16 @@ func (e *netlinkEmitter) flushSet(s Set) {
 func (e *netlinkEmitter) deleteSet(s Set) {
 	e.conn.write.DelSet(&gnft.Set{Table: e.table, Name: s.Name})
 	e.names.add("delete %s %s", setKind(s), s.Name)
+}
+
+func (e *netlinkEmitter) addCounter(name string) {
+	e.conn.write.AddObj(&gnft.CounterObj{Table: e.table, Name: name})
+	e.names.add("add counter %s", name)
+}
+
+func (e *netlinkEmitter) deleteCounter(name string) {
+	e.conn.write.DeleteObject(&gnft.CounterObj{Table: e.table, Name: name})
+	e.names.add("delete counter %s", name)
 }
 
 func (e *netlinkEmitter) addElements(s Set, els []Element) {
@@ -234,6 +246,16 @@ func (e *fakeEmitter) deleteElements(s Set, els []Element) {
 		e.tx.Delete(knftElement(s, el, false))
 	}
 	e.names.add("delete %s from %s %s", describe(s, els), setKind(s), s.Name)
+}
+
+func (e *fakeEmitter) addCounter(name string) {
+	e.tx.Add(&knftables.Counter{Name: name})
+	e.names.add("add counter %s", name)
+}
+
+func (e *fakeEmitter) deleteCounter(name string) {
+	e.tx.Delete(&knftables.Counter{Name: name})
+	e.names.add("delete counter %s", name)
 }
 
 func (e *fakeEmitter) deleteTable() {

@@ -168,6 +168,10 @@ func (v verdict) netlink() *expr.Verdict {
 
 func (v verdict) exprs(bool) []expr.Any { return []expr.Any{v.netlink()} }
 
+func (c counterRef) exprs(bool) []expr.Any {
+	return []expr.Any{&expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: c.name}}
+}
+
 func (reject) exprs(v6 bool) []expr.Any {
 	// nft's default: ICMP(v6) port unreachable.
 	code := uint8(3)

@@ -11,6 +11,9 @@ import (
 func fixedFingerprint(rs *Ruleset) uint64 {
 	h := fnv.New64a()
 	hashChains(h, append(baseChains(rs.Base), rs.Fixed...), rs.IPv6)
+	for _, c := range rs.Counters {
+		h.Write([]byte("counter " + c + "\n"))
+	}
 	for _, st := range rs.Sets {
 		h.Write([]byte(st.Name + keyType(st, rs.IPv6)))
 		for _, e := range st.Elements {

@@ -44,6 +44,9 @@ func (rs *Ruleset) List() string {
 		}
 		b.WriteString("\t}\n\n")
 	}
+	for _, c := range rs.Counters {
+		b.WriteString("\tcounter " + c + " {\n\t\tpackets 0 bytes 0\n\t}\n\n")
+	}
 	for _, c := range rs.Base {
 		b.WriteString("\tchain " + c.Name + " {\n\t\ttype " + c.Type + " hook " + c.Hook + " priority " + strconv.Itoa(c.Priority) + "; policy accept;\n")
 		rs.writeRules(&b, c.Chain)
@@ -182,6 +185,9 @@ func (rs *Ruleset) Transaction(tx *knftables.Transaction) {
 	for _, s := range rs.allSets() {
 		sets[s.Name] = s
 		tx.Add(knftSet(s, rs.IPv6))
+	}
+	for _, c := range rs.Counters {
+		tx.Add(&knftables.Counter{Name: c})
 	}
 	for _, c := range rs.Base {
 		tx.Add(knftBaseChain(c))

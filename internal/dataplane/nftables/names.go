@@ -40,7 +40,33 @@ const (
 	mapNoEndpointNodePorts = "no-endpoint-nodeports"
 	mapFirewallIPs         = "firewall-ips"
 	setHairpin             = "hairpin-endpoints"
+	// Localhost NodePorts in nftables mode (upstream's
+	// KubeProxyNFTablesLocalhostNodePorts): a map of the NodePorts whose
+	// loopback traffic is rejected, a chain per protocol that counts and
+	// rejects it, and that chain's named counter.
+	mapLocalhostReject        = "localhost-nodeport-reject-ports"
+	localhostRejectChainPre   = "localhost-nodeport-reject-"
+	localhostRejectCounterPre = "localhost-nodeport-rejected-"
 )
+
+// LocalhostRejectCounter is the named counter of the localhost NodePort
+// packets of a protocol that the table rejects.
+func LocalhostRejectCounter(proto model.Protocol) string { return localhostRejectCounterPre + string(proto) }
+
+func localhostRejectChain(proto model.Protocol) string { return localhostRejectChainPre + string(proto) }
+
+// localhostRejects are the protocols whose localhost NodePort traffic the
+// table rejects, as upstream: none without the gate; the ones svcproxy's
+// listeners do not serve (all but TCP) when they run; all otherwise.
+func localhostRejects(opts Options) []model.Protocol {
+	switch {
+	case !opts.RejectLocalhostNodePorts:
+		return nil
+	case opts.LocalhostNodePorts:
+		return []model.Protocol{model.UDP, model.SCTP}
+	}
+	return []model.Protocol{model.TCP, model.UDP, model.SCTP}
+}
 
 // Prefixes of the per-Service objects; one the state does not need is stale.
 var (

@@ -54,6 +54,9 @@ func (s *Syncer) read() (*kernelState, error) {
 			ks.nodePortIPs = true
 			continue
 		}
+		if st.Name == mapLocalhostReject {
+			ks.localhostReject = true
+		}
 		if st.Anonymous {
 			continue
 		}
@@ -89,6 +92,15 @@ func (s *Syncer) read() (*kernelState, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+	}
+	objs, err := s.conn.read.GetObjects(t)
+	if err != nil {
+		return nil, fmt.Errorf("list counters: %w", err)
+	}
+	for _, o := range objs {
+		if c, ok := o.(*gnft.CounterObj); ok && c.Table.Name == TableName {
+			ks.counters[c.Name] = true
 		}
 	}
 	return ks, nil

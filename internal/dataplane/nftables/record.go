@@ -31,6 +31,10 @@ type kernelState struct {
 	// nodePortIPs is set while the table has the nodeport-ips set (only
 	// --nodeport-addresses needs it).
 	nodePortIPs bool
+	// localhostReject is set while the table has the localhost NodePort
+	// reject map; counters are its named counters.
+	localhostReject bool
+	counters        map[string]bool
 	// read is set when the state was just read from the kernel.
 	read bool
 }
@@ -53,7 +57,8 @@ type serviceRecord struct {
 // newKernelState is the record of a table just read, empty.
 func newKernelState() *kernelState {
 	return &kernelState{read: true, chains: map[string]bool{}, services: map[string]serviceRecord{}, wanted: map[string]int{}, blocks: map[uint32][]blockRange{},
-		hairpin: newHairpinClaims(), endpointMaps: map[string]bool{}, elements: map[string]map[string]string{}, affinity: map[string]bool{}}
+		hairpin: newHairpinClaims(), endpointMaps: map[string]bool{}, elements: map[string]map[string]string{}, affinity: map[string]bool{},
+		counters: map[string]bool{}}
 }
 
 // kernelRange is an endpoints map element as the kernel holds it: its

@@ -11,8 +11,7 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// Options are the node-wide settings that shape the rules
-// (LocalhostNodePorts does not apply).
+// Options are the node-wide settings that shape the rules.
 type Options = dataplane.Options
 
 // Ruleset is the whole desired content of one family's kube-proxy table:
@@ -24,6 +23,8 @@ type Ruleset struct {
 	Base  []BaseChain
 	Fixed []Chain
 	Sets  []Set
+	// Counters are the named counters.
+	Counters []string
 	// Services are sorted by Key.
 	Services []Service
 }
@@ -206,7 +207,30 @@ func fixed(st *model.State, opts Options) *Ruleset {
 		}
 		rs.Sets = append(rs.Sets, np)
 	}
+	localhostNodePorts(rs, opts)
 	return rs
+}
+
+// localhostNodePorts adds, with upstream's gate, the rejection of NodePort
+// traffic to loopback that nothing serves: looked up by protocol and port
+// among the table's NodePorts (see servicePort), counted per protocol.
+// Only new connections of the node's own reach it (filter input): other
+// hosts' packets to loopback are martians the kernel drops.
+func localhostNodePorts(rs *Ruleset, opts Options) {
+	protos := localhostRejects(opts)
+	if len(protos) == 0 {
+		return
+	}
+	for _, p := range protos {
+		rs.Counters = append(rs.Counters, LocalhostRejectCounter(p))
+		rs.Fixed = append(rs.Fixed, Chain{Name: localhostRejectChain(p), Rules: []Rule{rule(counterRef{LocalhostRejectCounter(p)}, reject{})}})
+	}
+	rs.Sets = append(rs.Sets, Set{Name: mapLocalhostReject, Keys: []string{"proto", "port"}, IsMap: true, Comment: "localhost NodePorts rejected by kube-proxy"})
+	for i := range rs.Fixed {
+		if c := &rs.Fixed[i]; c.Name == chainNodePortEPCheck {
+			c.Rules = append(c.Rules, rule(matchAddr{p: loopback(opts.IPv6)}, vmapLookup{[]keyField{fL4Proto, fDport}, mapLocalhostReject}))
+		}
+	}
 }
 
 // servicePort renders one Service port as upstream's nftables proxier does
@@ -282,6 +306,9 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 		if !plan.HasExternal {
 			np.Verdict, np.Comment = externalNone, spn
 			el(mapNoEndpointNodePorts, np)
+		}
+		if slices.Contains(localhostRejects(opts), sp.Protocol) {
+			el(mapLocalhostReject, Element{Proto: proto, Port: uint16(sp.NodePort), Verdict: goTo(localhostRejectChain(sp.Protocol))})
 		}
 	}
 

@@ -175,6 +175,11 @@ func (v verdict) String() string { return v.text(false) }
 // reject: ICMP port unreachable.
 type reject struct{}
 
+// counterRef counts in a named counter: "counter name "x"".
+type counterRef struct{ name string }
+
+func (c counterRef) text(bool) string { return `counter name "` + c.name + `"` }
+
 func (reject) text(bool) string { return "reject" }
 
 // numgenPick matches one packet in mod: "numgen random mod 3 0". A ladder

@@ -394,10 +394,12 @@ func (s *Syncer) writeFixed(b emitter, rs *Ruleset, ks *kernelState) {
 			}
 		}
 	}
+	s.addCounters(b, rs, ks)
 	for _, c := range rs.Fixed {
 		b.addChain(c.Name)
 		b.flushChain(c.Name)
 		ks.chains[c.Name] = true
+		delete(s.stale, c.Name)
 	}
 	for _, c := range rs.Fixed {
 		b.addRules(c.Name, c.Rules)
@@ -410,6 +412,49 @@ func (s *Syncer) writeFixed(b emitter, rs *Ruleset, ks *kernelState) {
 		b.deleteSet(Set{Name: setNodePortIPs})
 	}
 	ks.nodePortIPs = wantNodePortIPs
+	s.retireLocalhostRejects(b, rs, ks)
+}
+
+// addCounters adds the named counters, before the rules that use them.
+func (s *Syncer) addCounters(b emitter, rs *Ruleset, ks *kernelState) {
+	for _, c := range rs.Counters {
+		delete(s.stale, c)
+		if !ks.counters[c] {
+			b.addCounter(c)
+			ks.counters[c] = true
+		}
+	}
+}
+
+// retireLocalhostRejects retires the localhost NodePort reject chains no
+// longer wanted (a protocol now served, or the gate turned off) with their
+// counters. Without any, the reject map goes too (the
+// nodeport-endpoints-check chain, just rewritten, no longer looks into
+// it), with its elements.
+func (s *Syncer) retireLocalhostRejects(b emitter, rs *Ruleset, ks *kernelState) {
+	want, fixed := map[string]bool{}, map[string]bool{}
+	for _, c := range rs.Counters {
+		want[c] = true
+	}
+	for _, c := range rs.Fixed {
+		fixed[c.Name] = true
+	}
+	for c := range ks.chains {
+		if strings.HasPrefix(c, localhostRejectChainPre) && !fixed[c] {
+			s.retire(b, c, ks)
+		}
+	}
+	for c := range ks.counters {
+		if !want[c] {
+			s.retireLater(c)
+		}
+	}
+	wantMap := len(rs.Counters) > 0
+	if ks.localhostReject && !wantMap {
+		b.deleteSet(Set{Name: mapLocalhostReject, IsMap: true})
+		delete(ks.elements, mapLocalhostReject)
+	}
+	ks.localhostReject = wantMap
 }
 
 func hookOf(h string) gnft.ChainHook {
@@ -675,9 +720,12 @@ func (s *Syncer) deleteStale() {
 	var gone []string
 	for c, t := range s.stale {
 		if time.Since(t) >= staleChainDelay {
-			if strings.HasPrefix(c, affinitySetPrefix) {
+			switch {
+			case strings.HasPrefix(c, affinitySetPrefix):
 				b.deleteSet(Set{Name: c})
-			} else {
+			case s.kernel.counters[c]:
+				b.deleteCounter(c)
+			default:
 				b.deleteChain(c)
 			}
 			gone = append(gone, c)
@@ -697,6 +745,7 @@ func (s *Syncer) deleteStale() {
 		delete(s.stale, c)
 		delete(s.kernel.chains, c)
 		delete(s.kernel.affinity, c)
+		delete(s.kernel.counters, c)
 	}
 }
 

@@ -32,9 +32,10 @@ func freshDump(t *testing.T, s *Syncer, st *model.State) string {
 }
 
 // dumpDiff compares a synced table's dump with a fresh one and returns the
-// lines that differ, leaving out what a sync keeps on purpose: the chains
-// and affinity sets it retired (emptied now, deleted a second later), and
-// endpoints maps (kept while the table is, as their range numbers are).
+// lines that differ, leaving out what a sync keeps on purpose: the chains,
+// affinity sets and counters it retired (emptied now, deleted a second
+// later), and endpoints maps (kept while the table is, as their range
+// numbers are).
 func dumpDiff(s *Syncer, synced, fresh string) []string {
 	inFresh := map[string]bool{}
 	for _, l := range strings.Split(fresh, "\n") {
@@ -49,7 +50,7 @@ func dumpDiff(s *Syncer, synced, fresh string) []string {
 		}
 		if f := strings.Fields(l); len(f) >= 5 && f[0] == "add" {
 			_, retired := s.stale[f[4]]
-			if retired && (f[1] == "chain" || f[1] == "set") || f[1] == "map" && strings.HasPrefix(f[4], endpointMapPrefix) {
+			if retired && (f[1] == "chain" || f[1] == "set" || f[1] == "counter") || f[1] == "map" && strings.HasPrefix(f[4], endpointMapPrefix) {
 				continue
 			}
 		}
