@@ -51,9 +51,13 @@ const (
 
 // LocalhostRejectCounter is the named counter of the localhost NodePort
 // packets of a protocol that the table rejects.
-func LocalhostRejectCounter(proto model.Protocol) string { return localhostRejectCounterPre + string(proto) }
+func LocalhostRejectCounter(proto model.Protocol) string {
+	return localhostRejectCounterPre + string(proto)
+}
 
-func localhostRejectChain(proto model.Protocol) string { return localhostRejectChainPre + string(proto) }
+func localhostRejectChain(proto model.Protocol) string {
+	return localhostRejectChainPre + string(proto)
+}
 
 // localhostRejects are the protocols whose localhost NodePort traffic the
 // table rejects, as upstream: none without the gate; the ones svcproxy's
