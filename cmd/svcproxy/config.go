@@ -88,8 +88,9 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 		bit = c.NFTablesMasqueradeBit
 	}
 	// As upstream: localhost NodePorts only where --nodeport-addresses can
-	// match 127.0.0.0/8 (then route_localnet is set, and only then).
-	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && matchesIPv4Loopback(c.NodePortAddresses),
+	// match 127.0.0.0/8 (then route_localnet is set, and only then), and
+	// not over IPv6, which has no route_localnet.
+	o := dataplane.Options{MasqueradeAll: c.MasqueradeAll, LocalhostNodePorts: c.LocalhostNodePorts && !v6 && matchesIPv4Loopback(c.NodePortAddresses),
 		LocalByNodeCIDR: c.DetectLocalMode == "NodeCIDR", MasqueradeMark: 1 << bit, IPv6: v6}
 	if c.Mode == "nftables" {
 		// As upstream: localhost NodePorts only with the gate, and served

@@ -145,3 +145,46 @@ func TestNFTablesDefaultsNodePortAddressesToPrimary(t *testing.T) {
 		}
 	}
 }
+
+// Feature gates as kube-proxy takes them: KubeProxyNFTablesLocalhostNodePorts
+// (or AllAlpha) turns on nftables mode's localhost NodePorts, which serve
+// TCP for a family whose loopback --nodeport-addresses lists; the other
+// gates make no difference and are named; a malformed one is refused.
+func TestFeatureGates(t *testing.T) {
+	for _, tt := range []struct {
+		args           []string
+		reject         bool
+		serve4, serve6 bool
+	}{
+		{[]string{"--proxy-mode=nftables", "--feature-gates=KubeProxyNFTablesLocalhostNodePorts=true", "--nodeport-addresses=localhost,primary"}, true, true, true},
+		{[]string{"--proxy-mode=nftables", "--feature-gates=AllAlpha=true", "--nodeport-addresses=127.0.0.1/32"}, true, true, false},
+		{[]string{"--proxy-mode=nftables", "--feature-gates=KubeProxyNFTablesLocalhostNodePorts=true"}, true, false, false},
+		{[]string{"--proxy-mode=nftables", "--feature-gates=AllAlpha=true,KubeProxyNFTablesLocalhostNodePorts=false", "--nodeport-addresses=localhost"}, false, false, false},
+		{[]string{"--proxy-mode=nftables", "--nodeport-addresses=localhost"}, false, false, false},
+		// iptables mode: no gate; "localhost" is 127.0.0.0/8, DNATed.
+		{[]string{"--proxy-mode=iptables", "--feature-gates=KubeProxyNFTablesLocalhostNodePorts=true", "--nodeport-addresses=localhost"}, false, true, false},
+	} {
+		f, _ := resolved(t, tt.args)
+		o4, err4 := f.optionsFor(false)
+		o6, err6 := f.optionsFor(true)
+		if err4 != nil || err6 != nil {
+			t.Fatalf("%v: %v %v", tt.args, err4, err6)
+		}
+		if o4.RejectLocalhostNodePorts != tt.reject || o6.RejectLocalhostNodePorts != tt.reject ||
+			o4.LocalhostNodePorts != tt.serve4 || o6.LocalhostNodePorts != tt.serve6 {
+			t.Errorf("%v: reject %t/%t serve %t/%t, want reject %t serve %t/%t", tt.args, o4.RejectLocalhostNodePorts, o6.RejectLocalhostNodePorts,
+				o4.LocalhostNodePorts, o6.LocalhostNodePorts, tt.reject, tt.serve4, tt.serve6)
+		}
+	}
+	_, warnings := resolved(t, []string{"--feature-gates=NFTablesNetlink=false", "--feature-gates=NoSuchGate=true,AllBeta=false"})
+	said := strings.Join(warnings, "\n")
+	for _, want := range []string{"NFTablesNetlink=false (svcproxy always programs nftables over netlink)", "NoSuchGate (not a gate kube-proxy reads)"} {
+		if !strings.Contains(said, want) {
+			t.Errorf("no warning %q in:\n%s", want, said)
+		}
+	}
+	cmd, _ := newRunCmdFlags()
+	if err := cmd.Flags().Parse([]string{"--feature-gates=KubeProxyNFTablesLocalhostNodePorts"}); err == nil || !strings.Contains(err.Error(), "NAME=true") {
+		t.Errorf("a gate without a value: %v, want refused", err)
+	}
+}

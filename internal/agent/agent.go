@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/dataplane/modes"
 	"github.com/svcproxy/svcproxy/internal/healthcheck"
+	"github.com/svcproxy/svcproxy/internal/localnodeport"
 	"github.com/svcproxy/svcproxy/internal/metrics"
 	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/nodeport"
@@ -69,6 +71,9 @@ type Agent struct {
 	guard     *nodeport.Guard
 	latency   *programmingLatency
 	ports     *portReservation
+	// localhost serve TCP NodePorts on loopback, per family (nftables
+	// mode with upstream's KubeProxyNFTablesLocalhostNodePorts gate).
+	localhost []*localnodeport.Proxy
 	observers []Observer
 }
 
@@ -109,7 +114,12 @@ func New(cfg Config) (*Agent, error) {
 	if a.health != nil {
 		a.services.Proxy = a.health
 	}
-	a.guard = &nodeport.Guard{Log: log, Hold: cfg.HoldNodePorts, Metrics: a.metrics}
+	a.guard = &nodeport.Guard{Log: log, Hold: cfg.HoldNodePorts, Metrics: a.metrics, Served: a.servesLocalhost}
+	for _, v6 := range []bool{false, true} {
+		if o, err := options(v6); err == nil && o.LocalhostNodePorts && cfg.Mode.LocalhostListeners && slices.Contains(a.families(), dataplane.FamilyName(v6)) {
+			a.localhost = append(a.localhost, &localnodeport.Proxy{V6: v6, Log: log, Metrics: a.metrics})
+		}
+	}
 	a.latency = &programmingLatency{metrics: a.metrics}
 	a.ports = &portReservation{
 		reserver: &nodeport.Reserver{StateFile: ReservationState(s.StateDir)},
@@ -117,7 +127,16 @@ func New(cfg Config) (*Agent, error) {
 	}
 	// In the order they act after a sync: the latency first, measured to
 	// the moment the rules were in the kernel.
-	a.observers = []Observer{a.latency, noLocalEndpoints{a.metrics}, &conntrack.Cleaner{Log: log}, a.ports, a.guard, a.services}
+	if o, err := options(false); err == nil && o.RejectLocalhostNodePorts && cfg.Mode.LocalhostRejected != nil {
+		a.metrics.LocalhostNodePorts(a.families(), func(family string) (map[model.Protocol]uint64, error) {
+			return cfg.Mode.LocalhostRejected(family == dataplane.FamilyName(true))
+		})
+	}
+	a.observers = []Observer{a.latency, noLocalEndpoints{a.metrics}, &conntrack.Cleaner{Log: log}, a.ports}
+	for _, p := range a.localhost {
+		a.observers = append(a.observers, p)
+	}
+	a.observers = append(a.observers, a.guard, a.services)
 	a.metrics.SetConfig(cfg.Settings)
 	a.metrics.SetFlags(cfg.Flags)
 	a.metrics.SetVersion(cfg.Version)
@@ -139,6 +158,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.guard.Close()
 	defer a.services.Close()
+	for _, p := range a.localhost {
+		defer p.Close()
+	}
 	a.removeOtherModes(ctx)
 	if c.MetricsBindAddress != "" {
 		go func() {
@@ -234,6 +256,17 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 			"servicePorts", len(st.Services), "rejected", rejected)
 		a.runner.Update(st)
 	}
+}
+
+// servesLocalhost reports whether a localhost NodePort listener holds
+// the port: svcproxy's own socket, no conflict for the NodePort guard.
+func (a *Agent) servesLocalhost(port int32, proto model.Protocol) bool {
+	for _, p := range a.localhost {
+		if p.Serves(port, proto) {
+			return true
+		}
+	}
+	return false
 }
 
 // families are the IP families the agent syncs.

@@ -78,7 +78,7 @@ windowsRunAsService: true
 func TestLoadFileTakesEveryField(t *testing.T) {
 	assertSetsEveryField(t, header+"mode: nftables\n"+everyField)
 	warned := []string{"bindAddress", "bindAddressHardFail", "clientConnection.acceptContentTypes", "configSyncPeriod",
-		"featureGates", "ipvs", "logging", "portRange", "showHiddenMetricsForVersion", "windowsRunAsService", "winkernel"}
+		"ipvs", "logging", "portRange", "showHiddenMetricsForVersion", "windowsRunAsService", "winkernel"}
 	for _, mode := range []string{"iptables", "nftables"} {
 		t.Run(mode, func(t *testing.T) {
 			c := Defaults()
@@ -96,7 +96,7 @@ func TestLoadFileTakesEveryField(t *testing.T) {
 			}
 			if c.Mode != mode || c.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || c.ContentType != "application/vnd.kubernetes.protobuf" ||
 				c.QPS != 7 || c.Burst != 14 || c.HostnameOverride != "node-9" || c.HealthzBindAddress != "0.0.0.0:10256" ||
-				c.MetricsBindAddress != "127.0.0.1:10249" || !c.EnableProfiling || !c.MasqueradeAll || c.LocalhostNodePorts ||
+				c.MetricsBindAddress != "127.0.0.1:10249" || !c.FeatureGates.Enabled(LocalhostNodePortsGate) || !c.EnableProfiling || !c.MasqueradeAll || c.LocalhostNodePorts ||
 				c.MasqueradeBit != 13 || c.NFTablesMasqueradeBit != 15 || c.SyncPeriod != sync || c.MinSyncPeriod != minSync ||
 				c.DetectLocalMode != "InterfaceNamePrefix" || c.PodBridgeInterface != "cbr0" || c.PodInterfacePrefix != "veth" ||
 				c.ClusterCIDR != "10.244.0.0/16" || strings.Join(c.NodePortAddresses, ",") != "192.168.0.0/16" ||

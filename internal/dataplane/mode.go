@@ -37,6 +37,12 @@ type Mode struct {
 	// Sysctls are the kernel settings the mode needs with these (IPv4)
 	// options; nil when none.
 	Sysctls func(opts Options) []Sysctl
+	// LocalhostListeners is true when the mode leaves TCP NodePorts on
+	// loopback (Options.LocalhostNodePorts) to svcproxy's userspace
+	// listeners; LocalhostRejected then reads how many localhost NodePort
+	// packets of each protocol a family's rules rejected.
+	LocalhostListeners bool
+	LocalhostRejected  func(v6 bool) (map[model.Protocol]uint64, error)
 }
 
 // Sysctl is a kernel setting and why it is needed.

@@ -39,6 +39,9 @@ type Metrics struct {
 	rulesTotal, rulesLast            *prometheus.GaugeVec
 	// nftables mode.
 	nftSyncFailures, nftCleanupFailures *prometheus.CounterVec
+	// nftables mode's localhost NodePorts (see LocalhostNodePorts).
+	localhostListeners *prometheus.GaugeVec
+	localhostFailures  *prometheus.CounterVec
 
 	// What /configz, /flagz and /statusz show.
 	config  any

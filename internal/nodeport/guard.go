@@ -30,6 +30,11 @@ type Guard struct {
 	Metrics interface {
 		SetNodePortConflict(port int32, protocol string, holders int)
 	}
+	// Served, when set, reports the NodePorts svcproxy itself listens on
+	// (localhost NodePorts in nftables mode): the guard leaves them alone,
+	// as that socket is no stranger's and already keeps them from being
+	// taken.
+	Served func(port int32, proto model.Protocol) bool
 	// Events, when set, is told about each new conflict (as a Kubernetes
 	// Event on the Service).
 	Events interface {
@@ -81,7 +86,7 @@ func (g *Guard) Update(st *model.State) []Conflict {
 	}
 	want := map[key]model.ServicePortName{}
 	for _, sp := range st.Services {
-		if sp.NodePort != 0 && (sp.Protocol == model.TCP || sp.Protocol == model.UDP) {
+		if sp.NodePort != 0 && (sp.Protocol == model.TCP || sp.Protocol == model.UDP) && (g.Served == nil || !g.Served(sp.NodePort, sp.Protocol)) {
 			want[key{sp.NodePort, sp.Protocol}] = sp.Name
 		}
 	}

@@ -17,5 +17,7 @@ var Mode = dataplane.Mode{
 	Canary:  "nftables table ip " + TableName,
 	Render:  func(st *model.State, opts Options) string { return Render(st, opts).List() },
 	// One table per family.
-	ListsBothFamilies: true,
+	ListsBothFamilies:  true,
+	LocalhostListeners: true,
+	LocalhostRejected:  func(v6 bool) (map[model.Protocol]uint64, error) { return LocalhostRejected(v6, 0) },
 }
