@@ -132,7 +132,7 @@ func New(cfg Config) (*Agent, error) {
 			return cfg.Mode.LocalhostRejected(family == dataplane.FamilyName(true))
 		})
 	}
-	a.observers = []Observer{a.latency, noLocalEndpoints{a.metrics}, &conntrack.Cleaner{Log: log}, a.ports}
+	a.observers = []Observer{a.latency, noLocalEndpoints{a.metrics}, &conntrack.Cleaner{Log: log, Metrics: a.metrics}, a.ports}
 	for _, p := range a.localhost {
 		a.observers = append(a.observers, p)
 	}

@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
@@ -110,7 +112,11 @@ func frontends(sp *model.ServicePort, ep netip.Addr) []Flow {
 
 // Cleaner deletes stale entries after each sync.
 type Cleaner struct {
-	Log  *slog.Logger
+	Log *slog.Logger
+	// Metrics, when set, gets each family's round of deletions.
+	Metrics interface {
+		ConntrackReconciled(ipFamily string, took time.Duration, deleted int)
+	}
 	prev *model.State
 }
 
@@ -147,7 +153,11 @@ func (c *Cleaner) delete(family netlink.InetFamily, flows []Flow) {
 	if len(filters) == 0 {
 		return
 	}
+	start := time.Now()
 	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
+	if c.Metrics != nil {
+		c.Metrics.ConntrackReconciled(dataplane.FamilyName(family == unix.AF_INET6), time.Since(start), int(n))
+	}
 	if err != nil {
 		c.Log.Error("deleting stale UDP conntrack entries", "err", err)
 		return

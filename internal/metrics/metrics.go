@@ -33,6 +33,12 @@ type Metrics struct {
 	noLocalEndpoints                    *prometheus.GaugeVec
 	healthz, livez                      *prometheus.CounterVec
 	nodePortConflicts                   *prometheus.GaugeVec
+	conntrackDuration                   *prometheus.HistogramVec
+	conntrackDeleted                    *prometheus.CounterVec
+	// The SLI registry of /metrics/slis: the metrics port's own /healthz.
+	sliRegistry       *prometheus.Registry
+	healthcheck       *prometheus.GaugeVec
+	healthchecksTotal *prometheus.CounterVec
 
 	// iptables mode.
 	restoreFailures, partialFailures *prometheus.CounterVec
@@ -82,6 +88,13 @@ func New(mode string) *Metrics {
 		noLocalEndpoints:       gauge("sync_proxy_rules_no_local_endpoints_total", "Number of services with a Local traffic policy and no endpoints", "traffic_policy", "ip_family"),
 		healthz:                counter("proxy_healthz_total", "Cumulative proxy healthz HTTP status", "code"),
 		livez:                  counter("proxy_livez_total", "Cumulative proxy livez HTTP status", "code"),
+		conntrackDuration:      hist("conntrack_reconciler_sync_duration_seconds", "ReconcileConntrackFlowsLatency latency in seconds", syncBuckets),
+		conntrackDeleted:       counter("conntrack_reconciler_deleted_entries_total", "Cumulative conntrack flows deleted by conntrack reconciler", family...),
+		sliRegistry:            prometheus.NewRegistry(),
+		healthcheck: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubernetes_healthcheck",
+			Help: "This metric records the result of a single healthcheck."}, []string{"name", "type"}),
+		healthchecksTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubernetes_healthchecks_total",
+			Help: "This metric records the results of all healthcheck."}, []string{"name", "type", "status"}),
 		nodePortConflicts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "svcproxy_nodeport_conflicts",
 			Help: "Number of other processes holding a NodePort (listening, or as the local port of a connection)",
@@ -89,8 +102,9 @@ func New(mode string) *Metrics {
 	}
 	m.Registry.MustRegister(m.syncDuration, m.syncFull, m.syncPartial, m.lastSync, m.lastQueued, m.programming,
 		m.endpointChangesPending, m.serviceChangesPending, m.endpointChanges, m.serviceChanges, m.noLocalEndpoints,
-		m.healthz, m.livez, m.nodePortConflicts,
+		m.healthz, m.livez, m.nodePortConflicts, m.conntrackDuration, m.conntrackDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.sliRegistry.MustRegister(m.healthcheck, m.healthchecksTotal)
 	if mode == "nftables" {
 		m.nftSyncFailures = counter("sync_proxy_rules_nftables_sync_failures_total", "Cumulative proxy nftables sync failures", family...)
 		m.nftCleanupFailures = counter("sync_proxy_rules_nftables_cleanup_failures_total", "Cumulative proxy nftables cleanup failures", family...)
@@ -195,6 +209,13 @@ func (m *Metrics) SetNodePortConflict(port int32, protocol string, holders int) 
 	m.nodePortConflicts.With(labels).Set(float64(holders))
 }
 
+// ConntrackReconciled records one round of deleting a family's stale
+// conntrack entries (upstream's conntrack reconciler metrics).
+func (m *Metrics) ConntrackReconciled(ipFamily string, took time.Duration, deleted int) {
+	m.conntrackDuration.WithLabelValues(ipFamily).Observe(took.Seconds())
+	m.conntrackDeleted.WithLabelValues(ipFamily).Add(float64(deleted))
+}
+
 // SetConfig is what /configz answers: the settings in force.
 func (m *Metrics) SetConfig(c any) { m.config = c }
 
@@ -204,7 +225,8 @@ func (m *Metrics) ListenAndServe(ctx context.Context, addr string, profiling boo
 }
 
 // Handler serves the pages of upstream's metrics server: /metrics,
-// /proxyMode, /configz, /healthz, /flagz and /statusz, and with profiling
+// /metrics/slis, /proxyMode, /configz, /healthz, /flagz and /statusz, and
+// with profiling
 // Go's pprof handlers under /debug/pprof/.
 func (m *Metrics) Handler(profiling bool) http.Handler {
 	mux := http.NewServeMux()
@@ -222,7 +244,12 @@ func (m *Metrics) Handler(profiling bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"svcproxy": m.config})
 	})
+	handle("/metrics/slis", promhttp.HandlerFor(m.sliRegistry, promhttp.HandlerOpts{}).ServeHTTP)
 	handle("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		// The page's one check, "ping", as upstream's: its result is what
+		// /metrics/slis reports.
+		m.healthcheck.WithLabelValues("ping", "healthz").Set(1)
+		m.healthchecksTotal.WithLabelValues("ping", "healthz", "success").Inc()
 		textPage(w)
 		_, _ = w.Write([]byte("ok"))
 	})

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/svcproxy/svcproxy/internal/model"
 )
 
 // Profiling handlers are served only when asked for (--profiling), next to
@@ -55,6 +57,7 @@ func TestUpstreamNamesAndLabels(t *testing.T) {
 		m.ObserveProgramming("IPv4", 300*time.Millisecond)
 		m.SetNoLocalEndpoints("External", "IPv4", 1)
 		m.CountHealthCheck("healthz", 503)
+		m.ConntrackReconciled("IPv4", 3*time.Millisecond, 2)
 		body := scrape(t, m)
 		wants = append(wants,
 			`kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1`,
@@ -65,6 +68,8 @@ func TestUpstreamNamesAndLabels(t *testing.T) {
 			`kubeproxy_network_programming_duration_seconds_bucket{ip_family="IPv4",le="0.5"} 1`,
 			`kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="External"} 1`,
 			`kubeproxy_proxy_healthz_total{code="503"} 1`,
+			`kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family="IPv4"} 2`,
+			`kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family="IPv4"} 1`,
 			`kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family="IPv4"}`,
 			`kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv6"}`)
 		for _, want := range wants {
@@ -117,6 +122,45 @@ func TestZPages(t *testing.T) {
 		m.Handler(false).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		if rec.Code != 200 || !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("%s: %d %q, want %q in it", path, rec.Code, rec.Body.String(), want)
+		}
+	}
+}
+
+// /metrics/slis reports the metrics port's /healthz check, "ping", as
+// upstream's component SLIs.
+func TestSLIs(t *testing.T) {
+	m := New("nftables")
+	h := m.Handler(false)
+	for range 2 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/healthz", nil))
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics/slis", nil))
+	for _, want := range []string{`kubernetes_healthcheck{name="ping",type="healthz"} 1`, `kubernetes_healthchecks_total{name="ping",status="success",type="healthz"} 2`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics/slis: no %q in\n%s", want, rec.Body.String())
+		}
+	}
+}
+
+// With the localhost NodePort gate, nftables mode exports upstream's
+// listener metrics and the kernel's rejected-packet counts, per protocol.
+func TestLocalhostNodePortMetrics(t *testing.T) {
+	m := New("nftables")
+	m.LocalhostNodePorts([]string{"IPv4"}, func(string) (map[model.Protocol]uint64, error) {
+		return map[model.Protocol]uint64{model.UDP: 3, model.SCTP: 0}, nil
+	})
+	m.SetLocalhostListeners("IPv4", 2)
+	m.LocalhostListenerFailed("IPv4")
+	body := scrape(t, m)
+	for _, want := range []string{
+		`kubeproxy_nftables_localhost_nodeport_rejected_packets_total{ip_family="IPv4",protocol="UDP"} 3`,
+		`kubeproxy_nftables_localhost_nodeport_rejected_packets_total{ip_family="IPv4",protocol="SCTP"} 0`,
+		`kubeproxy_nftables_localhost_nodeport_listeners{ip_family="IPv4"} 2`,
+		`kubeproxy_nftables_localhost_nodeport_listener_creation_failures_total{ip_family="IPv4"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %q", want)
 		}
 	}
 }

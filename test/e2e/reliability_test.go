@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,14 @@ func TestStaleUDPConntrackIsCleaned(t *testing.T) {
 	t.Logf("the same UDP flow reached the new pod %s after the endpoint was replaced", took.Round(time.Millisecond))
 	if took > time.Second+200*time.Millisecond {
 		t.Errorf("recovery took %s, want about a second at most", took)
+	}
+	// Upstream's conntrack reconciler metrics count the deletion.
+	m := scrape(t, w.node, "127.0.0.1:10249")
+	if line := grep(m, `kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family="IPv4"}`); line == "" || strings.HasSuffix(line, " 0") {
+		t.Errorf("deleted conntrack entries not counted: %q", line)
+	}
+	if line := grep(m, `kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family="IPv4"}`); line == "" || strings.HasSuffix(line, " 0") {
+		t.Errorf("conntrack reconcile rounds not timed: %q", line)
 	}
 }
 
