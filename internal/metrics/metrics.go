@@ -254,7 +254,7 @@ func (m *Metrics) Handler(profiling bool) http.Handler {
 		_, _ = w.Write([]byte("ok"))
 	})
 	handle("/flagz", m.flagz)
-	handle("/statusz", func(w http.ResponseWriter, _ *http.Request) { m.statusz(w, paths) })
+	handle("/statusz", func(w http.ResponseWriter, r *http.Request) { m.statusz(w, r, paths) })
 	if profiling {
 		handle("/debug/pprof/", pprof.Index)
 		handle("/debug/pprof/cmdline", pprof.Cmdline)

@@ -1,9 +1,11 @@
 package metrics
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +172,42 @@ func scrape(t *testing.T, m *Metrics) string {
 	rec := httptest.NewRecorder()
 	m.Handler(false).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
+}
+
+// The structured forms of /flagz and /statusz, asked for as upstream's
+// clients ask; JSON of another form is refused with 406.
+func TestStructuredZPages(t *testing.T) {
+	m := New("nftables")
+	m.SetFlags(map[string]string{"proxy-mode": "nftables"})
+	m.SetVersion("v0.9.0")
+	get := func(path, accept string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Accept", accept)
+		rec := httptest.NewRecorder()
+		m.Handler(false).ServeHTTP(rec, req)
+		return rec
+	}
+	rec := get("/flagz", "application/json;as=Flagz;v=v1beta1;g=config.k8s.io")
+	var flagz struct {
+		Kind, APIVersion string
+		Flags            map[string]string
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &flagz); err != nil || flagz.Kind != "Flagz" || flagz.APIVersion != "config.k8s.io/v1beta1" || flagz.Flags["proxy-mode"] != "nftables" {
+		t.Errorf("/flagz structured: %v %q", err, rec.Body.String())
+	}
+	rec = get("/statusz", "application/json;as=Statusz;v=v1alpha1;g=config.k8s.io")
+	var statusz struct {
+		Kind, APIVersion, BinaryVersion string
+		Paths                           []string
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &statusz); err != nil || statusz.Kind != "Statusz" || statusz.APIVersion != "config.k8s.io/v1alpha1" ||
+		statusz.BinaryVersion != "v0.9.0" || !slices.Contains(statusz.Paths, "/metrics/slis") {
+		t.Errorf("/statusz structured: %v %q", err, rec.Body.String())
+	}
+	if rec := get("/flagz", "text/plain"); !strings.Contains(rec.Body.String(), "proxy-mode=nftables") {
+		t.Errorf("/flagz text: %q", rec.Body.String())
+	}
+	if rec := get("/flagz", "application/json"); rec.Code != http.StatusNotAcceptable {
+		t.Errorf("/flagz as bare JSON: %d, want 406", rec.Code)
+	}
 }
