@@ -38,7 +38,6 @@ var unactedFlags = []unactedFlag{
 	{"logging-format", "string", "svcproxy logs text"},
 	{"show-hidden-metrics-for-version", "string", "svcproxy hides no metrics"},
 	{"vmodule", "string", "svcproxy's verbosity is one level (-v)"},
-	{"write-config-to", "string", "svcproxy does not write configuration files"},
 }
 
 // registerUnacted adds the flags to fs, each saying in its help that it is

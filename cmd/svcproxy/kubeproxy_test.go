@@ -188,3 +188,16 @@ func TestFeatureGates(t *testing.T) {
 		t.Errorf("a gate without a value: %v, want refused", err)
 	}
 }
+
+// --write-config-to writes the settings as a config file and exits, as
+// kube-proxy's does; the file gives the same settings back.
+func TestWriteConfigTo(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "kube-proxy.yaml")
+	if _, _, err := runCmd(t, newRunCmd(), "--write-config-to", p, "--proxy-mode", "nftables", "--cluster-cidr", "10.244.0.0/16", "--nodeport-addresses", "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := resolved(t, []string{"--config", p})
+	if f.cfg.Mode != "nftables" || f.cfg.ClusterCIDR != "10.244.0.0/16" || len(f.cfg.NodePortAddresses) != 1 || f.cfg.NodePortAddresses[0] != "localhost" {
+		t.Errorf("settings from the written file: %+v", f.cfg)
+	}
+}

@@ -35,6 +35,7 @@ type runFlags struct {
 	verbosity     int
 	initOnly      bool
 	version       string
+	writeConfigTo string
 }
 
 func newRunCmd() *cobra.Command {
@@ -102,6 +103,7 @@ named in warnings.`,
 	fs.BoolVar(&f.initOnly, "init-only", false, "set up the node (sysctls, NodePort reservation) and exit, as kube-proxy's init container does")
 	fs.StringVar(&f.version, "version", "", "print the version and exit (--version or --version=raw)")
 	fs.Lookup("version").NoOptDefVal = "true"
+	fs.StringVar(&f.writeConfigTo, "write-config-to", "", "write the settings (flags and --config) as a KubeProxyConfiguration file and exit")
 	registerUnacted(fs)
 	return cmd, f
 }
@@ -206,6 +208,13 @@ func (f *runFlags) run(fs *pflag.FlagSet, out io.Writer) error {
 	}
 	for _, w := range warnings {
 		log.Warn(w)
+	}
+	if f.writeConfigTo != "" {
+		if err := f.cfg.WriteFile(f.writeConfigTo); err != nil {
+			return err
+		}
+		log.Info("wrote the configuration", "file", f.writeConfigTo)
+		return nil
 	}
 	mode, err := modes.ByName(f.cfg.Mode)
 	if err != nil {

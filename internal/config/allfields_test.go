@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -142,4 +143,31 @@ func assertSetsEveryField(t *testing.T, file string) {
 		}
 	}
 	walk(reflect.ValueOf(k), "")
+}
+
+// --write-config-to: the settings written as a config file load back as
+// the same settings, in both modes.
+func TestWrittenConfigLoadsBack(t *testing.T) {
+	for _, mode := range []string{"iptables", "nftables"} {
+		c := Defaults()
+		c.Mode, c.ClusterCIDR, c.HostnameOverride, c.Kubeconfig = mode, "10.244.0.0/16", "node-3", "/etc/kubeconfig"
+		c.MasqueradeAll, c.LocalhostNodePorts, c.EnableProfiling = true, false, true
+		c.NodePortAddresses, c.DetectLocalMode, c.PodInterfacePrefix = []string{"localhost", "10.0.0.0/8"}, "InterfaceNamePrefix", "veth"
+		c.MasqueradeBit, c.NFTablesMasqueradeBit, c.QPS, c.Burst = 11, 12, 20, 40
+		c.SyncPeriod, c.MinSyncPeriod = 45*time.Second, 3*time.Second
+		c.FeatureGates = FeatureGates{LocalhostNodePortsGate: true}
+		c.Conntrack.TCPBeLiberal, c.Conntrack.UDPTimeout = true, 40*time.Second
+		path := filepath.Join(t.TempDir(), "kube-proxy.yaml")
+		if err := c.WriteFile(path); err != nil {
+			t.Fatal(err)
+		}
+		back := Defaults()
+		unsupported, warnings, err := LoadFile(path, &back)
+		if err != nil || len(unsupported) > 0 || len(warnings) > 0 {
+			t.Fatalf("%s: %v %v %v", mode, err, unsupported, warnings)
+		}
+		if !reflect.DeepEqual(back, c) {
+			t.Errorf("%s: loaded back\n%+v\nwant\n%+v", mode, back, c)
+		}
+	}
 }
