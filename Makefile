@@ -17,7 +17,7 @@ E2E_REQUIRED ?= $(CI)
 # The system tools svcproxy drives, and the Debian packages that bring them.
 SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz python3:python3
 
-.PHONY: all build deps tools kube-tools lint test lab bench clean
+.PHONY: all build deps tools kube-tools cluster-tools images lint test lab bench clean
 
 all: build
 
@@ -55,6 +55,60 @@ kube-tools:
 		echo "built in $$(( $$(date +%s) - start ))s"; \
 	fi
 	cd tools/kube && $(GO) build -o $(KUBE_BIN)/upstream-rules ./upstream-rules
+
+## cluster-tools: the real cluster's parts, built once and cached in
+## $(KUBE_BIN): kube-controller-manager, kube-scheduler, kubelet, kubectl,
+## agnhost (the e2e tests' image) and the network e2e tests (tools/kube),
+## containerd v2 with its runc shim, and CoreDNS; runc and the CNI plugins
+## come from Debian. Cold: about 25 minutes on 2 cores.
+KUBE_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=37 -X $(p).gitTreeState=clean -X $(p).gitCommit=0000000000000000000000000000000000000000 -X $(p).buildDate=2026-01-01T00:00:00Z)
+CONTAINERD_VERSION := v2.4.2
+COREDNS_VERSION    := v1.15.0
+CLUSTER_BINS := kube-controller-manager kube-scheduler kubelet kubectl agnhost
+CLUSTER_PACKAGES := runc:runc containernetworking-plugins:/usr/lib/cni/bridge
+
+cluster-tools: deps kube-tools
+	@missing=""; for t in $(CLUSTER_PACKAGES); do test -e "$${t##*:}" || command -v $${t##*:} >/dev/null 2>&1 || missing="$$missing $${t%%:*}"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@for b in $(CLUSTER_BINS); do \
+		if [ -x $(KUBE_BIN)/$$b ]; then continue; fi; \
+		pkg=k8s.io/kubernetes/cmd/$$b; [ $$b = agnhost ] && pkg=k8s.io/kubernetes/test/images/agnhost; \
+		echo "building $$b $(KUBE_VERSION)"; start=$$(date +%s); \
+		(cd tools/kube && CGO_ENABLED=0 $(GO) build -ldflags "$(KUBE_LDFLAGS)" -o $(KUBE_BIN)/$$b $$pkg) || exit 1; \
+		echo "  built in $$(( $$(date +%s) - start ))s"; \
+	done
+	@if [ ! -x $(KUBE_BIN)/network-e2e.test ]; then echo "building the network e2e tests $(KUBE_VERSION)"; start=$$(date +%s); \
+		(cd tools/kube && $(GO) test -c -ldflags "$(KUBE_LDFLAGS)" -o $(KUBE_BIN)/network-e2e.test ./conformance) || exit 1; \
+		echo "  built in $$(( $$(date +%s) - start ))s"; fi
+	@if [ ! -x $(KUBE_BIN)/containerd ]; then echo "building containerd $(CONTAINERD_VERSION)"; start=$$(date +%s); \
+		GOBIN=$(KUBE_BIN) CGO_ENABLED=0 $(GO) install -tags no_btrfs github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
+			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION) github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION) || exit 1; \
+		echo "  built in $$(( $$(date +%s) - start ))s"; fi
+	@if [ ! -x $(KUBE_BIN)/coredns ]; then echo "building CoreDNS $(COREDNS_VERSION)"; start=$$(date +%s); \
+		GOBIN=$(KUBE_BIN) CGO_ENABLED=0 $(GO) install github.com/coredns/coredns@$(COREDNS_VERSION) || exit 1; \
+		echo "  built in $$(( $$(date +%s) - start ))s"; fi
+
+## images: the real cluster's images as tarballs for `ctr images import`, in
+## $(BIN)/images: svcproxy (the files the Dockerfile's image has, from
+## deploy/image/rootfs.sh), and under the names Kubernetes' e2e tests ask for,
+## agnhost and the pod sandbox's pause (svcproxy's own tiny one).
+IMAGES      := $(BIN)/images
+AGNHOST_TAG := registry.k8s.io/e2e-test-images/agnhost:2.66.1
+PAUSE_TAG   := registry.k8s.io/pause:3.10.2
+IMAGE_PACKAGES := busybox-static netcat-openbsd wget curl netbase
+
+images: cluster-tools
+	@missing=""; for p in $(IMAGE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@mkdir -p $(IMAGES) && rm -rf $(IMAGES)/root && mkdir -p $(IMAGES)/root/pause
+	cd tools/kube && $(GO) build -o $(IMAGES)/mkimage ./mkimage && CGO_ENABLED=0 $(GO) build -o $(IMAGES)/root/pause/pause ./pause
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(IMAGES)/svcproxy ./cmd/svcproxy
+	sh deploy/image/rootfs.sh svcproxy $(IMAGES)/root/svcproxy $(IMAGES)/svcproxy
+	sh deploy/image/rootfs.sh agnhost $(IMAGES)/root/agnhost $(KUBE_BIN)/agnhost
+	$(IMAGES)/mkimage -name svcproxy:latest -o $(IMAGES)/svcproxy.tar -entrypoint /usr/local/bin/svcproxy -cmd run $(IMAGES)/root/svcproxy
+	$(IMAGES)/mkimage -name $(AGNHOST_TAG) -o $(IMAGES)/agnhost.tar -entrypoint /agnhost -cmd pause -env PATH=/bin:/usr/bin:/usr/sbin:/sbin $(IMAGES)/root/agnhost
+	$(IMAGES)/mkimage -name $(PAUSE_TAG) -o $(IMAGES)/pause.tar -entrypoint /pause $(IMAGES)/root/pause
+	@rm -rf $(IMAGES)/root
 
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
