@@ -17,7 +17,7 @@ E2E_REQUIRED ?= $(CI)
 # The system tools svcproxy drives, and the Debian packages that bring them.
 SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz python3:python3
 
-.PHONY: all build deps tools kube-tools cluster-tools images lint test lab bench clean
+.PHONY: all build deps tools kube-tools cluster-tools images cluster lint test lab bench clean
 
 all: build
 
@@ -109,6 +109,15 @@ images: cluster-tools
 	$(IMAGES)/mkimage -name $(AGNHOST_TAG) -o $(IMAGES)/agnhost.tar -entrypoint /agnhost -cmd pause -env PATH=/bin:/usr/bin:/usr/sbin:/sbin $(IMAGES)/root/agnhost
 	$(IMAGES)/mkimage -name $(PAUSE_TAG) -o $(IMAGES)/pause.tar -entrypoint /pause $(IMAGES)/root/pause
 	@rm -rf $(IMAGES)/root
+
+## cluster: a real one-node cluster in network namespaces of its own
+## (etcd, kube-apiserver, controller-manager, scheduler, CoreDNS, containerd,
+## kubelet), svcproxy deployed as deploy/svcproxy.yaml's DaemonSet from its
+## own image, and a Deployment behind a NodePort answering through it;
+## Ctrl-C removes everything. MODE=nftables for nftables mode.
+MODE ?= iptables
+cluster: images
+	$(GO) run ./test/cluster -mode $(MODE) -bin $(KUBE_BIN) -images $(IMAGES)
 
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

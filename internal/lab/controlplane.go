@@ -27,6 +27,9 @@ type ControlPlane struct {
 	Etcd, APIServer *Proc
 	// URL is the API server's address as nodes reach it.
 	URL string
+	// Cluster makes the API server one of a cluster with kubelets (see
+	// StartControlPlane).
+	Cluster bool
 }
 
 // Tokens the API server accepts: an admin for tests, and the identity the
@@ -45,10 +48,21 @@ const ServiceCIDR = "10.96.0.0/16"
 // "kube-apiserver" in binDir) in the control-plane namespace, with state in
 // dir, and waits until the API server is ready.
 func (l *Lab) StartControlPlane(ctx context.Context, binDir, dir string) (*ControlPlane, error) {
+	return l.startControlPlane(ctx, binDir, dir, false)
+}
+
+// StartClusterControlPlane is StartControlPlane for a cluster with kubelets:
+// the API server keeps the kubernetes Service's endpoints (its own address),
+// and reaches kubelets (exec, logs) at their InternalIP.
+func (l *Lab) StartClusterControlPlane(ctx context.Context, binDir, dir string) (*ControlPlane, error) {
+	return l.startControlPlane(ctx, binDir, dir, true)
+}
+
+func (l *Lab) startControlPlane(ctx context.Context, binDir, dir string, cluster bool) (*ControlPlane, error) {
 	if l.CP == nil {
 		return nil, fmt.Errorf("lab: built without a control plane")
 	}
-	cp := &ControlPlane{lab: l, bins: binDir, dir: dir, URL: "https://" + ControlPlaneIP.String() + ":6443"}
+	cp := &ControlPlane{lab: l, bins: binDir, dir: dir, URL: "https://" + ControlPlaneIP.String() + ":6443", Cluster: cluster}
 	for _, sub := range []string{"etcd", "certs"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, err
@@ -80,22 +94,26 @@ func (l *Lab) StartControlPlane(ctx context.Context, binDir, dir string) (*Contr
 func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	d := cp.dir
 	var err error
-	cp.APIServer, err = cp.lab.Start(cp.lab.CP, filepath.Join(cp.bins, "kube-apiserver"),
+	// Tests without kubelets create the EndpointSlices themselves.
+	extra := []string{"--endpoint-reconciler-type=none"}
+	if cp.Cluster {
+		extra = []string{"--kubelet-preferred-address-types=InternalIP,Hostname"}
+	}
+	cp.APIServer, err = cp.lab.Start(cp.lab.CP, filepath.Join(cp.bins, "kube-apiserver"), append([]string{
 		"--etcd-servers=http://127.0.0.1:2379",
 		"--bind-address=0.0.0.0", "--secure-port=6443",
-		"--advertise-address="+ControlPlaneIP.String(),
-		"--cert-dir="+filepath.Join(d, "certs"),
-		"--token-auth-file="+filepath.Join(d, "tokens.csv"),
+		"--advertise-address=" + ControlPlaneIP.String(),
+		"--cert-dir=" + filepath.Join(d, "certs"),
+		"--token-auth-file=" + filepath.Join(d, "tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+filepath.Join(d, "sa.key"),
-		"--service-account-signing-key-file="+filepath.Join(d, "sa.key"),
-		"--service-cluster-ip-range="+ServiceCIDR,
-		"--endpoint-reconciler-type=none",
+		"--service-account-key-file=" + filepath.Join(d, "sa.key"),
+		"--service-account-signing-key-file=" + filepath.Join(d, "sa.key"),
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--enable-priority-and-fairness=false",
 		// As real clusters do: a node proxy must be privileged.
 		"--allow-privileged=true",
-	)
+	}, extra...)...)
 	if err != nil {
 		return err
 	}
@@ -174,3 +192,8 @@ func writeSAKey(path string) error {
 	}
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), 0o600)
 }
+
+// File is the path of a file of the control plane's state: "sa.key" (the
+// service account signing key), "certs/apiserver.crt" (the API server's
+// self-signed serving certificate and its CA), kubeconfigs.
+func (cp *ControlPlane) File(name string) string { return filepath.Join(cp.dir, name) }

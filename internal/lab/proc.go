@@ -21,7 +21,20 @@ type Proc struct {
 // Start runs a command inside a namespace (ip netns exec execs it, so the
 // pid is the command's own). The lab kills it on Close.
 func (l *Lab) Start(ns *NS, name string, args ...string) (*Proc, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	return l.start(exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...), ns, name)
+}
+
+// StartNetOnly is Start that enters the network namespace alone (nsenter
+// execs the command too): ip netns exec also mounts a sysfs of the
+// namespace over /sys, which hides the cgroup file systems a kubelet and a
+// container runtime need.
+func (l *Lab) StartNetOnly(ns *NS, env []string, name string, args ...string) (*Proc, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns.Name, "--", name}, args...)...)
+	cmd.Env = env
+	return l.start(cmd, ns, name)
+}
+
+func (l *Lab) start(cmd *exec.Cmd, ns *NS, name string) (*Proc, error) {
 	buf := &SafeBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

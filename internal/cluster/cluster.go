@@ -1,0 +1,173 @@
+// Package cluster brings up a real one-node Kubernetes cluster on this
+// machine, inside a lab (internal/lab) so that the host keeps its network:
+// etcd, kube-apiserver, kube-controller-manager, kube-scheduler and CoreDNS
+// in the control-plane namespace, containerd and a kubelet in the node's
+// namespace (pods on a CNI bridge there), images imported from tarballs
+// (nothing is pulled), and svcproxy itself as the DaemonSet of
+// deploy/svcproxy.yaml from its own image. Close stops every process it
+// started, unmounts and removes what the node made, and restores the
+// kernel-wide settings the kubelet changed.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
+)
+
+// Config is where the parts are and how svcproxy runs.
+type Config struct {
+	// Bin holds kube-apiserver, server (etcd), kube-controller-manager,
+	// kube-scheduler, kubelet, kubectl, containerd,
+	// containerd-shim-runc-v2 and coredns (make cluster-tools).
+	Bin string
+	// Images holds svcproxy.tar, agnhost.tar and pause.tar (make images).
+	Images string
+	// Manifest is deploy/svcproxy.yaml.
+	Manifest string
+	// Dir keeps the cluster's state; it is removed on Close.
+	Dir string
+	// Prefix names the lab's namespaces.
+	Prefix string
+	// Mode is svcproxy's proxy mode (iptables or nftables).
+	Mode string
+	// Log gets progress, one line per step.
+	Log io.Writer
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	cfg  Config
+	Lab  *lab.Lab
+	CP   *lab.ControlPlane
+	Node *lab.Node
+	// AdminKubeconfig reaches the API server as an administrator from the
+	// lab's client namespace (where kubectl and the e2e tests run).
+	AdminKubeconfig string
+	host            *hostState
+	containerdSock  string
+	kubelet         *lab.Proc
+}
+
+// Up brings the cluster up, step by step, and returns once svcproxy's pod
+// is ready on the node. On error, what was started is stopped again.
+func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
+	if cfg.Mode == "" {
+		cfg.Mode = "iptables"
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	c = &Cluster{cfg: cfg}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	steps := []struct {
+		what string
+		do   func(context.Context) error
+	}{
+		{"save the kernel-wide settings the node changes", c.saveHost},
+		{"build the lab's namespaces", c.buildLab},
+		{"start etcd and kube-apiserver", c.startAPIServer},
+		{"start kube-controller-manager, kube-scheduler and CoreDNS", c.startControllers},
+		{"start containerd in the node's namespace and import the images", c.startContainerd},
+		{"start the kubelet and wait for the node to be Ready", c.startKubelet},
+		{"apply deploy/svcproxy.yaml (svcproxy " + cfg.Mode + " mode) and wait for its pod", c.deploySvcproxy},
+	}
+	for _, s := range steps {
+		start := time.Now()
+		c.logf("%s ...", s.what)
+		if err := s.do(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.what, err)
+		}
+		c.logf("  done in %s", time.Since(start).Round(100*time.Millisecond))
+	}
+	return c, nil
+}
+
+func (c *Cluster) logf(format string, a ...any) {
+	if c.cfg.Log != nil {
+		fmt.Fprintf(c.cfg.Log, format+"\n", a...)
+	}
+}
+
+func (c *Cluster) bin(name string) string { return filepath.Join(c.cfg.Bin, name) }
+
+func (c *Cluster) path(parts ...string) string {
+	return filepath.Join(append([]string{c.cfg.Dir}, parts...)...)
+}
+
+func (c *Cluster) buildLab(ctx context.Context) error {
+	l, err := lab.Build(ctx, lab.Config{Prefix: c.cfg.Prefix, Nodes: 1, ControlPlane: true})
+	if err != nil {
+		return err
+	}
+	c.Lab, c.Node = l, l.Nodes[0]
+	return nil
+}
+
+// Kubectl runs kubectl as the administrator from the client namespace.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	return c.Lab.Client.Run(ctx, append([]string{c.bin("kubectl"), "--kubeconfig", c.AdminKubeconfig}, args...)...)
+}
+
+// Close stops the cluster: the node's pods and processes, the control
+// plane, the lab; then it undoes what the node did to the host.
+func (c *Cluster) Close() error {
+	var errs []error
+	if c.kubelet != nil {
+		// First, so that it restarts none of the containers killed next.
+		c.kubelet.Kill()
+	}
+	if c.containerdSock != "" {
+		errs = append(errs, c.stopContainers())
+	}
+	if c.Lab != nil {
+		errs = append(errs, c.Lab.Close())
+	}
+	if c.host != nil {
+		errs = append(errs, c.host.restore(c.cfg.Dir))
+	}
+	if c.cfg.Dir != "" {
+		errs = append(errs, os.RemoveAll(c.cfg.Dir))
+	}
+	return errors.Join(errs...)
+}
+
+// waitFor retries check until it passes or timeout ends, and then returns
+// its last error.
+func waitFor(ctx context.Context, timeout time.Duration, what string, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not after %s: %w", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// writeFile writes a file of the cluster's state.
+func writeFile(path, body string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(strings.TrimLeft(body, "\n")), 0o600)
+}

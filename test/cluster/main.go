@@ -1,0 +1,121 @@
+// Command cluster (make cluster) brings up a real one-node Kubernetes
+// cluster on this machine with svcproxy as its proxy, from its own image as
+// the DaemonSet of deploy/svcproxy.yaml, and shows a Deployment behind a
+// NodePort Service answering through it; then it waits for Ctrl-C and
+// removes everything. Everything runs inside network namespaces of its own
+// (see internal/cluster): the host's network is untouched.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/cluster"
+)
+
+func main() {
+	home, _ := os.UserHomeDir()
+	bin := flag.String("bin", filepath.Join(home, ".cache/svcproxy-kube/v1.37.2"), "the cluster's binaries (make cluster-tools)")
+	images := flag.String("images", "bin/images", "the images' tarballs (make images)")
+	mode := flag.String("mode", "iptables", "svcproxy's proxy mode: iptables or nftables")
+	keep := flag.Bool("wait", true, "after the demo, keep the cluster until Ctrl-C")
+	flag.Parse()
+	if err := run(*bin, *images, *mode, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, images, mode string, wait bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "svcproxy-cluster-")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	c, err := cluster.Up(ctx, cluster.Config{Bin: bin, Images: images, Manifest: "deploy/svcproxy.yaml", Dir: dir,
+		Prefix: "svcc", Mode: mode, Log: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Println("removing the cluster ...")
+		if err := c.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster: cleanup:", err)
+		}
+	}()
+	fmt.Printf("cluster up in %s: node %s (%s), svcproxy %s mode\n", time.Since(start).Round(time.Second), c.Node.NodeName, c.Node.IP, mode)
+	if err := demo(ctx, c); err != nil {
+		fmt.Println(c.SvcproxyLog(context.Background()))
+		return err
+	}
+	if !wait {
+		return nil
+	}
+	fmt.Printf("kubectl: ip netns exec %s %s/kubectl --kubeconfig %s get pods -A\nCtrl-C removes everything.\n",
+		c.Lab.Client.Name, bin, c.AdminKubeconfig)
+	<-ctx.Done()
+	return nil
+}
+
+// demo runs a Deployment of two agnhost pods behind a NodePort Service and
+// asks it, from outside the node and from the node, who answers.
+func demo(ctx context.Context, c *cluster.Cluster) error {
+	manifest := `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.k8s.io/e2e-test-images/agnhost:2.66.1
+        args: [netexec, --http-port=8080]
+        readinessProbe: {httpGet: {path: /hostname, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+`
+	if _, err := c.ApplyText(ctx, manifest); err != nil {
+		return err
+	}
+	if _, err := c.Kubectl(ctx, "rollout", "status", "deployment/web", "--timeout=120s"); err != nil {
+		return err
+	}
+	ip, err := c.Kubectl(ctx, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		return err
+	}
+	for _, t := range []struct{ from, url string }{
+		{"client", "http://" + c.Node.IP.String() + ":30080/hostname"},
+		{"node", "http://" + strings.TrimSpace(ip) + ":80/hostname"},
+	} {
+		seen := map[string]int{}
+		for i := 0; i < 10; i++ {
+			out, err := c.Curl(ctx, t.from, t.url)
+			if err != nil {
+				return fmt.Errorf("%s to %s: %w", t.from, t.url, err)
+			}
+			seen[out]++
+		}
+		fmt.Printf("%s -> %s: answered by %v\n", t.from, t.url, seen)
+	}
+	return nil
+}
