@@ -58,20 +58,14 @@ type Cluster struct {
 
 // Up brings the cluster up, step by step, and returns once svcproxy's pod
 // is ready on the node. On error, what was started is stopped again.
-func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
+func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = "iptables"
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	c = &Cluster{cfg: cfg}
-	defer func() {
-		if err != nil {
-			c.Close()
-			c = nil
-		}
-	}()
+	c := &Cluster{cfg: cfg}
 	steps := []struct {
 		what string
 		do   func(context.Context) error
@@ -88,7 +82,11 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		start := time.Now()
 		c.logf("%s ...", s.what)
 		if err := s.do(ctx); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.what, err)
+			err = fmt.Errorf("%s: %w", s.what, err)
+			if cerr := c.Close(); cerr != nil {
+				err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
+			}
+			return nil, err
 		}
 		c.logf("  done in %s", time.Since(start).Round(100*time.Millisecond))
 	}

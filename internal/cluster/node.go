@@ -153,7 +153,7 @@ maxPods: 200
 		"--hostname-override="+n.NodeName, "--node-ip="+n.IP.String(), "-v=1"); err != nil {
 		return err
 	}
-	return waitFor(ctx, 120*time.Second, "node "+n.NodeName+" Ready", func() error {
+	err = waitFor(ctx, 120*time.Second, "node "+n.NodeName+" Ready", func() error {
 		out, err := c.Kubectl(ctx, "get", "node", n.NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
 			return err
@@ -163,6 +163,16 @@ maxPods: 200
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("%w; the kubelet's log ends:\n%s", err, lastLines(c.kubelet.Output(), 30))
+	}
+	return nil
+}
+
+// lastLines is the end of a log.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // stopContainers kills every container and shim of the node's containerd

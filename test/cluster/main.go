@@ -107,13 +107,21 @@ spec:
 		{"client", "http://" + c.Node.IP.String() + ":30080/hostname"},
 		{"node", "http://" + strings.TrimSpace(ip) + ":80/hostname"},
 	} {
+		// The EndpointSlice may follow the rollout by a moment: ask until
+		// both pods have answered.
 		seen := map[string]int{}
-		for i := 0; i < 10; i++ {
+		deadline := time.Now().Add(30 * time.Second)
+		for len(seen) < 2 {
 			out, err := c.Curl(ctx, t.from, t.url)
-			if err != nil {
+			if err == nil {
+				seen[out]++
+			} else if time.Now().After(deadline) {
 				return fmt.Errorf("%s to %s: %w", t.from, t.url, err)
 			}
-			seen[out]++
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s to %s: only %v answered in 30s", t.from, t.url, seen)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		fmt.Printf("%s -> %s: answered by %v\n", t.from, t.url, seen)
 	}
