@@ -80,7 +80,7 @@ func cgroupMounts() ([]string, error) {
 		if sep < 0 || sep+1 >= len(fields) {
 			continue
 		}
-		if fs := fields[sep+1]; (fs == "cgroup" || fs == "cgroup2") {
+		if fs := fields[sep+1]; fs == "cgroup" || fs == "cgroup2" {
 			out = append(out, fields[4])
 		}
 	}
