@@ -111,7 +111,10 @@ func (c *Cluster) buildLab(ctx context.Context) error {
 		return err
 	}
 	c.Lab, c.Node = l, l.Nodes[0]
-	return nil
+	// CoreDNS and the API server answer pods from the control-plane
+	// namespace: the way back to them is through their node.
+	_, err = l.CP.Run(ctx, "ip", "route", "add", c.Node.PodCIDR.String(), "via", c.Node.IP.String())
+	return err
 }
 
 // Kubectl runs kubectl as the administrator from the client namespace.

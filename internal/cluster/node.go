@@ -11,8 +11,9 @@ import (
 )
 
 // cgroupRoot is the node's cgroup, under which the kubelet puts its pods
-// (in every cgroup v1 hierarchy, or the v2 tree), removed on Close.
-const cgroupRoot = "/svcproxy-node"
+// (in every cgroup v1 hierarchy, or the v2 tree), removed on Close: one per
+// lab, so that clusters can run side by side.
+func (c *Cluster) cgroupRoot() string { return "/" + c.cfg.Prefix + "-node" }
 
 // sandboxImage is the pause image the e2e tests of v1.37.2 name, which
 // containerd runs as each pod's sandbox.
@@ -105,7 +106,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 
 func (c *Cluster) startKubelet(ctx context.Context) error {
 	n := c.Node
-	if err := c.host.makeCgroupRoot(cgroupRoot); err != nil {
+	if err := c.host.makeCgroupRoot(c.cgroupRoot()); err != nil {
 		return err
 	}
 	// The lab's API server has no Node authorizer: the kubelet is an
@@ -144,7 +145,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 podCIDR: %s
 maxPods: 200
-`, cgroupRoot, c.containerdSock, dnsIP, resolv, c.path("node", "pod-logs"), n.PodCIDR)); err != nil {
+`, c.cgroupRoot(), c.containerdSock, dnsIP, resolv, c.path("node", "pod-logs"), n.PodCIDR)); err != nil {
 		return err
 	}
 	if c.kubelet, err = c.Lab.StartNetOnly(&n.NS, c.nodeEnv(), c.bin("kubelet"),

@@ -26,14 +26,19 @@ func main() {
 	images := flag.String("images", "bin/images", "the images' tarballs (make images)")
 	mode := flag.String("mode", "iptables", "svcproxy's proxy mode: iptables or nftables")
 	keep := flag.Bool("wait", true, "after the demo, keep the cluster until Ctrl-C")
+	focus := flag.String("e2e-focus", "", "instead of the demo, run the e2e specs matching this (network-e2e.test in -bin) and print each one's outcome")
+	skip := flag.String("e2e-skip", "", "with -e2e-focus, leave out the specs matching this")
 	flag.Parse()
-	if err := run(*bin, *images, *mode, *keep); err != nil {
+	if *focus != "" {
+		*keep = false
+	}
+	if err := run(*bin, *images, *mode, *keep, *focus, *skip); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, images, mode string, wait bool) error {
+func run(bin, images, mode string, wait bool, focus, skip string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "svcproxy-cluster-")
@@ -53,6 +58,9 @@ func run(bin, images, mode string, wait bool) error {
 		}
 	}()
 	fmt.Printf("cluster up in %s: node %s (%s), svcproxy %s mode\n", time.Since(start).Round(time.Second), c.Node.NodeName, c.Node.IP, mode)
+	if focus != "" {
+		return e2e(ctx, c, filepath.Join(bin, "network-e2e.test"), focus, skip)
+	}
 	if err := demo(ctx, c); err != nil {
 		fmt.Println(c.SvcproxyLog(context.Background()))
 		return err
@@ -126,4 +134,33 @@ spec:
 		fmt.Printf("%s -> %s: answered by %v\n", t.from, t.url, seen)
 	}
 	return nil
+}
+
+// e2e runs the specs and prints one line per spec and a count.
+func e2e(ctx context.Context, c *cluster.Cluster, binary, focus, skip string) error {
+	start := time.Now()
+	specs, out, err := c.E2E(ctx, binary, focus, skip)
+	if err != nil {
+		fmt.Println(out)
+		return err
+	}
+	count := map[string]int{}
+	for _, s := range specs {
+		count[s.State]++
+		line := fmt.Sprintf("%-7s %6.1fs  %s", s.State, s.Took.Seconds(), s.Name)
+		if s.State != "passed" && s.Message != "" {
+			line += "\n        " + strings.ReplaceAll(firstLine(s.Message), "\n", " ")
+		}
+		fmt.Println(line)
+	}
+	fmt.Printf("e2e: %d passed, %d failed, %d skipped in %s\n", count["passed"], count["failed"], count["skipped"], time.Since(start).Round(time.Second))
+	if count["failed"] > 0 {
+		return fmt.Errorf("%d specs failed", count["failed"])
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
