@@ -17,7 +17,7 @@ E2E_REQUIRED ?= $(CI)
 # The system tools svcproxy drives, and the Debian packages that bring them.
 SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz python3:python3
 
-.PHONY: all build deps tools kube-tools cluster-tools images cluster lint test lab bench clean
+.PHONY: all build deps tools kube-tools cluster-tools images cluster conformance lint test lab bench clean
 
 all: build
 
@@ -118,6 +118,20 @@ images: cluster-tools
 MODE ?= iptables
 cluster: images
 	$(GO) run ./test/cluster -mode $(MODE) -bin $(KUBE_BIN) -images $(IMAGES)
+
+## conformance: Kubernetes' sig-network specs that concern the proxy
+## (Services, Networking, Conntrack, KubeProxy, traffic distribution and
+## topology, localhost NodePorts, HostPort, NoSNAT) against the real cluster,
+## both modes one after the other; each spec's outcome goes to
+## bin/conformance-MODE.txt, from which docs/conformance.md is written.
+## About 20 minutes a mode.
+E2E_PROXY_FOCUS := \[sig-network\] (Services|Networking|Conntrack|Traffic|LocalhostNodePorts|KubeProxy|Topology|Service |NoSNAT|HostPort)
+E2E_PROXY_SKIP  := \[Disruptive\]
+conformance: images
+	for m in iptables nftables; do \
+		$(GO) run ./test/cluster -mode $$m -bin $(KUBE_BIN) -images $(IMAGES) -e2e-focus '$(E2E_PROXY_FOCUS)' -e2e-skip '$(E2E_PROXY_SKIP)' \
+			2>&1 | grep -v '^[IW][0-9]' | tee $(BIN)/conformance-$$m.txt; \
+	done
 
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -18,7 +18,8 @@ dest=$2
 bin=$3
 
 # copy PATH...: each file (a link stays a link, and what it points to comes
-# too) and, for an executable, the shared libraries and loader it uses.
+# too) and, for an executable or library, the shared libraries and loader
+# it uses.
 copy() {
 	for f in "$@"; do
 		[ -e "$dest$f" ] || [ -L "$dest$f" ] && continue
@@ -33,10 +34,9 @@ copy() {
 			continue
 		fi
 		cp -p "$f" "$dest$f"
-		if [ -x "$f" ]; then
-			libs=$(ldd "$f" 2>/dev/null | sed -n 's/.*[ \t]\(\/[^ ]*\) (0x.*/\1/p') || true
-			[ -z "$libs" ] || copy $libs
-		fi
+		# Libraries too: iptables' extensions load libraries of their own.
+		libs=$(ldd "$f" 2>/dev/null | sed -n 's/.*[ \t]\(\/[^ ]*\) (0x.*/\1/p') || true
+		[ -z "$libs" ] || copy $libs
 	done
 }
 
