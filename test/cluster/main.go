@@ -47,7 +47,7 @@ func run(bin, images, mode string, wait bool, focus, skip string) error {
 	}
 	start := time.Now()
 	c, err := cluster.Up(ctx, cluster.Config{Bin: bin, Images: images, Manifest: "deploy/svcproxy.yaml", Dir: dir,
-		Prefix: "svcc", Mode: mode, Log: os.Stdout})
+		Prefix: "svcc-" + mode[:3], Mode: mode, Log: os.Stdout})
 	if err != nil {
 		return err
 	}
