@@ -38,22 +38,27 @@ type Config struct {
 	Prefix string
 	// Mode is svcproxy's proxy mode (iptables or nftables).
 	Mode string
+	// Nodes is how many nodes (kubelets) the cluster has: 1 unless set.
+	Nodes int
 	// Log gets progress, one line per step.
 	Log io.Writer
 }
 
 // Cluster is a running cluster.
 type Cluster struct {
-	cfg  Config
-	Lab  *lab.Lab
-	CP   *lab.ControlPlane
-	Node *lab.Node
+	cfg Config
+	Lab *lab.Lab
+	CP  *lab.ControlPlane
+	// Node is the first node; Nodes all of them.
+	Node  *lab.Node
+	Nodes []*lab.Node
 	// AdminKubeconfig reaches the API server as an administrator from the
 	// lab's client namespace (where kubectl and the e2e tests run).
 	AdminKubeconfig string
 	host            *hostState
-	containerdSock  string
-	kubelet         *lab.Proc
+	// kubelets and containerdSocks are per node, as started.
+	kubelets        []*lab.Proc
+	containerdSocks []string
 }
 
 // Up brings the cluster up, step by step, and returns once svcproxy's pod
@@ -62,6 +67,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = "iptables"
 	}
+	cfg.Nodes = max(cfg.Nodes, 1)
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -74,9 +80,9 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 		{"build the lab's namespaces", c.buildLab},
 		{"start etcd and kube-apiserver", c.startAPIServer},
 		{"start kube-controller-manager, kube-scheduler and CoreDNS", c.startControllers},
-		{"start containerd in the node's namespace and import the images", c.startContainerd},
-		{"start the kubelet and wait for the node to be Ready", c.startKubelet},
-		{"apply deploy/svcproxy.yaml (svcproxy " + cfg.Mode + " mode) and wait for its pod", c.deploySvcproxy},
+		{"start containerd in each node's namespace and import the images", c.startContainerds},
+		{"start the kubelets and wait for the nodes to be Ready", c.startKubelets},
+		{"apply deploy/svcproxy.yaml (svcproxy " + cfg.Mode + " mode) and wait for its pods", c.deploySvcproxy},
 	}
 	for _, s := range steps {
 		start := time.Now()
@@ -106,15 +112,19 @@ func (c *Cluster) path(parts ...string) string {
 }
 
 func (c *Cluster) buildLab(ctx context.Context) error {
-	l, err := lab.Build(ctx, lab.Config{Prefix: c.cfg.Prefix, Nodes: 1, ControlPlane: true})
+	l, err := lab.Build(ctx, lab.Config{Prefix: c.cfg.Prefix, Nodes: c.cfg.Nodes, ControlPlane: true})
 	if err != nil {
 		return err
 	}
-	c.Lab, c.Node = l, l.Nodes[0]
+	c.Lab, c.Node, c.Nodes = l, l.Nodes[0], l.Nodes
 	// CoreDNS and the API server answer pods from the control-plane
 	// namespace: the way back to them is through their node.
-	_, err = l.CP.Run(ctx, "ip", "route", "add", c.Node.PodCIDR.String(), "via", c.Node.IP.String())
-	return err
+	for _, n := range c.Nodes {
+		if _, err := l.CP.Run(ctx, "ip", "route", "add", n.PodCIDR.String(), "via", n.IP.String()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Kubectl runs kubectl as the administrator from the client namespace.
@@ -126,12 +136,13 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 // plane, the lab; then it undoes what the node did to the host.
 func (c *Cluster) Close() error {
 	var errs []error
-	if c.kubelet != nil {
-		// First, so that it restarts none of the containers killed next.
-		c.kubelet.Kill()
+	// The kubelets first, so that they restart none of the containers
+	// killed next.
+	for _, k := range c.kubelets {
+		k.Kill()
 	}
-	if c.containerdSock != "" {
-		errs = append(errs, c.stopContainers())
+	for i, sock := range c.containerdSocks {
+		errs = append(errs, c.stopContainers(c.Nodes[i], sock))
 	}
 	if c.Lab != nil {
 		errs = append(errs, c.Lab.Close())

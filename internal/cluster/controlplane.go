@@ -31,7 +31,9 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		// Pods trust the API server's self-signed certificate through
 		// the kube-root-ca.crt ConfigMap made from this.
 		"--root-ca-file="+cp.File("certs/apiserver.crt"),
-		"--cluster-cidr=10.244.0.0/16", "--allocate-node-cidrs=true", "--node-cidr-mask-size=24",
+		// Each node's pod range is the lab's (its CNI bridge's), not
+		// allocated here.
+		"--cluster-cidr=10.244.0.0/16",
 		"--service-cluster-ip-range="+lab.ServiceCIDR,
 		"--leader-elect=false", "--bind-address=127.0.0.1",
 		"--use-service-account-credentials=false",

@@ -10,10 +10,10 @@ import (
 	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
-// cgroupRoot is the node's cgroup, under which the kubelet puts its pods
+// cgroupRoot is a node's cgroup, under which its kubelet puts its pods
 // (in every cgroup v1 hierarchy, or the v2 tree), removed on Close: one per
-// lab, so that clusters can run side by side.
-func (c *Cluster) cgroupRoot() string { return "/" + c.cfg.Prefix + "-node" }
+// node of each lab, so that nodes and clusters can run side by side.
+func (c *Cluster) cgroupRoot(n *lab.Node) string { return "/" + c.cfg.Prefix + "-" + n.NodeName }
 
 // sandboxImage is the pause image the e2e tests of v1.37.2 name, which
 // containerd runs as each pod's sandbox.
@@ -25,9 +25,19 @@ func (c *Cluster) nodeEnv() []string {
 	return []string{"PATH=" + c.cfg.Bin + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
 }
 
-func (c *Cluster) startContainerd(ctx context.Context) error {
-	n := c.Node
-	cniDir := c.path("node", "cni")
+func (c *Cluster) startContainerds(ctx context.Context) error {
+	for _, n := range c.Nodes {
+		if err := c.startContainerd(ctx, n); err != nil {
+			return fmt.Errorf("%s: %w", n.NodeName, err)
+		}
+	}
+	return nil
+}
+
+// startContainerd starts a node's containerd, with state, socket and CNI
+// configuration of its own, and imports the images into it.
+func (c *Cluster) startContainerd(ctx context.Context, n *lab.Node) error {
+	cniDir := c.path(n.NodeName, "cni")
 	// The pods' bridge on the node, with this node's pod range.
 	if err := writeFile(filepath.Join(cniDir, "10-pods.conflist"), fmt.Sprintf(`
 {
@@ -42,8 +52,8 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 `, n.PodCIDR.String())); err != nil {
 		return err
 	}
-	c.containerdSock = c.path("node", "containerd.sock")
-	config := c.path("node", "containerd.toml")
+	sock := c.path(n.NodeName, "containerd.sock")
+	config := c.path(n.NodeName, "containerd.toml")
 	if err := writeFile(config, fmt.Sprintf(`
 version = 3
 root = %q
@@ -78,35 +88,46 @@ state = %q
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
   SystemdCgroup = false
   BinaryName = "/usr/sbin/runc"
-`, c.path("node", "containerd", "root"), c.path("node", "containerd", "state"), c.containerdSock, c.containerdSock+".ttrpc",
+`, c.path(n.NodeName, "containerd", "root"), c.path(n.NodeName, "containerd", "state"), sock, sock+".ttrpc",
 		sandboxImage, cniDir)); err != nil {
 		return err
 	}
 	if _, err := c.Lab.StartNetOnly(&n.NS, c.nodeEnv(), c.bin("containerd"), "--config", config); err != nil {
 		return err
 	}
+	c.containerdSocks = append(c.containerdSocks, sock)
 	if err := waitFor(ctx, 30*time.Second, "containerd's socket", func() error {
-		_, err := c.ctr(ctx, "version")
+		_, err := c.ctr(ctx, n, sock, "version")
 		return err
 	}); err != nil {
 		return err
 	}
 	for _, img := range []string{"pause", "agnhost", "svcproxy"} {
-		if _, err := c.ctr(ctx, "-n", "k8s.io", "images", "import", filepath.Join(c.cfg.Images, img+".tar")); err != nil {
+		if _, err := c.ctr(ctx, n, sock, "-n", "k8s.io", "images", "import", filepath.Join(c.cfg.Images, img+".tar")); err != nil {
 			return fmt.Errorf("import %s: %w", img, err)
 		}
 	}
 	return nil
 }
 
-// ctr runs containerd's client against the node's containerd.
-func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
-	return c.Node.Run(ctx, append([]string{c.bin("ctr"), "--address", c.containerdSock}, args...)...)
+// ctr runs containerd's client against a node's containerd.
+func (c *Cluster) ctr(ctx context.Context, n *lab.Node, sock string, args ...string) (string, error) {
+	return n.Run(ctx, append([]string{c.bin("ctr"), "--address", sock}, args...)...)
 }
 
-func (c *Cluster) startKubelet(ctx context.Context) error {
-	n := c.Node
-	if err := c.host.makeCgroupRoot(c.cgroupRoot()); err != nil {
+func (c *Cluster) startKubelets(ctx context.Context) error {
+	for i, n := range c.Nodes {
+		if err := c.startKubelet(ctx, n, c.containerdSocks[i]); err != nil {
+			return fmt.Errorf("%s: %w", n.NodeName, err)
+		}
+	}
+	return nil
+}
+
+// startKubelet starts a node's kubelet, with its root, cgroup and
+// configuration of its own, and waits for its Node to be Ready.
+func (c *Cluster) startKubelet(ctx context.Context, n *lab.Node, sock string) error {
+	if err := c.host.makeCgroupRoot(c.cgroupRoot(n)); err != nil {
 		return err
 	}
 	// The lab's API server has no Node authorizer: the kubelet is an
@@ -117,11 +138,11 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	}
 	// Pods resolve through CoreDNS; the host's resolv.conf may name
 	// servers the lab cannot reach.
-	resolv := c.path("node", "resolv.conf")
+	resolv := c.path(n.NodeName, "resolv.conf")
 	if err := writeFile(resolv, "nameserver "+dnsIP.String()+"\n"); err != nil {
 		return err
 	}
-	config := c.path("node", "kubelet.yaml")
+	config := c.path(n.NodeName, "kubelet.yaml")
 	if err := writeFile(config, fmt.Sprintf(`
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -145,15 +166,17 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 podCIDR: %s
 maxPods: 200
-`, c.cgroupRoot(), c.containerdSock, dnsIP, resolv, c.path("node", "pod-logs"), n.PodCIDR)); err != nil {
+`, c.cgroupRoot(n), sock, dnsIP, resolv, c.path(n.NodeName, "pod-logs"), n.PodCIDR)); err != nil {
 		return err
 	}
-	if c.kubelet, err = c.Lab.StartNetOnly(&n.NS, c.nodeEnv(), c.bin("kubelet"),
+	kubelet, err := c.Lab.StartNetOnly(&n.NS, c.nodeEnv(), c.bin("kubelet"),
 		"--config="+config, "--kubeconfig="+kubeconfig,
-		"--root-dir="+c.path("node", "kubelet"), "--cert-dir="+c.path("node", "kubelet-pki"),
-		"--hostname-override="+n.NodeName, "--node-ip="+n.IP.String(), "-v=1"); err != nil {
+		"--root-dir="+c.path(n.NodeName, "kubelet"), "--cert-dir="+c.path(n.NodeName, "kubelet-pki"),
+		"--hostname-override="+n.NodeName, "--node-ip="+n.IP.String(), "-v=1")
+	if err != nil {
 		return err
 	}
+	c.kubelets = append(c.kubelets, kubelet)
 	err = waitFor(ctx, 120*time.Second, "node "+n.NodeName+" Ready", func() error {
 		out, err := c.Kubectl(ctx, "get", "node", n.NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
@@ -165,7 +188,7 @@ maxPods: 200
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w; the kubelet's log ends:\n%s", err, lastLines(c.kubelet.Output(), 30))
+		return fmt.Errorf("%w; the kubelet's log ends:\n%s", err, lastLines(kubelet.Output(), 30))
 	}
 	return nil
 }
@@ -176,16 +199,16 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// stopContainers kills every container and shim of the node's containerd
+// stopContainers kills every container and shim of a node's containerd
 // (the lab kills containerd and the kubelet themselves): a shim outlives
 // containerd, and holds its container's mounts.
-func (c *Cluster) stopContainers() error {
+func (c *Cluster) stopContainers(n *lab.Node, sock string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if out, err := c.ctr(ctx, "-n", "k8s.io", "tasks", "list", "-q"); err == nil {
+	if out, err := c.ctr(ctx, n, sock, "-n", "k8s.io", "tasks", "list", "-q"); err == nil {
 		for _, id := range strings.Fields(out) {
-			_, _ = c.ctr(ctx, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id)
+			_, _ = c.ctr(ctx, n, sock, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id)
 		}
 	}
-	return killShims(c.containerdSock)
+	return killShims(sock)
 }

@@ -45,8 +45,15 @@ func (c *Cluster) deploySvcproxy(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !strings.HasSuffix(strings.TrimSpace(out), " True") {
-			return fmt.Errorf("pods: %q", strings.TrimSpace(out))
+		lines := strings.Fields(strings.ReplaceAll(strings.TrimSpace(out), " ", "="))
+		ready := 0
+		for _, l := range lines {
+			if strings.HasSuffix(l, "=True") {
+				ready++
+			}
+		}
+		if ready < len(c.Nodes) {
+			return fmt.Errorf("%d of %d nodes' pods ready: %q", ready, len(c.Nodes), strings.TrimSpace(out))
 		}
 		return nil
 	})

@@ -25,6 +25,7 @@ func main() {
 	bin := flag.String("bin", filepath.Join(home, ".cache/svcproxy-kube/v1.37.2"), "the cluster's binaries (make cluster-tools)")
 	images := flag.String("images", "bin/images", "the images' tarballs (make images)")
 	mode := flag.String("mode", "iptables", "svcproxy's proxy mode: iptables or nftables")
+	nodes := flag.Int("nodes", 1, "how many nodes (kubelets, each in a namespace of its own)")
 	keep := flag.Bool("wait", true, "after the demo, keep the cluster until Ctrl-C")
 	focus := flag.String("e2e-focus", "", "instead of the demo, run the e2e specs matching this (network-e2e.test in -bin) and print each one's outcome")
 	skip := flag.String("e2e-skip", "", "with -e2e-focus, leave out the specs matching this")
@@ -32,13 +33,13 @@ func main() {
 	if *focus != "" {
 		*keep = false
 	}
-	if err := run(*bin, *images, *mode, *keep, *focus, *skip); err != nil {
+	if err := run(*bin, *images, *mode, *nodes, *keep, *focus, *skip); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, images, mode string, wait bool, focus, skip string) error {
+func run(bin, images, mode string, nodes int, wait bool, focus, skip string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "svcproxy-cluster-")
@@ -47,7 +48,7 @@ func run(bin, images, mode string, wait bool, focus, skip string) error {
 	}
 	start := time.Now()
 	c, err := cluster.Up(ctx, cluster.Config{Bin: bin, Images: images, Manifest: "deploy/svcproxy.yaml", Dir: dir,
-		Prefix: "svcc-" + mode[:3], Mode: mode, Log: os.Stdout})
+		Prefix: "svcc-" + mode[:3], Mode: mode, Nodes: nodes, Log: os.Stdout})
 	if err != nil {
 		return err
 	}
@@ -57,7 +58,10 @@ func run(bin, images, mode string, wait bool, focus, skip string) error {
 			fmt.Fprintln(os.Stderr, "cluster: cleanup:", err)
 		}
 	}()
-	fmt.Printf("cluster up in %s: node %s (%s), svcproxy %s mode\n", time.Since(start).Round(time.Second), c.Node.NodeName, c.Node.IP, mode)
+	for _, n := range c.Nodes {
+		fmt.Printf("node %s: %s, pods %s\n", n.NodeName, n.IP, n.PodCIDR)
+	}
+	fmt.Printf("cluster up in %s, svcproxy %s mode\n", time.Since(start).Round(time.Second), mode)
 	if focus != "" {
 		return e2e(ctx, c, filepath.Join(bin, "network-e2e.test"), focus, skip)
 	}
