@@ -114,10 +114,12 @@ images: cluster-tools
 ## (etcd, kube-apiserver, controller-manager, scheduler, CoreDNS, containerd,
 ## kubelet), svcproxy deployed as deploy/svcproxy.yaml's DaemonSet from its
 ## own image, and a Deployment behind a NodePort answering through it;
-## Ctrl-C removes everything. MODE=nftables for nftables mode.
-MODE ?= iptables
+## Ctrl-C removes everything. MODE=nftables for nftables mode, NODES=2 for
+## a second node (its own namespace, containerd and kubelet).
+MODE  ?= iptables
+NODES ?= 1
 cluster: images
-	$(GO) run ./test/cluster -mode $(MODE) -bin $(KUBE_BIN) -images $(IMAGES)
+	$(GO) run ./test/cluster -mode $(MODE) -nodes $(NODES) -bin $(KUBE_BIN) -images $(IMAGES)
 
 ## conformance: Kubernetes' sig-network specs that concern the proxy
 ## (Services, Networking, Conntrack, KubeProxy, traffic distribution and
