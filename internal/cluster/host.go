@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,11 +23,18 @@ var kernelWide = []string{
 	"kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
 }
 
+// fixedPaths are the host paths a kubelet and containerd's shims use
+// whatever they are told: the kubelet's container log links and device
+// plugin socket, the shims' sockets.
+var fixedPaths = []string{"/var/log/containers", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/run/containerd/s", "/run/containerd"}
+
 // hostState is what the cluster changed on the host, to undo.
 type hostState struct {
 	sysctls map[string]string
 	// cgroups are the node's cgroup directories made, in each hierarchy.
 	cgroups []string
+	// made are the fixedPaths that did not exist before.
+	made []string
 }
 
 func (c *Cluster) saveHost(context.Context) error {
@@ -36,8 +44,44 @@ func (c *Cluster) saveHost(context.Context) error {
 			h.sysctls[name] = v
 		}
 	}
+	for _, p := range fixedPaths {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			h.made = append(h.made, p)
+		}
+	}
 	c.host = h
 	return nil
+}
+
+// tidyFixedPaths removes from the fixed paths what the cluster left there:
+// links to its container logs, sockets nobody listens on any more (another
+// cluster's live ones stay); then those of the paths it made that are
+// empty.
+func (h *hostState) tidyFixedPaths(dir string) {
+	for _, p := range fixedPaths {
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			f := filepath.Join(p, e.Name())
+			switch {
+			case e.Type()&os.ModeSymlink != 0:
+				if target, err := os.Readlink(f); err == nil && strings.HasPrefix(target, dir+"/") {
+					_ = os.Remove(f)
+				}
+			case e.Type()&os.ModeSocket != 0:
+				if c, err := net.Dial("unix", f); err == nil {
+					c.Close()
+				} else {
+					_ = os.Remove(f)
+				}
+			}
+		}
+	}
+	for _, p := range h.made {
+		_ = os.Remove(p) // only when empty
+	}
 }
 
 // makeCgroupRoot makes the node's cgroup in every hierarchy (cgroup v1)
@@ -95,6 +139,7 @@ func (h *hostState) restore(dir string) error {
 	var errs []error
 	if dir != "" {
 		errs = append(errs, unmountUnder(dir))
+		h.tidyFixedPaths(dir)
 	}
 	for _, cg := range h.cgroups {
 		errs = append(errs, removeCgroup(cg))

@@ -45,11 +45,11 @@ func (c *Cluster) startContainerd(ctx context.Context, n *lab.Node) error {
   "name": "pods",
   "plugins": [
     {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, n.PodCIDR.String())); err != nil {
+`, n.PodCIDR.String(), c.path(n.NodeName, "cni-ipam"))); err != nil {
 		return err
 	}
 	sock := c.path(n.NodeName, "containerd.sock")
@@ -88,8 +88,9 @@ state = %q
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
   SystemdCgroup = false
   BinaryName = "/usr/sbin/runc"
+  Root = %q
 `, c.path(n.NodeName, "containerd", "root"), c.path(n.NodeName, "containerd", "state"), sock, sock+".ttrpc",
-		sandboxImage, cniDir)); err != nil {
+		sandboxImage, cniDir, c.path(n.NodeName, "runc"))); err != nil {
 		return err
 	}
 	if _, err := c.Lab.StartNetOnly(&n.NS, c.nodeEnv(), c.bin("containerd"), "--config", config); err != nil {
