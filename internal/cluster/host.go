@@ -26,7 +26,8 @@ var kernelWide = []string{
 // fixedPaths are the host paths a kubelet and containerd's shims use
 // whatever they are told: the kubelet's container log links and device
 // plugin socket, the shims' sockets.
-var fixedPaths = []string{"/var/log/containers", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/run/containerd/s", "/run/containerd"}
+var fixedPaths = []string{"/var/log/containers", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/run/containerd/s", "/run/containerd",
+	"/var/lib/cni/results", "/var/lib/cni"}
 
 // hostState is what the cluster changed on the host, to undo.
 type hostState struct {
@@ -35,6 +36,9 @@ type hostState struct {
 	cgroups []string
 	// made are the fixedPaths that did not exist before.
 	made []string
+	// containers are the IDs of the containers (and pod sandboxes) the
+	// nodes ran: CNI's result cache names its files by them.
+	containers []string
 }
 
 func (c *Cluster) saveHost(context.Context) error {
@@ -66,6 +70,8 @@ func (h *hostState) tidyFixedPaths(dir string) {
 		for _, e := range entries {
 			f := filepath.Join(p, e.Name())
 			switch {
+			case p == "/var/lib/cni/results" && slices.ContainsFunc(h.containers, func(id string) bool { return strings.Contains(e.Name(), "-"+id+"-") }):
+				_ = os.Remove(f)
 			case e.Type()&os.ModeSymlink != 0:
 				if target, err := os.Readlink(f); err == nil && strings.HasPrefix(target, dir+"/") {
 					_ = os.Remove(f)

@@ -206,6 +206,9 @@ func lastLines(s string, n int) string {
 func (c *Cluster) stopContainers(n *lab.Node, sock string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if out, err := c.ctr(ctx, n, sock, "-n", "k8s.io", "containers", "list", "-q"); err == nil {
+		c.host.containers = append(c.host.containers, strings.Fields(out)...)
+	}
 	if out, err := c.ctr(ctx, n, sock, "-n", "k8s.io", "tasks", "list", "-q"); err == nil {
 		for _, id := range strings.Fields(out) {
 			_, _ = c.ctr(ctx, n, sock, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id)
