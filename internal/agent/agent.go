@@ -89,9 +89,20 @@ func New(cfg Config) (*Agent, error) {
 	if v, err := sysctl.Get("net.netfilter.nf_conntrack_tcp_be_liberal"); err == nil && v != "0" {
 		liberal = true
 	}
+	// Upstream's nfacct counters: made now, as the rules that count in
+	// them need them to exist (an nfacct object changes nothing else).
+	nfacct := false
+	if cfg.Mode.EnsureNFAcct != nil {
+		if err := cfg.Mode.EnsureNFAcct(); err != nil {
+			log.Warn("no nfacct counters: the localhost NodePort and INVALID drop metrics stay absent", "err", err)
+		} else {
+			nfacct = true
+			a.metrics.NFAcct(cfg.Mode.NFAcctPackets)
+		}
+	}
 	options := func(v6 bool) (dataplane.Options, error) {
 		o, err := cfg.Options(v6)
-		o.ConntrackTCPLiberal = liberal
+		o.ConntrackTCPLiberal, o.NFAcct = liberal, nfacct
 		return o, err
 	}
 	fs, err := cfg.Mode.Families(options, dataplane.SyncerConfig{Metrics: a.metrics, FullSyncPeriod: FullSyncPeriod}, log)

@@ -43,6 +43,10 @@ type Mode struct {
 	// packets of each protocol a family's rules rejected.
 	LocalhostListeners bool
 	LocalhostRejected  func(v6 bool) (map[model.Protocol]uint64, error)
+	// EnsureNFAcct makes the mode's nfacct counters (iptables), and
+	// NFAcctPackets reads one by name; nil when the mode has none.
+	EnsureNFAcct  func() error
+	NFAcctPackets func(name string) (uint64, error)
 }
 
 // Sysctl is a kernel setting and why it is needed.

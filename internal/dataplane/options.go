@@ -49,6 +49,10 @@ type Options struct {
 	// out-of-window packets are then not INVALID, and iptables mode drops
 	// no INVALID packets (as upstream).
 	ConntrackTCPLiberal bool
+	// NFAcct is set when the kernel has upstream's nfacct counters
+	// (iptables mode): the localhost NodePort rules and the INVALID drop
+	// count in them, for upstream's metrics of both.
+	NFAcct bool
 	// IPv6 renders the IPv6 family; the other family's Service ports are
 	// left out. ClusterCIDR must be of the same family.
 	IPv6 bool

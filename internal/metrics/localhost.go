@@ -62,3 +62,42 @@ func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// Upstream's iptables-mode metrics read from nfacct counters (their names
+// as iptables' rules use them, see internal/dataplane/iptables).
+var nfacctMetrics = []struct {
+	counter string
+	desc    *prometheus.Desc
+}{
+	{"localhost_nps_accepted_pkts", prometheus.NewDesc("kubeproxy_iptables_localhost_nodeports_accepted_packets_total",
+		"Number of packets accepted on nodeports of loopback interface", nil, nil)},
+	{"ct_state_invalid_dropped_pkts", prometheus.NewDesc("kubeproxy_iptables_ct_state_invalid_dropped_packets_total",
+		"packets dropped by iptables to work around conntrack problems", nil, nil)},
+}
+
+// NFAcct registers the metrics read from the kernel's nfacct counters at
+// each scrape.
+func (m *Metrics) NFAcct(read func(counter string) (uint64, error)) {
+	m.Registry.MustRegister(nfacctCollector{read})
+}
+
+type nfacctCollector struct {
+	read func(counter string) (uint64, error)
+}
+
+func (c nfacctCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, n := range nfacctMetrics {
+		ch <- n.desc
+	}
+}
+
+func (c nfacctCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, n := range nfacctMetrics {
+		v, err := c.read(n.counter)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(n.desc, err)
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(n.desc, prometheus.CounterValue, float64(v))
+	}
+}

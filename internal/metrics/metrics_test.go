@@ -167,6 +167,21 @@ func TestLocalhostNodePortMetrics(t *testing.T) {
 	}
 }
 
+// iptables mode's nfacct counters, read when scraped, under upstream's
+// metric names.
+func TestNFAcctMetrics(t *testing.T) {
+	m := New("iptables")
+	m.NFAcct(func(counter string) (uint64, error) {
+		return map[string]uint64{"localhost_nps_accepted_pkts": 7, "ct_state_invalid_dropped_pkts": 2}[counter], nil
+	})
+	body := scrape(t, m)
+	for _, want := range []string{"kubeproxy_iptables_localhost_nodeports_accepted_packets_total 7", "kubeproxy_iptables_ct_state_invalid_dropped_packets_total 2"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %q", want)
+		}
+	}
+}
+
 func scrape(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()

@@ -142,6 +142,15 @@ func TestLocalhostNodePort(t *testing.T) {
 	if v, _ := w.node.Run(context.Background(), "cat", "/proc/sys/net/ipv4/conf/all/route_localnet"); strings.TrimSpace(v) != "1" {
 		t.Errorf("route_localnet = %q, want 1", v)
 	}
+	// Upstream's nfacct metrics count the node's localhost NodePort
+	// packets (and have the INVALID drop counter, at 0 or more).
+	m := scrape(t, w.node, "127.0.0.1:10249")
+	if line := grep(m, "kubeproxy_iptables_localhost_nodeports_accepted_packets_total "); line == "" || strings.HasSuffix(line, " 0") {
+		t.Errorf("localhost NodePort packets not counted: %q", line)
+	}
+	if grep(m, "kubeproxy_iptables_ct_state_invalid_dropped_packets_total ") == "" {
+		t.Error("no kubeproxy_iptables_ct_state_invalid_dropped_packets_total")
+	}
 	// The kernel's own rules, read back, must drop what a neighbour sends to
 	// a local-only service on 127.0.0.1 (CVE-2020-8558), now that
 	// route_localnet lets such packets in.

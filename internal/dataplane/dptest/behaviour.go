@@ -166,6 +166,19 @@ func Behaviours() []Case {
 			},
 		},
 		{
+			// Upstream's nfacct counters (iptables mode, where the kernel has
+			// them): the node's localhost NodePort packets go through a rule
+			// that counts them, INVALID drops are counted too.
+			Name:  "nfacct-counters",
+			Model: &model.State{Services: []model.ServicePort{Web(Ep("10.244.0.10", 80), Ep("10.244.0.11", 80))}},
+			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, LocalhostNodePorts: true, NFAcct: true},
+			Traces: []TraceCase{
+				T("node to localhost NodePort, counted", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
+					both2("10.244.0.10:80", "10.244.0.11:80")+"; masqueraded|"+none),
+				T("client to NodePort as ever", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450", both2("10.244.0.10:80", "10.244.0.11:80")+"; masqueraded"),
+			},
+		},
+		{
 			Name:  "masquerade-all",
 			Model: &model.State{Services: []model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
 			Opts:  dataplane.Options{MasqueradeAll: true},

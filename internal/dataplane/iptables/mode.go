@@ -35,6 +35,8 @@ var Mode = dataplane.Mode{
 	Render: func(st *model.State, opts Options) string {
 		return string(Compose(Render(st, opts), nil))
 	},
+	EnsureNFAcct:  EnsureNFAcct,
+	NFAcctPackets: NFAcctPackets,
 	Sysctls: func(opts Options) []dataplane.Sysctl {
 		if !opts.LocalhostNodePorts {
 			return nil

@@ -371,7 +371,11 @@ func (r *renderer) fixedRules() {
 			w("-d", "127.0.0.0/8", "!", "-s", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP").end()
 	}
 	if !r.opts.ConntrackTCPLiberal {
-		f.rule(chainForward).w("-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP").end()
+		f.rule(chainForward).w("-m", "conntrack", "--ctstate", "INVALID")
+		if r.opts.NFAcct {
+			f.w("-m", "nfacct", "--nfacct-name", NFAcctInvalidDropped)
+		}
+		f.w("-j", "DROP").end()
 	}
 	f.rule(chainForward).comment("kubernetes forwarding rules").w("-m", "mark", "--mark", masqMark+"/"+masqMark, "-j", "ACCEPT").end()
 	f.rule(chainForward).comment("kubernetes forwarding conntrack rule").w("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT").end()
@@ -438,6 +442,12 @@ func (r *renderer) servicePort(sp *model.ServicePort, names *portNames) {
 	}
 	if sp.NodePort != 0 {
 		if plan.External {
+			if r.opts.LocalhostNodePorts && r.opts.NFAcct && !r.opts.IPv6 {
+				// As upstream: the node's localhost NodePort packets first,
+				// counted.
+				r.natNodePorts.rule(chainNodePorts).comment(spn).w("-m", proto, "-p", proto, "-d", "127.0.0.0/8", "--dport").num(sp.NodePort).
+					w("-m", "nfacct", "--nfacct-name", NFAcctLocalhostNodePorts, "-j", extChain).end()
+			}
 			r.natNodePorts.rule(chainNodePorts).comment(spn).w("-m", proto, "-p", proto, "--dport").num(sp.NodePort).w("-j", extChain).end()
 		}
 		if !plan.HasExternal {
