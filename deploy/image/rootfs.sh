@@ -10,8 +10,9 @@
 #             image of the same files.
 #   agnhost   Kubernetes' e2e test server (the binary given) with the shell
 #             tools the e2e tests run in it: busybox's applets, and bash,
-#             curl, nc and GNU wget, whose busybox forms behave differently;
-#             needs busybox-static, bash, curl, netcat-openbsd, wget.
+#             curl, nc and GNU wget, whose busybox forms behave differently,
+#             and iperf (2); needs busybox-static, bash, curl,
+#             netcat-openbsd, wget, iperf.
 set -eu
 image=$1
 dest=$2
@@ -70,7 +71,7 @@ agnhost() {
 		[ -e "$dest/bin/$applet" ] || ln -s busybox "$dest/bin/$applet"
 	done
 	# The real tools win over the applets of the same name.
-	for t in /bin/bash /usr/bin/curl /bin/nc.openbsd /usr/bin/wget; do
+	for t in /bin/bash /usr/bin/curl /bin/nc.openbsd /usr/bin/wget /usr/bin/iperf; do
 		rm -f "$dest$t" "$dest/bin/$(basename "$t")"
 		copy "$t"
 		[ -e "$dest/bin/$(basename "$t")" ] || ln -s "$t" "$dest/bin/$(basename "$t")"
