@@ -336,7 +336,9 @@ func appendMissing(dst, old, cur []string) []string {
 
 // addEdits turns a Service port's old and new lines in the shared chains
 // into -D and -I/-A edits, none when they are the same. New nat dispatch
-// lines are inserted at the top, so the NodePort jump stays last.
+// lines are inserted at the top, so the NodePort jump stays last: last line
+// first, so that the Service's lines keep their order (a localhost
+// NodePort's counted rule must come before its plain one).
 func addEdits(edits [3][]string, old, cur [3][]string) [3][]string {
 	for k := range old {
 		if slices.Equal(old[k], cur[k]) {
@@ -345,12 +347,13 @@ func addEdits(edits [3][]string, old, cur [3][]string) [3][]string {
 		for _, l := range old[k] {
 			edits[k] = append(edits[k], "-D"+strings.TrimPrefix(l, "-A"))
 		}
-		for _, l := range cur[k] {
-			if sharedTables[k] == "nat" {
-				chain, rest, _ := strings.Cut(strings.TrimPrefix(l, "-A "), " ")
-				l = "-I " + chain + " 1 " + rest
-			}
-			edits[k] = append(edits[k], l)
+		if sharedTables[k] != "nat" {
+			edits[k] = append(edits[k], cur[k]...)
+			continue
+		}
+		for _, l := range slices.Backward(cur[k]) {
+			chain, rest, _ := strings.Cut(strings.TrimPrefix(l, "-A "), " ")
+			edits[k] = append(edits[k], "-I "+chain+" 1 "+rest)
 		}
 	}
 	return edits

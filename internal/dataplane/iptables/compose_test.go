@@ -318,3 +318,22 @@ func TestComposePartialFollowsNodePortAddresses(t *testing.T) {
 		t.Errorf("the new NodePort address is not appended:\n%s", got)
 	}
 }
+
+// A Service port's new dispatch lines, each inserted at the top of its
+// chain, end in the order rendered: a localhost NodePort's counted rule
+// before its plain one, which would otherwise take every packet.
+func TestDispatchInsertsKeepOrder(t *testing.T) {
+	cur := [3][]string{nil, {"-A KUBE-NODEPORTS -d 127.0.0.0/8 --dport 30080 -m nfacct -j EXT", "-A KUBE-NODEPORTS --dport 30080 -j EXT"}, nil}
+	edits := addEdits([3][]string{}, [3][]string{}, cur)
+	var chain []string
+	for _, e := range edits[1] {
+		rest, ok := strings.CutPrefix(e, "-I KUBE-NODEPORTS 1 ")
+		if !ok {
+			t.Fatalf("edit %q is not an insert at the top", e)
+		}
+		chain = append([]string{"-A KUBE-NODEPORTS " + rest}, chain...)
+	}
+	if !slices.Equal(chain, cur[1]) {
+		t.Errorf("after the inserts the chain is\n%s\nwant\n%s", strings.Join(chain, "\n"), strings.Join(cur[1], "\n"))
+	}
+}
