@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/svcproxy/svcproxy/internal/sysctl"
@@ -29,6 +30,40 @@ var kernelWide = []string{
 var fixedPaths = []string{"/var/log/containers", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/run/containerd/s", "/run/containerd",
 	"/var/lib/cni/results", "/var/lib/cni"}
 
+// The kernel-wide settings are the host's, not a cluster's: clusters side
+// by side (both modes in the tests) share them. They are read before the
+// first of this process's clusters starts and put back when the last one
+// closes; a cluster that read them after another's kubelet had changed
+// them would otherwise "restore" the kubelet's values.
+var (
+	clustersMu sync.Mutex
+	running    int
+	before     map[string]string
+)
+
+func kernelWideBefore() map[string]string {
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	if running == 0 {
+		before = map[string]string{}
+		for _, name := range kernelWide {
+			if v, err := sysctl.Get(name); err == nil {
+				before[name] = v
+			}
+		}
+	}
+	running++
+	return before
+}
+
+// lastCluster reports whether the closing cluster is the last one running.
+func lastCluster() bool {
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	running--
+	return running == 0
+}
+
 // hostState is what the cluster changed on the host, to undo.
 type hostState struct {
 	sysctls map[string]string
@@ -42,12 +77,7 @@ type hostState struct {
 }
 
 func (c *Cluster) saveHost(context.Context) error {
-	h := &hostState{sysctls: map[string]string{}}
-	for _, name := range kernelWide {
-		if v, err := sysctl.Get(name); err == nil {
-			h.sysctls[name] = v
-		}
-	}
+	h := &hostState{sysctls: kernelWideBefore()}
 	for _, p := range fixedPaths {
 		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 			h.made = append(h.made, p)
@@ -149,6 +179,9 @@ func (h *hostState) restore(dir string) error {
 	}
 	for _, cg := range h.cgroups {
 		errs = append(errs, removeCgroup(cg))
+	}
+	if !lastCluster() {
+		return errors.Join(errs...)
 	}
 	for name, v := range h.sysctls {
 		if _, err := sysctl.Ensure(name, v); err != nil {
