@@ -126,7 +126,7 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 			o.NodePortCIDRs, o.NodePortPrimary = nil, false
 			return o, nil
 		case "localhost":
-			o.NodePortCIDRs = append(o.NodePortCIDRs, loopback(v6))
+			o.NodePortCIDRs = append(o.NodePortCIDRs, dataplane.Loopback(v6))
 		default:
 			// As upstream: a family none of the CIDRs is of answers on
 			// every address; one that has CIDRs answers on the node's
@@ -138,13 +138,6 @@ func (f *proxyFlags) optionsFor(v6 bool) (dataplane.Options, error) {
 		}
 	}
 	return o, nil
-}
-
-func loopback(v6 bool) netip.Prefix {
-	if v6 {
-		return netip.MustParsePrefix("::1/128")
-	}
-	return netip.MustParsePrefix("127.0.0.0/8")
 }
 
 // listsLoopback reports whether --nodeport-addresses (validated) names the

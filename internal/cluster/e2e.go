@@ -63,10 +63,7 @@ func readJUnit(path, focus, skip string) ([]Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	var r struct {
-		junit
-		XMLName xml.Name
-	}
+	var r junit
 	if err := xml.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}

@@ -41,7 +41,7 @@ var (
 	before     map[string]string
 )
 
-func kernelWideBefore() map[string]string {
+func kernelWideBefore() {
 	clustersMu.Lock()
 	defer clustersMu.Unlock()
 	if running == 0 {
@@ -53,20 +53,22 @@ func kernelWideBefore() map[string]string {
 		}
 	}
 	running++
-	return before
 }
 
-// lastCluster reports whether the closing cluster is the last one running.
-func lastCluster() bool {
+// lastCluster returns the settings to put back when the closing cluster is
+// the last one running, nil otherwise.
+func lastCluster() map[string]string {
 	clustersMu.Lock()
 	defer clustersMu.Unlock()
 	running--
-	return running == 0
+	if running > 0 {
+		return nil
+	}
+	return before
 }
 
 // hostState is what the cluster changed on the host, to undo.
 type hostState struct {
-	sysctls map[string]string
 	// cgroups are the node's cgroup directories made, in each hierarchy.
 	cgroups []string
 	// made are the fixedPaths that did not exist before.
@@ -77,7 +79,8 @@ type hostState struct {
 }
 
 func (c *Cluster) saveHost(context.Context) error {
-	h := &hostState{sysctls: kernelWideBefore()}
+	kernelWideBefore()
+	h := &hostState{}
 	for _, p := range fixedPaths {
 		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 			h.made = append(h.made, p)
@@ -180,10 +183,7 @@ func (h *hostState) restore(dir string) error {
 	for _, cg := range h.cgroups {
 		errs = append(errs, removeCgroup(cg))
 	}
-	if !lastCluster() {
-		return errors.Join(errs...)
-	}
-	for name, v := range h.sysctls {
+	for name, v := range lastCluster() {
 		if _, err := sysctl.Ensure(name, v); err != nil {
 			errs = append(errs, fmt.Errorf("restore: %w", err))
 		}

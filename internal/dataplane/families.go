@@ -65,6 +65,14 @@ func FamilyName(v6 bool) string {
 	return "IPv4"
 }
 
+// Loopback is the family's loopback range: 127.0.0.0/8 or ::1/128.
+func Loopback(v6 bool) netip.Prefix {
+	if v6 {
+		return netip.MustParsePrefix("::1/128")
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
+}
+
 // Families syncs one Syncer per IP family. Each family is its own
 // transaction: a failure in one leaves the other applied.
 type Families []Syncer

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/svcproxy/svcproxy/internal/dataplane"
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
@@ -93,12 +94,7 @@ func Specs(st *model.State, v6 bool) []Spec {
 // Synced makes the listeners match a finished sync.
 func (p *Proxy) Synced(st *model.State) { p.Sync(Specs(st, p.V6)) }
 
-func (p *Proxy) family() string {
-	if p.V6 {
-		return "IPv6"
-	}
-	return "IPv4"
-}
+func (p *Proxy) family() string { return dataplane.FamilyName(p.V6) }
 
 func (p *Proxy) addr() netip.Addr {
 	switch {

@@ -49,9 +49,9 @@ const (
 	localhostRejectCounterPre = "localhost-nodeport-rejected-"
 )
 
-// LocalhostRejectCounter is the named counter of the localhost NodePort
+// localhostRejectCounter is the named counter of the localhost NodePort
 // packets of a protocol that the table rejects.
-func LocalhostRejectCounter(proto model.Protocol) string {
+func localhostRejectCounter(proto model.Protocol) string {
 	return localhostRejectCounterPre + string(proto)
 }
 

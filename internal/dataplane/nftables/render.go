@@ -128,13 +128,6 @@ func addrType(v6 bool) string {
 	return "ipv4_addr"
 }
 
-func loopback(v6 bool) netip.Prefix {
-	if v6 {
-		return netip.MustParsePrefix("::1/128")
-	}
-	return netip.MustParsePrefix("127.0.0.0/8")
-}
-
 // fixed is the part of the table that does not depend on Services: hooks,
 // dispatch through the maps, masquerading.
 func fixed(st *model.State, opts Options) *Ruleset {
@@ -162,7 +155,7 @@ func fixed(st *model.State, opts Options) *Ruleset {
 	nodePorts := nodePortAddresses(st, opts)
 	var npMatch []stmt
 	if nodePorts == nil {
-		npMatch = []stmt{matchFibLocal{}, matchAddr{p: loopback(v6), neg: true}}
+		npMatch = []stmt{matchFibLocal{}, matchAddr{p: dataplane.Loopback(v6), neg: true}}
 	} else {
 		npMatch = []stmt{matchAddrSet{set: setNodePortIPs}}
 	}
@@ -222,13 +215,13 @@ func localhostNodePorts(rs *Ruleset, opts Options) {
 		return
 	}
 	for _, p := range protos {
-		rs.Counters = append(rs.Counters, LocalhostRejectCounter(p))
-		rs.Fixed = append(rs.Fixed, Chain{Name: localhostRejectChain(p), Rules: []Rule{rule(counterRef{LocalhostRejectCounter(p)}, reject{})}})
+		rs.Counters = append(rs.Counters, localhostRejectCounter(p))
+		rs.Fixed = append(rs.Fixed, Chain{Name: localhostRejectChain(p), Rules: []Rule{rule(counterRef{localhostRejectCounter(p)}, reject{})}})
 	}
 	rs.Sets = append(rs.Sets, Set{Name: mapLocalhostReject, Keys: []string{"proto", "port"}, IsMap: true, Comment: "localhost NodePorts rejected by kube-proxy"})
 	for i := range rs.Fixed {
 		if c := &rs.Fixed[i]; c.Name == chainNodePortEPCheck {
-			c.Rules = append(c.Rules, rule(matchAddr{p: loopback(opts.IPv6)}, vmapLookup{[]keyField{fL4Proto, fDport}, mapLocalhostReject}))
+			c.Rules = append(c.Rules, rule(matchAddr{p: dataplane.Loopback(opts.IPv6)}, vmapLookup{[]keyField{fL4Proto, fDport}, mapLocalhostReject}))
 		}
 	}
 }
