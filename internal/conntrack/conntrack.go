@@ -1,9 +1,11 @@
 // Package conntrack removes stale UDP conntrack entries. UDP has no
 // connection end, so after an endpoint goes away, a client that keeps
 // sending from the same source port would keep hitting the old endpoint (the
-// DNS case: kubernetes #19029, #125467). After each sync, entries that point
-// at removed endpoints, or that were created while a Service had no
-// endpoints, are deleted through netlink.
+// DNS case: kubernetes #19029, #125467). After each sync, entries whose
+// replies come from an endpoint (address and port) the Service no longer
+// uses, or that were created while a Service had no endpoints, are deleted
+// through netlink. The port matters: when a Service's targetPort changes,
+// the pod stays but the flow must move to its new port (kubernetes #130542).
 package conntrack
 
 import (
@@ -24,9 +26,29 @@ import (
 type Flow struct {
 	OrigDst     netip.Addr
 	OrigDstPort uint16
-	ReplySrc    netip.Addr
+	ReplySrc    netip.AddrPort
 	// IPv6 is the family of the flow.
 	IPv6 bool
+}
+
+// MatchConntrackFlow makes a Flow a netlink filter; netlink's own filter
+// cannot select on the reply's source port.
+func (f Flow) MatchConntrackFlow(c *netlink.ConntrackFlow) bool {
+	if c.Forward.Protocol != unix.IPPROTO_UDP || c.Forward.DstPort != f.OrigDstPort {
+		return false
+	}
+	if f.OrigDst.IsValid() && addr(c.Forward.DstIP) != f.OrigDst {
+		return false
+	}
+	if f.ReplySrc.IsValid() && netip.AddrPortFrom(addr(c.Reverse.SrcIP), c.Reverse.SrcPort) != f.ReplySrc {
+		return false
+	}
+	return true
+}
+
+func addr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
 }
 
 type spKey struct {
@@ -57,7 +79,7 @@ func Stale(prev, cur *model.State) []Flow {
 		seen[k] = true
 		now := usedEndpoints(sp)
 		old, existed := before[k]
-		var was map[netip.Addr]bool
+		var was map[netip.AddrPort]bool
 		if existed {
 			was = usedEndpoints(old)
 		}
@@ -65,40 +87,39 @@ func Stale(prev, cur *model.State) []Flow {
 			if len(now) > 0 {
 				// Entries made while traffic was rejected would keep the
 				// client's flow going nowhere.
-				out = append(out, frontends(sp, netip.Addr{})...)
+				out = append(out, frontends(sp, netip.AddrPort{})...)
 			}
 			continue
 		}
-		for ip := range was {
-			if !now[ip] {
-				out = append(out, frontends(old, ip)...)
+		for ep := range was {
+			if !now[ep] {
+				out = append(out, frontends(old, ep)...)
 			}
 		}
 	}
 	for k, old := range before {
 		if !seen[k] {
-			for ip := range usedEndpoints(old) {
-				out = append(out, frontends(old, ip)...)
+			for ep := range usedEndpoints(old) {
+				out = append(out, frontends(old, ep)...)
 			}
 		}
 	}
 	return out
 }
 
-func usedEndpoints(sp *model.ServicePort) map[netip.Addr]bool {
-	m := map[netip.Addr]bool{}
-	for _, e := range sp.ClusterEndpoints() {
-		m[e.IP] = true
-	}
-	for _, e := range sp.LocalEndpoints() {
-		m[e.IP] = true
+func usedEndpoints(sp *model.ServicePort) map[netip.AddrPort]bool {
+	m := map[netip.AddrPort]bool{}
+	for _, eps := range [][]model.Endpoint{sp.ClusterEndpoints(), sp.LocalEndpoints()} {
+		for _, e := range eps {
+			m[netip.AddrPortFrom(e.IP, uint16(e.Port))] = true
+		}
 	}
 	return m
 }
 
 // frontends are the flows to every address and port the Service answers on,
 // with replies from ep (any when invalid).
-func frontends(sp *model.ServicePort, ep netip.Addr) []Flow {
+func frontends(sp *model.ServicePort, ep netip.AddrPort) []Flow {
 	port, v6 := uint16(sp.Port), sp.ClusterIP.Is6()
 	out := []Flow{{OrigDst: sp.ClusterIP, OrigDstPort: port, ReplySrc: ep, IPv6: v6}}
 	for _, ip := range append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...) {
@@ -136,19 +157,9 @@ func (c *Cleaner) Synced(st *model.State) {
 func (c *Cleaner) delete(family netlink.InetFamily, flows []Flow) {
 	var filters []netlink.CustomConntrackFilter
 	for _, f := range flows {
-		if f.IPv6 != (family == unix.AF_INET6) {
-			continue
+		if f.IPv6 == (family == unix.AF_INET6) {
+			filters = append(filters, f)
 		}
-		cf := &netlink.ConntrackFilter{}
-		_ = cf.AddProtocol(unix.IPPROTO_UDP)
-		if f.OrigDst.IsValid() {
-			_ = cf.AddIP(netlink.ConntrackOrigDstIP, net.IP(f.OrigDst.AsSlice()))
-		}
-		_ = cf.AddPort(netlink.ConntrackOrigDstPort, f.OrigDstPort)
-		if f.ReplySrc.IsValid() {
-			_ = cf.AddIP(netlink.ConntrackReplySrcIP, net.IP(f.ReplySrc.AsSlice()))
-		}
-		filters = append(filters, cf)
 	}
 	if len(filters) == 0 {
 		return

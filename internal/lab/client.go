@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,6 +16,8 @@ type Answer struct {
 	Pod string
 	// Remote is the client address the pod saw.
 	Remote string
+	// Port is the port the pod received on (UDP answers only).
+	Port int
 }
 
 // HTTPGet sends one HTTP request from the namespace (a fresh connection
@@ -69,6 +72,9 @@ func (n *NS) UDPAsk(ctx context.Context, addr string, local *net.UDPAddr) (Answe
 	}
 	if len(f) > 1 {
 		a.Remote = f[1]
+	}
+	if len(f) > 2 {
+		a.Port, _ = strconv.Atoi(f[2])
 	}
 	return a, nil
 }

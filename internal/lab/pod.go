@@ -45,7 +45,7 @@ func (p *Pod) serve() error {
 				if err != nil {
 					continue
 				}
-				_, _ = c.WriteTo([]byte(p.Spec.Name+" "+from.String()+"\n"), from)
+				_, _ = c.WriteTo([]byte(p.Spec.Name+" "+from.String()+" "+strconv.Itoa(port)+"\n"), from)
 			}
 		}()
 		p.servers = append(p.servers, c)

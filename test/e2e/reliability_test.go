@@ -10,21 +10,26 @@ import (
 	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
-func dnsServiceAt(endpointIP string) string {
+func dnsServiceAt(endpointIP string) string { return dnsNodePortAt(endpointIP, 53) }
+
+// dnsNodePortAt is kube-dns, also on NodePort 30053, with one endpoint on
+// targetPort.
+func dnsNodePortAt(endpointIP string, targetPort int) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: kube-dns, namespace: kube-system}
 spec:
+  type: NodePort
   clusterIP: 10.96.0.53
-  ports: [{name: dns, port: 53, protocol: UDP}]
+  ports: [{name: dns, port: 53, protocol: UDP, nodePort: 30053, targetPort: %d}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: kube-dns-1, namespace: kube-system, labels: {kubernetes.io/service-name: kube-dns}}
 addressType: IPv4
-ports: [{name: dns, port: 53, protocol: UDP}]
+ports: [{name: dns, port: %d, protocol: UDP}]
 endpoints: [{addresses: [%q], nodeName: node-1}]
-`, endpointIP)
+`, targetPort, targetPort, endpointIP)
 }
 
 // The DNS case (kubernetes #19029, #125467): a client that keeps its UDP
@@ -75,6 +80,38 @@ func TestStaleUDPConntrackIsCleaned(t *testing.T) {
 	if line := grep(m, `kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family="IPv4"}`); line == "" || strings.HasSuffix(line, " 0") {
 		t.Errorf("conntrack reconcile rounds not timed: %q", line)
 	}
+}
+
+// When a UDP Service's targetPort changes, the pod stays and only its port
+// moves: a client that keeps its source port must follow to the new port
+// (upstream's Conntrack e2e spec for kubernetes #130542, on a NodePort).
+func TestStaleUDPConntrackFollowsTargetPort(t *testing.T) {
+	w := newWorld(t,
+		lab.PodSpec{Name: "dns-1", UDP: []int{53, 5353}},
+		lab.PodSpec{Name: "client", TCP: []int{80}},
+	)
+	ctx := ctxFor(t, 60*time.Second)
+	w.write("dns.yaml", dnsNodePortAt("10.244.0.10", 53))
+	w.start()
+	client := w.lab.Pods[1]
+	src := &net.UDPAddr{IP: net.IP(client.IP.AsSlice()), Port: 40054}
+	nodePort := w.node.IP.String() + ":30053"
+	answeredOn := func(port int) func() error {
+		return func() error {
+			a, err := client.UDPAsk(ctx, nodePort, src)
+			if err != nil {
+				return err
+			}
+			if a.Pod != "dns-1" || a.Port != port {
+				return fmt.Errorf("answered by %s on port %d", a.Pod, a.Port)
+			}
+			return nil
+		}
+	}
+	eventually(t, 10*time.Second, "dns-1 answers on 53", answeredOn(53))
+	w.write("dns.yaml", dnsNodePortAt("10.244.0.10", 5353))
+	took := eventually(t, 5*time.Second, "dns-1 answers the same flow on 5353", answeredOn(5353))
+	t.Logf("the same UDP flow reached the new target port after %s", took.Round(time.Millisecond))
 }
 
 // Someone flushes the tables (a firewall reload): svcproxy notices and puts
