@@ -64,7 +64,7 @@ kube-tools:
 KUBE_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=37 -X $(p).gitTreeState=clean -X $(p).gitCommit=0000000000000000000000000000000000000000 -X $(p).buildDate=2026-01-01T00:00:00Z)
 CONTAINERD_VERSION := v2.4.2
 COREDNS_VERSION    := v1.15.0
-CLUSTER_BINS := kube-controller-manager kube-scheduler kubelet kubectl agnhost
+CLUSTER_BINS := kube-controller-manager kube-scheduler kubelet kubectl agnhost regression-issue-74839
 CLUSTER_PACKAGES := runc:runc containernetworking-plugins:/usr/lib/cni/bridge
 
 cluster-tools: deps kube-tools
@@ -72,7 +72,7 @@ cluster-tools: deps kube-tools
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	@for b in $(CLUSTER_BINS); do \
 		if [ -x $(KUBE_BIN)/$$b ]; then continue; fi; \
-		pkg=k8s.io/kubernetes/cmd/$$b; [ $$b = agnhost ] && pkg=k8s.io/kubernetes/test/images/agnhost; \
+		pkg=k8s.io/kubernetes/cmd/$$b; case $$b in agnhost|regression-*) pkg=k8s.io/kubernetes/test/images/$$b;; esac; \
 		echo "building $$b $(KUBE_VERSION)"; start=$$(date +%s); \
 		(cd tools/kube && CGO_ENABLED=0 $(GO) build -ldflags "$(KUBE_LDFLAGS)" -o $(KUBE_BIN)/$$b $$pkg) || exit 1; \
 		echo "  built in $$(( $$(date +%s) - start ))s"; \
@@ -91,23 +91,34 @@ cluster-tools: deps kube-tools
 ## images: the real cluster's images as tarballs for `ctr images import`, in
 ## $(BIN)/images: svcproxy (the files the Dockerfile's image has, from
 ## deploy/image/rootfs.sh), and under the names Kubernetes' e2e tests ask for,
-## agnhost and the pod sandbox's pause (svcproxy's own tiny one).
+## agnhost, busybox, distroless-iptables (the netfilter tools), the invalid
+## conntrack state regression's server and the pod sandbox's pause
+## (svcproxy's own tiny one).
 IMAGES      := $(BIN)/images
-AGNHOST_TAG := registry.k8s.io/e2e-test-images/agnhost:2.66.1
-PAUSE_TAG   := registry.k8s.io/pause:3.10.2
+AGNHOST_TAG    := registry.k8s.io/e2e-test-images/agnhost:2.66.1
+PAUSE_TAG      := registry.k8s.io/pause:3.10.2
+BUSYBOX_TAG    := registry.k8s.io/e2e-test-images/busybox:1.37.0-2
+REGRESSION_TAG := registry.k8s.io/e2e-test-images/regression-issue-74839:1.5
+IPTABLES_TAG   := registry.k8s.io/build-image/distroless-iptables:v0.9.9
 IMAGE_PACKAGES := busybox-static netcat-openbsd wget curl netbase iperf
 
 images: cluster-tools
 	@missing=""; for p in $(IMAGE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
-	@mkdir -p $(IMAGES) && rm -rf $(IMAGES)/root && mkdir -p $(IMAGES)/root/pause
+	@mkdir -p $(IMAGES) && rm -rf $(IMAGES)/root && mkdir -p $(IMAGES)/root/pause $(IMAGES)/root/regression
 	cd tools/kube && $(GO) build -o $(IMAGES)/mkimage ./mkimage && CGO_ENABLED=0 $(GO) build -o $(IMAGES)/root/pause/pause ./pause
+	cp -p $(KUBE_BIN)/regression-issue-74839 $(IMAGES)/root/regression/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(IMAGES)/svcproxy ./cmd/svcproxy
 	sh deploy/image/rootfs.sh svcproxy $(IMAGES)/root/svcproxy $(IMAGES)/svcproxy
 	sh deploy/image/rootfs.sh agnhost $(IMAGES)/root/agnhost $(KUBE_BIN)/agnhost
 	$(IMAGES)/mkimage -name svcproxy:latest -o $(IMAGES)/svcproxy.tar -entrypoint /usr/local/bin/svcproxy -cmd run $(IMAGES)/root/svcproxy
 	$(IMAGES)/mkimage -name $(AGNHOST_TAG) -o $(IMAGES)/agnhost.tar -entrypoint /agnhost -cmd pause -env PATH=/bin:/usr/bin:/usr/sbin:/sbin $(IMAGES)/root/agnhost
 	$(IMAGES)/mkimage -name $(PAUSE_TAG) -o $(IMAGES)/pause.tar -entrypoint /pause $(IMAGES)/root/pause
+	sh deploy/image/rootfs.sh busybox $(IMAGES)/root/busybox -
+	$(IMAGES)/mkimage -name $(BUSYBOX_TAG) -o $(IMAGES)/busybox.tar -cmd sh -env PATH=/bin $(IMAGES)/root/busybox
+	sh deploy/image/rootfs.sh iptables $(IMAGES)/root/iptables -
+	$(IMAGES)/mkimage -name $(IPTABLES_TAG) -o $(IMAGES)/iptables.tar -env PATH=/bin:/usr/sbin $(IMAGES)/root/iptables
+	$(IMAGES)/mkimage -name $(REGRESSION_TAG) -o $(IMAGES)/regression.tar -entrypoint /regression-issue-74839 $(IMAGES)/root/regression
 	@rm -rf $(IMAGES)/root
 
 ## cluster: a real one-node cluster in network namespaces of its own
@@ -129,13 +140,19 @@ cluster: images
 ## Left out: [Disruptive] (they restart components over SSH, which the local
 ## provider has not), SCTP (these kernels have no SCTP) and the Internet
 ## checks (the lab is closed to the outside, so that "unreachable" means it). Two nodes, so
-## that the cross-node specs run.
+## that the cross-node specs run. In nftables mode the alpha gate for
+## localhost NodePorts is on (with localhost in nodePortAddresses), so that
+## the LocalhostNodePorts specs test what they are about; each run's whole
+## output goes to bin/conformance-MODE.log.
 E2E_PROXY_FOCUS := \[sig-network\] (Services|Networking|Conntrack|Traffic|LocalhostNodePorts|KubeProxy|Topology|Service |NoSNAT|HostPort)
 E2E_PROXY_SKIP  := \[Disruptive\]|\[Feature:SCTPConnectivity\]|\[Feature:Networking-(IPv4|IPv6|DNS)\]
+E2E_PROXY_FLAGS_iptables :=
+E2E_PROXY_FLAGS_nftables := -feature-gates KubeProxyNFTablesLocalhostNodePorts=true -nodeport-addresses localhost,primary
 conformance: images
 	for m in iptables nftables; do \
-		$(GO) run ./test/cluster -mode $$m -nodes 2 -bin $(KUBE_BIN) -images $(IMAGES) -e2e-focus '$(E2E_PROXY_FOCUS)' -e2e-skip '$(E2E_PROXY_SKIP)' \
-			2>&1 | grep -v '^[IW][0-9]' | tee $(BIN)/conformance-$$m.txt; \
+		case $$m in iptables) flags='$(E2E_PROXY_FLAGS_iptables)';; nftables) flags='$(E2E_PROXY_FLAGS_nftables)';; esac; \
+		$(GO) run ./test/cluster -mode $$m -nodes 2 -bin $(KUBE_BIN) -images $(IMAGES) $$flags -e2e-log $(BIN)/conformance-$$m.log \
+			-e2e-focus '$(E2E_PROXY_FOCUS)' -e2e-skip '$(E2E_PROXY_SKIP)' 2>&1 | grep -v '^[IW][0-9]' | tee $(BIN)/conformance-$$m.txt; \
 	done
 
 lint: tools

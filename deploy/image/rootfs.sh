@@ -13,6 +13,11 @@
 #             curl, nc and GNU wget, whose busybox forms behave differently,
 #             and iperf (2); needs busybox-static, bash, curl,
 #             netcat-openbsd, wget, iperf.
+#   busybox   busybox's applets alone (the e2e tests' busybox image, for
+#             init containers and `nc` clients); BINARY is ignored.
+#   iptables  busybox's applets and the netfilter tools (the e2e tests'
+#             distroless-iptables image, a privileged hostNetwork pod that
+#             reads the node's conntrack table); BINARY is ignored.
 set -eu
 image=$1
 dest=$2
@@ -41,9 +46,9 @@ copy() {
 	done
 }
 
-svcproxy() {
-	mkdir -p "$dest/usr/local/bin" "$dest/tmp" "$dest/run" "$dest/var/run" "$dest/etc"
-	cp -p "$bin" "$dest/usr/local/bin/svcproxy"
+# netfilter_tools: iptables (both backends), nft, conntrack and ip with their
+# extensions and libraries.
+netfilter_tools() {
 	for b in xtables-nft-multi xtables-legacy-multi; do copy "/usr/sbin/$b"; done
 	for fam in iptables ip6tables; do
 		for b in "$fam-nft" "$fam-nft-save" "$fam-nft-restore" "$fam-legacy" "$fam-legacy-save" "$fam-legacy-restore"; do
@@ -54,22 +59,39 @@ svcproxy() {
 			ln -sf "xtables-nft-multi" "$dest/usr/sbin/$fam$s"
 		done
 	done
-	copy /usr/sbin/nft /usr/sbin/conntrack /usr/sbin/ip /bin/sh
+	copy /usr/sbin/nft /usr/sbin/conntrack /usr/sbin/ip
 	# iptables' match and target extensions, loaded at run time.
 	mkdir -p "$dest/usr/lib/x86_64-linux-gnu/xtables"
 	for f in /usr/lib/x86_64-linux-gnu/xtables/*.so; do copy "$f"; done
 	copy /etc/protocols /etc/services /etc/ethertypes
+}
+
+svcproxy() {
+	mkdir -p "$dest/usr/local/bin" "$dest/tmp" "$dest/run" "$dest/var/run" "$dest/etc"
+	cp -p "$bin" "$dest/usr/local/bin/svcproxy"
+	netfilter_tools
+	copy /bin/sh
 	echo "hosts: files dns" >"$dest/etc/nsswitch.conf"
 }
 
-agnhost() {
+busybox() {
 	mkdir -p "$dest/bin" "$dest/tmp" "$dest/etc"
 	chmod 1777 "$dest/tmp"
-	cp -p "$bin" "$dest/agnhost"
 	cp -p /bin/busybox "$dest/bin/busybox"
 	for applet in $(/bin/busybox --list); do
 		[ -e "$dest/bin/$applet" ] || ln -s busybox "$dest/bin/$applet"
 	done
+	echo "hosts: files dns" >"$dest/etc/nsswitch.conf"
+}
+
+iptables() {
+	busybox
+	netfilter_tools
+}
+
+agnhost() {
+	busybox
+	cp -p "$bin" "$dest/agnhost"
 	# The real tools win over the applets of the same name.
 	for t in /bin/bash /usr/bin/curl /bin/nc.openbsd /usr/bin/wget /usr/bin/iperf; do
 		rm -f "$dest$t" "$dest/bin/$(basename "$t")"
@@ -79,10 +101,9 @@ agnhost() {
 	ln -sf /bin/nc.openbsd "$dest/bin/nc"
 	ln -sf bash "$dest/bin/sh"
 	copy /etc/protocols /etc/services /etc/ssl/certs/ca-certificates.crt
-	echo "hosts: files dns" >"$dest/etc/nsswitch.conf"
 }
 
 case $image in
-svcproxy | agnhost) "$image" ;;
-*) echo "rootfs.sh: unknown image $image (svcproxy, agnhost)" >&2; exit 2 ;;
+svcproxy | agnhost | busybox | iptables) "$image" ;;
+*) echo "rootfs.sh: unknown image $image (svcproxy, agnhost, busybox, iptables)" >&2; exit 2 ;;
 esac

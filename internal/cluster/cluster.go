@@ -28,7 +28,7 @@ type Config struct {
 	// kube-scheduler, kubelet, kubectl, containerd,
 	// containerd-shim-runc-v2 and coredns (make cluster-tools).
 	Bin string
-	// Images holds svcproxy.tar, agnhost.tar and pause.tar (make images).
+	// Images holds the image tarballs of make images (see images).
 	Images string
 	// Manifest is deploy/svcproxy.yaml.
 	Manifest string
@@ -38,6 +38,10 @@ type Config struct {
 	Prefix string
 	// Mode is svcproxy's proxy mode (iptables or nftables).
 	Mode string
+	// FeatureGates and NodePortAddresses, when set, go into svcproxy's
+	// KubeProxyConfiguration (featureGates, nodePortAddresses).
+	FeatureGates      map[string]bool
+	NodePortAddresses []string
 	// Nodes is how many nodes (kubelets) the cluster has: 1 unless set.
 	Nodes int
 	// Log gets progress, one line per step.

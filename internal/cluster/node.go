@@ -19,6 +19,11 @@ func (c *Cluster) cgroupRoot(n *lab.Node) string { return "/" + c.cfg.Prefix + "
 // containerd runs as each pod's sandbox.
 const sandboxImage = "registry.k8s.io/pause:3.10.2"
 
+// images are the tarballs (in Config.Images, from make images) every node
+// imports: the sandbox, svcproxy's own, and those the e2e specs run, under
+// the names they ask for, so that nothing is pulled.
+var images = []string{"pause", "svcproxy", "agnhost", "busybox", "iptables", "regression"}
+
 // nodeEnv is the environment of containerd and the kubelet: the cluster's
 // binaries first (the runc shim), then the system's (runc, mount, ...).
 func (c *Cluster) nodeEnv() []string {
@@ -103,7 +108,7 @@ state = %q
 	}); err != nil {
 		return err
 	}
-	for _, img := range []string{"pause", "agnhost", "svcproxy"} {
+	for _, img := range images {
 		if _, err := c.ctr(ctx, n, sock, "-n", "k8s.io", "images", "import", filepath.Join(c.cfg.Images, img+".tar")); err != nil {
 			return fmt.Errorf("import %s: %w", img, err)
 		}

@@ -4,25 +4,44 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/svcproxy/svcproxy/internal/lab"
 )
 
+// proxyConfig is the ConfigMap's config lines for Config.FeatureGates and
+// Config.NodePortAddresses.
+func (c *Cluster) proxyConfig() string {
+	var b strings.Builder
+	if len(c.cfg.FeatureGates) > 0 {
+		b.WriteString("    featureGates:\n")
+		for _, name := range slices.Sorted(maps.Keys(c.cfg.FeatureGates)) {
+			fmt.Fprintf(&b, "      %s: %t\n", name, c.cfg.FeatureGates[name])
+		}
+	}
+	if len(c.cfg.NodePortAddresses) > 0 {
+		fmt.Fprintf(&b, "    nodePortAddresses: [%s]\n", strings.Join(c.cfg.NodePortAddresses, ", "))
+	}
+	return b.String()
+}
+
 // deploySvcproxy applies deploy/svcproxy.yaml as an operator would, with
-// two edits: the proxy mode, and the API server's address, which a node
-// proxy cannot reach through the kubernetes Service it has yet to program
-// (kubeadm gives kube-proxy the same in its kubeconfig).
+// these edits: the proxy mode (and the feature gates and NodePort addresses
+// given), and the API server's address, which a node proxy cannot reach
+// through the kubernetes Service it has yet to program (kubeadm gives
+// kube-proxy the same in its kubeconfig).
 func (c *Cluster) deploySvcproxy(ctx context.Context) error {
 	manifest, err := os.ReadFile(c.cfg.Manifest)
 	if err != nil {
 		return err
 	}
-	text := strings.Replace(string(manifest), "    mode: iptables\n", "    mode: "+c.cfg.Mode+"\n", 1)
+	text := strings.Replace(string(manifest), "    mode: iptables\n", "    mode: "+c.cfg.Mode+"\n"+c.proxyConfig(), 1)
 	text = strings.Replace(text, "        env:\n", fmt.Sprintf(`        env:
         - name: KUBERNETES_SERVICE_HOST
           value: %q

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/svcproxy/svcproxy/internal/cluster"
+	"github.com/svcproxy/svcproxy/internal/config"
 )
 
 func main() {
@@ -29,26 +30,35 @@ func main() {
 	keep := flag.Bool("wait", true, "after the demo, keep the cluster until Ctrl-C")
 	focus := flag.String("e2e-focus", "", "instead of the demo, run the e2e specs matching this (network-e2e.test in -bin) and print each one's outcome")
 	skip := flag.String("e2e-skip", "", "with -e2e-focus, leave out the specs matching this")
+	e2eLog := flag.String("e2e-log", "", "with -e2e-focus, write the e2e run's whole output (each failure's log) to this file")
+	var gates config.FeatureGates
+	flag.Var(&gates, "feature-gates", "svcproxy's feature gates in its KubeProxyConfiguration, NAME=true|false,...")
+	nodePortAddresses := flag.String("nodeport-addresses", "", "svcproxy's nodePortAddresses, comma-separated (e.g. localhost,primary)")
 	flag.Parse()
 	if *focus != "" {
 		*keep = false
 	}
-	if err := run(*bin, *images, *mode, *nodes, *keep, *focus, *skip); err != nil {
+	cfg := cluster.Config{Bin: *bin, Images: *images, Manifest: "deploy/svcproxy.yaml",
+		Prefix: "svcc-" + (*mode)[:3], Mode: *mode, Nodes: *nodes, Log: os.Stdout, FeatureGates: gates}
+	if *nodePortAddresses != "" {
+		cfg.NodePortAddresses = strings.Split(*nodePortAddresses, ",")
+	}
+	if err := run(cfg, *keep, *focus, *skip, *e2eLog); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, images, mode string, nodes int, wait bool, focus, skip string) error {
+func run(cfg cluster.Config, wait bool, focus, skip, e2eLog string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "svcproxy-cluster-")
 	if err != nil {
 		return err
 	}
+	cfg.Dir = dir
 	start := time.Now()
-	c, err := cluster.Up(ctx, cluster.Config{Bin: bin, Images: images, Manifest: "deploy/svcproxy.yaml", Dir: dir,
-		Prefix: "svcc-" + mode[:3], Mode: mode, Nodes: nodes, Log: os.Stdout})
+	c, err := cluster.Up(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -61,9 +71,9 @@ func run(bin, images, mode string, nodes int, wait bool, focus, skip string) err
 	for _, n := range c.Nodes {
 		fmt.Printf("node %s: %s, pods %s\n", n.NodeName, n.IP, n.PodCIDR)
 	}
-	fmt.Printf("cluster up in %s, svcproxy %s mode\n", time.Since(start).Round(time.Second), mode)
+	fmt.Printf("cluster up in %s, svcproxy %s mode\n", time.Since(start).Round(time.Second), cfg.Mode)
 	if focus != "" {
-		return e2e(ctx, c, filepath.Join(bin, "network-e2e.test"), focus, skip)
+		return e2e(ctx, c, filepath.Join(cfg.Bin, "network-e2e.test"), focus, skip, e2eLog)
 	}
 	if err := demo(ctx, c); err != nil {
 		fmt.Println(c.SvcproxyLog(context.Background()))
@@ -73,7 +83,7 @@ func run(bin, images, mode string, nodes int, wait bool, focus, skip string) err
 		return nil
 	}
 	fmt.Printf("kubectl: ip netns exec %s %s/kubectl --kubeconfig %s get pods -A\nCtrl-C removes everything.\n",
-		c.Lab.Client.Name, bin, c.AdminKubeconfig)
+		c.Lab.Client.Name, cfg.Bin, c.AdminKubeconfig)
 	<-ctx.Done()
 	return nil
 }
@@ -140,10 +150,18 @@ spec:
 	return nil
 }
 
-// e2e runs the specs and prints one line per spec and a count.
-func e2e(ctx context.Context, c *cluster.Cluster, binary, focus, skip string) error {
+// e2e runs the specs and prints one line per spec and a count; the whole
+// output goes to logFile when given.
+func e2e(ctx context.Context, c *cluster.Cluster, binary, focus, skip, logFile string) error {
 	start := time.Now()
 	specs, out, err := c.E2E(ctx, binary, focus, skip)
+	if logFile != "" {
+		if werr := os.WriteFile(logFile, []byte(out), 0o644); werr != nil {
+			fmt.Fprintln(os.Stderr, "cluster:", werr)
+		} else {
+			fmt.Println("the e2e run's output:", logFile)
+		}
+	}
 	if err != nil {
 		fmt.Println(out)
 		return err

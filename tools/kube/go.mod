@@ -72,7 +72,8 @@ replace k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.37.2
 replace k8s.io/sample-controller => k8s.io/sample-controller v0.37.2
 
 // The real cluster (make cluster, the conformance run): the control plane's
-// other parts, the node's kubelet, kubectl and the e2e tests' agnhost image.
+// other parts, the node's kubelet, kubectl and the binaries of the e2e
+// tests' agnhost and regression-issue-74839 images.
 tool (
 	go.etcd.io/etcd/server/v3
 	k8s.io/kubernetes/cmd/kube-apiserver
@@ -82,6 +83,7 @@ tool (
 	k8s.io/kubernetes/cmd/kubectl
 	k8s.io/kubernetes/cmd/kubelet
 	k8s.io/kubernetes/test/images/agnhost
+	k8s.io/kubernetes/test/images/regression-issue-74839
 )
 
 require (
