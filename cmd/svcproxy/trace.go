@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/svcproxy/svcproxy/internal/explain"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
 
@@ -75,7 +76,9 @@ Example, the question of a NodePort held by another process:
 					return fmt.Errorf("--from %q: not an IP address", from)
 				}
 			case dir == netfilter.Local && len(l.local) > 0:
-				srcAddr = l.local[0]
+				// The kernel picks the primary address for a connection
+				// leaving the node, not loopback.
+				srcAddr, _ = explain.NodeAddr(l.local)
 			default:
 				srcAddr = netip.MustParseAddr("203.0.113.10")
 				notes = append(notes, "no --from given: the packet comes from 203.0.113.10, a host outside the cluster")

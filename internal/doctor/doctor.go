@@ -4,6 +4,7 @@
 package doctor
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -66,27 +67,35 @@ type Options struct {
 	HealthzAddress string
 }
 
-// Run runs every check.
+// Run runs every check. The proxy mode is found from the rules themselves:
+// a kube-proxy table in nftables means nftables mode, KUBE-SERVICES in the
+// iptables nat table iptables mode; with neither, the node has no Service
+// rules, and the checks that need none still run.
 func Run(env Env, opts Options) []Finding {
 	var out []Finding
 	out = append(out, checkProxy(env, opts))
-	save, err := env.Save()
+	save, saveErr := env.Save()
 	var rs *netfilter.Ruleset
-	if err == nil {
-		rs, err = netfilter.ParseIPTables(save)
+	if saveErr == nil {
+		var err error
+		if rs, err = netfilter.ParseIPTables(save); err != nil && !errors.Is(err, netfilter.ErrNoTables) {
+			saveErr = err
+		}
 	}
-	if err != nil {
-		out = append(out, Finding{Check: "rules", Status: Fail, Summary: "cannot read the iptables rules: " + err.Error(),
-			Action: "run doctor as root on the node, with iptables installed"})
-		return append(out, checkSysctls(env, nil, false)...)
-	}
-	if t := nftTable(env); t != nil && rs.Table("nat").Chain("KUBE-SERVICES") == nil {
+	iptablesMode := rs != nil && rs.Table("nat").Chain("KUBE-SERVICES") != nil
+	if t := nftTable(env); t != nil && !iptablesMode {
 		// nftables mode: the same checks, read from the kube-proxy table.
 		out = append(out, checkNftRules(t, opts))
 		nps := nftNodePorts(t)
 		out = append(out, checkNodePorts(env, nps))
 		out = append(out, checkBackends(env))
 		out = append(out, checkSysctls(env, nps, true)...)
+		return append(out, checkConntrack(env))
+	}
+	if !iptablesMode {
+		out = append(out, noRules(saveErr))
+		out = append(out, checkBackends(env))
+		out = append(out, checkSysctls(env, nil, false)...)
 		return append(out, checkConntrack(env))
 	}
 	out = append(out, checkRules(rs, opts))
@@ -97,6 +106,23 @@ func Run(env Env, opts Options) []Finding {
 	out = append(out, checkConntrack(env))
 	out = append(out, checkStaleChains(rs))
 	return out
+}
+
+// noRules is the rules finding of a node with Service rules in neither
+// iptables nor nftables: the rules could not be read (saveErr), or there
+// are none.
+func noRules(saveErr error) Finding {
+	f := Finding{Check: "rules", Status: Fail}
+	if saveErr != nil {
+		f.Summary = "cannot read the iptables rules, and there is no kube-proxy nftables table: " + saveErr.Error()
+		f.Meaning = "doctor cannot tell whether Services are programmed on this node"
+		f.Action = "run doctor as root on the node, with iptables and nft installed"
+		return f
+	}
+	f.Summary = "no Service rules on this node, in iptables or nftables (is a proxy running?)"
+	f.Meaning = "no ClusterIP or NodePort traffic is steered to pods from this node"
+	f.Action = "start the proxy; if it runs, read its log for why it has not synced (and check it uses the node's iptables backend)"
+	return f
 }
 
 // Failed reports whether any finding is a failure.
@@ -116,6 +142,10 @@ func checkProxy(env Env, opts Options) Finding {
 		f.Status, f.Summary = Fail, fmt.Sprintf("the proxy reports itself unhealthy (HTTP %d); last successful sync %s", h.StatusCode, ago(env.Now(), h.LastUpdated))
 		f.Meaning = "syncs are failing or stalled: new Services and endpoint changes do not reach the kernel"
 		f.Action = "read the proxy's log for the failing iptables-restore line"
+	case h.LastUpdated.IsZero():
+		f.Status, f.Summary = Fail, "the proxy answers health checks but has never synced its rules"
+		f.Meaning = "it cannot read Services (is the API server reachable?) or cannot write the rules: nothing it should serve is programmed"
+		f.Action = "read the proxy's log for the API server or iptables-restore errors"
 	default:
 		f.Status, f.Summary = OK, fmt.Sprintf("the proxy is healthy; last successful sync %s", ago(env.Now(), h.LastUpdated))
 	}
@@ -132,12 +162,6 @@ func ago(now, t time.Time) string {
 func checkRules(rs *netfilter.Ruleset, opts Options) Finding {
 	f := Finding{Check: "rules"}
 	nat := rs.Table("nat")
-	if nat.Chain("KUBE-SERVICES") == nil {
-		f.Status, f.Summary = Fail, "no KUBE-SERVICES chain in the nat table: no Service rules on this node"
-		f.Meaning = "no ClusterIP or NodePort traffic is steered to pods from this node"
-		f.Action = "start the proxy; if it runs, check its log (and whether it uses the other iptables backend)"
-		return f
-	}
 	if opts.Expected == nil {
 		svcs := 0
 		for _, c := range nat.Chains {

@@ -16,6 +16,7 @@ var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
 type fakeEnv struct {
 	save     string
+	saveErr  error
 	nft      string
 	backends map[string]string
 	sysctls  map[string]string
@@ -23,7 +24,7 @@ type fakeEnv struct {
 	health   *Health
 }
 
-func (f *fakeEnv) Save() (string, error)           { return f.save, nil }
+func (f *fakeEnv) Save() (string, error)           { return f.save, f.saveErr }
 func (f *fakeEnv) BackendSaves() map[string]string { return f.backends }
 func (f *fakeEnv) NftList() (string, error)        { return f.nft, nil }
 func (f *fakeEnv) Sysctl(n string) (string, error) {
@@ -81,9 +82,12 @@ func TestDoctor(t *testing.T) {
 	}{
 		{"healthy proxy", nil, "proxy", OK, "last successful sync 3s ago"},
 		{"no proxy", func(e *fakeEnv) { e.health = nil }, "proxy", Warn, "no proxy answers"},
+		{"a proxy that never synced", func(e *fakeEnv) { e.health = &Health{StatusCode: 200} }, "proxy", Fail, "never synced"},
 		{"stalled proxy", func(e *fakeEnv) { e.health = &Health{StatusCode: 503, LastUpdated: now.Add(-5 * time.Minute)} }, "proxy", Fail, "5m0s ago"},
 		{"rules present", nil, "rules", OK, "4 Service port chain(s)"},
-		{"no rules", func(e *fakeEnv) { e.save = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n" }, "rules", Fail, "no KUBE-SERVICES"},
+		{"no rules", func(e *fakeEnv) { e.save = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n" }, "rules", Fail, "no Service rules on this node"},
+		{"no rules in either mode", func(e *fakeEnv) { e.save = "" }, "rules", Fail, "no Service rules on this node, in iptables or nftables (is a proxy running?)"},
+		{"rules unreadable", func(e *fakeEnv) { e.save, e.saveErr = "", errors.New("iptables-save: Permission denied") }, "rules", Fail, "Permission denied"},
 		{"a rogue process on a NodePort", func(e *fakeEnv) {
 			e.holders[31080] = []nodeport.Holder{{Pid: 4242, Command: "python3 -m http.server 31080", State: "listening", Local: "0.0.0.0:31080"}}
 		}, "nodeports", Fail, "NodePort 31080/tcp (default/web:http) is held by pid 4242 (python3 -m http.server 31080)"},
@@ -143,7 +147,8 @@ func TestDoctorNftablesMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := healthyNode(t)
-	env.save = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+	// iptables-save prints nothing on a node that never used iptables.
+	env.save = ""
 	env.backends = map[string]string{"nft": env.save}
 	env.nft = string(nft)
 	env.holders[31080] = []nodeport.Holder{{Pid: 4242, Command: "python3 -m http.server 31080", State: "listening", Local: "0.0.0.0:31080"}}

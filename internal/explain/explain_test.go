@@ -274,3 +274,69 @@ func TestDescribeSvcproxyNftRules(t *testing.T) {
 		}
 	}
 }
+
+// On a live node the host's address list starts with loopback; NodePorts
+// "from outside" must still be traced to the node's primary address.
+func TestExplainNodePortsOnThePrimaryAddress(t *testing.T) {
+	hostOrder := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"),
+		netip.MustParseAddr("fe80::1"), node, netip.MustParseAddr("fd00::7")}
+	rs := load(t, "kube-proxy-v1.37-iptables-save.txt")
+	data, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nrs, err := netfilter.ParseNft(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	explainers := map[string]func([]netip.Addr) (*ServiceReport, error){
+		"iptables": func(local []netip.Addr) (*ServiceReport, error) { return NewIndex(rs).Explain(rs, "default/lb", local) },
+		"nftables": func(local []netip.Addr) (*ServiceReport, error) {
+			return NewNftIndex(nrs).ExplainNft(nrs, "default/lb", local)
+		},
+	}
+	for mode, explainer := range explainers {
+		t.Run(mode, func(t *testing.T) {
+			want, err := explainer([]netip.Addr{node})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := explainer(hostOrder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantText, gotText bytes.Buffer
+			want.WriteText(&wantText)
+			got.WriteText(&gotText)
+			if gotText.String() != wantText.String() {
+				t.Errorf("with loopback first:\n%s\nwant as with the node's address alone:\n%s", gotText.String(), wantText.String())
+			}
+			if !strings.Contains(gotText.String(), "NodePort") || !strings.Contains(gotText.String(), "DNAT") {
+				t.Errorf("no NodePort DNATed:\n%s", gotText.String())
+			}
+		})
+	}
+}
+
+func TestNodeAddr(t *testing.T) {
+	tests := []struct {
+		local []string
+		want  string
+		ok    bool
+	}{
+		{[]string{"127.0.0.1", "::1", "10.0.0.5", "fd00::5"}, "10.0.0.5", true},
+		{[]string{"::1", "fe80::1", "fd00::5"}, "fd00::5", true},
+		{[]string{"127.0.0.1"}, "192.0.2.1", false},
+		{nil, "192.0.2.1", false},
+	}
+	for _, tt := range tests {
+		var local []netip.Addr
+		for _, s := range tt.local {
+			local = append(local, netip.MustParseAddr(s))
+		}
+		got, ok := NodeAddr(local)
+		if got.String() != tt.want || ok != tt.ok {
+			t.Errorf("NodeAddr(%v) = %s, %v; want %s, %v", tt.local, got, ok, tt.want, tt.ok)
+		}
+	}
+}

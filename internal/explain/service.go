@@ -65,7 +65,8 @@ var externalSource = netip.MustParseAddr("203.0.113.10")
 
 // Explain finds every rule that concerns a Service ("ns/name") and traces
 // each of its entry points from a pod and from outside the cluster.
-// localAddrs are the node's addresses; NodePorts are traced to the first.
+// localAddrs are the node's addresses; NodePorts are traced to its primary
+// one (see NodeAddr).
 func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []netip.Addr) (*ServiceReport, error) {
 	byPort := map[string]*ServicePort{}
 	portOf := func(name string) *ServicePort {
@@ -120,11 +121,9 @@ func (idx *Index) explainPorts(service string, byPort map[string]*ServicePort, l
 		return nil, &ErrNoService{Name: service}
 	}
 	rep := &ServiceReport{Service: service}
-	node := netip.MustParseAddr("192.0.2.1")
-	if len(localAddrs) > 0 {
-		node = localAddrs[0]
-	} else {
-		localAddrs = []netip.Addr{node}
+	node, ok := NodeAddr(localAddrs)
+	if !ok {
+		localAddrs = append(localAddrs, node)
 	}
 	names := make([]string, 0, len(byPort))
 	for n := range byPort {
@@ -158,6 +157,30 @@ func (idx *Index) explainPorts(service string, byPort map[string]*ServicePort, l
 		rep.Ports = append(rep.Ports, *sp)
 	}
 	return rep, nil
+}
+
+// NodeAddr is the address a client outside the node reaches it on: the
+// first IPv4 address that is neither loopback nor link-local (a host's
+// address list starts with 127.0.0.1, which would trace "from outside" as
+// traffic to loopback), else such an IPv6 one. Without one, it is a
+// documentation address, and ok is false.
+func NodeAddr(local []netip.Addr) (addr netip.Addr, ok bool) {
+	var v6 netip.Addr
+	for _, a := range local {
+		if a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+			continue
+		}
+		if a.Is4() || a.Is4In6() {
+			return a.Unmap(), true
+		}
+		if !v6.IsValid() {
+			v6 = a
+		}
+	}
+	if v6.IsValid() {
+		return v6, true
+	}
+	return netip.MustParseAddr("192.0.2.1"), false
 }
 
 type source struct {

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/svcproxy/svcproxy/internal/lab"
+)
+
+// The operator's tools run on a live node, with nothing but the node to go
+// by (no --local-ip, no --rules): what they say must match what the traffic
+// does.
+func TestLiveNodeTools(t *testing.T) { modes(t, liveNodeTools) }
+
+func liveNodeTools(t *testing.T, mode string) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	w.mode = mode
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	w.write("held.yaml", webService("held", "10.96.0.11", 30451, "10.244.0.10"))
+	ctx := ctxFor(t, 90*time.Second)
+
+	t.Run("doctor on a node without a proxy says there are no Service rules", func(t *testing.T) {
+		out, err := w.node.Run(ctx, binary, "doctor")
+		if err == nil {
+			t.Errorf("doctor passed a node without rules:\n%s", out)
+		}
+		if !strings.Contains(out, "no Service rules on this node, in iptables or nftables (is a proxy running?)") {
+			t.Errorf("doctor output:\n%s", out)
+		}
+	})
+
+	// A process on the node holds the second Service's NodePort.
+	rogue, err := w.node.Listen("tcp", ":30451")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueSrv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "rogue") })}
+	go func() { _ = rogueSrv.Serve(rogue) }()
+	defer rogueSrv.Close()
+
+	w.start()
+	nodePort := w.node.IP.String() + ":30450"
+	if _, err := waitPod(ctxFor(t, 10*time.Second), w.lab.Client, nodePort, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("explain traces the NodePort to the node's address, not loopback", func(t *testing.T) {
+		out, err := w.node.Run(ctx, binary, "explain", "default/web")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		nodePortLines := section(out, "NodePort")
+		if !strings.Contains(nodePortLines, "from outside the cluster") || !strings.Contains(nodePortLines, "DNAT") ||
+			strings.Contains(nodePortLines, "DROP") || strings.Contains(nodePortLines, "NONE") {
+			t.Errorf("the NodePort from outside is answered by web-1, explain says:\n%s", out)
+		}
+		if !strings.Contains(out, "10.244.0.10:80") {
+			t.Errorf("explain names no endpoint:\n%s", out)
+		}
+	})
+
+	t.Run("doctor finds the mode and names the process on a held NodePort", func(t *testing.T) {
+		out, _ := w.node.Run(ctx, binary, "doctor")
+		want := fmt.Sprintf("NodePort 30451/tcp (default/held")
+		if !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("held by pid %d", os.Getpid())) {
+			t.Errorf("doctor does not name pid %d on NodePort 30451:\n%s", os.Getpid(), out)
+		}
+		rules := section(out, "rules")
+		if strings.HasPrefix(rules, "FAIL") || (mode == "nftables" && !strings.Contains(rules, "nftables mode")) {
+			t.Errorf("rules finding in %s mode:\n%s", mode, out)
+		}
+	})
+}
+
+// section is the lines of text from the first line that mentions word to
+// the next line that starts without indentation.
+func section(text, word string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(text, "\n") {
+		if in && line != "" && line[0] != ' ' && !strings.Contains(line, word) {
+			break
+		}
+		if strings.Contains(line, word) {
+			in = true
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
