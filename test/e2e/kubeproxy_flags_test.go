@@ -58,7 +58,8 @@ func TestOOMScoreAndInitOnly(t *testing.T) {
 
 // Before its rules are in the kernel the proxy is alive but not ready: an
 // API server that never answers keeps /healthz at 503 (load balancers keep
-// away), while /livez stays 200 (the pod is not restarted for waiting).
+// away), while /livez stays 200 (the pod is not restarted for waiting); the
+// log says why it waits, and doctor fails the node.
 func TestHealthzNotReadyBeforeTheFirstSync(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
@@ -92,6 +93,16 @@ current-context: c
 			}
 			return nil
 		})
+	}
+	if err := p.WaitOutput(ctx, `cannot list or watch the API server; retrying`); err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(p.Output(), "127.0.0.1:1") || !strings.Contains(p.Output(), "connection refused") {
+		t.Errorf("the log does not say what failed:\n%s", p.Output())
+	}
+	out, err := w.node.Run(ctx, binary, "doctor")
+	if err == nil || !strings.Contains(out, "FAIL  proxy") {
+		t.Errorf("doctor passes a proxy that never synced:\n%s", out)
 	}
 }
 

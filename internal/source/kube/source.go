@@ -85,12 +85,15 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		}),
 		&corev1.Node{}, 0, nil)
 	informers := []cache.SharedIndexInformer{svcs, slices, nodes}
+	resources := []string{"services", "endpointslices", "nodes"}
 	synced := []cache.InformerSynced{svcs.HasSynced, slices.HasSynced, nodes.HasSynced}
 	var cidrs cache.SharedIndexInformer
 	if s.serviceCIDRsServed(ctx) {
 		cidrs = cache.NewSharedIndexInformer(listWatch(s.Client.networking, "servicecidrs", func(*metav1.ListOptions) {}), &networkingv1.ServiceCIDR{}, 0, nil)
 		informers, synced = append(informers, cidrs), append(synced, cidrs.HasSynced)
+		resources = append(resources, "servicecidrs")
 	}
+	errs := &watchErrors{log: s.Log, every: 30 * time.Second}
 
 	dirty := make(chan struct{}, 1)
 	poke := func() {
@@ -104,8 +107,11 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
-	for _, inf := range informers {
+	for i, inf := range informers {
 		if err := inf.SetTransform(s.read); err != nil {
+			return fmt.Errorf("watch the API server: %w", err)
+		}
+		if err := inf.SetWatchErrorHandlerWithContext(errs.handler(resources[i])); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
 		if _, err := inf.AddEventHandler(handler); err != nil {
@@ -120,10 +126,10 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		wg.Go(func() { inf.RunWithContext(ictx) })
 	}
 	s.Log.Info("waiting for the API server caches to sync; the rules in the kernel are left as they are until then")
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if !s.waitForSync(ctx, errs, synced) {
 		return ctx.Err()
 	}
-	s.Log.Info("API server caches synced")
+	s.Log.Info("API server caches synced", "afterErrors", errs.count())
 	s.mu.Lock()
 	s.services = svcs.GetStore()
 	s.mu.Unlock()
@@ -156,6 +162,30 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			}
 		}
 		onChange(in, nil)
+	}
+}
+
+// waitForSync waits for the informers' first lists. While it waits, it asks
+// the API server itself now and then, so that a refused connection (which
+// the informers retry in silence) is logged; once synced, it stops asking.
+func (s *Source) waitForSync(ctx context.Context, errs *watchErrors, synced []cache.InformerSynced) bool {
+	done := make(chan bool, 1)
+	go func() { done <- cache.WaitForCacheSync(ctx.Done(), synced...) }()
+	probe := time.NewTimer(2 * time.Second)
+	defer probe.Stop()
+	for {
+		select {
+		case ok := <-done:
+			return ok
+		case <-probe.C:
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := s.Client.core.Get().Resource("services").Param("limit", "1").Do(pctx).Error()
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				errs.report("services", err)
+			}
+			probe.Reset(errs.every)
+		}
 	}
 }
 
