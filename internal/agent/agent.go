@@ -105,7 +105,7 @@ func New(cfg Config) (*Agent, error) {
 		o.ConntrackTCPLiberal, o.NFAcct = liberal, nfacct
 		return o, err
 	}
-	fs, err := cfg.Mode.Families(options, dataplane.SyncerConfig{Metrics: a.metrics, FullSyncPeriod: FullSyncPeriod}, log)
+	fs, err := cfg.Mode.Families(options, dataplane.SyncerConfig{Metrics: dataplane.SyncLog{SyncerMetrics: a.metrics, Log: log}, FullSyncPeriod: FullSyncPeriod}, log)
 	if err != nil {
 		return nil, err
 	}

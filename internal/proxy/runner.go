@@ -128,11 +128,17 @@ func (r *Runner) Run(ctx context.Context) {
 			periodic = nil
 			continue
 		}
-		r.Log.Debug("synced rules", "servicePorts", len(st.Services), "took", time.Since(lastStart).Round(time.Millisecond))
-		backoff, retry = firstBackoff, nil
 		r.mu.Lock()
+		first := r.lastOK.IsZero()
 		r.lastOK = time.Now()
 		r.mu.Unlock()
+		level := slog.LevelDebug
+		if first || backoff != firstBackoff {
+			// The first sync, and the first after failures, are news.
+			level = slog.LevelInfo
+		}
+		r.Log.Log(ctx, level, "synced rules", "servicePorts", len(st.Services), "took", time.Since(lastStart).Round(time.Millisecond))
+		backoff, retry = firstBackoff, nil
 		if r.SyncPeriod > 0 {
 			periodic = time.After(r.SyncPeriod)
 		}

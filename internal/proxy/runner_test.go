@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +145,57 @@ func TestRunnerSyncsAgainWhenTheDataplaneAsks(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := dp.attempts(); len(got) != 2 {
 		t.Errorf("syncs = %v, want the first and one follow-up", got)
+	}
+}
+
+// lockedBuffer is a log sink the runner's goroutine writes while the test
+// reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(string(b.buf)), "\n")
+}
+
+// At default verbosity the log says when rules first reach the kernel, each
+// failure, and the recovery after failures; routine syncs are debug lines.
+func TestRunnerLogsWhatAnOperatorNeeds(t *testing.T) {
+	dp := &fakeDataplane{done: make(chan struct{}, 10)}
+	r, ok := newRunner(dp, 0)
+	var out lockedBuffer
+	r.Log = slog.New(slog.NewTextHandler(&out, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	r.Update(state(3))
+	<-ok
+	r.Update(state(4))
+	<-ok
+	dp.mu.Lock()
+	dp.fail = 1
+	dp.mu.Unlock()
+	r.Update(state(5))
+	<-ok
+	lines := out.lines()
+	want := []string{"level=INFO msg=\"synced rules\" servicePorts=3", "level=ERROR msg=\"sync failed; the previous rules stay in place\"",
+		"level=INFO msg=\"synced rules\" servicePorts=5"}
+	if len(lines) != len(want) {
+		t.Fatalf("log:\n%s\nwant %d lines (the second sync is debug)", strings.Join(lines, "\n"), len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d = %s, want %s", i, lines[i], w)
+		}
 	}
 }
