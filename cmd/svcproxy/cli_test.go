@@ -62,8 +62,8 @@ func TestFlagErrorsAreOneLine(t *testing.T) {
 	}{
 		{newRulesCmd(), nil, "--manifests is required"},
 		{newRulesCmd(), []string{"--manifests", "../../examples/lab", "--cluster-cidr", "10.244.0.0"}, `--cluster-cidr (clusterCIDR): "10.244.0.0": not a CIDR`},
-		{newRulesCmd(), []string{"--manifests", "/does/not/exist"}, "read manifests folder"},
-		{newRunCmd(), []string{"--manifests", ".", "--proxy-mode", "ipvs"}, `--proxy-mode (mode): "ipvs": must be "iptables" or "nftables"`},
+		{newRulesCmd(), []string{"--manifests", "/does/not/exist"}, "read manifests: stat /does/not/exist: no such file"},
+		{newRunCmd(), []string{"--manifests", ".", "--proxy-mode", "ipvs"}, `--proxy-mode (mode): "ipvs": svcproxy programs iptables or nftables, not IPVS: write nftables or iptables`},
 		{newRunCmd(), []string{"--manifests", ".", "--kubeconfig", "k"}, "--kubeconfig and --manifests are alternatives"},
 		{newRunCmd(), []string{"--config", "/does/not/exist"}, "--config: open /does/not/exist"},
 		{newRunCmd(), []string{"--manifests", ".", "--iptables-min-sync-period", "1m"}, "--iptables-min-sync-period (iptables.minSyncPeriod): 1m0s: must be between 0 and the sync period (30s)"},

@@ -31,7 +31,7 @@ func newProxyFlags() proxyFlags { return proxyFlags{cfg: config.Defaults()} }
 func (f *proxyFlags) register(fs *pflag.FlagSet) {
 	c := &f.cfg
 	fs.StringVar(&c.Mode, "proxy-mode", c.Mode, proxyModeHelp)
-	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "folder of Service and EndpointSlice manifests (*.yaml, *.yml, *.json), read like kubectl apply -f DIR reads them, and watched for changes")
+	fs.StringVar(&c.Manifests, "manifests", c.Manifests, "a folder of Service and EndpointSlice manifests (*.yaml, *.yml, *.json) or one manifest file, read as kubectl apply -f reads them, and watched for changes")
 	fs.StringVar(&c.HostnameOverride, "hostname-override", c.HostnameOverride, "the name of this node, matched against EndpointSlice nodeName (default: the host name)")
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the pod CIDR (for dual-stack, an IPv4 and an IPv6 CIDR separated by a comma); traffic to cluster IPs from outside it is masqueraded")
 	fs.BoolVar(&c.MasqueradeAll, "masquerade-all", c.MasqueradeAll, "masquerade all traffic sent to cluster IPs")

@@ -26,7 +26,7 @@ arriving there from a pod and from outside the cluster, the endpoints with
 their share of the traffic, and the chains involved.
 
 Rules come from this node, from a saved dump (--rules FILE), or from manifests
-(--manifests DIR, no kernel needed).`,
+(--manifests PATH, no kernel needed).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep, _, _, err := explainService(cmd, &src, args[0])

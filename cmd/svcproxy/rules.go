@@ -13,7 +13,7 @@ import (
 func newRulesCmd() *cobra.Command {
 	pf := newProxyFlags()
 	cmd := &cobra.Command{
-		Use:   "rules --manifests DIR",
+		Use:   "rules --manifests PATH",
 		Short: "Print the rules svcproxy would apply, without touching the kernel",
 		Long: `Print the rules svcproxy would apply for the manifests in DIR on a node
 without svcproxy's rules. In iptables mode (the default) that is

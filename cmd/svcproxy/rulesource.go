@@ -36,7 +36,7 @@ func (s *ruleSource) register(fs *pflag.FlagSet) {
 	// The proxy's own flags, as run takes them, so that a node configured
 	// any way can be reproduced from its manifests.
 	s.pf.register(fs)
-	fs.Lookup("manifests").Usage = "render the rules for the manifests in DIR instead of reading them (no kernel needed); also names hashed chains. The proxy flags below shape them as they shape run's"
+	fs.Lookup("manifests").Usage = "render the rules for the manifests in this folder or file instead of reading them (no kernel needed); also names hashed chains. The proxy flags below shape them as they shape run's"
 }
 
 // loaded is a parsed ruleset with what is known about it.

@@ -47,11 +47,11 @@ func newRunCmd() *cobra.Command {
 func newRunCmdFlags() (*cobra.Command, *runFlags) {
 	f := &runFlags{proxyFlags: newProxyFlags()}
 	cmd := &cobra.Command{
-		Use:   "run (--kubeconfig FILE | --manifests DIR)",
+		Use:   "run (--kubeconfig FILE | --manifests PATH)",
 		Short: "Run the proxy: program the kernel for the Services and follow changes",
 		Long: `Run the proxy on this node. Services and EndpointSlices come from the API
 server (--kubeconfig, or the in-cluster service account when running in a pod)
-or, standalone, from the manifests in --manifests DIR, where adding, editing or
+or, standalone, from the manifests in --manifests PATH, where adding, editing or
 removing a file is programmed within a second. An object that cannot be used
 is logged with its name and field, and every other Service keeps working.
 
@@ -276,7 +276,7 @@ func (f *runFlags) source(node model.Node, log *slog.Logger) (source.Source, err
 			return nil, fmt.Errorf("in-cluster config: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("no source: give --kubeconfig FILE (or run in a pod) to follow an API server, or --manifests DIR for standalone mode")
+		return nil, fmt.Errorf("no source: give --kubeconfig FILE (or run in a pod) to follow an API server, or --manifests PATH for standalone mode")
 	}
 	rc.QPS, rc.Burst = c.QPS, int(c.Burst)
 	rc.ContentType = c.ContentType

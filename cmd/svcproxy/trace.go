@@ -33,7 +33,7 @@ traffic, whether the source is masqueraded, or which rule drops or rejects it.
 Rules come from this node (iptables-save, or nft list ruleset on a node in
 nftables mode), from a saved dump (--rules FILE: iptables-save or
 nft list ruleset output, from any node, svcproxy's or kube-proxy's), or from
-manifests (--manifests DIR).
+manifests (--manifests PATH).
 Matches the tracer cannot decide from the packet alone (conntrack state,
 session affinity, interfaces) are listed as assumptions.
 
@@ -96,6 +96,9 @@ Example, the question of a NodePort held by another process:
 				return err
 			}
 			rep := l.idx.Report(pkt, dir, res)
+			if rep.Service == "" {
+				rep.Hints = otherProtocols(l, pkt, dir)
+			}
 			rep.Assumptions = append(notes, rep.Assumptions...)
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -116,4 +119,27 @@ Example, the question of a NodePort held by another process:
 	fs.StringVar(&iface, "in-interface", "", "the interface the packet arrives on, for rules that match it (detect-local BridgeInterface or InterfaceNamePrefix); default: unknown, and such rules are reported as assumed")
 	fs.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// otherProtocols says which Service answers the packet's address and port
+// over another protocol, when none does over its own: the usual slip is a
+// trace of a UDP Service (DNS) with the default --proto tcp.
+func otherProtocols(l *loaded, pkt netfilter.Packet, dir netfilter.Direction) []string {
+	var out []string
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		if proto == pkt.Protocol {
+			continue
+		}
+		other := pkt
+		other.Protocol = proto
+		res, err := l.trace(other, netfilter.TraceOptions{Direction: dir, LocalAddrs: l.local})
+		if err != nil {
+			continue
+		}
+		if svc := l.idx.Report(other, dir, res).Service; svc != "" {
+			out = append(out, fmt.Sprintf("no Service answers %s on %s; %s answers %s there: try --proto %s",
+				pkt.Protocol, netip.AddrPortFrom(pkt.Dst, pkt.DstPort), svc, proto, proto))
+		}
+	}
+	return out
 }

@@ -171,3 +171,20 @@ func TestTraceManifestsTakesRunsFlags(t *testing.T) {
 		}
 	}
 }
+
+// A trace of a UDP Service with the default --proto tcp says what to try.
+func TestTraceHintsAtTheOtherProtocol(t *testing.T) {
+	for _, mode := range []string{"iptables", "nftables"} {
+		out, _, err := runCmd(t, newTraceCmd(), "--manifests", "../../examples/lab", "--proxy-mode", mode, "--to", "10.96.0.53:53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "Hint: no Service answers tcp on 10.96.0.53:53; kube-system/kube-dns:dns answers udp there: try --proto udp"; !strings.Contains(out, want) {
+			t.Errorf("%s: no hint %q:\n%s", mode, want, out)
+		}
+		out, _, err = runCmd(t, newTraceCmd(), "--manifests", "../../examples/lab", "--proxy-mode", mode, "--to", "10.96.0.53:53", "--proto", "udp")
+		if err != nil || strings.Contains(out, "Hint:") {
+			t.Errorf("%s: a hint for the right protocol: %v\n%s", mode, err, out)
+		}
+	}
+}

@@ -126,16 +126,25 @@ func (c *Config) Normalize() {
 	}
 }
 
+// modeSupported says what to do about a proxy mode svcproxy does not have.
+func modeSupported(mode string) error {
+	switch mode {
+	case "", "iptables", "nftables":
+		return nil
+	case "ipvs":
+		return fmt.Errorf("%q: svcproxy programs iptables or nftables, not IPVS: write nftables or iptables", mode)
+	}
+	return fmt.Errorf("%q: must be \"iptables\" or \"nftables\"", mode)
+}
+
 // Validate checks the settings; errors name the flag (config field).
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(flag, field string, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("--%s (%s): %s", flag, field, fmt.Sprintf(format, a...)))
 	}
-	switch c.Mode {
-	case "", "iptables", "nftables":
-	default:
-		bad("proxy-mode", "mode", "%q: must be \"iptables\" or \"nftables\"", c.Mode)
+	if err := modeSupported(c.Mode); err != nil {
+		bad("proxy-mode", "mode", "%v", err)
 	}
 	if c.SyncPeriod <= 0 {
 		bad("iptables-sync-period", "iptables.syncPeriod", "%s: must be greater than 0", c.SyncPeriod)
@@ -251,7 +260,10 @@ func LoadFile(path string, c *Config) (unsupported, warnings []string, err error
 	var kpc kpv1alpha1.KubeProxyConfiguration
 	strict, err := sjson.UnmarshalStrict(js, &kpc)
 	if err != nil {
-		if field := badDuration(js); field != "" {
+		if field, v := badDuration(js); field != "" {
+			if _, isNumber := v.(float64); isNumber {
+				return nil, nil, fmt.Errorf("--config %s: %s: %v is not a duration: write it with its unit, such as \"%vs\"", path, field, v, v)
+			}
 			return nil, nil, fmt.Errorf("--config %s: %s: %w", path, field, err)
 		}
 		return nil, nil, fmt.Errorf("--config %s: %w", path, err)
@@ -261,6 +273,9 @@ func LoadFile(path string, c *Config) (unsupported, warnings []string, err error
 	}
 	if kpc.APIVersion != "kubeproxy.config.k8s.io/v1alpha1" || kpc.Kind != "KubeProxyConfiguration" {
 		return nil, nil, fmt.Errorf("--config %s: apiVersion/kind %q/%q: want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration", path, kpc.APIVersion, kpc.Kind)
+	}
+	if err := modeSupported(string(kpc.Mode)); err != nil {
+		return nil, nil, fmt.Errorf("--config %s: mode: %w", path, err)
 	}
 	apply(&kpc, c)
 	return unsupportedFields(&kpc), warnings, nil
@@ -274,11 +289,12 @@ var durationFields = []string{
 	"conntrack.tcpCloseWaitTimeout", "conntrack.udpTimeout", "conntrack.udpStreamTimeout",
 }
 
-// badDuration returns the first duration field whose value does not parse.
-func badDuration(js []byte) string {
+// badDuration returns the first duration field whose value does not parse,
+// and that value.
+func badDuration(js []byte) (string, any) {
 	var doc map[string]any
 	if json.Unmarshal(js, &doc) != nil {
-		return ""
+		return "", nil
 	}
 	for _, f := range durationFields {
 		var v any = doc
@@ -295,10 +311,10 @@ func badDuration(js []byte) string {
 		}
 		s, ok := v.(string)
 		if _, err := time.ParseDuration(s); !ok || err != nil {
-			return f
+			return f, v
 		}
 	}
-	return ""
+	return "", nil
 }
 
 func apply(k *kpv1alpha1.KubeProxyConfiguration, c *Config) {

@@ -73,6 +73,8 @@ func TestLoadFileErrorsNameTheField(t *testing.T) {
 		{header + "iptables:\n  syncPeriod: soon\n", "iptables.syncPeriod"},
 		{"apiVersion: v1\nkind: ConfigMap\n", "want kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration"},
 		{header + "mode: [\n", "not valid YAML"},
+		{header + "iptables:\n  syncPeriod: 30\n", `iptables.syncPeriod: 30 is not a duration: write it with its unit, such as "30s"`},
+		{header + "mode: ipvs\n", `mode: "ipvs": svcproxy programs iptables or nftables, not IPVS: write nftables or iptables`},
 	}
 	for _, tt := range tests {
 		c := Defaults()
@@ -82,11 +84,12 @@ func TestLoadFileErrorsNameTheField(t *testing.T) {
 		}
 	}
 	c := Defaults()
-	if _, _, err := LoadFile(write(t, header+"mode: ipvs\nclusterCIDR: nope\n"), &c); err != nil {
+	if _, _, err := LoadFile(write(t, header+"clusterCIDR: nope\n"), &c); err != nil {
 		t.Fatal(err)
 	}
+	c.Mode = "userspace"
 	err := c.Validate()
-	for _, want := range []string{`--proxy-mode (mode): "ipvs"`, `--cluster-cidr (clusterCIDR): "nope": not a CIDR`} {
+	for _, want := range []string{`--proxy-mode (mode): "userspace"`, `--cluster-cidr (clusterCIDR): "nope": not a CIDR`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to contain %q", err, want)
 		}

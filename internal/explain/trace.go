@@ -40,6 +40,8 @@ type TraceReport struct {
 	Paths       []PathReport `json:"paths"`
 	Assumptions []string     `json:"assumptions,omitempty"`
 	Unknown     []string     `json:"unknown,omitempty"`
+	// Hints say what the operator may have meant (another protocol).
+	Hints []string `json:"hints,omitempty"`
 }
 
 // Report turns a trace result into a report.
@@ -146,6 +148,9 @@ func (rep *TraceReport) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nResult: %s\n", rep.Summary)
+	for _, h := range rep.Hints {
+		fmt.Fprintf(w, "Hint: %s\n", h)
+	}
 	for _, a := range rep.Assumptions {
 		fmt.Fprintf(w, "Assumed: %s\n", a)
 	}

@@ -18,7 +18,8 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-// Dir is a folder of manifests. It re-reads only files that changed.
+// Dir is a folder of manifests, or one manifest file (as kubectl apply -f
+// takes either). It re-reads only files that changed.
 type Dir struct {
 	Path string
 	// Node is this node's name: endpoints on it are marked local as they
@@ -53,9 +54,9 @@ func IsManifest(name string) bool {
 // or removed since the last Load. err is set only when the folder itself
 // cannot be read; problems with single files or objects are in objErrs.
 func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) {
-	entries, err := os.ReadDir(d.Path)
+	paths, err := d.files()
 	if err != nil {
-		return model.Input{}, nil, false, fmt.Errorf("read manifests folder: %w", err)
+		return model.Input{}, nil, false, err
 	}
 	if d.cache == nil {
 		d.cache = map[string]fileEntry{}
@@ -67,11 +68,7 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 		fe   fileEntry
 	}
 	var todo []job
-	for _, e := range entries {
-		if e.IsDir() || !IsManifest(e.Name()) || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		p := filepath.Join(d.Path, e.Name())
+	for _, p := range paths {
 		info, err := os.Stat(p) // follows symlinks, as kubectl does
 		if err != nil || !info.Mode().IsRegular() {
 			continue
@@ -132,6 +129,30 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 	slices.Sort(names)
 	in, objErrs = d.merge(names)
 	return in, objErrs, changed, nil
+}
+
+// files are the manifests to read: Path itself when it is a file (whatever
+// its name), else the folder's manifest files.
+func (d *Dir) files() ([]string, error) {
+	info, err := os.Stat(d.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifests: %w", err)
+	}
+	if !info.IsDir() {
+		return []string{d.Path}, nil
+	}
+	entries, err := os.ReadDir(d.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifests folder: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || !IsManifest(e.Name()) || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		out = append(out, filepath.Join(d.Path, e.Name()))
+	}
+	return out, nil
 }
 
 // merge combines the files in name order; an object defined twice keeps its
@@ -214,7 +235,7 @@ func (d *Dir) Run(ctx context.Context, onChange func(model.Input, []error)) erro
 			if !ok {
 				return nil
 			}
-			if !IsManifest(ev.Name) {
+			if !IsManifest(ev.Name) && ev.Name != d.Path {
 				continue
 			}
 			if pending == nil {

@@ -66,3 +66,44 @@ func TestWatchFollowsChanges(t *testing.T) {
 	}
 	until("a", "c", "d")
 }
+
+// --manifests may name one file, as kubectl apply -f does: it is read, and
+// followed when it changes, whatever its name.
+func TestWatchOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "services.manifest")
+	write := func(svcs ...string) {
+		var data string
+		for _, s := range svcs {
+			data += "---\napiVersion: v1\nkind: Service\nmetadata: {name: " + s + "}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n"
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a")
+	got := make(chan int, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&Dir{Path: path}).Run(ctx, func(in model.Input, _ []error) { got <- len(in.Services) })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, want := range []int{1, 2} {
+		if want == 2 {
+			write("a", "b")
+		}
+		select {
+		case n := <-got:
+			if n != want {
+				t.Fatalf("%d Services read, want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no snapshot with %d Services", want)
+		}
+	}
+}
