@@ -207,6 +207,7 @@ func readEndpoints(es *EndpointSlice, s *discoveryv1.EndpointSlice, names *Inter
 		fail("metadata.labels", fmt.Errorf("label %s is required to tie the slice to its Service", discoveryv1.LabelServiceName))
 		return
 	}
+	es.service = es.Namespace + "/" + svcName
 	v6 := false
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:

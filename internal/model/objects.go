@@ -60,6 +60,8 @@ type EndpointSlice struct {
 	Source          string
 
 	key string // namespace/name
+	// service is its Service's namespace/name ("" without the label).
+	service string
 	// trigger is the endpoints.kubernetes.io/last-change-trigger-time
 	// annotation, zero without one.
 	trigger time.Time
@@ -88,6 +90,10 @@ func NewEndpointSlice(s *discoveryv1.EndpointSlice, node string, names *Interner
 
 // Key is "namespace/name".
 func (s *EndpointSlice) Key() string { return s.key }
+
+// ServiceKey is its Service's "namespace/name", from the
+// kubernetes.io/service-name label ("" without one).
+func (s *EndpointSlice) ServiceKey() string { return s.service }
 
 // namespacedKey returns "namespace/name" and its two parts, all in one
 // allocation.

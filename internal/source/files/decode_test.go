@@ -146,3 +146,39 @@ func TestDirReadsServiceCIDRs(t *testing.T) {
 		t.Errorf("service CIDRs %s", got)
 	}
 }
+
+// An EndpointSlice whose Service is in no manifest is named, with what to
+// do, and the rest is read as usual.
+func TestDirWarnsOfSlicesWithoutTheirService(t *testing.T) {
+	dir := t.TempDir()
+	data := `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 80}]
+endpoints: [{addresses: ["10.244.0.5"]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: wbe-1, namespace: default, labels: {kubernetes.io/service-name: wbe}}
+addressType: IPv4
+ports: [{port: 80}]
+endpoints: [{addresses: ["10.244.0.6"]}]
+`
+	if err := os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, errs, _, err := (&Dir{Path: dir}).Load()
+	if err != nil || len(in.Services) != 1 || len(in.EndpointSlices) != 2 {
+		t.Fatalf("services=%d slices=%d err=%v", len(in.Services), len(in.EndpointSlices), err)
+	}
+	want := "EndpointSlice default/wbe-1: metadata.labels[kubernetes.io/service-name]: no Service default/wbe in the manifests, so these endpoints serve nothing: add the Service, or correct the label"
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), want) {
+		t.Errorf("errs = %v, want one: %s", errs, want)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -174,7 +175,25 @@ func (d *Dir) merge(names []string) (model.Input, []error) {
 		in.Nodes = appendFirst(in.Nodes, fe.nodes, "Node", (*corev1.Node).GetName, p, seen, &errs)
 		in.ServiceCIDRs = appendFirst(in.ServiceCIDRs, fe.cidrs, "ServiceCIDR", (*model.ServiceCIDR).Key, p, seen, &errs)
 	}
-	return in, errs
+	return in, append(errs, orphanSlices(in)...)
+}
+
+// orphanSlices warns of EndpointSlices whose Service is in no manifest (a
+// typo in the label, or a Service left out): their endpoints serve nothing.
+func orphanSlices(in model.Input) []error {
+	services := make(map[string]bool, len(in.Services))
+	for _, s := range in.Services {
+		services[s.Key()] = true
+	}
+	var errs []error
+	for _, es := range in.EndpointSlices {
+		if svc := es.ServiceKey(); svc != "" && !services[svc] {
+			errs = append(errs, &model.ObjectError{Source: es.Source, Kind: "EndpointSlice", Object: es.Key(),
+				Field: "metadata.labels[" + discoveryv1.LabelServiceName + "]", Warning: true, Kept: true,
+				Err: fmt.Errorf("no Service %s in the manifests, so these endpoints serve nothing: add the Service, or correct the label", svc)})
+		}
+	}
+	return errs
 }
 
 // objectKey is an object's kind and "namespace/name".
