@@ -23,22 +23,27 @@ ip kube-proxy and ip6 kube-proxy. Rules, chains and tables of other programs
 are left as they are. Like kube-proxy's --cleanup, this also removes rules
 upstream kube-proxy wrote.
 The NodePorts svcproxy added to net.ipv4.ip_local_reserved_ports are given
-back; the operator's own entries stay.`,
+back (the operator's own entries stay), and the sysctls svcproxy changed
+(route_localnet for localhost NodePorts) get their values from before it back.
+Each is read back from the kernel and printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			removed, reserved, err := agent.Cleanup(context.Background(), stateDir)
+			c, err := agent.Cleanup(context.Background(), stateDir)
 			if err != nil {
 				return err
 			}
-			if removed {
+			if c.Removed {
 				fmt.Println("removed svcproxy's rules")
 			} else {
 				fmt.Println("no svcproxy rules found; nothing to do")
 			}
-			fmt.Printf("net.ipv4.ip_local_reserved_ports = %q\n", reserved)
+			fmt.Printf("net.ipv4.ip_local_reserved_ports = %q\n", c.Reserved)
+			for _, s := range c.Restored {
+				fmt.Printf("%s = %q (restored)\n", s.Name, s.Value)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&stateDir, "state-dir", stateDir, "where svcproxy recorded the ports it reserved (as given to run)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", stateDir, "where svcproxy recorded the ports it reserved and the sysctls it changed (as given to run)")
 	return cmd
 }

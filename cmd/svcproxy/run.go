@@ -84,7 +84,7 @@ named in warnings.`,
 	fs.BoolVar(&c.EnableProfiling, "profiling", c.EnableProfiling, "serve Go's profiling handlers at /debug/pprof/ on --metrics-bind-address")
 	fs.StringVar(&c.NodePortReservation, "nodeport-reservation", c.NodePortReservation, "keep the kernel from handing NodePorts out as ephemeral client ports (net.ipv4.ip_local_reserved_ports): range (the whole --service-node-port-range), ports (only the NodePorts in use) or off")
 	fs.StringVar(&c.NodePortRange, "service-node-port-range", c.NodePortRange, "the API server's NodePort range, reserved with --nodeport-reservation=range")
-	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where svcproxy records what it changed on the node (reserved ports), so cleanup can undo exactly that")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where svcproxy records what it changed on the node (reserved ports, sysctls), so cleanup can undo exactly that")
 	fs.Float32Var(&c.QPS, "kube-api-qps", c.QPS, "queries per second to the API server")
 	fs.Int32Var(&c.Burst, "kube-api-burst", c.Burst, "burst of queries to the API server")
 	fs.StringVar(&c.ContentType, "kube-api-content-type", c.ContentType, "content type of requests sent to the API server")
@@ -224,11 +224,11 @@ func (f *runFlags) run(fs *pflag.FlagSet, out io.Writer) error {
 		return err
 	}
 	if f.cleanup {
-		removed, reserved, err := agent.Cleanup(context.Background(), f.cfg.StateDir)
+		c, err := agent.Cleanup(context.Background(), f.cfg.StateDir)
 		if err != nil {
 			return err
 		}
-		log.Info("cleanup done", "rulesRemoved", removed, "ip_local_reserved_ports", reserved)
+		log.Info("cleanup done", "rulesRemoved", c.Removed, "ip_local_reserved_ports", c.Reserved, "sysctlsRestored", len(c.Restored))
 		return nil
 	}
 	if f.initOnly {

@@ -305,8 +305,9 @@ func (a *Agent) setSysctls() {
 	if err != nil {
 		return
 	}
+	rec := sysctl.Recorder{File: SysctlRecord(a.cfg.Settings.StateDir)}
 	for _, s := range a.cfg.Mode.Sysctls(opts) {
-		if changed, err := sysctl.Ensure(s.Name, s.Value); err != nil {
+		if changed, err := rec.Ensure(s.Name, s.Value); err != nil {
 			a.log.Error("cannot set "+s.Name, "why", s.Why, "err", err)
 		} else if changed {
 			a.log.Info(fmt.Sprintf("set %s=%s", s.Name, s.Value), "why", s.Why)
@@ -339,16 +340,36 @@ func ReservationState(stateDir string) string {
 	return filepath.Join(stateDir, "reserved-ports.json")
 }
 
-// Cleanup removes every mode's rules from the node and gives back the
-// reserved ports (svcproxy cleanup, run --cleanup).
-func Cleanup(ctx context.Context, stateDir string) (removed bool, reserved string, err error) {
-	removed, err = modes.Installed().Cleanup(ctx)
-	if err != nil {
-		return removed, "", err
+// SysctlRecord is the file that records what the sysctls svcproxy set were
+// before.
+func SysctlRecord(stateDir string) string {
+	return filepath.Join(stateDir, "sysctls.json")
+}
+
+// Cleaned is what Cleanup did.
+type Cleaned struct {
+	// Removed is set when there were rules to remove.
+	Removed bool
+	// Reserved is ip_local_reserved_ports as the kernel has it now.
+	Reserved string
+	// Restored are the sysctls set back to their values before svcproxy.
+	Restored []sysctl.Setting
+}
+
+// Cleanup removes every mode's rules from the node, gives back the reserved
+// ports and restores the sysctls svcproxy changed (svcproxy cleanup, run
+// --cleanup).
+func Cleanup(ctx context.Context, stateDir string) (Cleaned, error) {
+	var c Cleaned
+	var err error
+	if c.Removed, err = modes.Installed().Cleanup(ctx); err != nil {
+		return c, err
 	}
-	v, err := (&nodeport.Reserver{StateFile: ReservationState(stateDir)}).Release()
-	if err != nil {
-		return removed, "", fmt.Errorf("give back reserved ports: %w", err)
+	if c.Reserved, err = (&nodeport.Reserver{StateFile: ReservationState(stateDir)}).Release(); err != nil {
+		return c, fmt.Errorf("give back reserved ports: %w", err)
 	}
-	return removed, v, nil
+	if c.Restored, err = (sysctl.Recorder{File: SysctlRecord(stateDir)}).Restore(); err != nil {
+		return c, fmt.Errorf("restore sysctls: %w", err)
+	}
+	return c, nil
 }

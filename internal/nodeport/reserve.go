@@ -154,14 +154,16 @@ func (r *Reserver) Reserve(want PortSet) (string, error) {
 	}
 	operators := current.Minus(added)
 	next := operators.Union(want)
-	if err := r.save(want.Minus(operators)); err != nil {
-		return "", fmt.Errorf("save reservation state: %w", err)
-	}
 	v := next.String()
 	if v != current.String() {
 		if _, err := sysctl.Ensure(reservedPortsKey, v); err != nil {
 			return "", err
 		}
+	}
+	// Recorded once the kernel has it: a failed write keeps the record of
+	// what svcproxy added, so that a second attempt still gives it back.
+	if err := r.save(want.Minus(operators)); err != nil {
+		return "", fmt.Errorf("save reservation state: %w", err)
 	}
 	return v, nil
 }

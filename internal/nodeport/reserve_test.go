@@ -3,6 +3,7 @@ package nodeport
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/svcproxy/svcproxy/internal/sysctl"
@@ -31,7 +32,7 @@ func TestReserverKeepsOperatorEntries(t *testing.T) {
 	key := filepath.Join(root, "net/ipv4/ip_local_reserved_ports")
 	os.MkdirAll(filepath.Dir(key), 0o755)
 	os.WriteFile(key, []byte("8080,30100\n"), 0o644)
-	read := func() string { b, _ := os.ReadFile(key); return string(b) }
+	read := func() string { b, _ := os.ReadFile(key); return strings.TrimSpace(string(b)) }
 
 	r := &Reserver{StateFile: filepath.Join(root, "state", "reserved.json")}
 	rangeSet, _ := ParsePortSet("30000-32767")

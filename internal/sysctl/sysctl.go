@@ -34,8 +34,24 @@ func Ensure(name, value string) (bool, error) {
 	if cur == value {
 		return false, nil
 	}
-	if err := os.WriteFile(path(name), []byte(value), 0o644); err != nil {
-		return false, fmt.Errorf("set sysctl %s=%s: %w", name, value, err)
+	if err := set(name, value); err != nil {
+		return false, err
 	}
 	return true, nil
+}
+
+// set writes a parameter and reads it back. The newline matters: the
+// kernel ignores an empty write, so "" would leave the old value.
+func set(name, value string) error {
+	if err := os.WriteFile(path(name), []byte(value+"\n"), 0o644); err != nil {
+		return fmt.Errorf("set sysctl %s=%q: %w", name, value, err)
+	}
+	got, err := Get(name)
+	if err != nil {
+		return err
+	}
+	if got != value {
+		return fmt.Errorf("set sysctl %s=%q: the kernel kept %q", name, value, got)
+	}
+	return nil
 }

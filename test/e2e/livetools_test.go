@@ -94,3 +94,47 @@ func section(text, word string) string {
 	}
 	return b.String()
 }
+
+// svcproxy cleanup leaves the node's sysctls as they were before svcproxy,
+// read back from the kernel: the NodePort reservation (to an empty list,
+// which the kernel takes only with a newline) and route_localnet.
+func TestCleanupRestoresSysctls(t *testing.T) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	ctx := ctxFor(t, 60*time.Second)
+	read := func(name string) string {
+		t.Helper()
+		v, err := w.node.Run(ctx, "cat", "/proc/sys/"+strings.ReplaceAll(name, ".", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(v)
+	}
+	const reserved, localnet = "net.ipv4.ip_local_reserved_ports", "net.ipv4.conf.all.route_localnet"
+	if read(reserved) != "" || read(localnet) != "0" {
+		t.Fatalf("a fresh node namespace: %s=%q %s=%q", reserved, read(reserved), localnet, read(localnet))
+	}
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	p := w.start()
+	if err := p.WaitOutput(ctx, "ephemeral ports exclude the NodePorts"); err != nil {
+		t.Fatal(err)
+	}
+	if read(reserved) != "30000-32767" || read(localnet) != "1" {
+		t.Fatalf("svcproxy did not set the sysctls: %s=%q %s=%q", reserved, read(reserved), localnet, read(localnet))
+	}
+	p.Kill()
+	for i := 0; i < 2; i++ {
+		out, err := w.node.Run(ctx, binary, "cleanup", "--state-dir", w.stateDir)
+		if err != nil {
+			t.Fatalf("cleanup %d: %v %s", i+1, err, out)
+		}
+		if got := read(reserved); got != "" {
+			t.Errorf("cleanup %d: %s = %q, want empty as before svcproxy\n%s", i+1, reserved, got, out)
+		}
+		if got := read(localnet); got != "0" {
+			t.Errorf("cleanup %d: %s = %q, want 0 as before svcproxy\n%s", i+1, localnet, got, out)
+		}
+		if i == 0 && !strings.Contains(out, localnet+` = "0" (restored)`) {
+			t.Errorf("cleanup does not say what it restored:\n%s", out)
+		}
+	}
+}
