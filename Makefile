@@ -22,7 +22,7 @@ SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntr
 all: build
 
 build:
-	$(GO) build -o $(BIN)/svcproxy ./cmd/svcproxy
+	$(GO) build -buildvcs=auto -o $(BIN)/svcproxy ./cmd/svcproxy
 
 ## deps: install the system packages (apt) that svcproxy and its tests use.
 deps:
@@ -108,7 +108,7 @@ images: cluster-tools
 	@mkdir -p $(IMAGES) && rm -rf $(IMAGES)/root && mkdir -p $(IMAGES)/root/pause $(IMAGES)/root/regression
 	cd tools/kube && $(GO) build -o $(IMAGES)/mkimage ./mkimage && CGO_ENABLED=0 $(GO) build -o $(IMAGES)/root/pause/pause ./pause
 	cp -p $(KUBE_BIN)/regression-issue-74839 $(IMAGES)/root/regression/
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(IMAGES)/svcproxy ./cmd/svcproxy
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -ldflags="-s -w" -o $(IMAGES)/svcproxy ./cmd/svcproxy
 	sh deploy/image/rootfs.sh svcproxy $(IMAGES)/root/svcproxy $(IMAGES)/svcproxy
 	sh deploy/image/rootfs.sh agnhost $(IMAGES)/root/agnhost $(KUBE_BIN)/agnhost
 	$(IMAGES)/mkimage -name svcproxy:latest -o $(IMAGES)/svcproxy.tar -entrypoint /usr/local/bin/svcproxy -cmd run $(IMAGES)/root/svcproxy

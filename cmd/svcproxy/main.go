@@ -11,6 +11,15 @@ import (
 )
 
 func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		if !errors.Is(err, errFindings) {
+			fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "svcproxy",
 		Short: "A Kubernetes service proxy that explains itself",
@@ -23,12 +32,9 @@ Rules outlive the process: if svcproxy stops, existing Services keep working,
 and a restart reconciles without flushing.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionText(true),
 	}
+	root.SetVersionTemplate(versionText(false) + "\n")
 	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd(), newVersionCmd())
-	if err := root.Execute(); err != nil {
-		if !errors.Is(err, errFindings) {
-			fmt.Fprintf(os.Stderr, "svcproxy: %v\n", err)
-		}
-		os.Exit(1)
-	}
+	return root
 }
