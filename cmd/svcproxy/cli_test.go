@@ -104,19 +104,3 @@ func TestLocalhostNodePortsNeedALoopbackMatch(t *testing.T) {
 		}
 	}
 }
-
-// svcproxy --version and svcproxy version say the same: version, commit, Go
-// and the proxy modes.
-func TestVersion(t *testing.T) {
-	for _, args := range [][]string{{"--version"}, {"version"}} {
-		out, _, err := runCmd(t, newRootCmd(), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{"svcproxy ", "commit: ", "go: go1.", "proxy modes: [iptables nftables]"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%v: output lacks %q:\n%s", args, want, out)
-			}
-		}
-	}
-}

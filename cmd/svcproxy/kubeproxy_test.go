@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // kubeProxyFlags are the flags `kube-proxy --help` lists in v1.37.2 (Linux),
@@ -93,9 +95,16 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "svcproxy ") {
 		t.Fatalf("run --version: %v: %q", err, out)
 	}
-	out, _, err = runCmd(t, newVersionCmd())
-	if err != nil || !strings.Contains(out, "svcproxy ") || !strings.Contains(out, "proxy modes: [iptables nftables]") {
-		t.Errorf("%v: %s", err, out)
+	for _, c := range []struct {
+		cmd  *cobra.Command
+		args []string
+	}{{newVersionCmd(), nil}, {newRootCmd(), []string{"--version"}}} {
+		out, _, err = runCmd(t, c.cmd, c.args...)
+		for _, want := range []string{"svcproxy ", "commit: ", "go: go1.", "proxy modes: [iptables nftables]"} {
+			if err != nil || !strings.Contains(out, want) {
+				t.Errorf("%s %v: %v, output lacks %q: %s", c.cmd.Name(), c.args, err, want, out)
+			}
+		}
 	}
 }
 
