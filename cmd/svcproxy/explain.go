@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -10,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/svcproxy/svcproxy/internal/explain"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
@@ -17,6 +20,7 @@ import (
 
 func newExplainCmd() *cobra.Command {
 	src := newRuleSource()
+	output := "text"
 	cmd := &cobra.Command{
 		Use:   "explain NAMESPACE/NAME",
 		Short: "Show every rule that concerns one Service, as a tree from its addresses to its pods",
@@ -29,15 +33,24 @@ Rules come from this node, from a saved dump (--rules FILE), or from manifests
 (--manifests PATH, no kernel needed).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: must be text or json", output)
+			}
 			rep, _, _, err := explainService(cmd, &src, args[0])
 			if err != nil {
 				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
 			}
 			rep.WriteText(cmd.OutOrStdout())
 			return nil
 		},
 	}
 	src.register(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", output, "output format: text or json")
 	return cmd
 }
 
@@ -127,6 +140,9 @@ traffic; with --to, the path of one packet. The output is Graphviz DOT; with
 				return fmt.Errorf("give a Service (NAMESPACE/NAME) or --to IP:PORT")
 			}
 			var out io.Writer = cmd.OutOrStdout()
+			if f, ok := out.(*os.File); ok && format == "png" && outFile == "" && term.IsTerminal(int(f.Fd())) {
+				return errors.New("-o png is binary and stdout is a terminal: give --output-file FILE, or redirect stdout")
+			}
 			if outFile != "" {
 				f, err := os.Create(outFile)
 				if err != nil {

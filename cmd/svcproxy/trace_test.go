@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/svcproxy/svcproxy/internal/explain"
 )
@@ -63,10 +66,50 @@ func TestExplainAndGraphCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "NodePort 30450/tcp on this node's addresses") || !strings.Contains(out, "10.244.0.11:80") {
 		t.Errorf("explain: %v\n%s", err, out)
 	}
+	js, _, err := runCmd(t, newExplainCmd(), "default/azure-vote-front", "--manifests", "../../examples/lab", "-o", "json")
+	var rep explain.ServiceReport
+	if err != nil || json.Unmarshal([]byte(js), &rep) != nil || rep.Service != "default/azure-vote-front" || len(rep.Ports) == 0 {
+		t.Errorf("explain -o json: %v\n%s", err, js)
+	}
 	dot, _, err := runCmd(t, newGraphCmd(), "default/azure-vote-front", "--manifests", "../../examples/lab")
 	if err != nil || !strings.HasPrefix(dot, `digraph "default/azure-vote-front"`) {
 		t.Errorf("graph: %v\n%s", err, dot)
 	}
+}
+
+// graph -o png does not write binary to a terminal.
+func TestGraphPNGNotToATerminal(t *testing.T) {
+	tty := openTerminal(t)
+	cmd := newGraphCmd()
+	cmd.SetArgs([]string{"default/azure-vote-front", "--manifests", "../../examples/lab", "-o", "png"})
+	cmd.SetOut(tty)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "give --output-file FILE") {
+		t.Errorf("err = %v, want a refusal naming --output-file", err)
+	}
+}
+
+// openTerminal opens a pseudo-terminal's follower end.
+func openTerminal(t *testing.T) *os.File {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return tty
 }
 
 func TestTraceExplainErrors(t *testing.T) {
