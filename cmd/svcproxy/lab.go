@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,7 +50,7 @@ nothing more; nft only to look at the table with --keep).`,
 			return runLab(keep, requests, mode)
 		},
 	}
-	cmd.Flags().BoolVar(&keep, "keep", false, "keep the lab running until Ctrl-C, to explore it with `ip netns exec`")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the lab running until Ctrl-C, to explore it with ip netns exec (the commands are printed)")
 	cmd.Flags().IntVar(&requests, "requests", 6, "how many requests to send to the NodePort")
 	cmd.Flags().StringVar(&mode, "proxy-mode", mode, "the mode svcproxy runs in: iptables or nftables")
 	return cmd
@@ -62,6 +64,11 @@ func runLab(keep bool, requests int, mode string) error {
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
 	}
+	unlock, err := lockLab()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -156,14 +163,41 @@ func runLab(keep bool, requests int, mode string) error {
 	fmt.Printf("lab: UDP 10.96.0.53:53 (kube-system/kube-dns:dns) from the node: answered by pod %s\n", dns.Pod)
 
 	if keep {
+		rules := "iptables-save -t nat"
+		if mode == "nftables" {
+			rules = "nft list table ip kube-proxy"
+		}
 		fmt.Printf(`lab: running until Ctrl-C. Try:
   ip netns exec %[1]s curl -s %[2]s
-  ip netns exec %[3]s iptables-save -t nat
+  ip netns exec %[3]s %[4]s
+  ip netns exec %[3]s %[5]s trace --to %[2]s --from %[6]s
+  ip netns exec %[3]s %[5]s explain default/azure-vote-front
+  ip netns exec %[3]s %[5]s trace --to 10.96.0.53:53 --proto udp --direction local
+  ip netns exec %[3]s %[5]s doctor
   ip netns exec %[3]s curl -s 127.0.0.1:30450
-`, l.Client.Name, target, node.Name)
+`, l.Client.Name, target, node.Name, rules, self, l.ClientIP)
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// lockLab makes sure one lab runs at a time: a second one would remove the
+// first one's namespaces as a crashed run's leftovers. The lock is an
+// flock, so a crashed lab (SIGKILL) leaves none behind.
+func lockLab() (unlock func(), err error) {
+	path := filepath.Join(os.TempDir(), labPrefix+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("another svcproxy lab is running (pid %s, lock %s): stop it with Ctrl-C first; two labs would share the namespace names", strings.TrimSpace(string(pid)), path)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }
 
 func writeLabManifests(dir string) error {

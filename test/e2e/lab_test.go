@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -84,6 +85,22 @@ func TestLabInterruptAndCrash(t *testing.T) {
 	}
 
 	cmd, w := start()
+	// --keep says how to look around, for the mode it runs.
+	for _, want := range []string{"iptables-save -t nat", binary + " trace --to", binary + " explain default/azure-vote-front", binary + " doctor"} {
+		if !strings.Contains(w.String(), want) {
+			t.Errorf("lab --keep does not suggest %q:\n%s", want, w.String())
+		}
+	}
+	// A second lab would take the first one's namespaces: it is refused,
+	// and the first keeps running.
+	before := labNamespaces(t)
+	out, err := exec.Command(binary, "lab").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), fmt.Sprintf("another svcproxy lab is running (pid %d", cmd.Process.Pid)) {
+		t.Errorf("a second lab: %v\n%s", err, out)
+	}
+	if after := labNamespaces(t); len(after) != len(before) {
+		t.Errorf("the second lab changed the first one's namespaces: %v, then %v", before, after)
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("lab after Ctrl-C: %v\n%s", err, w.String())
@@ -100,7 +117,7 @@ func TestLabInterruptAndCrash(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "lab").CombinedOutput()
+	out, err = exec.CommandContext(ctx, binary, "lab").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "answered by pod") {
 		t.Fatalf("lab after a crashed run: %v\n%s", err, out)
 	}
