@@ -49,6 +49,9 @@ type loaded struct {
 	// guessLocal is true when the node's addresses are unknown (a dump from
 	// another node without --local-ip).
 	guessLocal bool
+	// live is set when the rules are this node's own, as the kernel has
+	// them.
+	live bool
 }
 
 func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error) {
@@ -122,6 +125,7 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*loaded, error)
 		}
 		l = &loaded{rs: rs, idx: explain.NewIndex(rs)}
 	}
+	l.live = live
 	if st != nil {
 		l.idx.AddModel(st)
 	}

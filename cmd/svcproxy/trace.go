@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/svcproxy/svcproxy/internal/explain"
+	"github.com/svcproxy/svcproxy/internal/model"
 	"github.com/svcproxy/svcproxy/internal/netfilter"
+	"github.com/svcproxy/svcproxy/internal/nodeport"
 )
 
 func newTraceCmd() *cobra.Command {
@@ -99,6 +102,9 @@ Example, the question of a NodePort held by another process:
 			if rep.Service == "" {
 				rep.Hints = otherProtocols(l, pkt, dir)
 			}
+			if l.live && slices.Contains(l.local, pkt.Dst) {
+				rep.Sockets = sockets(pkt, res.Verdict())
+			}
 			rep.Assumptions = append(notes, rep.Assumptions...)
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -140,6 +146,34 @@ func otherProtocols(l *loaded, pkt netfilter.Packet, dir netfilter.Direction) []
 			out = append(out, fmt.Sprintf("no Service answers %s on %s; %s answers %s there: try --proto %s",
 				pkt.Protocol, netip.AddrPortFrom(pkt.Dst, pkt.DstPort), svc, proto, proto))
 		}
+	}
+	return out
+}
+
+// sockets names the node's processes that hold the packet's destination
+// port (the incident's question: who is on my NodePort?) and says in one
+// line whether the packet reaches them.
+func sockets(pkt netfilter.Packet, v netfilter.Verdict) []string {
+	proto := model.TCP
+	if pkt.Protocol == "udp" {
+		proto = model.UDP
+	}
+	holders, err := nodeport.Holders(int32(pkt.DstPort), proto)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot list the node's sockets: %v", err)}
+	}
+	var why string
+	switch v {
+	case netfilter.VerdictDNAT:
+		why = "it does not see this packet: the nat rules send it to a pod before any local socket is looked up"
+	case netfilter.VerdictDrop, netfilter.VerdictReject:
+		why = "it does not see this packet: the rules " + strings.ToLower(string(v)) + " it first"
+	default:
+		why = "this packet reaches it: no Service rule changes the packet"
+	}
+	var out []string
+	for _, h := range holders {
+		out = append(out, h.String()+": "+why)
 	}
 	return out
 }

@@ -42,6 +42,9 @@ type TraceReport struct {
 	Unknown     []string     `json:"unknown,omitempty"`
 	// Hints say what the operator may have meant (another protocol).
 	Hints []string `json:"hints,omitempty"`
+	// Sockets are the node's own processes on the destination port (live
+	// node only), each with whether the packet reaches it.
+	Sockets []string `json:"sockets,omitempty"`
 }
 
 // Report turns a trace result into a report.
@@ -148,6 +151,9 @@ func (rep *TraceReport) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nResult: %s\n", rep.Summary)
+	for _, s := range rep.Sockets {
+		fmt.Fprintf(w, "Socket: %s\n", s)
+	}
 	for _, h := range rep.Hints {
 		fmt.Fprintf(w, "Hint: %s\n", h)
 	}

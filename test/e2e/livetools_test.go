@@ -63,6 +63,17 @@ func liveNodeTools(t *testing.T, mode string) {
 		}
 	})
 
+	t.Run("trace names the process on the NodePort and why it does not see the packet", func(t *testing.T) {
+		out, err := w.node.Run(ctx, binary, "trace", "--to", w.node.IP.String()+":30451", "--from", w.lab.ClientIP.String())
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		want := fmt.Sprintf("Socket: pid %d (", os.Getpid())
+		if !strings.Contains(out, want) || !strings.Contains(out, "it does not see this packet: the nat rules send it to a pod") {
+			t.Errorf("trace does not name pid %d on :30451:\n%s", os.Getpid(), out)
+		}
+	})
+
 	t.Run("doctor finds the mode and names the process on a held NodePort", func(t *testing.T) {
 		out, _ := w.node.Run(ctx, binary, "doctor")
 		want := fmt.Sprintf("NodePort 30451/tcp (default/held")
