@@ -173,6 +173,7 @@ func runLab(keep bool, requests int, mode string) error {
   ip netns exec %[3]s %[5]s trace --to %[2]s --from %[6]s
   ip netns exec %[3]s %[5]s explain default/azure-vote-front
   ip netns exec %[3]s %[5]s trace --to 10.96.0.53:53 --proto udp --direction local
+  ip netns exec %[3]s %[5]s services -o wide
   ip netns exec %[3]s %[5]s doctor
   ip netns exec %[3]s curl -s 127.0.0.1:30450
 `, l.Client.Name, target, node.Name, rules, self, l.ClientIP)

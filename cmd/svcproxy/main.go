@@ -35,6 +35,6 @@ and a restart reconciles without flushing.`,
 		Version:       versionText(true),
 	}
 	root.SetVersionTemplate(versionText(false) + "\n")
-	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd(), newServicesCmd(), newVersionCmd())
 	return root
 }

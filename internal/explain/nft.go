@@ -148,7 +148,15 @@ func withComment(c string) string {
 // ExplainNft does what Explain does for an nftables ruleset: the entry
 // points come from the service-ips, service-nodeports and no-endpoint maps.
 func (idx *Index) ExplainNft(rs *netfilter.NftRuleset, service string, localAddrs []netip.Addr) (*ServiceReport, error) {
-	belongs := func(spn string) bool { return spn == service || strings.HasPrefix(spn, service+":") }
+	return idx.explainNft(rs, service, belongsTo(service), localAddrs)
+}
+
+// ServicesReportNft is ServicesReport for an nftables ruleset.
+func (idx *Index) ServicesReportNft(rs *netfilter.NftRuleset, localAddrs []netip.Addr) (*ServiceReport, error) {
+	return idx.explainNft(rs, "", func(string) bool { return true }, localAddrs)
+}
+
+func (idx *Index) explainNft(rs *netfilter.NftRuleset, service string, belongs func(string) bool, localAddrs []netip.Addr) (*ServiceReport, error) {
 	ports := map[string]*ServicePort{}
 	add := func(spn string, e Entry) {
 		if ports[spn] == nil {
@@ -215,7 +223,7 @@ func (idx *Index) ExplainNft(rs *netfilter.NftRuleset, service string, localAddr
 		}
 	}
 	for chain, spn := range idx.chains {
-		if belongs(spn) && ports[spn] != nil {
+		if belongs(spn) && ports[spn] != nil && nftChainExists(rs, chain) {
 			ports[spn].Chains = append(ports[spn].Chains, chain)
 		}
 	}
@@ -238,4 +246,13 @@ func parsePort(s string) uint16 {
 		p = p*10 + uint16(c-'0')
 	}
 	return p
+}
+
+func nftChainExists(rs *netfilter.NftRuleset, chain string) bool {
+	for _, t := range rs.Tables {
+		if t.Chain(chain) != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -68,6 +68,21 @@ var externalSource = netip.MustParseAddr("203.0.113.10")
 // localAddrs are the node's addresses; NodePorts are traced to its primary
 // one (see NodeAddr).
 func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []netip.Addr) (*ServiceReport, error) {
+	return idx.explainIPTables(rs, service, belongsTo(service), localAddrs)
+}
+
+// ServicesReport is every Service port the rules know, each explained as
+// explain explains one (Service "" in the report).
+func (idx *Index) ServicesReport(rs *netfilter.Ruleset, localAddrs []netip.Addr) (*ServiceReport, error) {
+	return idx.explainIPTables(rs, "", func(string) bool { return true }, localAddrs)
+}
+
+// belongsTo matches a Service's ports ("ns/name" or "ns/name:port").
+func belongsTo(service string) func(spn string) bool {
+	return func(spn string) bool { return spn == service || strings.HasPrefix(spn, service+":") }
+}
+
+func (idx *Index) explainIPTables(rs *netfilter.Ruleset, service string, belongs func(string) bool, localAddrs []netip.Addr) (*ServiceReport, error) {
 	byPort := map[string]*ServicePort{}
 	portOf := func(name string) *ServicePort {
 		if p, ok := byPort[name]; ok {
@@ -77,8 +92,6 @@ func (idx *Index) Explain(rs *netfilter.Ruleset, service string, localAddrs []ne
 		byPort[name] = p
 		return p
 	}
-	belongs := func(spn string) bool { return spn == service || strings.HasPrefix(spn, service+":") }
-
 	for _, t := range []struct{ table, chain string }{
 		{"nat", "KUBE-SERVICES"}, {"nat", "KUBE-NODEPORTS"}, {"filter", "KUBE-SERVICES"}, {"filter", "KUBE-EXTERNAL-SERVICES"},
 	} {

@@ -74,6 +74,18 @@ func liveNodeTools(t *testing.T, mode string) {
 		}
 	})
 
+	t.Run("services lists the node's Services from the kernel", func(t *testing.T) {
+		out, err := w.node.Run(ctx, binary, "services", "-o", "wide")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, want := range []string{"default/web ", "10.96.0.10", "80:30450/TCP", "10.244.0.10:80", "default/held ", mode} {
+			if !strings.Contains(out, want) {
+				t.Errorf("services -o wide lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("doctor finds the mode and names the process on a held NodePort", func(t *testing.T) {
 		out, _ := w.node.Run(ctx, binary, "doctor")
 		want := fmt.Sprintf("NodePort 30451/tcp (default/held")
