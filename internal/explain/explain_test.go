@@ -217,7 +217,7 @@ func TestExplainNftGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	idx := NewNftIndex(rs)
-	if got := idx.Service("endpoint-AFGSLHOD-default/web/tcp/http__10.244.1.5/8080"); got != "default/web:http" {
+	if got := idx.Service("service-SUSTUHLJ-default/web/tcp/http"); got != "default/web:http" {
 		t.Errorf("chain resolves to %q", got)
 	}
 	for _, svc := range []string{"default/lb", "default/empty", "kube-system/kube-dns"} {

@@ -35,9 +35,14 @@ func NewNftIndex(rs *netfilter.NftRuleset) *Index {
 				idx.chains[c.Name] = svc
 			}
 			for _, r := range c.Rules {
-				// "ip saddr != 10.244.0.0/16 jump mark-for-masquerade" in a
-				// service chain names the cluster CIDR.
-				if !idx.ClusterCIDR.IsValid() && strings.HasPrefix(c.Name, "service-") && strings.Contains(r.Text, "jump mark-for-masquerade") {
+				// The masquerade rule for traffic from outside the pods
+				// names the cluster CIDR: "ip saddr != 10.244.0.0/16 jump
+				// mark-for-masquerade" in a service chain (svcproxy's
+				// layout), or "ip daddr @cluster-ips ip saddr !=
+				// 10.244.0.0/16 meta mark set ..." in services (upstream's).
+				masq := strings.HasPrefix(c.Name, "service-") && strings.Contains(r.Text, "jump mark-for-masquerade") ||
+					c.Name == "services" && strings.Contains(r.Text, "@cluster-ips") && strings.Contains(r.Text, "meta mark set")
+				if !idx.ClusterCIDR.IsValid() && masq {
 					if _, after, ok := strings.Cut(r.Text, "saddr != "); ok {
 						if p, err := netip.ParsePrefix(strings.Fields(after)[0]); err == nil {
 							idx.ClusterCIDR = p
@@ -88,7 +93,11 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 	case strings.Contains(r, " to numgen random mod ") && strings.Contains(r, " map @"):
 		_, m, _ := strings.Cut(r, " map @")
 		return "picks an endpoint at random from map " + strings.Fields(m + " ?")[0] + " (each has an equal share of this chain's range of numbers) and rewrites the destination to it (DNAT)"
-	case strings.Contains(r, "dnat "):
+	case strings.Contains(r, " to numgen random mod ") && strings.Contains(r, " map {"):
+		return "picks one of " + strings.Fields(r[strings.Index(r, " to numgen random mod ")+len(" to numgen random mod "):])[0] + " endpoints at random and rewrites the destination to it (DNAT)"
+	case strings.Contains(r, "@hairpin-connections") && strings.Contains(r, "masquerade"):
+		return "masquerade: hairpin (an endpoint reaching itself through its Service)"
+	case strings.Contains(r, "dnat ") && !strings.Contains(r, "ct status dnat"):
 		return dnatTo(r)
 	case strings.HasPrefix(r, "masquerade"):
 		return "masquerade: the source becomes this node's address on the way out"

@@ -23,25 +23,29 @@ func loadNft(t testing.TB) *NftRuleset {
 func TestParseNft(t *testing.T) {
 	rs := loadNft(t)
 	tbl := rs.Tables[0]
-	if tbl.Family != "ip" || tbl.Name != "kube-proxy" || len(tbl.Sets) != 7 {
+	if tbl.Family != "ip" || tbl.Name != "kube-proxy" || len(tbl.Sets) != 9 {
 		t.Fatalf("table %s %s with %d sets", tbl.Family, tbl.Name, len(tbl.Sets))
 	}
-	if n := len(tbl.Sets["service-ips"].Elements); n != 4 {
-		t.Errorf("service-ips has %d elements, want 4 (the list wraps over lines)", n)
+	if n := len(tbl.Sets["service-ips"].Elements); n != 5 {
+		t.Errorf("service-ips has %d elements, want 5 (the list wraps over lines)", n)
 	}
 	e := tbl.Sets["no-endpoint-services"].Elements[0]
 	if strings.Join(e.Key, " . ") != "10.96.60.1 . tcp . 80" || strings.Join(e.Verdict, " ") != "goto reject-chain" {
 		t.Errorf("element with a comment parsed as %+v", e)
 	}
-	for name, want := range map[string]int{"filter-prerouting": -110, "nat-prerouting": -100, "nat-postrouting": 100, "filter-forward": -10, "filter-output-post-dnat": -90} {
+	for name, want := range map[string]int{"filter-prerouting-pre-dnat": -110, "filter-output-pre-dnat": -110, "nat-prerouting": -100, "nat-postrouting": 100, "filter-forward": 0} {
 		if c := tbl.Chain(name); c == nil || c.Priority != want {
 			t.Errorf("chain %s priority = %v, want %d", name, c, want)
 		}
 	}
 }
 
-// The nftables ruleset upstream kube-proxy writes, as `nft list ruleset`
-// prints it (fixture made by loading it into a namespace with real nft).
+// The nftables ruleset upstream kube-proxy v1.37.2 writes, as `nft list
+// table` prints it: upstream's own proxier run on testdata/upstream in a
+// network namespace (TestUpstreamNftablesFixture in test/e2e keeps it so).
+// It DNATs straight from an anonymous numgen map, masquerades hairpin
+// connections through a set, and keeps endpoint chains only for session
+// affinity.
 func TestTraceNftUpstream(t *testing.T) {
 	rs := loadNft(t)
 	node := netip.MustParseAddr("192.168.77.1")
@@ -55,7 +59,11 @@ func TestTraceNftUpstream(t *testing.T) {
 		{"LB IP from an allowed source, Local policy", "198.51.100.7", "203.0.113.50:443", "tcp", Arriving,
 			"DNAT to 10.244.1.9:8443 (100%); source kept"},
 		{"LB IP from a disallowed source", "192.0.2.99", "203.0.113.50:443", "tcp", Arriving,
-			"DROP by ip kube-proxy firewall-WMXB4IV4-default/lb/tcp/https"},
+			"DROP by ip kube-proxy firewall-BPKTVXJ3-default/lb/tcp/https"},
+		{"sticky Service from a pod", "10.244.1.5", "10.96.50.1:80", "tcp", Arriving,
+			"DNAT to 10.244.1.20:80 (50%), 10.244.2.21:80 (50%); source kept"},
+		{"hairpin: a pod reaching itself through its Service", "10.244.1.5", "10.96.12.34:80", "tcp", Arriving,
+			"DNAT to 10.244.1.5:8080 (33.33%, masqueraded), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%)"},
 		{"Local-policy NodePort from outside: local endpoint only", "192.0.2.7", "192.168.77.1:31443", "tcp", Arriving,
 			"DNAT to 10.244.1.9:8443 (100%); source kept"},
 		{"Local-policy NodePort from a pod: every endpoint", "10.244.2.6", "192.168.77.1:31443", "tcp", Arriving,

@@ -484,7 +484,8 @@ func (n *nftTracer) statement(tbl *NftTable, toks []string, i int, s *state) (st
 	return stmtResult{noMatch: in == neg}, j, nil
 }
 
-// dnatMap reads "numgen random mod M [offset O] map @set" after "dnat ... to":
+// dnatMap reads "numgen random mod M [offset O] map @set" (or an anonymous
+// map, "map { 0 : addr . port, ... }") after "dnat ... to":
 // a random number from O to O+M-1, looked up in a map of number ranges to
 // "addr . port". Each element is a branch, as likely as its share of the
 // numbers.
@@ -504,25 +505,37 @@ func dnatMap(tbl *NftTable, toks []string, i int) (stmtResult, int, error) {
 		}
 		j += 2
 	}
-	if j+1 >= len(toks) || toks[j] != "map" || !strings.HasPrefix(toks[j+1], "@") {
-		return stmtResult{}, 0, fmt.Errorf("dnat from a map: expected \"map @NAME\"")
+	if j+1 >= len(toks) || toks[j] != "map" {
+		return stmtResult{}, 0, fmt.Errorf("dnat from a map: expected \"map @NAME\" or \"map { ... }\"")
 	}
-	set := tbl.Sets[toks[j+1][1:]]
-	if set == nil {
-		return stmtResult{}, 0, fmt.Errorf("missing map %s", toks[j+1])
+	// A named map (svcproxy's shared endpoints map), or an anonymous one
+	// in the rule (upstream's: map { 0 : 10.244.0.2 . 53, 1 : ... }).
+	var elements []NftElement
+	name, next := "in the rule", j+2
+	if strings.HasPrefix(toks[j+1], "@") {
+		set := tbl.Sets[toks[j+1][1:]]
+		if set == nil {
+			return stmtResult{}, 0, fmt.Errorf("missing map %s", toks[j+1])
+		}
+		elements, name = set.Elements, set.Name
+	} else {
+		var err error
+		if elements, next, err = anonMap(toks, j+1); err != nil {
+			return stmtResult{}, 0, fmt.Errorf("dnat from a map: %w", err)
+		}
 	}
 	lo, hi := offset, offset+mod-1
 	var bs []branch
 	covered := uint64(0)
-	for _, e := range set.Elements {
+	for _, e := range elements {
 		if len(e.Key) != 1 || len(e.Verdict) != 2 {
-			return stmtResult{}, 0, fmt.Errorf("map %s: element %v is not a number range and an address . port", set.Name, e.Key)
+			return stmtResult{}, 0, fmt.Errorf("map %s: element %v is not a number range and an address . port", name, e.Key)
 		}
 		first, last, err := numberRange(e.Key[0])
 		a, err2 := netip.ParseAddr(e.Verdict[0])
 		p, err3 := strconv.ParseUint(e.Verdict[1], 10, 16)
 		if err != nil || err2 != nil || err3 != nil {
-			return stmtResult{}, 0, fmt.Errorf("map %s: bad element %s : %s", set.Name, e.Key[0], strings.Join(e.Verdict, " . "))
+			return stmtResult{}, 0, fmt.Errorf("map %s: bad element %s : %s", name, e.Key[0], strings.Join(e.Verdict, " . "))
 		}
 		first, last = max(first, lo), min(last, hi)
 		if first > last {
@@ -535,7 +548,7 @@ func dnatMap(tbl *NftTable, toks []string, i int) (stmtResult, int, error) {
 		// Numbers no element covers: the packet goes on unchanged.
 		bs = append(bs, branch{prob: float64(mod-covered) / float64(mod), verdict: []string{"continue"}})
 	}
-	return stmtResult{branches: bs}, j + 2, nil
+	return stmtResult{branches: bs}, next, nil
 }
 
 // numberRange reads a map key as nft prints number ranges: "0x00050000",

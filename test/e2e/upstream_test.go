@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math/bits"
 	"os"
@@ -105,6 +106,11 @@ func writeCase(t *testing.T, c dptest.Case) string {
 	for _, s := range c.Slices {
 		s := s.DeepCopy()
 		s.APIVersion, s.Kind = "discovery.k8s.io/v1", "EndpointSlice"
+		objs = append(objs, s)
+	}
+	for _, s := range c.ServiceCIDRs {
+		s := s.DeepCopy()
+		s.APIVersion, s.Kind = "networking.k8s.io/v1", "ServiceCIDR"
 		objs = append(objs, s)
 	}
 	var docs []string
@@ -266,4 +272,127 @@ func known(line string) bool {
 		}
 	}
 	return false
+}
+
+// upstreamNftables runs upstream kube-proxy's nftables proxier (the
+// upstream-rules tool) on the manifests in dir, in a network namespace of
+// its own, and returns the table it wrote.
+func upstreamNftables(t *testing.T, tool, dir string, flags ...string) string {
+	t.Helper()
+	ns := fmt.Sprintf("svt%d-upnft", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	// Upstream takes NodePort addresses from the host's interfaces: the
+	// namespace gets the node's address (on a veth pair; dummy devices are
+	// not everywhere).
+	for _, c := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", "node0", "type", "veth", "peer", "name", "node0p"},
+		{"addr", "add", dptest.NodeIP.String() + "/24", "dev", "node0"},
+		{"link", "set", "node0", "up"},
+		{"link", "set", "node0p", "up"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, c...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", c, err, out)
+		}
+	}
+	args := append([]string{"netns", "exec", ns, tool, "-mode", "nftables", "--manifests", dir}, flags...)
+	out, err := exec.Command("ip", args...).Output()
+	if err != nil {
+		t.Fatalf("upstream-rules -mode nftables: %v", stderrOf(err))
+	}
+	return string(out)
+}
+
+// The tracer understands every statement upstream kube-proxy v1.37.2's
+// nftables mode writes (direct DNATs from an anonymous numgen map, hairpin
+// masquerading through a set, named counters), and upstream's table does to
+// each packet of the parity cases what those cases say svcproxy's does.
+func TestTraceFollowsUpstreamNftables(t *testing.T) {
+	tool := upstreamRules(t)
+	for _, c := range dptest.Parity() {
+		t.Run(c.Name, func(t *testing.T) {
+			dir := writeCase(t, c)
+			flags := []string{"--hostname-override", "node-1", "--cluster-cidr", dptest.PodCIDR.String(),
+				fmt.Sprintf("--masquerade-all=%v", c.Opts.MasqueradeAll), "--node-ip", dptest.NodeIP.String()}
+			var cidrs []string
+			for _, p := range c.Opts.NodePortCIDRs {
+				cidrs = append(cidrs, p.String())
+			}
+			if len(cidrs) > 0 {
+				flags = append(flags, "--nodeport-addresses", strings.Join(cidrs, ","))
+			}
+			text := upstreamNftables(t, tool, dir, flags...)
+			rs, err := netfilter.ParseNft(text)
+			if err != nil {
+				t.Fatalf("upstream's table does not parse: %v\n%s", err, text)
+			}
+			trace := func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+				return netfilter.TraceNft(rs, p, o)
+			}
+			for _, tc := range c.Traces {
+				dptest.CheckTrace(t, trace, dptest.Local, tc.In("nftables"))
+			}
+			if t.Failed() {
+				t.Logf("upstream's table:\n%s", text)
+			}
+		})
+	}
+}
+
+// The tracer's nftables fixture is what upstream's proxier writes for
+// internal/netfilter/testdata/upstream, compared table object by table
+// object (upstream lists chains in map order). -update rewrites it.
+func TestUpstreamNftablesFixture(t *testing.T) {
+	tool := upstreamRules(t)
+	const fixture = "../../internal/netfilter/testdata/kube-proxy-nftables-ruleset.txt"
+	got := upstreamNftables(t, tool, "../../internal/netfilter/testdata/upstream", "--hostname-override", "node-1",
+		"--cluster-cidr", "10.244.0.0/16", "--node-ip", dptest.NodeIP.String())
+	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
+		for _, p := range []string{fixture, strings.TrimSuffix(fixture, "-ruleset.txt") + ".nft"} {
+			if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	want, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := nftObjects(t, got), nftObjects(t, string(want)); !slices.Equal(g, w) {
+		t.Errorf("upstream's table differs from the fixture (go test -run %s -update rewrites it):\n%s", t.Name(), strings.Join(lineDiff(w, g), "\n"))
+	}
+}
+
+// nftObjects are a table's sets (with their elements in order) and chains
+// (with their rules), one line each, sorted.
+func nftObjects(t *testing.T, text string) []string {
+	t.Helper()
+	rs, err := netfilter.ParseNft(text)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	var out []string
+	for _, tbl := range rs.Tables {
+		for name, set := range tbl.Sets {
+			var els []string
+			for _, e := range set.Elements {
+				els = append(els, strings.Join(e.Key, " . ")+" : "+strings.Join(e.Verdict, " "))
+			}
+			slices.Sort(els)
+			out = append(out, "set "+name+" {"+strings.Join(els, ", ")+"}")
+		}
+		for _, c := range tbl.Chains {
+			var rules []string
+			for _, r := range c.Rules {
+				rules = append(rules, r.Text)
+			}
+			out = append(out, "chain "+c.Name+" {"+strings.Join(rules, "; ")+"}")
+		}
+	}
+	slices.Sort(out)
+	return out
 }

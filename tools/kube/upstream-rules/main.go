@@ -1,9 +1,13 @@
-// Command upstream-rules prints the iptables rules upstream kube-proxy
-// (iptables mode, the version this tools module requires) writes for a
-// folder of Service and EndpointSlice manifests, as iptables-save prints
-// them. It drives upstream's own proxier against its fake iptables, so the
-// parity test can hold svcproxy's rules against the real thing, not a
-// description of it. Nothing touches the kernel.
+// Command upstream-rules prints the rules upstream kube-proxy (the version
+// this tools module requires) writes for a folder of Service and
+// EndpointSlice manifests. In iptables mode it drives upstream's own
+// proxier against its fake iptables and prints what iptables-save would;
+// nothing touches the kernel. In nftables mode (-mode nftables) upstream's
+// proxier has no fake to run against from outside its package, so it
+// programs the kernel: run it in a network namespace of its own (ip netns
+// exec); it prints `nft list table ip kube-proxy` and deletes the table.
+// The parity test and the tracer's tests hold svcproxy against the real
+// thing this way, not a description of it.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/events"
@@ -44,15 +49,20 @@ func main() {
 	localhost := flag.Bool("iptables-localhost-nodeports", true, "as kube-proxy's")
 	npAddrs := flag.String("nodeport-addresses", "", "comma-separated CIDRs, as kube-proxy's")
 	bit := flag.Int("iptables-masquerade-bit", 14, "as kube-proxy's")
+	mode := flag.String("mode", "iptables", "iptables (fake, no kernel) or nftables (programs this network namespace's kernel)")
 	flag.Parse()
+	run := runIPTables
+	if *mode == "nftables" {
+		run = runNFTables
+	}
 	if err := run(*dir, *node, *nodeIP, *clusterCIDR, *npAddrs, *masqAll, *localhost, int32(*bit)); err != nil {
 		fmt.Fprintln(os.Stderr, "upstream-rules:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localhost bool, bit int32) error {
-	svcs, slices, err := read(dir)
+func runIPTables(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localhost bool, bit int32) error {
+	svcs, slices, _, err := read(dir)
 	if err != nil {
 		return err
 	}
@@ -107,18 +117,20 @@ func run(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localhost bool
 	return nil
 }
 
-// read decodes every Service and EndpointSlice of the folder's manifests.
-func read(dir string) ([]*corev1.Service, []*discoveryv1.EndpointSlice, error) {
+// read decodes every Service and EndpointSlice of the folder's manifests,
+// and the CIDRs of its ServiceCIDRs.
+func read(dir string) ([]*corev1.Service, []*discoveryv1.EndpointSlice, []string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var svcs []*corev1.Service
 	var slices []*discoveryv1.EndpointSlice
+	var cidrs []string
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 		for {
@@ -126,14 +138,14 @@ func read(dir string) ([]*corev1.Service, []*discoveryv1.EndpointSlice, error) {
 			if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", f, err)
+				return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
 			}
 			b, _ := yaml.Marshal(raw)
 			switch raw["kind"] {
 			case "Service":
 				s := &corev1.Service{}
 				if err := yaml.Unmarshal(b, s); err != nil {
-					return nil, nil, fmt.Errorf("%s: %w", f, err)
+					return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
 				}
 				if s.Namespace == "" {
 					s.Namespace = "default"
@@ -144,15 +156,21 @@ func read(dir string) ([]*corev1.Service, []*discoveryv1.EndpointSlice, error) {
 			case "EndpointSlice":
 				s := &discoveryv1.EndpointSlice{}
 				if err := yaml.Unmarshal(b, s); err != nil {
-					return nil, nil, fmt.Errorf("%s: %w", f, err)
+					return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
 				}
 				if s.Namespace == "" {
 					s.Namespace = "default"
 				}
 				discoveryv1defaults.SetObjectDefaults_EndpointSlice(s)
 				slices = append(slices, s)
+			case "ServiceCIDR":
+				c := &networkingv1.ServiceCIDR{}
+				if err := yaml.Unmarshal(b, c); err != nil {
+					return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
+				}
+				cidrs = append(cidrs, c.Spec.CIDRs...)
 			}
 		}
 	}
-	return svcs, slices, nil
+	return svcs, slices, cidrs, nil
 }
