@@ -23,6 +23,7 @@ all: build
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN)/svcproxy ./cmd/svcproxy
+	$(GO) build -buildvcs=auto -o $(BIN)/kubectl-svcproxy ./cmd/kubectl-svcproxy
 
 ## deps: install the system packages (apt) that svcproxy and its tests use.
 deps:

@@ -51,6 +51,7 @@ Rules come from this node, from a saved dump (--rules FILE), or from manifests
 	}
 	src.register(cmd.Flags())
 	cmd.Flags().StringVarP(&output, "output", "o", output, "output format: text or json")
+	cmd.ValidArgsFunction = completeServices(&src)
 	return cmd
 }
 
@@ -165,6 +166,7 @@ traffic; with --to, the path of one packet. The output is Graphviz DOT; with
 	fs.StringVar(&proto, "proto", "tcp", "with --to: tcp, udp or sctp")
 	fs.StringVarP(&format, "output", "o", "dot", "dot, svg or png (svg and png need Graphviz's dot)")
 	fs.StringVar(&outFile, "output-file", "", "write to FILE instead of stdout")
+	cmd.ValidArgsFunction = completeServices(&src)
 	return cmd
 }
 

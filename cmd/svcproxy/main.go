@@ -36,5 +36,6 @@ and a restart reconciles without flushing.`,
 	}
 	root.SetVersionTemplate(versionText(false) + "\n")
 	root.AddCommand(newRunCmd(), newRulesCmd(), newCleanupCmd(), newLabCmd(), newTraceCmd(), newExplainCmd(), newGraphCmd(), newDoctorCmd(), newServicesCmd(), newVersionCmd())
+	registerCompletions(root)
 	return root
 }

@@ -45,3 +45,33 @@ func TestServicesCommand(t *testing.T) {
 		}
 	}
 }
+
+// Shells complete Service names from the rules, and the words of fixed-word
+// flags (the scripts of svcproxy completion bash|zsh|fish ask __complete).
+func TestCompletion(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", "explain", "--rules", upstreamDump, "default/"}, []string{"default/empty", "default/lb", "default/sticky", "default/web"}},
+		{[]string{"__complete", "graph", "--rules", "../../internal/netfilter/testdata/kube-proxy-nftables-ruleset.txt", "kube"}, []string{"kube-system/kube-dns"}},
+		{[]string{"__complete", "run", "--proxy-mode", ""}, []string{"iptables", "nftables"}},
+		{[]string{"__complete", "services", "-o", ""}, []string{"wide", "json"}},
+		{[]string{"__complete", "trace", "--proto", ""}, []string{"tcp", "udp", "sctp"}},
+	}
+	for _, tt := range tests {
+		out, _, err := runCmd(t, newRootCmd(), tt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(line, ":") {
+				got = append(got, line)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("%v: completions %q, want %q", tt.args[1:], got, tt.want)
+		}
+	}
+}

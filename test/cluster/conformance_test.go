@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,6 +58,7 @@ func TestServiceConformance(t *testing.T) {
 				}
 			}()
 			up := time.Since(start)
+			t.Run("kubectl plugin", func(t *testing.T) { kubectlPlugin(t, c, bin) })
 			specs, out, err := c.E2E(ctx, filepath.Join(bin, "network-e2e.test"), serviceConformance, "")
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
@@ -77,5 +79,34 @@ func TestServiceConformance(t *testing.T) {
 				t.Errorf("%d passed (want all, at least 15); not passed:\n%s\nsvcproxy's log:\n%s", passed, strings.Join(failed, "\n"), c.SvcproxyLog(ctx))
 			}
 		})
+	}
+}
+
+// kubectlPlugin runs kubectl-svcproxy as an operator would from a laptop:
+// the node list, a node's Services, and the kubernetes Service explained on
+// every node, each through kubectl exec into the node's svcproxy pod.
+func kubectlPlugin(t *testing.T, c *cluster.Cluster, bin string) {
+	plugin := filepath.Join(t.TempDir(), "kubectl-svcproxy")
+	if out, err := exec.Command("go", "build", "-o", plugin, "../../cmd/kubectl-svcproxy").CombinedOutput(); err != nil {
+		t.Fatalf("build kubectl-svcproxy: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := c.Lab.Client.Run(ctx, append([]string{plugin, "--kubectl", filepath.Join(bin, "kubectl"), "--kubeconfig", c.AdminKubeconfig}, args...)...)
+		if err != nil {
+			t.Fatalf("kubectl svcproxy %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	node := c.Node.NodeName
+	if out := run("nodes"); !strings.Contains(out, node) || !strings.Contains(out, "svcproxy-") {
+		t.Errorf("nodes:\n%s", out)
+	}
+	if out := run("--node", node, "services"); !strings.Contains(out, "default/kubernetes:https") {
+		t.Errorf("services on %s:\n%s", node, out)
+	}
+	if out := run("explain", "svc/kubernetes", "-n", "default"); !strings.Contains(out, node) || !strings.Contains(out, "DNAT to 1 endpoint(s)") {
+		t.Errorf("explain svc/kubernetes on every node:\n%s", out)
 	}
 }
