@@ -88,7 +88,7 @@ func liveNodeTools(t *testing.T, mode string) {
 
 	t.Run("doctor finds the mode and names the process on a held NodePort", func(t *testing.T) {
 		out, _ := w.node.Run(ctx, binary, "doctor")
-		want := fmt.Sprintf("NodePort 30451/tcp (default/held")
+		want := "NodePort 30451/tcp (default/held"
 		if !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("held by pid %d", os.Getpid())) {
 			t.Errorf("doctor does not name pid %d on NodePort 30451:\n%s", os.Getpid(), out)
 		}
