@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,9 +50,7 @@ check fails (warnings alone exit 0). Works on kube-proxy nodes too.`,
 			}
 			fs := doctor.Run(doctor.Live{HealthzURL: "http://" + healthz + "/healthz"}, opts)
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(fs); err != nil {
+				if err := writeJSON(cmd.OutOrStdout(), fs); err != nil {
 					return err
 				}
 			} else {

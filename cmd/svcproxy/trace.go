@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -107,9 +106,7 @@ Example, the question of a NodePort held by another process:
 			}
 			rep.Assumptions = append(notes, rep.Assumptions...)
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return writeJSON(cmd.OutOrStdout(), rep)
 			}
 			rep.WriteText(cmd.OutOrStdout())
 			return nil

@@ -208,14 +208,7 @@ func renders(t *testing.T, dot []byte) {
 }
 
 func TestExplainNftGolden(t *testing.T) {
-	data, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := netfilter.ParseNft(string(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadNft(t)
 	idx := NewNftIndex(rs)
 	if got := idx.Service("service-SUSTUHLJ-default/web/tcp/http"); got != "default/web:http" {
 		t.Errorf("chain resolves to %q", got)
@@ -281,14 +274,7 @@ func TestExplainNodePortsOnThePrimaryAddress(t *testing.T) {
 	hostOrder := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"),
 		netip.MustParseAddr("fe80::1"), node, netip.MustParseAddr("fd00::7")}
 	rs := load(t, "kube-proxy-v1.37-iptables-save.txt")
-	data, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nrs, err := netfilter.ParseNft(string(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nrs := loadNft(t)
 	explainers := map[string]func([]netip.Addr) (*ServiceReport, error){
 		"iptables": func(local []netip.Addr) (*ServiceReport, error) { return NewIndex(rs).Explain(rs, "default/lb", local) },
 		"nftables": func(local []netip.Addr) (*ServiceReport, error) {
@@ -339,4 +325,18 @@ func TestNodeAddr(t *testing.T) {
 			t.Errorf("NodeAddr(%v) = %s, %v; want %s, %v", tt.local, got, ok, tt.want, tt.ok)
 		}
 	}
+}
+
+// loadNft is the nftables fixture: upstream kube-proxy's own table.
+func loadNft(t *testing.T) *netfilter.NftRuleset {
+	t.Helper()
+	data, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := netfilter.ParseNft(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }

@@ -31,13 +31,7 @@ func nodePortHeldByAnotherProcess(t *testing.T, mode string) {
 	ctx := ctxFor(t, 60*time.Second)
 
 	// A rogue server is listening on the NodePort before svcproxy starts.
-	rogue, err := w.node.Listen("tcp", ":30450")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rogueSrv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "rogue") })}
-	go func() { _ = rogueSrv.Serve(rogue) }()
-	defer rogueSrv.Close()
+	rogueSrv := rogueServer(t, &w.node.NS, ":30450")
 
 	proxy := w.start()
 	// Until the first sync the rogue server answers: wait for the pod.
@@ -274,4 +268,18 @@ func TestTraceLiveNftNode(t *testing.T) {
 	if len(rep.Hops) == 0 || rep.Hops[0].Table != "ip kube-proxy" {
 		t.Errorf("hops should come from the nft table: %+v", rep.Hops)
 	}
+}
+
+// rogueServer is another process's HTTP server on the node (the incident's
+// squatter), answering "rogue"; it stops with the test.
+func rogueServer(t *testing.T, ns *lab.NS, addr string) *http.Server {
+	t.Helper()
+	l, err := ns.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "rogue") }), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -34,13 +33,7 @@ func liveNodeTools(t *testing.T, mode string) {
 	})
 
 	// A process on the node holds the second Service's NodePort.
-	rogue, err := w.node.Listen("tcp", ":30451")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rogueSrv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "rogue") })}
-	go func() { _ = rogueSrv.Serve(rogue) }()
-	defer rogueSrv.Close()
+	rogueServer(t, &w.node.NS, ":30451")
 
 	w.start()
 	nodePort := w.node.IP.String() + ":30450"

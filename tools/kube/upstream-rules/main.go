@@ -66,19 +66,8 @@ func runIPTables(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localh
 	if err != nil {
 		return err
 	}
-	cfg := &kpconfig.KubeProxyConfiguration{
-		IPTables:      kpconfig.KubeProxyIPTablesConfiguration{MasqueradeBit: &bit, LocalhostNodePorts: &localhost},
-		Linux:         kpconfig.KubeProxyLinuxConfiguration{MasqueradeAll: masqAll},
-		SyncPeriod:    metav1.Duration{Duration: time.Hour},
-		MinSyncPeriod: metav1.Duration{},
-	}
-	if npAddrs != "" {
-		cfg.NodePortAddresses = strings.Split(npAddrs, ",")
-	}
-	detector := proxyutil.NewNoOpLocalDetector()
-	if clusterCIDR != "" {
-		detector = proxyutil.NewDetectLocalByCIDR(clusterCIDR)
-	}
+	cfg, detector := settings(clusterCIDR, npAddrs, masqAll)
+	cfg.IPTables = kpconfig.KubeProxyIPTablesConfiguration{MasqueradeBit: &bit, LocalhostNodePorts: &localhost}
 	ipt := iptablestest.NewFake()
 	ctx := context.Background()
 	p, err := iptables.NewProxier(ctx, cfg, corev1.IPv4Protocol, ipt, testing.NewFake(), detector, node, net.ParseIP(nodeIP),
@@ -86,16 +75,7 @@ func runIPTables(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localh
 	if err != nil {
 		return fmt.Errorf("upstream proxier: %w", err)
 	}
-	for _, s := range svcs {
-		p.OnServiceAdd(s)
-	}
-	for _, s := range slices {
-		p.OnEndpointSliceAdd(s)
-	}
-	p.OnServiceSynced()
-	p.OnEndpointSlicesSynced()
-	go p.SyncLoop()
-	p.Sync()
+	start(p, svcs, slices, nil)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var nat bytes.Buffer
@@ -115,6 +95,51 @@ func runIPTables(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, localh
 		os.Stdout.Write(b.Bytes())
 	}
 	return nil
+}
+
+// proxier is what both modes' proxiers have for start.
+type proxier interface {
+	OnServiceAdd(*corev1.Service)
+	OnEndpointSliceAdd(*discoveryv1.EndpointSlice)
+	OnServiceCIDRsChanged([]string)
+	OnServiceSynced()
+	OnEndpointSlicesSynced()
+	SyncLoop()
+	Sync()
+}
+
+// start hands a proxier the objects, as informers would, and starts it.
+func start(p proxier, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice, cidrs []string) {
+	for _, s := range svcs {
+		p.OnServiceAdd(s)
+	}
+	for _, s := range slices {
+		p.OnEndpointSliceAdd(s)
+	}
+	if len(cidrs) > 0 {
+		p.OnServiceCIDRsChanged(cidrs)
+	}
+	p.OnServiceSynced()
+	p.OnEndpointSlicesSynced()
+	go p.SyncLoop()
+	p.Sync()
+}
+
+// settings are what both modes' proxiers take from the flags.
+func settings(clusterCIDR, npAddrs string, masqAll bool) (*kpconfig.KubeProxyConfiguration, proxyutil.LocalTrafficDetector) {
+	cfg := &kpconfig.KubeProxyConfiguration{
+		Linux:         kpconfig.KubeProxyLinuxConfiguration{MasqueradeAll: masqAll},
+		SyncPeriod:    metav1.Duration{Duration: time.Hour},
+		MinSyncPeriod: metav1.Duration{},
+	}
+	if npAddrs != "" {
+		cfg.NodePortAddresses = strings.Split(npAddrs, ",")
+	}
+	detector := proxyutil.NewNoOpLocalDetector()
+	if clusterCIDR != "" {
+		detector = proxyutil.NewDetectLocalByCIDR(clusterCIDR)
+	}
+	return cfg, detector
 }
 
 // read decodes every Service and EndpointSlice of the folder's manifests,

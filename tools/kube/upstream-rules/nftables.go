@@ -8,15 +8,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	kpconfig "k8s.io/kubernetes/pkg/proxy/apis/config"
 	"k8s.io/kubernetes/pkg/proxy/nftables"
-	proxyutil "k8s.io/kubernetes/pkg/proxy/util"
 )
 
 // runNFTables runs upstream's nftables proxier on the manifests against
@@ -29,38 +26,15 @@ func runNFTables(dir, node, nodeIP, clusterCIDR, npAddrs string, masqAll, _ bool
 	if err != nil {
 		return err
 	}
-	cfg := &kpconfig.KubeProxyConfiguration{
-		NFTables:      kpconfig.KubeProxyNFTablesConfiguration{MasqueradeBit: &bit},
-		Linux:         kpconfig.KubeProxyLinuxConfiguration{MasqueradeAll: masqAll},
-		SyncPeriod:    metav1.Duration{Duration: time.Hour},
-		MinSyncPeriod: metav1.Duration{},
-	}
-	if npAddrs != "" {
-		cfg.NodePortAddresses = strings.Split(npAddrs, ",")
-	}
-	detector := proxyutil.NewNoOpLocalDetector()
-	if clusterCIDR != "" {
-		detector = proxyutil.NewDetectLocalByCIDR(clusterCIDR)
-	}
+	cfg, detector := settings(clusterCIDR, npAddrs, masqAll)
+	cfg.NFTables = kpconfig.KubeProxyNFTablesConfiguration{MasqueradeBit: &bit}
 	p, err := nftables.NewProxier(context.Background(), cfg, corev1.IPv4Protocol, detector, node, net.ParseIP(nodeIP),
 		events.NewFakeRecorder(100), nil, false)
 	if err != nil {
 		return fmt.Errorf("upstream proxier: %w", err)
 	}
 	defer exec.Command("nft", "delete", "table", "ip", "kube-proxy").Run()
-	for _, s := range svcs {
-		p.OnServiceAdd(s)
-	}
-	for _, s := range slices {
-		p.OnEndpointSliceAdd(s)
-	}
-	if len(cidrs) > 0 {
-		p.OnServiceCIDRsChanged(cidrs)
-	}
-	p.OnServiceSynced()
-	p.OnEndpointSlicesSynced()
-	go p.SyncLoop()
-	p.Sync()
+	start(p, svcs, slices, cidrs)
 	// Done when the table is there and has stopped changing: the proxier
 	// writes it in one transaction, once it has everything.
 	deadline := time.Now().Add(30 * time.Second)
