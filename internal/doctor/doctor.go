@@ -83,7 +83,14 @@ func Run(env Env, opts Options) []Finding {
 		}
 	}
 	iptablesMode := rs != nil && rs.Table("nat").Chain("KUBE-SERVICES") != nil
-	if t := nftTable(env); t != nil && !iptablesMode {
+	t := nftTable(env)
+	if t != nil && iptablesMode {
+		out = append(out, Finding{Check: "two-modes", Status: Fail,
+			Summary: "Service rules of both modes: KUBE-SERVICES in iptables and table " + t.Family + " " + t.Name + " in nftables",
+			Meaning: "two proxies run on this node, or one was switched between modes without removing the other's rules: both rewrite Service traffic, and the stale one keeps old endpoints",
+			Action:  "keep one proxy in one mode; remove the other mode's rules with svcproxy cleanup after stopping the proxy (or kube-proxy --cleanup), then restart the one you keep"})
+	}
+	if t != nil && !iptablesMode {
 		// nftables mode: the same checks, read from the kube-proxy table.
 		out = append(out, checkNftRules(t, opts))
 		nps := nftNodePorts(t)

@@ -171,3 +171,21 @@ func TestDoctorNftablesMode(t *testing.T) {
 		t.Errorf("rules with expectations: %+v, want only default/missing reported", f)
 	}
 }
+
+// A node with both modes' rules (two proxies, or a switch without cleanup)
+// is a failure that names both.
+func TestDoctorTwoModes(t *testing.T) {
+	nft, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := healthyNode(t)
+	if f := status(Run(env, Options{}), "two-modes"); f.Check != "" {
+		t.Errorf("one mode reported as two: %+v", f)
+	}
+	env.nft = string(nft)
+	f := status(Run(env, Options{}), "two-modes")
+	if f.Status != Fail || !strings.Contains(f.Summary, "KUBE-SERVICES in iptables and table ip kube-proxy in nftables") || f.Action == "" {
+		t.Errorf("two-modes: %+v", f)
+	}
+}
