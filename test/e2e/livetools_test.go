@@ -154,3 +154,23 @@ func TestCleanupRestoresSysctls(t *testing.T) {
 		}
 	}
 }
+
+// A node holding both modes' Service rules (kube-proxy's nftables table
+// left next to iptables rules) fails doctor with both named.
+func TestDoctorNamesTwoModes(t *testing.T) {
+	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}})
+	ctx := ctxFor(t, 30*time.Second)
+	w.write("web.yaml", webService("web", "10.96.0.10", 30450, "10.244.0.10"))
+	p := w.start()
+	if _, err := waitPod(ctxFor(t, 10*time.Second), w.lab.Client, w.node.IP.String()+":30450", "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	if out, err := w.node.Run(ctx, "nft", "-f", "../../internal/netfilter/testdata/kube-proxy-nftables.nft"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	out, err := w.node.Run(ctx, binary, "doctor")
+	if err == nil || !strings.Contains(out, "FAIL  two-modes") || !strings.Contains(out, "KUBE-SERVICES in iptables and table ip kube-proxy in nftables") {
+		t.Errorf("doctor on a node with both modes' rules: %v\n%s", err, out)
+	}
+}
