@@ -42,17 +42,18 @@ tools: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-## kube-tools: build kube-apiserver and etcd (cold: minutes; then cached in
-## $(KUBE_BIN)), and upstream-rules, which prints what upstream kube-proxy's
-## iptables proxier writes for a folder of manifests (the parity test's
-## reference; rebuilt every time, in seconds once Go's cache is warm).
+## kube-tools: build kube-apiserver, etcd and upstream kube-proxy (the
+## takeover tests run it) once (cold: minutes; then cached in $(KUBE_BIN)),
+## and upstream-rules, which prints what upstream kube-proxy's proxiers write
+## for a folder of manifests (the parity tests' reference; rebuilt every
+## time, in seconds once Go's cache is warm).
 kube-tools:
-	@if [ -x $(KUBE_BIN)/kube-apiserver ] && [ -x $(KUBE_BIN)/server ]; then \
-		echo "kube-apiserver and etcd $(KUBE_VERSION): cached in $(KUBE_BIN)"; \
+	@if [ -x $(KUBE_BIN)/kube-apiserver ] && [ -x $(KUBE_BIN)/server ] && [ -x $(KUBE_BIN)/kube-proxy ]; then \
+		echo "kube-apiserver, etcd and kube-proxy $(KUBE_VERSION): cached in $(KUBE_BIN)"; \
 	else \
-		echo "building kube-apiserver and etcd $(KUBE_VERSION) into $(KUBE_BIN) (first time: several minutes)"; \
+		echo "building kube-apiserver, etcd and kube-proxy $(KUBE_VERSION) into $(KUBE_BIN) (first time: several minutes)"; \
 		start=$$(date +%s); \
-		cd tools/kube && $(GO) build -o $(KUBE_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3 && \
+		cd tools/kube && $(GO) build -ldflags "$(KUBE_LDFLAGS)" -o $(KUBE_BIN)/ k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-proxy && \
 		echo "built in $$(( $$(date +%s) - start ))s"; \
 	fi
 	cd tools/kube && $(GO) build -o $(KUBE_BIN)/upstream-rules ./upstream-rules

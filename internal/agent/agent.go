@@ -147,7 +147,7 @@ func New(cfg Config) (*Agent, error) {
 	for _, p := range a.localhost {
 		a.observers = append(a.observers, p)
 	}
-	a.observers = append(a.observers, a.guard, a.services)
+	a.observers = append(a.observers, a.guard, a.services, &otherModes{agent: a})
 	a.metrics.SetConfig(cfg.Settings)
 	a.metrics.SetFlags(cfg.Flags)
 	a.metrics.SetVersion(cfg.Version)
@@ -172,7 +172,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, p := range a.localhost {
 		defer p.Close()
 	}
-	a.removeOtherModes(ctx)
 	if c.MetricsBindAddress != "" {
 		go func() {
 			if err := a.metrics.ListenAndServe(ctx, c.MetricsBindAddress, c.EnableProfiling); err != nil {
@@ -257,10 +256,10 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 			case "warning":
 				a.log.Warn(e.Error())
 			case "partly used":
-				a.log.Error("programming object partly: "+e.Error(), "err", e)
+				a.log.Error("programming object partly: " + e.Error())
 			default:
 				rejected++
-				a.log.Error("skipping object: "+e.Error(), "err", e)
+				a.log.Error("skipping object: " + e.Error())
 			}
 		}
 		a.log.Info("Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
@@ -313,6 +312,26 @@ func (a *Agent) setSysctls() {
 			a.log.Info(fmt.Sprintf("set %s=%s", s.Name, s.Value), "why", s.Why)
 		}
 	}
+}
+
+// otherModes removes the other modes' rules once this mode's first sync is
+// in the kernel: removed at start, a node switched between modes (or taken
+// over from kube-proxy in the other mode) would have no Service rules until
+// the API server's lists arrived. Until then both modes' rules lead to the
+// same endpoints, and a connection is NATed by whichever comes first.
+type otherModes struct {
+	agent *Agent
+	done  bool
+}
+
+func (o *otherModes) Synced(*model.State) {
+	if o.done {
+		return
+	}
+	o.done = true
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o.agent.removeOtherModes(ctx)
 }
 
 // removeOtherModes deletes the rules a run in another mode left, so that a

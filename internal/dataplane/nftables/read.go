@@ -16,6 +16,12 @@ import (
 
 // read lists the table as the kernel holds it: chain names, affinity sets,
 // and the elements of the dispatch maps.
+// upstreamChains are chains only upstream kube-proxy's nftables layout has
+// (svcproxy's base chains sit at other priorities, and its maps differ): a
+// table with one of them is another proxy's, and the next sync replaces it
+// whole (see apply).
+var upstreamChains = map[string]bool{"filter-prerouting-pre-dnat": true, "filter-output-pre-dnat": true}
+
 func (s *Syncer) read() (*kernelState, error) {
 	if s.fake != nil {
 		return s.readFake()
@@ -35,7 +41,14 @@ func (s *Syncer) read() (*kernelState, error) {
 	for _, c := range chains {
 		if c.Table.Name == TableName {
 			ks.chains[c.Name] = true
+			ks.foreign = ks.foreign || upstreamChains[c.Name]
 		}
+	}
+	if ks.foreign {
+		// Nothing of it is kept: what it holds is not read.
+		ks = newKernelState()
+		ks.read, ks.foreign = false, true
+		return ks, nil
 	}
 	sets, err := s.conn.read.GetSets(t)
 	if err != nil {

@@ -37,6 +37,9 @@ type kernelState struct {
 	counters        map[string]bool
 	// read is set when the state was just read from the kernel.
 	read bool
+	// foreign is set for a table of another proxy's layout (upstream
+	// kube-proxy's), which the next sync replaces whole.
+	foreign bool
 }
 
 type serviceRecord struct {

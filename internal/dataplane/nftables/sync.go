@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -208,6 +209,15 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		per = DefaultChunkServices
 	}
 	b := s.newEmitter()
+	if ks.foreign {
+		// Another proxy's table (a takeover from upstream kube-proxy):
+		// deleted and written anew in one transaction, so that no Service
+		// is without rules at any moment. Its base chains' priorities and
+		// its maps' types cannot be changed in place.
+		b.deleteTable()
+		ks.foreign = false
+		per = math.MaxInt
+	}
 	fixedSum := fixedFingerprint(rs)
 	if ks.fixed != fixedSum {
 		s.writeFixed(b, rs, ks)
