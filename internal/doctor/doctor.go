@@ -145,14 +145,14 @@ func checkProxy(env Env, opts Options) Finding {
 		f.Status, f.Summary = Warn, fmt.Sprintf("no proxy answers health checks on %s", opts.HealthzAddress)
 		f.Meaning = "the rules in the kernel keep working, but changes to Services are not applied while no proxy runs"
 		f.Action = "check that svcproxy (or kube-proxy) runs on this node and where its --healthz-bind-address is"
+	case h.LastUpdated.IsZero():
+		f.Status, f.Summary = Fail, fmt.Sprintf("the proxy runs (health check HTTP %d) but has never synced its rules", h.StatusCode)
+		f.Meaning = "it cannot read Services (is the API server reachable?) or cannot write the rules: nothing it should serve is programmed"
+		f.Action = "read the proxy's log: it names the API server error, or the failing rule"
 	case h.StatusCode != 200:
 		f.Status, f.Summary = Fail, fmt.Sprintf("the proxy reports itself unhealthy (HTTP %d); last successful sync %s", h.StatusCode, ago(env.Now(), h.LastUpdated))
 		f.Meaning = "syncs are failing or stalled: new Services and endpoint changes do not reach the kernel"
-		f.Action = "read the proxy's log for the failing iptables-restore line"
-	case h.LastUpdated.IsZero():
-		f.Status, f.Summary = Fail, "the proxy answers health checks but has never synced its rules"
-		f.Meaning = "it cannot read Services (is the API server reachable?) or cannot write the rules: nothing it should serve is programmed"
-		f.Action = "read the proxy's log for the API server or iptables-restore errors"
+		f.Action = "read the proxy's log for the failing sync (the rule the kernel refused)"
 	default:
 		f.Status, f.Summary = OK, fmt.Sprintf("the proxy is healthy; last successful sync %s", ago(env.Now(), h.LastUpdated))
 	}

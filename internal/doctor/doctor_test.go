@@ -83,6 +83,7 @@ func TestDoctor(t *testing.T) {
 		{"healthy proxy", nil, "proxy", OK, "last successful sync 3s ago"},
 		{"no proxy", func(e *fakeEnv) { e.health = nil }, "proxy", Warn, "no proxy answers"},
 		{"a proxy that never synced", func(e *fakeEnv) { e.health = &Health{StatusCode: 200} }, "proxy", Fail, "never synced"},
+		{"a proxy waiting for its API server", func(e *fakeEnv) { e.health = &Health{StatusCode: 503} }, "proxy", Fail, "(health check HTTP 503) but has never synced"},
 		{"stalled proxy", func(e *fakeEnv) { e.health = &Health{StatusCode: 503, LastUpdated: now.Add(-5 * time.Minute)} }, "proxy", Fail, "5m0s ago"},
 		{"rules present", nil, "rules", OK, "4 Service port chain(s)"},
 		{"no rules", func(e *fakeEnv) { e.save = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n" }, "rules", Fail, "no Service rules on this node"},
