@@ -10,8 +10,10 @@ package conntrack
 
 import (
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -22,11 +24,13 @@ import (
 )
 
 // Flow selects conntrack entries: UDP, to OrigDst (any when invalid) port
-// OrigDstPort, whose reply comes from ReplySrc (any when invalid).
+// OrigDstPort, whose reply comes from ReplySrc (any when invalid) and from
+// none of Except.
 type Flow struct {
 	OrigDst     netip.Addr
 	OrigDstPort uint16
 	ReplySrc    netip.AddrPort
+	Except      []netip.AddrPort
 	// IPv6 is the family of the flow.
 	IPv6 bool
 }
@@ -40,10 +44,11 @@ func (f Flow) MatchConntrackFlow(c *netlink.ConntrackFlow) bool {
 	if f.OrigDst.IsValid() && addr(c.Forward.DstIP) != f.OrigDst {
 		return false
 	}
-	if f.ReplySrc.IsValid() && netip.AddrPortFrom(addr(c.Reverse.SrcIP), c.Reverse.SrcPort) != f.ReplySrc {
+	reply := netip.AddrPortFrom(addr(c.Reverse.SrcIP), c.Reverse.SrcPort)
+	if f.ReplySrc.IsValid() && reply != f.ReplySrc {
 		return false
 	}
-	return true
+	return !slices.Contains(f.Except, reply)
 }
 
 func addr(ip net.IP) netip.Addr {
@@ -86,8 +91,15 @@ func Stale(prev, cur *model.State) []Flow {
 		if len(was) == 0 {
 			if len(now) > 0 {
 				// Entries made while traffic was rejected would keep the
-				// client's flow going nowhere.
-				out = append(out, frontends(sp, netip.AddrPort{})...)
+				// client's flow going nowhere. Those already DNATed to a
+				// current endpoint stay: at start (no state before) they
+				// are live flows another proxy, or this one before a
+				// restart, sent where they still may go.
+				except := slices.SortedFunc(maps.Keys(now), netip.AddrPort.Compare)
+				for _, f := range frontends(sp, netip.AddrPort{}) {
+					f.Except = except
+					out = append(out, f)
+				}
 			}
 			continue
 		}

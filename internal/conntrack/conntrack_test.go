@@ -3,6 +3,7 @@ package conntrack
 import (
 	"net"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -35,13 +36,13 @@ func TestStale(t *testing.T) {
 		prev, cur *model.State
 		want      []Flow
 	}{
-		{"first sync with endpoints clears rejected flows", nil, state(dns(0, "10.244.0.12")),
-			[]Flow{{OrigDst: cip, OrigDstPort: 53}}},
+		{"first sync with endpoints clears rejected flows, not live ones", nil, state(dns(0, "10.244.0.12")),
+			[]Flow{{OrigDst: cip, OrigDstPort: 53, Except: []netip.AddrPort{a}}}},
 		{"an endpoint replaced", state(dns(0, "10.244.0.12")), state(dns(0, "10.244.1.12")),
 			[]Flow{{OrigDst: cip, OrigDstPort: 53, ReplySrc: a}}},
 		{"an endpoint added removes nothing", state(dns(0, "10.244.0.12")), state(dns(0, "10.244.0.12", "10.244.1.12")), nil},
 		{"no endpoints to some", state(dns(0)), state(dns(0, "10.244.1.12")),
-			[]Flow{{OrigDst: cip, OrigDstPort: 53}}},
+			[]Flow{{OrigDst: cip, OrigDstPort: 53, Except: []netip.AddrPort{b}}}},
 		{"NodePort flows too", state(dns(30053, "10.244.0.12", "10.244.1.12")), state(dns(30053, "10.244.0.12")),
 			[]Flow{{OrigDst: cip, OrigDstPort: 53, ReplySrc: b}, {OrigDstPort: 30053, ReplySrc: b}}},
 		{"targetPort changed: same pod, new port", state(dnsAt(30053, 53, "10.244.0.12")), state(dnsAt(30053, 5353, "10.244.0.12")),
@@ -56,7 +57,7 @@ func TestStale(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 			for i := range got {
-				if got[i] != tt.want[i] {
+				if !reflect.DeepEqual(got[i], tt.want[i]) {
 					t.Errorf("flow %d = %+v, want %+v", i, got[i], tt.want[i])
 				}
 			}
@@ -88,6 +89,8 @@ func TestFlowMatchesConntrackEntry(t *testing.T) {
 	}{
 		{"NodePort flow from the endpoint", Flow{OrigDstPort: 30053, ReplySrc: pod}, entry, true},
 		{"any reply source", Flow{OrigDstPort: 30053}, entry, true},
+		{"any reply source but the endpoint's", Flow{OrigDstPort: 30053, Except: []netip.AddrPort{pod}}, entry, false},
+		{"DNATed to an endpoint not among the current ones", Flow{OrigDstPort: 30053, Except: []netip.AddrPort{netip.MustParseAddrPort("10.244.9.9:53")}}, entry, true},
 		{"the node's address given", Flow{OrigDst: netip.MustParseAddr("192.168.0.2"), OrigDstPort: 30053}, entry, true},
 		{"another destination", Flow{OrigDst: netip.MustParseAddr("10.96.0.10"), OrigDstPort: 30053}, entry, false},
 		{"another port", Flow{OrigDstPort: 53, ReplySrc: pod}, entry, false},

@@ -29,21 +29,26 @@ type proxy struct{ name, mode string }
 
 func (p proxy) String() string { return p.name + " " + p.mode }
 
-// takeoverNode is one lab node with an API server, the Services the
-// scenarios send traffic to, and the proxies they switch between.
-type takeoverNode struct {
+// takeoverLab is lab nodes with an API server, the Services the scenarios
+// send traffic to, and the proxies they switch between.
+type takeoverLab struct {
 	t          *testing.T
 	l          *lab.Lab
-	node       *lab.Node
 	kubeconfig string
 	kubeProxy  string
-	stateDir   string
-	nodePort   string // node IP:NodePort of web
-	clusterIP  string // web's cluster IP:80
-	dnsIP      string // dns's cluster IP:53 (UDP)
+	stateDirs  []string
+	// client is the pod the cluster IP and UDP traffic comes from.
+	client    *lab.Pod
+	nodePort  string // a node's IP:NodePort of web (the node the clients' pod is on)
+	clusterIP string // web's cluster IP:80
+	dnsIP     string // dns's cluster IP:53 (UDP)
 }
 
-func newTakeoverNode(t *testing.T) *takeoverNode {
+// newTakeoverLab builds the lab: with one node every pod is on it; with
+// three, web's two pods are on node-1 and node-3, and the clients' pod and
+// the DNS pod on node-2, whose NodePort the client outside uses: every
+// request crosses nodes.
+func newTakeoverLab(t *testing.T, nodes int) *takeoverLab {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
@@ -58,11 +63,12 @@ func newTakeoverNode(t *testing.T) *takeoverNode {
 		t.Skip(msg)
 	}
 	ctx := ctxFor(t, 2*time.Minute)
+	on := func(i int) int { return min(i, nodes-1) }
 	l, err := lab.Build(ctx, lab.Config{
-		Prefix: fmt.Sprintf("svto%d", os.Getpid()%100000), Nodes: 1, ControlPlane: true,
+		Prefix: fmt.Sprintf("svto%d-%d", os.Getpid()%100000, nodes), Nodes: nodes, ControlPlane: true,
 		Pods: []lab.PodSpec{
-			{Name: "web-1", TCP: []int{80}}, {Name: "web-2", TCP: []int{80}},
-			{Name: "dns-1", UDP: []int{53}}, {Name: "client-pod", TCP: []int{8080}},
+			{Name: "web-1", Node: 0, TCP: []int{80}}, {Name: "web-2", Node: on(2), TCP: []int{80}},
+			{Name: "dns-1", Node: on(1), UDP: []int{53}}, {Name: "client-pod", Node: on(1), TCP: []int{8080}},
 		},
 	})
 	if err != nil {
@@ -77,10 +83,11 @@ func newTakeoverNode(t *testing.T) *takeoverNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := l.Nodes[0]
-	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.NodeName},
-		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: node.IP.String()}}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, node := range l.Nodes {
+		if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.NodeName},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: node.IP.String()}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	web, err := admin.CoreV1().Services("default").Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
@@ -107,7 +114,7 @@ func newTakeoverNode(t *testing.T) *takeoverNode {
 		ObjectMeta:  metav1.ObjectMeta{Name: "dns-abc12", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "dns"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &udp}},
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{l.Pods[2].IP.String()}, NodeName: &node.NodeName}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{l.Pods[2].IP.String()}, NodeName: &l.Nodes[on(1)].NodeName}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -117,12 +124,16 @@ func newTakeoverNode(t *testing.T) *takeoverNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &takeoverNode{t: t, l: l, node: node, kubeconfig: kubeconfig, kubeProxy: kubeProxy, stateDir: t.TempDir(),
-		nodePort: fmt.Sprintf("%s:%d", node.IP, web.Spec.Ports[0].NodePort), clusterIP: web.Spec.ClusterIP + ":80", dnsIP: dns.Spec.ClusterIP + ":53"}
+	tl := &takeoverLab{t: t, l: l, kubeconfig: kubeconfig, kubeProxy: kubeProxy, client: l.Pods[3],
+		nodePort: fmt.Sprintf("%s:%d", l.Nodes[on(1)].IP, web.Spec.Ports[0].NodePort), clusterIP: web.Spec.ClusterIP + ":80", dnsIP: dns.Spec.ClusterIP + ":53"}
+	for range l.Nodes {
+		tl.stateDirs = append(tl.stateDirs, t.TempDir())
+	}
+	return tl
 }
 
 // start runs a proxy and waits until it has programmed the node.
-func (n *takeoverNode) start(ctx context.Context, p proxy) *lab.Proc {
+func (n *takeoverLab) start(ctx context.Context, p proxy, i int) *lab.Proc {
 	n.t.Helper()
 	var bin string
 	var args []string
@@ -130,15 +141,15 @@ func (n *takeoverNode) start(ctx context.Context, p proxy) *lab.Proc {
 	case "kube-proxy":
 		// No kernel-wide conntrack sysctls: the lab must leave the host as
 		// it was.
-		bin, args = n.kubeProxy, []string{"--kubeconfig", n.kubeconfig, "--hostname-override", n.node.NodeName,
+		bin, args = n.kubeProxy, []string{"--kubeconfig", n.kubeconfig, "--hostname-override", n.l.Nodes[i].NodeName,
 			"--cluster-cidr", "10.244.0.0/16", "--proxy-mode", p.mode, "--conntrack-max-per-core", "0",
 			"--healthz-bind-address", "127.0.0.1:10256", "--metrics-bind-address", "127.0.0.1:10249"}
 	default:
-		bin, args = binary, []string{"run", "--kubeconfig", n.kubeconfig, "--hostname-override", n.node.NodeName,
+		bin, args = binary, []string{"run", "--kubeconfig", n.kubeconfig, "--hostname-override", n.l.Nodes[i].NodeName,
 			"--cluster-cidr", "10.244.0.0/16", "--proxy-mode", p.mode, "--iptables-min-sync-period", "100ms",
-			"--healthz-bind-address", "127.0.0.1:10256", "--state-dir", n.stateDir}
+			"--healthz-bind-address", "127.0.0.1:10256", "--state-dir", n.stateDirs[i]}
 	}
-	proc, err := n.l.Start(&n.node.NS, bin, args...)
+	proc, err := n.l.Start(&n.l.Nodes[i].NS, bin, args...)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -150,7 +161,7 @@ func (n *takeoverNode) start(ctx context.Context, p proxy) *lab.Proc {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if n.synced(ctx, p) {
+		if n.synced(ctx, p, i) {
 			return proc
 		}
 		if time.Now().After(deadline) {
@@ -163,9 +174,9 @@ func (n *takeoverNode) start(ctx context.Context, p proxy) *lab.Proc {
 // synced says whether the running proxy has programmed the node:
 // svcproxy's /healthz answers 200 only after its first sync; kube-proxy's
 // answers 200 from the start, so its last-sync metric is read instead.
-func (n *takeoverNode) synced(ctx context.Context, p proxy) bool {
+func (n *takeoverLab) synced(ctx context.Context, p proxy, i int) bool {
 	if p.name == "kube-proxy" {
-		m, err := n.node.Run(ctx, "curl", "-s", "http://127.0.0.1:10249/metrics")
+		m, err := n.l.Nodes[i].Run(ctx, "curl", "-s", "http://127.0.0.1:10249/metrics")
 		if err != nil {
 			return false
 		}
@@ -178,12 +189,12 @@ func (n *takeoverNode) synced(ctx context.Context, p proxy) bool {
 		}
 		return families == 2
 	}
-	code, _ := n.node.Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256/healthz")
+	code, _ := n.l.Nodes[i].Run(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:10256/healthz")
 	return code == "200"
 }
 
 // stop stops a proxy as a DaemonSet rollout does: SIGTERM, rules left.
-func (n *takeoverNode) stop(ctx context.Context, proc *lab.Proc) {
+func (n *takeoverLab) stop(ctx context.Context, proc *lab.Proc) {
 	n.t.Helper()
 	if err := proc.Signal(syscall.SIGTERM); err != nil {
 		n.t.Fatal(err)
@@ -194,11 +205,11 @@ func (n *takeoverNode) stop(ctx context.Context, proc *lab.Proc) {
 // rules are the node's Service rules in both modes, normalized: the
 // iptables and ip6tables lines, and the objects of the kube-proxy nftables
 // tables, each sorted (dispatch order is map order in kube-proxy).
-func (n *takeoverNode) rules(ctx context.Context) []string {
+func (n *takeoverLab) rules(ctx context.Context, i int) []string {
 	n.t.Helper()
 	var out []string
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
-		text, err := n.node.Run(ctx, save)
+		text, err := n.l.Nodes[i].Run(ctx, save)
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -216,7 +227,7 @@ func (n *takeoverNode) rules(ctx context.Context) []string {
 		}
 	}
 	for _, family := range []string{"ip", "ip6"} {
-		if nft, err := n.node.Run(ctx, "nft", "list", "table", family, "kube-proxy"); err == nil {
+		if nft, err := n.l.Nodes[i].Run(ctx, "nft", "list", "table", family, "kube-proxy"); err == nil {
 			for _, o := range nftObjects(n.t, nft) {
 				out = append(out, family+" "+o)
 			}
@@ -245,15 +256,15 @@ type keepAliveConn struct {
 	first string
 }
 
-func (n *takeoverNode) startTraffic(ctx context.Context) *traffic {
+func (n *takeoverLab) startTraffic(ctx context.Context) *traffic {
 	n.t.Helper()
 	tr := &traffic{stop: make(chan struct{})}
-	udpSrc := &net.UDPAddr{IP: net.IP(n.l.Pods[3].IP.AsSlice()), Port: 40053}
+	udpSrc := &net.UDPAddr{IP: net.IP(n.client.IP.AsSlice()), Port: 40053}
 	streams := []func() error{
 		func() error { _, err := n.l.Client.HTTPGet(ctx, n.nodePort); return err },
-		func() error { _, err := n.l.Pods[3].HTTPGet(ctx, n.clusterIP); return err },
+		func() error { _, err := n.client.HTTPGet(ctx, n.clusterIP); return err },
 		func() error {
-			a, err := n.l.Pods[3].UDPAsk(ctx, n.dnsIP, udpSrc)
+			a, err := n.client.UDPAsk(ctx, n.dnsIP, udpSrc)
 			if err == nil && a.Pod != "dns-1" {
 				err = fmt.Errorf("answered by %q", a.Pod)
 			}
@@ -292,7 +303,7 @@ func (n *takeoverNode) startTraffic(ctx context.Context) *traffic {
 	for _, target := range []struct {
 		from *lab.NS
 		addr string
-	}{{n.l.Client, n.nodePort}, {&n.l.Pods[3].NS, n.clusterIP}} {
+	}{{n.l.Client, n.nodePort}, {&n.client.NS, n.clusterIP}} {
 		conn, err := target.from.DialContext(ctx, "tcp", target.addr)
 		if err != nil {
 			n.t.Fatal(err)
@@ -326,7 +337,7 @@ func (tr *traffic) finish() (survived int) {
 // with no request lost, every keep-alive connection kept, and the kernel
 // left with exactly what a fresh start of the last proxy writes.
 func TestTakeover(t *testing.T) {
-	n := newTakeoverNode(t)
+	n := newTakeoverLab(t, 1)
 	kp := func(mode string) proxy { return proxy{"kube-proxy", mode} }
 	sp := func(mode string) proxy { return proxy{"svcproxy", mode} }
 	scenarios := []struct {
@@ -348,44 +359,84 @@ func TestTakeover(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			n.t = t
 			ctx := ctxFor(t, 3*time.Minute)
-			// Each scenario starts from a node without Service rules.
-			if out, err := n.node.Run(ctx, binary, "cleanup", "--state-dir", n.stateDir); err != nil {
-				t.Fatalf("cleanup: %v %s", err, out)
-			}
-			proc := n.start(ctx, sc.steps[0])
+			n.cleanup(ctx, 0)
+			proc := n.start(ctx, sc.steps[0], 0)
 			tr := n.startTraffic(ctx)
 			time.Sleep(300 * time.Millisecond)
 			for _, next := range sc.steps[1:] {
 				n.stop(ctx, proc)
-				proc = n.start(ctx, next)
+				proc = n.start(ctx, next, 0)
 				// The new proxy's first sync is done; let traffic run over
 				// its follow-up syncs too.
 				time.Sleep(time.Second)
 			}
-			survived := tr.finish()
-			line := fmt.Sprintf("%-45s %6d requests, %d failed, %d/%d keep-alive connections survived, longest gap %s",
-				sc.name, tr.sent.Load(), tr.failed.Load(), survived, len(tr.keepAlive), tr.gap.Round(time.Millisecond))
-			report = append(report, line)
-			t.Log(line)
-			if tr.failed.Load() > 0 || survived != len(tr.keepAlive) {
-				t.Errorf("lost requests or connections; first errors: %v", tr.errs)
-			}
-			// Exactly what a fresh start of the last proxy writes: no
-			// chain, map, set or jump of the one before.
-			after := n.rules(ctx)
-			last := sc.steps[len(sc.steps)-1]
+			report = append(report, n.judge(sc.name, tr))
 			n.stop(ctx, proc)
-			if out, err := n.node.Run(ctx, binary, "cleanup", "--state-dir", n.stateDir); err != nil {
-				t.Fatalf("cleanup: %v %s", err, out)
-			}
-			fresh := n.start(ctx, last)
-			if d := lineDiff(n.rules(ctx), after); len(d) > 0 {
-				t.Errorf("after the takeover the kernel holds what a fresh %s does not (+) or lacks what it writes (-):\n%s", last, strings.Join(d, "\n"))
-			}
-			n.stop(ctx, fresh)
+			n.leftovers(ctx, sc.steps[len(sc.steps)-1], 0)
 		})
 	}
 	t.Logf("takeovers under load:\n%s", strings.Join(report, "\n"))
+}
+
+// A rolling replacement across three nodes, one at a time, with every
+// request crossing nodes: upstream kube-proxy in iptables mode everywhere,
+// then svcproxy in nftables mode (the migration users want).
+func TestRollingTakeover(t *testing.T) {
+	n := newTakeoverLab(t, 3)
+	ctx := ctxFor(t, 3*time.Minute)
+	from, to := proxy{"kube-proxy", "iptables"}, proxy{"svcproxy", "nftables"}
+	procs := make([]*lab.Proc, len(n.l.Nodes))
+	for i := range n.l.Nodes {
+		n.cleanup(ctx, i)
+		procs[i] = n.start(ctx, from, i)
+	}
+	tr := n.startTraffic(ctx)
+	time.Sleep(300 * time.Millisecond)
+	for i := range n.l.Nodes {
+		n.stop(ctx, procs[i])
+		procs[i] = n.start(ctx, to, i)
+		time.Sleep(500 * time.Millisecond)
+	}
+	n.judge("rolling: kube-proxy iptables to svcproxy nftables, 3 nodes", tr)
+	for i := range n.l.Nodes {
+		n.stop(ctx, procs[i])
+		n.leftovers(ctx, to, i)
+	}
+}
+
+// cleanup leaves node i without Service rules.
+func (n *takeoverLab) cleanup(ctx context.Context, i int) {
+	n.t.Helper()
+	if out, err := n.l.Nodes[i].Run(ctx, binary, "cleanup", "--state-dir", n.stateDirs[i]); err != nil {
+		n.t.Fatalf("cleanup: %v %s", err, out)
+	}
+}
+
+// judge stops the traffic, fails the test for any lost request or
+// connection, and returns the report line.
+func (n *takeoverLab) judge(name string, tr *traffic) string {
+	n.t.Helper()
+	survived := tr.finish()
+	line := fmt.Sprintf("%-45s %6d requests, %d failed, %d/%d keep-alive connections survived, longest gap %s",
+		name, tr.sent.Load(), tr.failed.Load(), survived, len(tr.keepAlive), tr.gap.Round(time.Millisecond))
+	n.t.Log(line)
+	if tr.failed.Load() > 0 || survived != len(tr.keepAlive) {
+		n.t.Errorf("lost requests or connections; first errors: %v", tr.errs)
+	}
+	return line
+}
+
+// leftovers checks that node i (its proxy stopped) holds exactly what a
+// fresh start of p writes: no chain, map, set or jump of the proxy before.
+func (n *takeoverLab) leftovers(ctx context.Context, p proxy, i int) {
+	n.t.Helper()
+	after := n.rules(ctx, i)
+	n.cleanup(ctx, i)
+	fresh := n.start(ctx, p, i)
+	if d := lineDiff(n.rules(ctx, i), after); len(d) > 0 {
+		n.t.Errorf("after the takeover %s holds what a fresh %s does not (+) or lacks what it writes (-):\n%s", n.l.Nodes[i].NodeName, p, strings.Join(d, "\n"))
+	}
+	n.stop(ctx, fresh)
 }
 
 func lastLines(s string, n int) string {
