@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/svcproxy/svcproxy/internal/netfilter"
 )
@@ -103,4 +104,21 @@ func TestLocalhostNodePortsNeedALoopbackMatch(t *testing.T) {
 			t.Errorf("--nodeport-addresses %v: localhost NodePorts %v, want %v", tt.addrs, o.LocalhostNodePorts, tt.want)
 		}
 	}
+}
+
+// Flag help never shows words from the text as the flag's value (pflag
+// takes `quoted` words for the value's name).
+func TestHelpShowsNoStrayValueNames(t *testing.T) {
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				t.Errorf("%s --%s: backquotes in the help text become the value's name: %q", c.CommandPath(), f.Name, f.Usage)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
 }
