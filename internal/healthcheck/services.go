@@ -87,8 +87,14 @@ func (s *Services) Synced(st *model.State) {
 			in = &info{ns: sp.Name.Namespace, name: sp.Name.Name, local: map[string]bool{}}
 			want[sp.HealthCheckNodePort] = in
 		}
-		for _, e := range sp.LocalEndpoints() {
-			in.local[e.IP.String()] = true
+		// Ready ones only, as upstream counts them: a node whose local
+		// endpoints are all terminating still serves its connections
+		// (LocalEndpoints falls back to them), but load balancers must
+		// move new ones away.
+		for _, e := range sp.Endpoints {
+			if e.IsLocal && e.Ready {
+				in.local[e.IP.String()] = true
+			}
 		}
 	}
 	for port, srv := range s.servers {

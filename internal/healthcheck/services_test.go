@@ -53,6 +53,14 @@ func TestServiceHealthCheckNodePort(t *testing.T) {
 	if code, body := get(); code != 503 || body["localEndpoints"] != 0.0 {
 		t.Errorf("without local endpoints: %d %v", code, body)
 	}
+	// Its only local endpoint terminating: the node still serves it
+	// (upstream's fallback), but load balancers must go elsewhere.
+	terminating := state(true)
+	terminating.Services[0].Endpoints[0].Ready, terminating.Services[0].Endpoints[0].Serving, terminating.Services[0].Endpoints[0].Terminating = false, true, true
+	s.Synced(terminating)
+	if code, body := get(); code != 503 || body["localEndpoints"] != 0.0 {
+		t.Errorf("with only a terminating local endpoint: %d %v", code, body)
+	}
 	s.Synced(&model.State{})
 	if _, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(port)) + "/healthz"); err == nil {
 		t.Error("server still answers after its Service went away")
