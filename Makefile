@@ -93,9 +93,10 @@ cluster-tools: deps kube-tools
 ## images: the real cluster's images as tarballs for `ctr images import`, in
 ## $(BIN)/images: svcproxy (the files the Dockerfile's image has, from
 ## deploy/image/rootfs.sh), and under the names Kubernetes' e2e tests ask for,
-## agnhost, busybox, distroless-iptables (the netfilter tools), the invalid
-## conntrack state regression's server and the pod sandbox's pause
-## (svcproxy's own tiny one).
+## agnhost (with the pause image in its fake registry's folder, as
+## upstream's has it), busybox, distroless-iptables (the netfilter tools),
+## the invalid conntrack state regression's server and the pod sandbox's
+## pause (svcproxy's own tiny one).
 IMAGES      := $(BIN)/images
 AGNHOST_TAG    := registry.k8s.io/e2e-test-images/agnhost:2.66.1
 PAUSE_TAG      := registry.k8s.io/pause:3.10.2
@@ -114,8 +115,9 @@ images: cluster-tools
 	sh deploy/image/rootfs.sh svcproxy $(IMAGES)/root/svcproxy $(IMAGES)/svcproxy
 	sh deploy/image/rootfs.sh agnhost $(IMAGES)/root/agnhost $(KUBE_BIN)/agnhost
 	$(IMAGES)/mkimage -name svcproxy:latest -o $(IMAGES)/svcproxy.tar -entrypoint /usr/local/bin/svcproxy -cmd run $(IMAGES)/root/svcproxy
+	$(IMAGES)/mkimage -name $(PAUSE_TAG) -o $(IMAGES)/pause.tar -entrypoint /pause \
+		-registry $(IMAGES)/root/agnhost/var/registry -registry-ref pause:testing $(IMAGES)/root/pause
 	$(IMAGES)/mkimage -name $(AGNHOST_TAG) -o $(IMAGES)/agnhost.tar -entrypoint /agnhost -cmd pause -env PATH=/bin:/usr/bin:/usr/sbin:/sbin $(IMAGES)/root/agnhost
-	$(IMAGES)/mkimage -name $(PAUSE_TAG) -o $(IMAGES)/pause.tar -entrypoint /pause $(IMAGES)/root/pause
 	sh deploy/image/rootfs.sh busybox $(IMAGES)/root/busybox -
 	$(IMAGES)/mkimage -name $(BUSYBOX_TAG) -o $(IMAGES)/busybox.tar -cmd sh -env PATH=/bin $(IMAGES)/root/busybox
 	sh deploy/image/rootfs.sh iptables $(IMAGES)/root/iptables -

@@ -6,7 +6,10 @@
 //	mkimage -name registry.k8s.io/pause:3.10.2 -o pause.tar -entrypoint /pause ROOTFS
 //
 // The tree goes into one layer, owned by root, with a fixed time, so that
-// the same files make the same image.
+// the same files make the same image. With -registry DIR the image is also
+// written as agnhost's fake-registry-server serves images (the e2e tests'
+// private registry): DIR/REPO/manifests/TAG holding the manifest's digest,
+// and manifests and blobs under sha256/XX/HASH/data.
 package main
 
 import (
@@ -45,18 +48,20 @@ func main() {
 	entrypoint := flag.String("entrypoint", "", "the entrypoint, comma-separated")
 	cmd := flag.String("cmd", "", "the default arguments, comma-separated")
 	flag.Var(&env, "env", "NAME=VALUE in the image's environment (repeatable)")
+	registry := flag.String("registry", "", "also write the image into this fake-registry-server folder, as REPO:TAG of -registry-ref")
+	registryRef := flag.String("registry-ref", "", "with -registry: the repository and tag it is served as (pause:testing)")
 	flag.Parse()
 	if *ref == "" || *out == "" || flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: mkimage -name NAME -o FILE [-entrypoint ...] [-cmd ...] [-env ...] ROOTFS")
 		os.Exit(2)
 	}
-	if err := run(*ref, *out, *entrypoint, *cmd, env, flag.Arg(0)); err != nil {
+	if err := run(*ref, *out, *entrypoint, *cmd, env, flag.Arg(0), *registry, *registryRef); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ref, out, entrypoint, cmd string, env []string, rootfs string) error {
+func run(ref, out, entrypoint, cmd string, env []string, rootfs, registry, registryRef string) error {
 	tag, err := name.NewTag(ref)
 	if err != nil {
 		return fmt.Errorf("image name %q: %w", ref, err)
@@ -89,7 +94,73 @@ func run(ref, out, entrypoint, cmd string, env []string, rootfs string) error {
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
+	if registry != "" {
+		if err := writeRegistry(registry, registryRef, img); err != nil {
+			return fmt.Errorf("registry folder: %w", err)
+		}
+	}
 	return tarball.WriteToFile(out, tag, img)
+}
+
+// writeRegistry writes img as fake-registry-server reads it.
+func writeRegistry(dir, ref string, img v1.Image) error {
+	repo, tag, ok := strings.Cut(ref, ":")
+	if !ok || repo == "" || tag == "" {
+		return fmt.Errorf("-registry-ref %q: want REPO:TAG", ref)
+	}
+	base := filepath.Join(dir, repo)
+	put := func(kind string, digest v1.Hash, data []byte) error {
+		p := filepath.Join(base, kind, digest.Algorithm, digest.Hex[:2], digest.Hex, "data")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(p, data, 0o644)
+	}
+	manifest, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	if err := put("manifests", digest, manifest); err != nil {
+		return err
+	}
+	config, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	configName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	if err := put("blobs", configName, config); err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if err := put("blobs", d, data); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(base, "manifests", tag), []byte(digest.String()+"\n"), 0o644)
 }
 
 // layer is a tar of the tree under root, in a fixed order, symbolic links
