@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +27,93 @@ import (
 //
 //	go test -run XXX -bench LabSyncAPIServer -benchtime 1x -timeout 30m ./test/e2e
 func BenchmarkLabSyncAPIServer(b *testing.B) {
+	w, kubeconfig, setLast := apiScaleLab(b, 10000)
+	for _, mode := range benchModes {
+		b.Run("mode="+mode+"/services=10000", func(b *testing.B) {
+			for b.Loop() {
+				setLast("10.244.0.10")
+				w.measureSync(b, mode, []string{"--kubeconfig", kubeconfig}, setLast)
+			}
+		})
+	}
+}
+
+// BenchmarkCompareKubeProxy runs upstream kube-proxy v1.37.2 (built by make
+// kube-tools) and svcproxy in turn on the same lab node, against the same
+// API server holding SVCPROXY_BENCH_SERVICES Services × 10 endpoints (1000
+// unless set), in each mode, and logs each figure for both with their
+// ratio (make bench-compare). Endpoint changes are EndpointSlice updates
+// written straight to the API server; 20 of them give the p50 and p99.
+func BenchmarkCompareKubeProxy(b *testing.B) {
+	n := 1000
+	if v := os.Getenv("SVCPROXY_BENCH_SERVICES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 10000 {
+			b.Fatalf("SVCPROXY_BENCH_SERVICES=%q: want 1 to 10000", v)
+		}
+	}
+	kubeProxy := filepath.Join(kubeBinaries(b), "kube-proxy")
+	if _, err := os.Stat(kubeProxy); err != nil {
+		b.Skip("kube-proxy not built: run make kube-tools")
+	}
+	w, kubeconfig, setLast := apiScaleLab(b, n)
+	for _, mode := range benchModes {
+		figures := map[string]proxyFigures{}
+		for _, name := range []string{"kube-proxy", "svcproxy"} {
+			if name == "kube-proxy" && mode == "iptables" && n > 5000 {
+				// Upstream's iptables mode does not finish its first sync
+				// at 10k here (one restore of every rule).
+				continue
+			}
+			b.Run(fmt.Sprintf("mode=%s/services=%d/proxy=%s", mode, n, name), func(b *testing.B) {
+				for b.Loop() {
+					setLast("10.244.0.10")
+					start := func() *lab.Proc {
+						// The same flags for both, as kube-proxy takes them;
+						// svcproxy's run takes them all.
+						args := []string{"--kubeconfig", kubeconfig, "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16",
+							"--proxy-mode", mode, "--iptables-sync-period", syncPeriod.String(), "--nftables-sync-period", syncPeriod.String()}
+						bin := kubeProxy
+						if name == "svcproxy" {
+							bin, args = binary, append([]string{"run", "--state-dir", w.stateDir}, args...)
+						} else {
+							// No kernel-wide conntrack sysctls from the lab.
+							args = append(args, "--conntrack-max-per-core", "0")
+						}
+						p, err := w.lab.Start(&w.node.NS, bin, args...)
+						if err != nil {
+							b.Fatal(err)
+						}
+						return p
+					}
+					f := w.measureProxy(b, start, mode, setLast, 20)
+					f.report(b)
+					figures[name] = f
+				}
+			})
+		}
+		up, ours := figures["kube-proxy"], figures["svcproxy"]
+		if up.allServices == 0 {
+			continue
+		}
+		row := func(what string, u, o float64, unit string) string {
+			return fmt.Sprintf("%-34s %10.2f %10.2f %8.2fx %s", what, u, o, u/o, unit)
+		}
+		b.Logf("%s mode, %d Services x 10 endpoints: kube-proxy, svcproxy, kube-proxy/svcproxy\n%s\n%s\n%s\n%s\n%s\n%s", mode, n,
+			row("start to first NodePort", up.firstNodePort.Seconds(), ours.firstNodePort.Seconds(), "s"),
+			row("start to every Service", up.allServices.Seconds(), ours.allServices.Seconds(), "s"),
+			row("endpoint change, p50", float64(up.changeP50.Milliseconds()), float64(ours.changeP50.Milliseconds()), "ms"),
+			row("endpoint change, p99", float64(up.changeP99.Milliseconds()), float64(ours.changeP99.Milliseconds()), "ms"),
+			row("peak RSS", up.rssMiB, ours.rssMiB, "MiB"),
+			row("CPU", up.cpuSeconds, ours.cpuSeconds, "s"))
+	}
+}
+
+// apiScaleLab is a lab node with an API server holding n Services × 10
+// endpoints and two web Services, "aa/web" (sorted first) and "zz/web"
+// (sorted last) on NodePorts 32702 and 32701; setLast moves zz/web's
+// endpoint to another pod.
+func apiScaleLab(b *testing.B, n int) (*world, string, func(ip string)) {
 	bins := kubeBinaries(b)
 	w := benchLab(b, true)
 	ctx := context.Background()
@@ -40,8 +130,8 @@ func BenchmarkLabSyncAPIServer(b *testing.B) {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	createScale(b, admin, 10000)
-	b.Logf("10k Services and EndpointSlices created through the API in %s", time.Since(start).Round(time.Second))
+	createScale(b, admin, n)
+	b.Logf("%d Services and EndpointSlices created through the API in %s", n, time.Since(start).Round(time.Second))
 	for _, s := range []struct {
 		ns, ip   string
 		nodePort int32
@@ -65,18 +155,12 @@ func BenchmarkLabSyncAPIServer(b *testing.B) {
 			b.Fatal(err)
 		}
 		cur.Endpoints = s.Endpoints
+		cur.Annotations = s.Annotations
 		if _, err := admin.DiscoveryV1().EndpointSlices("zz").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for _, mode := range benchModes {
-		b.Run("mode="+mode+"/services=10000", func(b *testing.B) {
-			for b.Loop() {
-				setLast("10.244.0.10")
-				w.measureSync(b, mode, []string{"--kubeconfig", kubeconfig}, setLast)
-			}
-		})
-	}
+	return w, kubeconfig, setLast
 }
 
 // createScale creates n NodePort (the first 2700) and ClusterIP Services
