@@ -70,6 +70,16 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Wait waits for the process to end, at most until ctx ends.
 func (p *Proc) Wait(ctx context.Context) error {
 	select {

@@ -72,7 +72,7 @@ func BenchmarkCompareKubeProxy(b *testing.B) {
 						// The same flags for both, as kube-proxy takes them;
 						// svcproxy's run takes them all.
 						args := []string{"--kubeconfig", kubeconfig, "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16",
-							"--proxy-mode", mode, "--iptables-sync-period", syncPeriod.String(), "--nftables-sync-period", syncPeriod.String()}
+							"--proxy-mode", mode, "--iptables-sync-period", syncPeriod.String()}
 						bin := kubeProxy
 						if name == "svcproxy" {
 							bin, args = binary, append([]string{"run", "--state-dir", w.stateDir}, args...)

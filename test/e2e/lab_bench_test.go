@@ -250,8 +250,8 @@ func (w *world) measureProxy(b *testing.B, start func() *lab.Proc, mode string, 
 			if err == nil && a.Pod == pod {
 				return
 			}
-			if ctx.Err() != nil {
-				b.Fatalf("%s never answered from %s:\n%s", addr, pod, p.Output())
+			if ctx.Err() != nil || p.Exited() {
+				b.Fatalf("%s never answered from %s (proxy exited: %v):\n%s", addr, pod, p.Exited(), p.Output())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
