@@ -73,19 +73,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rest := fs.Args()
-	if len(rest) > 1 && rest[0] == "explain" && strings.HasPrefix(rest[1], "svc/") {
-		// kubectl's habit: the namespace after the object.
-		rest, o.namespace = takeNamespace(rest, o.namespace)
-	}
 	if len(rest) == 0 {
 		fs.Usage()
 		return errors.New("no command: give trace, explain, graph, services, doctor or nodes")
+	}
+	cmd := rest[0]
+	switch cmd {
+	case "nodes", "trace", "explain", "graph", "services", "doctor":
+	default:
+		return fmt.Errorf("unknown command %q: give trace, explain, graph, services, doctor or nodes", cmd)
+	}
+	// explain svc/NAME [-n NS], as kubectl names objects: svcproxy's
+	// NS/NAME, on every node unless --node picks one.
+	everywhere := false
+	if cmd == "explain" && len(rest) > 1 && strings.HasPrefix(rest[1], "svc/") {
+		rest, o.namespace = takeNamespace(rest, o.namespace)
+		rest[1] = o.namespace + "/" + strings.TrimPrefix(rest[1], "svc/")
+		everywhere = o.node == "" && len(rest) == 2
+	}
+	if cmd != "nodes" && !everywhere && o.node == "" {
+		return fmt.Errorf("%s runs on one node: give --node NODE (kubectl svcproxy nodes lists them)", cmd)
 	}
 	pods, err := o.pods(ctx)
 	if err != nil {
 		return err
 	}
-	switch cmd := rest[0]; {
+	switch {
 	case cmd == "nodes":
 		tw := tabwriter.NewWriter(stdout, 0, 8, 3, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tSVCPROXY POD")
@@ -93,24 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\n", p.node, p.name)
 		}
 		return tw.Flush()
-	case cmd == "explain" && o.node == "" && len(rest) == 2 && strings.HasPrefix(rest[1], "svc/"):
-		return o.explainEverywhere(ctx, pods, o.namespace+"/"+strings.TrimPrefix(rest[1], "svc/"), stdout)
-	case cmd == "trace" || cmd == "explain" || cmd == "graph" || cmd == "services" || cmd == "doctor":
-		if o.node == "" {
-			return fmt.Errorf("%s runs on one node: give --node NODE (kubectl svcproxy nodes lists them)", cmd)
-		}
-		for _, p := range pods {
-			if p.node == o.node {
-				if len(rest) >= 2 && cmd == "explain" && strings.HasPrefix(rest[1], "svc/") {
-					rest[1] = o.namespace + "/" + strings.TrimPrefix(rest[1], "svc/")
-				}
-				return o.exec(ctx, p.name, rest, stdout, stderr)
-			}
-		}
-		return fmt.Errorf("no svcproxy pod on node %q (%s in %s): kubectl svcproxy nodes lists them", o.node, o.selector, o.proxyNamespace)
-	default:
-		return fmt.Errorf("unknown command %q: give trace, explain, graph, services, doctor or nodes", cmd)
+	case everywhere:
+		return o.explainEverywhere(ctx, pods, rest[1], stdout)
 	}
+	for _, p := range pods {
+		if p.node == o.node {
+			return o.exec(ctx, p.name, rest, stdout, stderr)
+		}
+	}
+	return fmt.Errorf("no svcproxy pod on node %q (%s in %s): kubectl svcproxy nodes lists them", o.node, o.selector, o.proxyNamespace)
 }
 
 type pod struct{ name, node string }

@@ -151,11 +151,7 @@ func otherProtocols(l *loaded, pkt netfilter.Packet, dir netfilter.Direction) []
 // port (the incident's question: who is on my NodePort?) and says in one
 // line whether the packet reaches them.
 func sockets(pkt netfilter.Packet, v netfilter.Verdict) []string {
-	proto := model.TCP
-	if pkt.Protocol == "udp" {
-		proto = model.UDP
-	}
-	holders, err := nodeport.Holders(int32(pkt.DstPort), proto)
+	holders, err := nodeport.Holders(int32(pkt.DstPort), model.Protocol(pkt.Protocol))
 	if err != nil {
 		return []string{fmt.Sprintf("cannot list the node's sockets: %v", err)}
 	}

@@ -39,16 +39,16 @@ func (s *Syncer) read() (*kernelState, error) {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
 	for _, c := range chains {
-		if c.Table.Name == TableName {
-			ks.chains[c.Name] = true
-			ks.foreign = ks.foreign || upstreamChains[c.Name]
+		if c.Table.Name != TableName {
+			continue
 		}
-	}
-	if ks.foreign {
-		// Nothing of it is kept: what it holds is not read.
-		ks = newKernelState()
-		ks.read, ks.foreign = false, true
-		return ks, nil
+		if upstreamChains[c.Name] {
+			// Nothing of it is kept: what it holds is not read.
+			ks = newKernelState()
+			ks.read, ks.foreign = false, true
+			return ks, nil
+		}
+		ks.chains[c.Name] = true
 	}
 	sets, err := s.conn.read.GetSets(t)
 	if err != nil {
