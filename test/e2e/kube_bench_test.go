@@ -125,10 +125,7 @@ func apiScaleLab(b *testing.B, n int) (*world, string, func(ip string)) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"},
-		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: w.node.IP.String()}}}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	createNode(b, admin, w.node, nil)
 	start := time.Now()
 	createScale(b, admin, n)
 	b.Logf("%d Services and EndpointSlices created through the API in %s", n, time.Since(start).Round(time.Second))

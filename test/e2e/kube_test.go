@@ -106,12 +106,7 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range l.Nodes {
-		if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: n.NodeName, Labels: map[string]string{corev1.LabelTopologyZone: fmt.Sprintf("zone-%d", i%2)}},
-			Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		createNode(t, admin, n, map[string]string{corev1.LabelTopologyZone: fmt.Sprintf("zone-%d", i%2)})
 	}
 	kubeconfig, err := cp.Kubeconfig("proxy", lab.ProxyToken)
 	if err != nil {
@@ -464,6 +459,16 @@ func endpointSlice(service, name string, port int32, l *lab.Lab, ips ...string) 
 		s.Endpoints = append(s.Endpoints, ep)
 	}
 	return s
+}
+
+// createNode registers a lab node with the API server, its address as
+// the kubelet would report it.
+func createNode(tb testing.TB, c kubernetes.Interface, n *lab.Node, labels map[string]string) {
+	tb.Helper()
+	if _, err := c.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.NodeName, Labels: labels},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP.String()}}}}, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // applyDeploy creates the objects of deploy/svcproxy.yaml; with dryRun the

@@ -85,10 +85,7 @@ func newTakeoverLab(t *testing.T, nodes int) *takeoverLab {
 		t.Fatal(err)
 	}
 	for _, node := range l.Nodes {
-		if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.NodeName},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: node.IP.String()}}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		createNode(t, admin, node, nil)
 	}
 	web, err := admin.CoreV1().Services("default").Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
