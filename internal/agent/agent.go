@@ -194,7 +194,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		"minSyncPeriod", c.MinSyncPeriod.String(), "syncPeriod", c.SyncPeriod.String())
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- a.cfg.Source.Run(ctx, a.snapshot()) }()
-	go a.runner.Run(ctx)
+	ran := make(chan struct{})
+	go func() { a.runner.Run(ctx); close(ran) }()
 	go dataplane.Monitor(ctx, canaryInterval(c.SyncPeriod), log, a.cfg.Mode.Canary, a.cfg.Mode.Present,
 		func() bool { return !a.runner.LastSuccess().IsZero() },
 		func() { a.dataplane.ForceFull(); a.runner.Resync() })
@@ -205,9 +206,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 	}
+	<-ran
+	// As a DaemonSet rollout stops it: the rules stay, in a form the next
+	// proxy (svcproxy or upstream kube-proxy) takes over without a gap.
+	hctx, cancel := context.WithTimeout(context.Background(), handOverTimeout)
+	defer cancel()
+	if err := a.dataplane.Release(hctx); err != nil {
+		log.Warn("stopping; the rules stay in the kernel but were not handed over: a kube-proxy started next would leave svcproxy's endpoints maps behind", "err", err)
+		return nil
+	}
 	log.Info("stopping; the rules stay in the kernel")
 	return nil
 }
+
+// handOverTimeout bounds the hand-over on stop (one transaction; about a
+// second at 10k Services) well within a pod's default 30 s grace period.
+const handOverTimeout = 15 * time.Second
 
 // Init prepares the node as Run would (the process's OOM score, sysctls,
 // the NodePort reservation) and returns: --init-only, for an init
@@ -241,6 +255,7 @@ func (a *Agent) prepare() {
 func (a *Agent) snapshot() func(model.Input, []error) {
 	var prev model.Input
 	var builder model.Builder
+	first, lastRejected := true, 0
 	return func(in model.Input, objErrs []error) {
 		if a.cfg.Input != nil {
 			in = a.cfg.Input(in)
@@ -248,7 +263,6 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 		cs := model.Changes(prev, in)
 		prev = in
 		a.metrics.Queued(cs.Services, cs.EndpointSlices, a.families())
-		a.latency.changed(cs.Triggers)
 		st, buildErrs := builder.Build(in, a.cfg.Node)
 		rejected := 0
 		for _, e := range append(objErrs, buildErrs...) {
@@ -262,9 +276,17 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 				a.log.Error("skipping object: " + e.Error())
 			}
 		}
-		a.log.Info("Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
+		// News the first time and when what is rejected changes; under a
+		// stream of endpoint changes, one line each would drown the log.
+		level := slog.LevelDebug
+		if first || rejected != lastRejected {
+			level = slog.LevelInfo
+		}
+		first, lastRejected = false, rejected
+		a.log.Log(context.Background(), level, "Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
 			"servicePorts", len(st.Services), "rejected", rejected)
-		a.runner.Update(st)
+		a.latency.changed(&st, cs.Triggers)
+		a.runner.Update(&st)
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,29 +22,42 @@ type Observer interface {
 
 // programmingLatency measures each EndpointSlice change from its trigger
 // time (endpoints.kubernetes.io/last-change-trigger-time) to the sync that
-// put it in the kernel: kubeproxy_network_programming_duration_seconds.
+// put it in the kernel: kubeproxy_network_programming_duration_seconds. A
+// change counts as in when a state that has it (its own or a later one) is
+// synced, not when a sync that started before it ends.
 type programmingLatency struct {
 	metrics *metrics.Metrics
 	mu      sync.Mutex
-	// pending are the trigger times of changes not yet in the kernel.
-	pending []model.Trigger
+	// pending are the changes not yet in the kernel, with the states that
+	// brought them, oldest first.
+	pending []stateTriggers
 }
 
-// changed notes the trigger times of a snapshot's changes.
-func (p *programmingLatency) changed(triggers []model.Trigger) {
+type stateTriggers struct {
+	st       *model.State
+	triggers []model.Trigger
+}
+
+// changed notes the trigger times of the changes st brings.
+func (p *programmingLatency) changed(st *model.State, triggers []model.Trigger) {
 	p.mu.Lock()
-	p.pending = append(p.pending, triggers...)
+	p.pending = append(p.pending, stateTriggers{st, triggers})
 	p.mu.Unlock()
 }
 
-// Synced also tells the metrics that the pending changes are in.
-func (p *programmingLatency) Synced(*model.State) {
+// Synced observes the changes st and the states before it brought, and
+// tells the metrics of the sync.
+func (p *programmingLatency) Synced(st *model.State) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, t := range p.pending {
-		p.metrics.ObserveProgramming(dataplane.FamilyName(t.V6), time.Since(t.At))
+	if i := slices.IndexFunc(p.pending, func(s stateTriggers) bool { return s.st == st }); i >= 0 {
+		for _, s := range p.pending[:i+1] {
+			for _, t := range s.triggers {
+				p.metrics.ObserveProgramming(dataplane.FamilyName(t.V6), time.Since(t.At))
+			}
+		}
+		p.pending = slices.Delete(p.pending, 0, i+1)
 	}
-	p.pending = nil
 	p.metrics.Synced()
 }
 

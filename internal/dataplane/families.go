@@ -108,6 +108,20 @@ func (fs Families) ForceFull() {
 	}
 }
 
+// Release hands every family's rules over to the proxy that starts next,
+// where the mode's layout needs it (a Syncer with a Release method).
+func (fs Families) Release(ctx context.Context) error {
+	var errs []error
+	for _, s := range fs {
+		if r, ok := s.(interface{ Release(context.Context) error }); ok {
+			if err := r.Release(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.Family(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Cleanup removes the rules of every family.
 func (fs Families) Cleanup(ctx context.Context) (bool, error) {
 	any := false

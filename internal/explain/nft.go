@@ -36,12 +36,12 @@ func NewNftIndex(rs *netfilter.NftRuleset) *Index {
 			}
 			for _, r := range c.Rules {
 				// The masquerade rule for traffic from outside the pods
-				// names the cluster CIDR: "ip saddr != 10.244.0.0/16 jump
-				// mark-for-masquerade" in a service chain (svcproxy's
-				// layout), or "ip daddr @cluster-ips ip saddr !=
-				// 10.244.0.0/16 meta mark set ..." in services (upstream's).
-				masq := strings.HasPrefix(c.Name, "service-") && strings.Contains(r.Text, "jump mark-for-masquerade") ||
-					c.Name == "services" && strings.Contains(r.Text, "@cluster-ips") && strings.Contains(r.Text, "meta mark set")
+				// names the cluster CIDR: "ip saddr != 10.244.0.0/16 meta
+				// mark set ..." in a service chain (svcproxy's layout), or
+				// "ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta
+				// mark set ..." in services (upstream's).
+				masq := strings.Contains(r.Text, "meta mark set") &&
+					(strings.HasPrefix(c.Name, "service-") || c.Name == "services" && strings.Contains(r.Text, "@cluster-ips"))
 				if !idx.ClusterCIDR.IsValid() && masq {
 					if _, after, ok := strings.Cut(r.Text, "saddr != "); ok {
 						if p, err := netip.ParsePrefix(strings.Fields(after)[0]); err == nil {
@@ -88,7 +88,7 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 		return "1 in " + strings.Fields(r)[3] + " of the connections still here: " + dnatTo(r)
 	case strings.HasPrefix(r, "numgen random mod "):
 		return "picks one of " + strings.Fields(r)[3] + " endpoints at random"
-	case strings.Contains(r, "@hairpin-endpoints") && strings.Contains(r, "jump mark-for-masquerade"):
+	case strings.Contains(r, "@hairpin-endpoints"):
 		return "marked for masquerade: hairpin (an endpoint reaching itself through its Service)"
 	case strings.Contains(r, " to numgen random mod ") && strings.Contains(r, " map @"):
 		_, m, _ := strings.Cut(r, " map @")
@@ -101,7 +101,7 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 		return dnatTo(r)
 	case strings.HasPrefix(r, "masquerade"):
 		return "masquerade: the source becomes this node's address on the way out"
-	case strings.Contains(r, "jump mark-for-masquerade"):
+	case strings.Contains(r, "jump mark-for-masquerade"), h.Chain != "mark-for-masquerade" && strings.Contains(r, "mark set") && strings.Contains(r, "|"):
 		switch {
 		case strings.Contains(r, "saddr != "):
 			return "marked for masquerade: source outside the cluster CIDR"
@@ -109,6 +109,8 @@ func (idx *Index) describeNft(h netfilter.Hop) string {
 			return "marked for masquerade: hairpin (the endpoint is reaching itself)"
 		case strings.Contains(r, "fib saddr type local"):
 			return "marked for masquerade: traffic from this node"
+		case strings.Contains(r, " daddr "):
+			return "marked for masquerade: every connection to the cluster IP (masquerade-all)"
 		default:
 			return "marked for masquerade: external traffic (externalTrafficPolicy: Cluster)"
 		}

@@ -50,11 +50,12 @@ func (r *Runner) init() {
 	r.initOnce.Do(func() { r.kick = make(chan struct{}, 1) })
 }
 
-// Update hands the runner a new desired state; a sync follows soon.
-func (r *Runner) Update(st model.State) {
+// Update hands the runner a new desired state; a sync follows soon, and
+// OnSynced gets st itself once it is in the kernel.
+func (r *Runner) Update(st *model.State) {
 	r.init()
 	r.mu.Lock()
-	r.state = &st
+	r.state = st
 	r.mu.Unlock()
 	select {
 	case r.kick <- struct{}{}:

@@ -41,7 +41,7 @@ func (f *fakeDataplane) attempts() []int {
 	return append([]int(nil), f.synced...)
 }
 
-func state(n int) model.State { return model.State{Services: make([]model.ServicePort, n)} }
+func state(n int) *model.State { return &model.State{Services: make([]model.ServicePort, n)} }
 
 func newRunner(dp *fakeDataplane, minSync time.Duration) (*Runner, chan *model.State) {
 	okCh := make(chan *model.State, 10)

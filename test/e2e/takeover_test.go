@@ -353,11 +353,9 @@ func TestTakeover(t *testing.T) {
 		{"kube-proxy nftables to svcproxy nftables", []proxy{kp("nftables"), sp("nftables")}},
 		{"kube-proxy iptables to svcproxy nftables", []proxy{kp("iptables"), sp("nftables")}},
 		{"svcproxy iptables to nftables and back", []proxy{sp("iptables"), sp("nftables"), sp("iptables")}},
+		{"svcproxy nftables restarted (an upgrade)", []proxy{sp("nftables"), sp("nftables")}},
 		{"back to kube-proxy iptables", []proxy{sp("iptables"), kp("iptables")}},
-		// Not yet: back to kube-proxy in nftables mode. kube-proxy cannot
-		// write its table over svcproxy's (the kernel refuses to change a
-		// base chain's priority or a map's definition in place) and
-		// retries for ever; that way back needs svcproxy cleanup first.
+		{"back to kube-proxy nftables", []proxy{sp("nftables"), kp("nftables")}},
 	}
 	var report []string
 	for _, sc := range scenarios {
@@ -376,8 +374,7 @@ func TestTakeover(t *testing.T) {
 				time.Sleep(time.Second)
 			}
 			report = append(report, n.judge(sc.name, tr))
-			n.stop(ctx, proc)
-			n.leftovers(ctx, sc.steps[len(sc.steps)-1], 0)
+			n.leftovers(ctx, sc.steps[len(sc.steps)-1], 0, proc)
 		})
 	}
 	t.Logf("takeovers under load:\n%s", strings.Join(report, "\n"))
@@ -404,8 +401,7 @@ func TestRollingTakeover(t *testing.T) {
 	}
 	n.judge("rolling: kube-proxy iptables to svcproxy nftables, 3 nodes", tr)
 	for i := range n.l.Nodes {
-		n.stop(ctx, procs[i])
-		n.leftovers(ctx, to, i)
+		n.leftovers(ctx, to, i, procs[i])
 	}
 }
 
@@ -431,17 +427,27 @@ func (n *takeoverLab) judge(name string, tr *traffic) string {
 	return line
 }
 
-// leftovers checks that node i (its proxy stopped) holds exactly what a
-// fresh start of p writes: no chain, map, set or jump of the proxy before.
-func (n *takeoverLab) leftovers(ctx context.Context, p proxy, i int) {
+// leftovers checks that node i, its proxy p running as proc, holds exactly
+// what a fresh start of p writes: no chain, map, set or jump of the proxy
+// before. Both are compared while running and after stopping (svcproxy
+// hands its table over as it stops).
+func (n *takeoverLab) leftovers(ctx context.Context, p proxy, i int, proc *lab.Proc) {
 	n.t.Helper()
-	after := n.rules(ctx, i)
+	running := n.rules(ctx, i)
+	n.stop(ctx, proc)
+	stopped := n.rules(ctx, i)
 	n.cleanup(ctx, i)
 	fresh := n.start(ctx, p, i)
-	if d := lineDiff(n.rules(ctx, i), after); len(d) > 0 {
-		n.t.Errorf("after the takeover %s holds what a fresh %s does not (+) or lacks what it writes (-):\n%s", n.l.Nodes[i].NodeName, p, strings.Join(d, "\n"))
-	}
+	freshRunning := n.rules(ctx, i)
 	n.stop(ctx, fresh)
+	for _, c := range []struct {
+		when        string
+		after, want []string
+	}{{"running", running, freshRunning}, {"stopped", stopped, n.rules(ctx, i)}} {
+		if d := lineDiff(c.want, c.after); len(d) > 0 {
+			n.t.Errorf("after the takeover %s (%s %s) holds what a fresh one does not (+) or lacks what it writes (-):\n%s", n.l.Nodes[i].NodeName, p, c.when, strings.Join(d, "\n"))
+		}
+	}
 }
 
 func lastLines(s string, n int) string {

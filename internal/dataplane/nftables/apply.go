@@ -241,7 +241,11 @@ func (e *netlinkEmitter) setFor(s Set) *gnft.Set {
 	}
 	ns := &gnft.Set{Table: e.table, Name: s.Name, KeyType: types[0], Comment: s.Comment}
 	if len(types) > 1 {
-		ns.KeyType, ns.Concatenation = gnft.MustConcatSetType(types...), true
+		// Without the concatenation flag and field lengths, as nft writes
+		// a concatenated key that is not an interval (upstream's maps):
+		// the kernel refuses to add a set again with other flags, and
+		// svcproxy and kube-proxy add each other's maps on a takeover.
+		ns.KeyType = gnft.MustConcatSetType(types...)
 	}
 	switch {
 	case s.Endpoints:

@@ -213,13 +213,15 @@ func (m markXor) exprs(bool) []expr.Any { return setMark(^uint32(0), m.mark) }
 
 func (masq) exprs(bool) []expr.Any { return []expr.Any{&expr.Masq{FullyRandom: true}} }
 
-func (v vmapLookup) exprs(v6 bool) []expr.Any {
+// loadKeys loads a concatenation of fields into the registers from
+// reg32_00 on, each field in as many 4-byte registers as it needs.
+func loadKeys(keys []keyField, v6 bool) []expr.Any {
 	var out []expr.Any
 	reg := uint32(reg32_00)
-	for _, k := range v.keys {
+	for _, k := range keys {
 		switch k {
-		case fDaddr:
-			out = append(out, loadAddr(v6, false, reg))
+		case fSaddr, fDaddr:
+			out = append(out, loadAddr(v6, k == fSaddr, reg))
 			if v6 {
 				reg += 4
 			} else {
@@ -233,7 +235,11 @@ func (v vmapLookup) exprs(v6 bool) []expr.Any {
 			reg++
 		}
 	}
-	return append(out, &expr.Lookup{SourceRegister: reg32_00, DestRegister: 0, IsDestRegSet: true, SetName: v.m})
+	return out
+}
+
+func (v vmapLookup) exprs(v6 bool) []expr.Any {
+	return append(loadKeys(v.keys, v6), &expr.Lookup{SourceRegister: reg32_00, DestRegister: 0, IsDestRegSet: true, SetName: v.m})
 }
 
 func (u updateSet) exprs(v6 bool) []expr.Any {
@@ -252,12 +258,8 @@ func (matchCtDNAT) exprs(bool) []expr.Any {
 	}
 }
 
-func (m matchPairSet) exprs(v6 bool) []expr.Any {
-	second := uint32(reg32_00 + 1)
-	if v6 {
-		second = reg32_00 + 4
-	}
-	return []expr.Any{loadAddr(v6, true, reg32_00), loadAddr(v6, false, second), &expr.Lookup{SourceRegister: reg32_00, SetName: m.set}}
+func (m matchSet) exprs(v6 bool) []expr.Any {
+	return append(loadKeys(m.keys, v6), &expr.Lookup{SourceRegister: reg32_00, SetName: m.set})
 }
 
 func (d dnatMap) exprs(v6 bool) []expr.Any {

@@ -90,7 +90,8 @@ func listed(t *testing.T, run func(...string) (string, error), v6 bool) *netfilt
 
 // sameTable compares two parsed tables: chains with their rules (in order)
 // and set elements (in any order). retiredOK allows extra empty chains:
-// chains a sync retired, which are deleted by a sync a second later.
+// chains a sync retired, which are deleted by a sync a second later (and
+// extra sets: affinity sets retired with them).
 func sameTable(want, got *netfilter.NftTable, retiredOK bool) []string {
 	var diffs []string
 	for _, c := range want.Chains {
@@ -130,6 +131,11 @@ func sameTable(want, got *netfilter.NftTable, retiredOK bool) []string {
 			diffs = append(diffs, fmt.Sprintf("set %s:\n  rendered %s\n  kernel   %s", name, a, b))
 		}
 	}
+	for name := range got.Sets {
+		if want.Sets[name] == nil && !retiredOK {
+			diffs = append(diffs, "extra set "+name)
+		}
+	}
 	return diffs
 }
 
@@ -139,7 +145,9 @@ func elementSet(s *netfilter.NftSet) string {
 		out = append(out, strings.Join(e.Key, " . ")+" : "+strings.Join(e.Verdict, " "))
 	}
 	sort.Strings(out)
-	return strings.Join(out, ", ")
+	// The rendered listing names an element once per Service that wants
+	// it (two on one address); the kernel holds it once.
+	return strings.Join(slices.Compact(out), ", ")
 }
 
 // What svcproxy renders is what the kernel holds after the apply layer has
@@ -389,6 +397,54 @@ func TestKernelListingLoadsBack(t *testing.T) {
 			again, err := fresh("nft", "list", "ruleset")
 			if err != nil || again != saved {
 				t.Errorf("loaded back, the ruleset lists differently (%v):\n%s\nwas:\n%s", err, again, saved)
+			}
+		})
+	}
+}
+
+// Stopping, svcproxy hands its table over (Release): for every golden and
+// parity state, the handed-over table holds nothing upstream kube-proxy
+// does not know (it could not remove it), still sends every packet where
+// the rendered table does, and the next svcproxy replaces it with its own.
+func TestReleaseHandsTheTableOver(t *testing.T) {
+	cases := append(dptest.Behaviours(), dptest.Parity()...)
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			fd, run := kernelNS(t)
+			ctx := context.Background()
+			st := c.State(t)
+			if err := (&Syncer{NetNS: fd, Options: c.Opts}).Sync(ctx, &st); err != nil {
+				t.Fatal(err)
+			}
+			s := &Syncer{NetNS: fd, Options: c.Opts}
+			if err := s.Sync(ctx, &st); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			handed := listed(t, run, c.Opts.IPv6)
+			for _, set := range handed.Tables[0].Sets {
+				if isEndpointMap(set.Name) || set.Name == setHairpin {
+					t.Errorf("handed over with svcproxy's %s", set.Name)
+				}
+			}
+			trace := func(p netfilter.Packet, o netfilter.TraceOptions) (*netfilter.Result, error) {
+				return netfilter.TraceNft(handed, p, o)
+			}
+			for _, tc := range c.Traces {
+				dptest.CheckTrace(t, trace, dptest.Local, tc.In("nftables"))
+			}
+			next := &Syncer{NetNS: fd, Options: c.Opts}
+			if err := next.Sync(ctx, &st); err != nil {
+				t.Fatal(err)
+			}
+			want, err := netfilter.ParseNft(renderWith(&st, c.Opts, &next.ranges).List())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := sameTable(want.Tables[0], listed(t, run, c.Opts.IPv6).Tables[0], false); len(d) > 0 {
+				t.Errorf("the next svcproxy left the handed-over table differing from its own:\n%s", strings.Join(d, "\n"))
 			}
 		})
 	}

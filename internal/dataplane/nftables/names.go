@@ -26,7 +26,6 @@ const TableName = "kube-proxy"
 const (
 	chainServices          = "services"
 	chainMasquerading      = "masquerading"
-	chainMarkMasq          = "mark-for-masquerade"
 	chainReject            = "reject-chain"
 	chainFirewallCheck     = "firewall-check"
 	chainServiceEPCheck    = "service-endpoints-check"

@@ -12,16 +12,16 @@ import (
 
 	gnft "github.com/google/nftables"
 	"golang.org/x/sys/unix"
+
+	"github.com/svcproxy/svcproxy/internal/model"
 )
 
 // read lists the table as the kernel holds it: chain names, affinity sets,
-// and the elements of the dispatch maps.
-// upstreamChains are chains only upstream kube-proxy's nftables layout has
-// (svcproxy's base chains sit at other priorities, and its maps differ): a
-// table with one of them is another proxy's, and the next sync replaces it
-// whole (see apply).
-var upstreamChains = map[string]bool{"filter-prerouting-pre-dnat": true, "filter-output-pre-dnat": true}
-
+// and the elements of the dispatch maps. A table svcproxy cannot sync in
+// place is marked foreign and replaced whole by the next sync (see apply):
+// upstream kube-proxy's or one svcproxy handed over (neither has svcproxy's
+// hairpin set), or one left by an older svcproxy whose base chains or set
+// definitions differ from this one's (the kernel changes neither in place).
 func (s *Syncer) read() (*kernelState, error) {
 	if s.fake != nil {
 		return s.readFake()
@@ -38,15 +38,19 @@ func (s *Syncer) read() (*kernelState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
 	}
+	want := fixed(&model.State{}, s.Options)
+	foreign := func() (*kernelState, error) {
+		// Nothing of it is kept: what it holds is not read.
+		ks = newKernelState()
+		ks.read, ks.foreign = false, true
+		return ks, nil
+	}
 	for _, c := range chains {
 		if c.Table.Name != TableName {
 			continue
 		}
-		if upstreamChains[c.Name] {
-			// Nothing of it is kept: what it holds is not read.
-			ks = newKernelState()
-			ks.read, ks.foreign = false, true
-			return ks, nil
+		if c.Hooknum != nil && !slices.ContainsFunc(want.Base, func(b BaseChain) bool { return sameBaseChain(c, b) }) {
+			return foreign()
 		}
 		ks.chains[c.Name] = true
 	}
@@ -58,6 +62,18 @@ func (s *Syncer) read() (*kernelState, error) {
 	// by an earlier one) are not handed out until this sync deleted them.
 	inUse := map[uint32]bool{}
 	defer s.ranges.Reserve(inUse)
+	emitter := &netlinkEmitter{table: t, v6: s.Options.IPv6}
+	hairpin := false
+	for _, st := range sets {
+		hairpin = hairpin || st.Name == setHairpin
+		if def, ok := ours(want, st.Name); ok && !sameSet(st, emitter.setFor(def)) {
+			return foreign()
+		}
+	}
+	if !hairpin {
+		// Upstream's table, or svcproxy's handed over (see Release).
+		return foreign()
+	}
 	for _, st := range sets {
 		if strings.HasPrefix(st.Name, affinitySetPrefix) {
 			ks.affinity[st.Name] = true
@@ -155,6 +171,36 @@ func readRanges(els []gnft.SetElement, v6 bool) map[uint32]kernelRange {
 		out[first] = newKernelRange(last, netip.AddrPortFrom(a, binary.BigEndian.Uint16(e.Val[alen:alen+2])))
 	}
 	return out
+}
+
+// sameBaseChain says whether kernel chain c is base chain b as this
+// svcproxy writes it.
+func sameBaseChain(c *gnft.Chain, b BaseChain) bool {
+	return c.Name == b.Name && c.Type == gnft.ChainType(b.Type) && c.Priority != nil && int(*c.Priority) == b.Priority
+}
+
+// ours is the definition this svcproxy gives the named set or map of the
+// table, if the name is one of its own.
+func ours(want *Ruleset, name string) (Set, bool) {
+	if isEndpointMap(name) {
+		return endpointMapSet(name), true
+	}
+	i := slices.IndexFunc(want.Sets, func(s Set) bool { return s.Name == name })
+	if i < 0 {
+		return Set{}, false
+	}
+	return want.Sets[i], true
+}
+
+// sameSet says whether the kernel's set k has the definition the kernel
+// compares when a set is added again (its flags; the key type where
+// google/nftables reads it back, which it does not for verdict maps); with
+// another, adding it fails.
+func sameSet(k, w *gnft.Set) bool {
+	if k.IsMap != w.IsMap || k.Interval != w.Interval || k.Concatenation != w.Concatenation || k.HasTimeout != w.HasTimeout {
+		return false
+	}
+	return w.DataType == gnft.TypeVerdict || k.KeyType.Name == w.KeyType.Name
 }
 
 func notFound(err error) bool {

@@ -134,24 +134,26 @@ func fixed(st *model.State, opts Options) *Ruleset {
 	v6 := opts.IPv6
 	ctJump := func(c string) Rule { return rule(matchCtNew{}, jump(c)) }
 	rs := &Ruleset{IPv6: v6}
-	// Filtering runs before DNAT, on the destination the client used.
+	mark := opts.Mark()
+	// The base chains are upstream's, hook for hook and priority for
+	// priority, so that either proxy can take the table over from the
+	// other (see read). The firewall runs before DNAT, on the destination
+	// the client used; the endpoint and cluster IP checks after it, the
+	// node's own traffic included: an externalTrafficPolicy: Local Service
+	// without local endpoints still serves the node (short-circuit).
 	rs.Base = []BaseChain{
-		{Chain{Name: "filter-prerouting", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "prerouting", -110},
-		{Chain{Name: "filter-input", Rules: []Rule{ctJump(chainNodePortEPCheck), ctJump(chainServiceEPCheck)}}, "filter", "input", -110},
-		{Chain{Name: "filter-forward", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "forward", -110},
-		// The node's own traffic is checked for endpoints after DNAT, as
-		// forwarded traffic is: an externalTrafficPolicy: Local Service
-		// without local endpoints still serves the node (short-circuit).
-		{Chain{Name: "filter-output", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "output", -110},
-		{Chain{Name: "filter-output-post-dnat", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "output", -90},
+		{Chain{Name: "filter-prerouting-pre-dnat", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "prerouting", -110},
+		{Chain{Name: "filter-output-pre-dnat", Rules: []Rule{ctJump(chainFirewallCheck)}}, "filter", "output", -110},
+		{Chain{Name: "filter-input", Rules: []Rule{ctJump(chainNodePortEPCheck), ctJump(chainServiceEPCheck)}}, "filter", "input", 0},
+		{Chain{Name: "filter-forward", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "forward", 0},
+		{Chain{Name: "filter-output", Rules: []Rule{ctJump(chainServiceEPCheck), ctJump(chainClusterIPsCheck)}}, "filter", "output", 0},
 		{Chain{Name: "nat-prerouting", Rules: []Rule{rule(jump(chainServices))}}, "nat", "prerouting", -100},
 		{Chain{Name: "nat-output", Rules: []Rule{rule(jump(chainServices))}}, "nat", "output", -100},
 		// Hairpin: a pod DNATed to itself must be masqueraded, or its reply
 		// would skip the DNAT. Upstream marks it in each endpoint chain.
-		{Chain{Name: "nat-postrouting", Rules: []Rule{rule(matchCtDNAT{}, matchPairSet{setHairpin}, jump(chainMarkMasq)), rule(jump(chainMasquerading))}}, "nat", "postrouting", 100},
+		{Chain{Name: "nat-postrouting", Rules: []Rule{rule(matchCtDNAT{}, matchSet{[]keyField{fSaddr, fDaddr}, setHairpin}, markOr{mark}), rule(jump(chainMasquerading))}}, "nat", "postrouting", 100},
 	}
 	concat3 := []keyField{fDaddr, fL4Proto, fDport}
-	mark := opts.Mark()
 	nodePorts := nodePortAddresses(st, opts)
 	var npMatch []stmt
 	if nodePorts == nil {
@@ -171,7 +173,6 @@ func fixed(st *model.State, opts Options) *Ruleset {
 	rs.Fixed = []Chain{
 		ipCheck,
 		{Name: chainFirewallCheck, Rules: []Rule{rule(vmapLookup{concat3, mapFirewallIPs})}},
-		{Name: chainMarkMasq, Rules: []Rule{rule(markOr{mark})}},
 		{Name: chainMasquerading, Rules: []Rule{rule(matchMarkClear{mark}, returnV()), rule(markXor{mark}), rule(masq{})}},
 		{Name: chainNodePortEPCheck, Rules: []Rule{rule(append(append([]stmt{}, npMatch[len(npMatch)-1]), vmapLookup{[]keyField{fL4Proto, fDport}, mapNoEndpointNodePorts})...)}},
 		{Name: chainReject, Rules: []Rule{rule(reject{})}},
@@ -240,6 +241,8 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 
 	plan := sp.Plan(node)
 	pods := opts.LocalTraffic(node)
+	// Marked for masquerading, as upstream, in the rule itself.
+	setMasq := markOr{opts.Mark()}
 	internalChain, externalPolicyChain := clusterChain, clusterChain
 	if plan.InternalLocal {
 		internalChain = localChain
@@ -340,13 +343,13 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 		if !plan.ExternalLocal {
 			// Endpoints may be on other nodes: masquerade so replies
 			// come back through this one.
-			c.Rules = append(c.Rules, rule(jump(chainMarkMasq)))
+			c.Rules = append(c.Rules, rule(setMasq))
 		} else {
 			if pods.Known() {
 				c.Rules = append(c.Rules, Rule{Stmts: []stmt{local(pods, false), goTo(clusterChain)}, Comment: "short-circuit pod traffic"})
 			}
 			c.Rules = append(c.Rules,
-				Rule{Stmts: []stmt{matchFibLocal{src: true}, jump(chainMarkMasq)}, Comment: "masquerade local traffic"},
+				Rule{Stmts: []stmt{matchFibLocal{src: true}, setMasq}, Comment: "masquerade local traffic"},
 				Rule{Stmts: []stmt{matchFibLocal{src: true}, goTo(clusterChain)}, Comment: "short-circuit local traffic"})
 		}
 		if plan.HasExternal {
@@ -379,9 +382,9 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 			m := []stmt{addrIs(false, sp.ClusterIP), matchPort{proto, port}}
 			switch {
 			case opts.MasqueradeAll:
-				c.Rules = append(c.Rules, rule(append(m, jump(chainMarkMasq))...))
+				c.Rules = append(c.Rules, rule(append(m, setMasq)...))
 			case pods.Known():
-				c.Rules = append(c.Rules, rule(append(m, local(pods, true), jump(chainMarkMasq))...))
+				c.Rules = append(c.Rules, rule(append(m, local(pods, true), setMasq)...))
 			}
 		}
 		if affine {
@@ -399,7 +402,7 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 		// Services). Upstream jumps through an anonymous verdict map to an
 		// endpoint chain each.
 		id, ok := uint32(0), false
-		if !affine {
+		if !affine && ids != nil {
 			id, ok = ids.For(name)
 		}
 		if ok {

@@ -207,12 +207,14 @@ type matchCtDNAT struct{}
 
 func (matchCtDNAT) text(bool) string { return "ct status dnat" }
 
-// matchPairSet: "ip saddr . ip daddr @set".
-type matchPairSet struct{ set string }
-
-func (m matchPairSet) text(v6 bool) string {
-	return ipWord(v6) + " saddr . " + ipWord(v6) + " daddr @" + m.set
+// matchSet: "ip saddr . ip daddr @set", a lookup of the concatenated
+// fields.
+type matchSet struct {
+	keys []keyField
+	set  string
 }
+
+func (m matchSet) text(v6 bool) string { return keysText(m.keys, v6) + " @" + m.set }
 
 // dnatMap: "dnat ip to numgen random mod 65536 offset N map @endpoints"
 // (after a matchL4): a random number in range id of the endpoints map, which
@@ -244,10 +246,27 @@ func (masq) text(bool) string { return "masquerade fully-random" }
 type keyField string
 
 const (
+	fSaddr   keyField = "saddr"
 	fDaddr   keyField = "daddr"
 	fL4Proto keyField = "l4proto"
 	fDport   keyField = "dport"
 )
+
+// keysText is a concatenation of fields: "ip daddr . meta l4proto . th dport".
+func keysText(keys []keyField, v6 bool) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		switch k {
+		case fSaddr, fDaddr:
+			parts[i] = ipWord(v6) + " " + string(k)
+		case fL4Proto:
+			parts[i] = "meta l4proto"
+		case fDport:
+			parts[i] = "th dport"
+		}
+	}
+	return strings.Join(parts, " . ")
+}
 
 // vmapLookup: "ip daddr . meta l4proto . th dport vmap @service-ips".
 type vmapLookup struct {
@@ -255,20 +274,7 @@ type vmapLookup struct {
 	m    string
 }
 
-func (v vmapLookup) text(v6 bool) string {
-	parts := make([]string, len(v.keys))
-	for i, k := range v.keys {
-		switch k {
-		case fDaddr:
-			parts[i] = ipWord(v6) + " daddr"
-		case fL4Proto:
-			parts[i] = "meta l4proto"
-		case fDport:
-			parts[i] = "th dport"
-		}
-	}
-	return strings.Join(parts, " . ") + " vmap @" + v.m
-}
+func (v vmapLookup) text(v6 bool) string { return keysText(v.keys, v6) + " vmap @" + v.m }
 
 // updateSet records the client in a session-affinity set.
 type updateSet struct{ set string }

@@ -70,6 +70,8 @@ type Syncer struct {
 	// (tests: whole sequences of syncs without root).
 	fake     *knftables.Fake
 	fakeSent []string
+	// last is the State of the last sync, done or not (see Release).
+	last *model.State
 }
 
 // cachedPort is a Service port as last rendered: while the model holds the
@@ -124,6 +126,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 	if err := s.connect(); err != nil {
 		return err
 	}
+	s.last = st
 	rs, items := s.plan(st, full)
 	s.deleteStale()
 	var ks *kernelState
