@@ -17,7 +17,7 @@ E2E_REQUIRED ?= $(CI)
 # The system tools svcproxy drives, and the Debian packages that bring them.
 SYSTEM_TOOLS := iptables-save:iptables ip:iproute2 nft:nftables conntrack:conntrack curl:curl dot:graphviz python3:python3
 
-.PHONY: all build deps tools kube-tools cluster-tools images cluster conformance lint test lab bench bench-compare clean
+.PHONY: all build deps tools kube-tools cluster-tools images cluster conformance lint test lab bench bench-compare bench-churn clean
 
 all: build
 
@@ -203,6 +203,16 @@ SERVICES ?= 1000
 bench-compare: deps kube-tools
 	SVCPROXY_KUBE_BIN=$(KUBE_BIN) SVCPROXY_BENCH_SERVICES=$(SERVICES) $(GO) test -run XXX -bench CompareKubeProxy -benchtime 1x -timeout 90m -v ./test/e2e \
 		| grep -v '^\s*[IWE][0-9]\{4\}'
+
+## bench-churn: endpoint changes streamed at 20, 100 and 500 a second
+## (CHURN_SECONDS each) against SERVICES Services x 10 endpoints, for
+## upstream kube-proxy and svcproxy in turn: network programming latency
+## p50/p99, syncs and CPU per rate.
+bench-churn: SERVICES = 10000
+CHURN_SECONDS ?= 60
+bench-churn: deps kube-tools
+	SVCPROXY_KUBE_BIN=$(KUBE_BIN) SVCPROXY_BENCH_SERVICES=$(SERVICES) SVCPROXY_CHURN_SECONDS=$(CHURN_SECONDS) \
+		$(GO) test -run XXX -bench Churn -benchtime 1x -timeout 90m -v ./test/e2e | grep -v '^\s*[IWE][0-9]\{4\}\|network programming\|Network programming'
 
 clean:
 	rm -rf $(BIN)

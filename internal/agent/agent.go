@@ -131,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 			a.localhost = append(a.localhost, &localnodeport.Proxy{V6: v6, Log: log, Metrics: a.metrics})
 		}
 	}
-	a.latency = &programmingLatency{metrics: a.metrics}
+	a.latency = &programmingLatency{metrics: a.metrics, log: log}
 	a.ports = &portReservation{
 		reserver: &nodeport.Reserver{StateFile: ReservationState(s.StateDir)},
 		mode:     s.NodePortReservation, portRange: s.NodePortRange, log: log,

@@ -27,6 +27,7 @@ type Observer interface {
 // synced, not when a sync that started before it ends.
 type programmingLatency struct {
 	metrics *metrics.Metrics
+	log     *slog.Logger
 	mu      sync.Mutex
 	// pending are the changes not yet in the kernel, with the states that
 	// brought them, oldest first.
@@ -53,7 +54,9 @@ func (p *programmingLatency) Synced(st *model.State) {
 	if i := slices.IndexFunc(p.pending, func(s stateTriggers) bool { return s.st == st }); i >= 0 {
 		for _, s := range p.pending[:i+1] {
 			for _, t := range s.triggers {
-				p.metrics.ObserveProgramming(dataplane.FamilyName(t.V6), time.Since(t.At))
+				took := time.Since(t.At)
+				p.metrics.ObserveProgramming(dataplane.FamilyName(t.V6), took)
+				p.log.Debug("network programming", "endpointSlice", t.Slice, "took", took)
 			}
 		}
 		p.pending = slices.Delete(p.pending, 0, i+1)

@@ -18,6 +18,8 @@ type ChangeSet struct {
 type Trigger struct {
 	At time.Time
 	V6 bool
+	// Slice is the EndpointSlice's key, for logs.
+	Slice string
 }
 
 // Changes compares two snapshots object by object: by resourceVersion when
@@ -27,7 +29,7 @@ func Changes(prev, cur Input) ChangeSet {
 	cs.Services = countChanged(prev.Services, cur.Services, nil)
 	cs.EndpointSlices = countChanged(prev.EndpointSlices, cur.EndpointSlices, func(s *EndpointSlice) {
 		if !s.trigger.IsZero() {
-			cs.Triggers = append(cs.Triggers, Trigger{At: s.trigger, V6: len(s.keys) > 0 && s.keys[0].v6})
+			cs.Triggers = append(cs.Triggers, Trigger{At: s.trigger, V6: len(s.keys) > 0 && s.keys[0].v6, Slice: s.Key()})
 		}
 	})
 	return cs

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,12 +26,12 @@ import (
 //
 //	go test -run XXX -bench LabSyncAPIServer -benchtime 1x -timeout 30m ./test/e2e
 func BenchmarkLabSyncAPIServer(b *testing.B) {
-	w, kubeconfig, setLast := apiScaleLab(b, 10000)
+	sl := apiScaleLab(b, 10000)
 	for _, mode := range benchModes {
 		b.Run("mode="+mode+"/services=10000", func(b *testing.B) {
 			for b.Loop() {
-				setLast("10.244.0.10")
-				w.measureSync(b, mode, []string{"--kubeconfig", kubeconfig}, setLast)
+				sl.setLast("10.244.0.10")
+				sl.w.measureSync(b, mode, []string{"--kubeconfig", sl.kubeconfig}, sl.setLast)
 			}
 		})
 	}
@@ -45,18 +44,13 @@ func BenchmarkLabSyncAPIServer(b *testing.B) {
 // ratio (make bench-compare). Endpoint changes are EndpointSlice updates
 // written straight to the API server; 20 of them give the p50 and p99.
 func BenchmarkCompareKubeProxy(b *testing.B) {
-	n := 1000
-	if v := os.Getenv("SVCPROXY_BENCH_SERVICES"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 10000 {
-			b.Fatalf("SVCPROXY_BENCH_SERVICES=%q: want 1 to 10000", v)
-		}
-	}
+	n := benchServices(b, 1000)
 	kubeProxy := filepath.Join(kubeBinaries(b), "kube-proxy")
 	if _, err := os.Stat(kubeProxy); err != nil {
 		b.Skip("kube-proxy not built: run make kube-tools")
 	}
-	w, kubeconfig, setLast := apiScaleLab(b, n)
+	sl := apiScaleLab(b, n)
+	w, kubeconfig, setLast := sl.w, sl.kubeconfig, sl.setLast
 	for _, mode := range benchModes {
 		figures := map[string]proxyFigures{}
 		for _, name := range []string{"kube-proxy", "svcproxy"} {
@@ -111,9 +105,8 @@ func BenchmarkCompareKubeProxy(b *testing.B) {
 
 // apiScaleLab is a lab node with an API server holding n Services × 10
 // endpoints and two web Services, "aa/web" (sorted first) and "zz/web"
-// (sorted last) on NodePorts 32702 and 32701; setLast moves zz/web's
-// endpoint to another pod.
-func apiScaleLab(b *testing.B, n int) (*world, string, func(ip string)) {
+// (sorted last) on NodePorts 32702 and 32701.
+func apiScaleLab(b *testing.B, n int) *scaleLab {
 	bins := kubeBinaries(b)
 	w := benchLab(b, true)
 	ctx := context.Background()
@@ -157,7 +150,7 @@ func apiScaleLab(b *testing.B, n int) (*world, string, func(ip string)) {
 			b.Fatal(err)
 		}
 	}
-	return w, kubeconfig, setLast
+	return &scaleLab{w: w, kubeconfig: kubeconfig, admin: admin, setLast: setLast}
 }
 
 // createScale creates n NodePort (the first 2700) and ClusterIP Services
@@ -247,3 +240,23 @@ func slice(ns, name string, port int32, ips ...string) *discoveryv1.EndpointSlic
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// BenchmarkStartupContentType measures what reading the API server in
+// protobuf (the default, as upstream's) buys at start-up over JSON:
+// svcproxy in nftables mode against SVCPROXY_BENCH_SERVICES Services × 10
+// endpoints (10000 unless set), start to first NodePort and to every
+// Service, peak RSS and CPU, with --kube-api-content-type each way.
+//
+//	go test -run XXX -bench StartupContentType -benchtime 1x -timeout 30m ./test/e2e
+func BenchmarkStartupContentType(b *testing.B) {
+	n := benchServices(b, 10000)
+	sl := apiScaleLab(b, n)
+	for _, ct := range []string{"application/vnd.kubernetes.protobuf", "application/json"} {
+		b.Run(fmt.Sprintf("services=%d/content-type=%s", n, ct), func(b *testing.B) {
+			for b.Loop() {
+				sl.setLast("10.244.0.10")
+				sl.w.measureSync(b, "nftables", []string{"--kubeconfig", sl.kubeconfig, "--kube-api-content-type", ct}, sl.setLast)
+			}
+		})
+	}
+}
