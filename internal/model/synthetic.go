@@ -15,7 +15,7 @@ func Synthetic(n, eps int) *State {
 		sp := ServicePort{
 			Name:      ServicePortName{Namespace: fmt.Sprintf("ns%d", i%100), Name: fmt.Sprintf("svc%d", i), Port: "http"},
 			Protocol:  TCP,
-			ClusterIP: netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)}),
+			ClusterIP: netip.AddrFrom4([4]byte{10, byte(96 + i>>16), byte(i >> 8), byte(i)}),
 			Port:      80,
 		}
 		if i < SyntheticNodePorts {

@@ -225,7 +225,7 @@ func programmingLatencies(log string) []time.Duration {
 	return out
 }
 
-var programmingLine = regexp.MustCompile(`(?i)"network programming".*?(?:elapsed=([0-9.e+-]+)|took="?([0-9.]+[a-zµ]+))`)
+var programmingLine = regexp.MustCompile(`(?i)network programming"? .*?(?:elapsed=([0-9.e+-]+)|took="?([0-9.]+[a-zµ]+))`)
 
 // syncCounts are the proxy's syncs so far, and its full syncs, from its
 // metrics.
