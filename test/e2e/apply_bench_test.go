@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -38,7 +39,14 @@ func syncerIn(b testing.TB, mode, ns string, fullPeriod time.Duration) dataplane
 	return &iptables.Syncer{Runner: iptables.Exec{Prefix: []string{"ip", "netns", "exec", ns}}, Options: iptables.Options{LocalhostNodePorts: true}, FullSyncPeriod: fullPeriod}
 }
 
-var benchModes = []string{"iptables", "nftables"}
+// benchModes are the modes the benchmarks run: SVCPROXY_BENCH_MODES
+// (comma-separated), or both.
+var benchModes = func() []string {
+	if v := os.Getenv("SVCPROXY_BENCH_MODES"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"iptables", "nftables"}
+}()
 
 // BenchmarkApply applies N Services × 10 endpoints to an empty network
 // namespace with the real kernel: the first full sync of a node.

@@ -26,9 +26,10 @@ import (
 //
 //	go test -run XXX -bench LabSyncAPIServer -benchtime 1x -timeout 30m ./test/e2e
 func BenchmarkLabSyncAPIServer(b *testing.B) {
-	sl := apiScaleLab(b, 10000)
+	n := benchServices(b, 10000, 100000)
+	sl := apiScaleLab(b, n)
 	for _, mode := range benchModes {
-		b.Run("mode="+mode+"/services=10000", func(b *testing.B) {
+		b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
 			for b.Loop() {
 				sl.setLast("10.244.0.10")
 				sl.w.measureSync(b, mode, []string{"--kubeconfig", sl.kubeconfig}, sl.setLast)
@@ -44,7 +45,7 @@ func BenchmarkLabSyncAPIServer(b *testing.B) {
 // ratio (make bench-compare). Endpoint changes are EndpointSlice updates
 // written straight to the API server; 20 of them give the p50 and p99.
 func BenchmarkCompareKubeProxy(b *testing.B) {
-	n := benchServices(b, 1000)
+	n := benchServices(b, 1000, 10000)
 	kubeProxy := filepath.Join(kubeBinaries(b), "kube-proxy")
 	if _, err := os.Stat(kubeProxy); err != nil {
 		b.Skip("kube-proxy not built: run make kube-tools")
@@ -168,7 +169,7 @@ func createScale(b *testing.B, c kubernetes.Interface, n int) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				ns, ip := fmt.Sprintf("ns%d", i%100), fmt.Sprintf("10.96.%d.%d", i/250+1, i%250+1)
+				ns, ip := fmt.Sprintf("ns%d", i%100), scaleClusterIP(i)
 				var np int32
 				if i < 2700 {
 					np = int32(30000 + i)
@@ -249,7 +250,7 @@ func ptrTo[T any](v T) *T { return &v }
 //
 //	go test -run XXX -bench StartupContentType -benchtime 1x -timeout 30m ./test/e2e
 func BenchmarkStartupContentType(b *testing.B) {
-	n := benchServices(b, 10000)
+	n := benchServices(b, 10000, 100000)
 	sl := apiScaleLab(b, n)
 	for _, ct := range []string{"application/vnd.kubernetes.protobuf", "application/json"} {
 		b.Run(fmt.Sprintf("services=%d/content-type=%s", n, ct), func(b *testing.B) {
