@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/svcproxy/svcproxy/internal/config"
@@ -75,6 +76,7 @@ type Agent struct {
 	// mode with upstream's KubeProxyNFTablesLocalhostNodePorts gate).
 	localhost []*localnodeport.Proxy
 	observers []Observer
+	newest    newestInput
 }
 
 // New builds an agent; nothing on the node changes before Run.
@@ -114,7 +116,7 @@ func New(cfg Config) (*Agent, error) {
 	a.runner = &proxy.Runner{
 		Dataplane: dataplane.WithHostAddrs{Families: fs}, Log: log,
 		MinSyncPeriod: s.MinSyncPeriod, SyncPeriod: s.SyncPeriod,
-		OnSynced: a.synced,
+		OnSynced: a.synced, Pull: a.pull(),
 	}
 	if s.HealthzBindAddress != "" {
 		// Only the API server has this node's Node object to be eligible by.
@@ -125,7 +127,8 @@ func New(cfg Config) (*Agent, error) {
 	if a.health != nil {
 		a.services.Proxy = a.health
 	}
-	a.guard = &nodeport.Guard{Log: log, Hold: cfg.HoldNodePorts, Metrics: a.metrics, Served: a.servesLocalhost}
+	a.guard = &nodeport.Guard{Log: log, Hold: cfg.HoldNodePorts, Metrics: a.metrics, Served: a.servesLocalhost,
+		ProbeEvery: guardProbeEvery}
 	for _, v6 := range []bool{false, true} {
 		if o, err := options(v6); err == nil && o.LocalhostNodePorts && cfg.Mode.LocalhostListeners && slices.Contains(a.families(), dataplane.FamilyName(v6)) {
 			a.localhost = append(a.localhost, &localnodeport.Proxy{V6: v6, Log: log, Metrics: a.metrics})
@@ -168,6 +171,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.guard.Events = ev
 	}
 	defer a.guard.Close()
+	go a.guard.Run(ctx)
 	defer a.services.Close()
 	for _, p := range a.localhost {
 		defer p.Close()
@@ -219,6 +223,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// guardProbeEvery is how often the NodePort guard checks every NodePort;
+// a sync checks the ones it adds at once.
+const guardProbeEvery = 5 * time.Second
+
 // handOverTimeout bounds the hand-over on stop (one transaction; about a
 // second at 10k Services) well within a pod's default 30 s grace period.
 const handOverTimeout = 15 * time.Second
@@ -250,15 +258,42 @@ func (a *Agent) prepare() {
 	conntrack.Apply(a.cfg.Settings.Conntrack, a.log)
 }
 
-// snapshot is what the source calls with each snapshot: it builds the
-// desired state and hands it to the sync loop.
+// snapshot is what the source calls with each snapshot: it keeps the
+// newest for the sync loop, which builds the desired state from it when it
+// is about to sync (see pull).
 func (a *Agent) snapshot() func(model.Input, []error) {
-	var prev model.Input
-	var builder model.Builder
-	first, lastRejected := true, 0
 	return func(in model.Input, objErrs []error) {
 		if a.cfg.Input != nil {
 			in = a.cfg.Input(in)
+		}
+		a.newest.Lock()
+		a.newest.in, a.newest.errs, a.newest.fresh = in, objErrs, true
+		a.newest.Unlock()
+		a.runner.Resync()
+	}
+}
+
+// newestInput is the source's newest snapshot, until the sync loop takes it.
+type newestInput struct {
+	sync.Mutex
+	in    model.Input
+	errs  []error
+	fresh bool
+}
+
+// pull builds the desired state from the source's newest snapshot, if one
+// came since the last (the sync loop's Pull).
+func (a *Agent) pull() func() *model.State {
+	var prev model.Input
+	var builder model.Builder
+	first, lastRejected := true, 0
+	return func() *model.State {
+		a.newest.Lock()
+		in, objErrs, fresh := a.newest.in, a.newest.errs, a.newest.fresh
+		a.newest.fresh = false
+		a.newest.Unlock()
+		if !fresh {
+			return nil
 		}
 		cs := model.Changes(prev, in)
 		prev = in
@@ -286,7 +321,7 @@ func (a *Agent) snapshot() func(model.Input, []error) {
 		a.log.Log(context.Background(), level, "Services loaded", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
 			"servicePorts", len(st.Services), "rejected", rejected)
 		a.latency.changed(&st, cs.Triggers)
-		a.runner.Update(&st)
+		return &st
 	}
 }
 

@@ -2,6 +2,7 @@ package nodeport
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -128,4 +130,45 @@ func bindOnly(host string, port int32) (io.Closer, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), "bound"), nil
+}
+
+// With ProbeEvery, a sync checks only the NodePorts new since the last
+// check of all: a port taken meanwhile is found by Run's next check, a new
+// NodePort at once.
+func TestGuardProbesAllOnlyEvery(t *testing.T) {
+	taken, added := freePort(t), freePort(t)
+	g := &Guard{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), ProbeEvery: 300 * time.Millisecond}
+	if c := g.Update(stateWith(taken)); len(c) != 0 {
+		t.Fatalf("conflicts on a free port: %v", c)
+	}
+	for _, port := range []int32{taken, added} {
+		l, err := net.Listen("tcp", ":"+itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+	}
+	both := stateWith(taken)
+	both.Services = append(both.Services, stateWith(added).Services...)
+	both.Services[1].Name.Name = "api"
+	c := g.Update(both)
+	if len(c) != 1 || c[0].Port != added {
+		t.Fatalf("a sync: conflicts %v, want the new NodePort %d alone", c, added)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.mu.Lock()
+		n := len(g.conflicts)
+		g.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Run's checks found %d conflicts, want both", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

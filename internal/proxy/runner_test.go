@@ -199,3 +199,42 @@ func TestRunnerLogsWhatAnOperatorNeeds(t *testing.T) {
 		}
 	}
 }
+
+// A source that pulls builds a state once per sync, however many changes
+// it was told of: a burst of 50 is one pull, and the sync has the newest.
+func TestRunnerPullsOncePerSync(t *testing.T) {
+	dp := &fakeDataplane{done: make(chan struct{}, 10)}
+	r, ok := newRunner(dp, 200*time.Millisecond)
+	var mu sync.Mutex
+	newest, pulls := 0, 0
+	r.Pull = func() *model.State {
+		mu.Lock()
+		defer mu.Unlock()
+		if newest == 0 {
+			return nil
+		}
+		pulls++
+		n := newest
+		newest = 0
+		return state(n)
+	}
+	// The burst comes while the loop is not yet running (as during a
+	// sync): it is one pull when it runs.
+	for i := 1; i <= 50; i++ {
+		mu.Lock()
+		newest = i
+		mu.Unlock()
+		r.Resync()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	if st := <-ok; len(st.Services) != 50 {
+		t.Fatalf("synced %d Services, want the newest state's 50", len(st.Services))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if pulls != 1 {
+		t.Errorf("%d pulls for one sync", pulls)
+	}
+}

@@ -35,6 +35,7 @@ import (
 // that put the change in the kernel, from each proxy's own "network
 // programming" log lines at -v=4: the histogram's first bucket is 250 ms),
 // the syncs run (full ones apart) and the CPU used (make bench-churn).
+// SVCPROXY_CHURN_PROFILE=DIR keeps a CPU profile of svcproxy at each rate.
 func BenchmarkChurn(b *testing.B) {
 	n := benchServices(b, 10000, 10000)
 	seconds := 60
@@ -88,7 +89,7 @@ func (sl *scaleLab) churn(b *testing.B, kubeProxy, name, mode string, n int, rat
 		"--proxy-mode", mode, "--iptables-min-sync-period", "50ms", "--metrics-bind-address", "127.0.0.1:10249", "--v", "4"}
 	bin := kubeProxy
 	if name == "svcproxy" {
-		bin, args = binary, append([]string{"run", "--state-dir", sl.w.stateDir}, args...)
+		bin, args = binary, append([]string{"run", "--state-dir", sl.w.stateDir, "--profiling"}, args...)
 	} else {
 		args = append(args, "--conntrack-max-per-core", "0")
 	}
@@ -117,6 +118,18 @@ func (sl *scaleLab) churn(b *testing.B, kubeProxy, name, mode string, n int, rat
 		logFrom := len(p.Output())
 		syncs0, full0 := sl.syncCounts(b)
 		cpu0 := cpuSeconds(b, p.Pid())
+		if dir := os.Getenv("SVCPROXY_CHURN_PROFILE"); dir != "" && name == "svcproxy" {
+			// A CPU profile of the middle of the run, for finding where
+			// the time goes (go tool pprof).
+			go func() {
+				time.Sleep(d / 4)
+				out := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.pprof", name, mode, rate))
+				if _, err := sl.w.node.Run(context.Background(), "curl", "-s", "-o", out,
+					fmt.Sprintf("http://127.0.0.1:10249/debug/pprof/profile?seconds=%d", int(d.Seconds()/2))); err != nil {
+					b.Logf("profile: %v", err)
+				}
+			}()
+		}
 		written := sl.generate(b, n, rate, d)
 		time.Sleep(2 * time.Second) // the last changes reach the kernel
 		cpu := cpuSeconds(b, p.Pid()) - cpu0
