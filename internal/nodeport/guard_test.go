@@ -87,8 +87,8 @@ func TestGuardNamesConflictsOnce(t *testing.T) {
 	}
 }
 
-// BenchmarkGuardUpdate is the check after every sync with 2,700 NodePorts
-// (as the lab's 10k Services have), all free.
+// BenchmarkGuardUpdate is a check of all 2,700 NodePorts (as the lab's
+// 10k Services have), all free: what Run does every ProbeEvery.
 func BenchmarkGuardUpdate(b *testing.B) {
 	st := &model.State{}
 	for i := range 2700 {
