@@ -92,7 +92,7 @@ func Run(env Env, opts Options) []Finding {
 	}
 	if t != nil && !iptablesMode {
 		// nftables mode: the same checks, read from the kube-proxy table.
-		out = append(out, checkNftRules(t, opts))
+		out = append(out, checkNftRules(t, opts), checkNftLeftovers(t))
 		nps := nftNodePorts(t)
 		out = append(out, checkNodePorts(env, nps))
 		out = append(out, checkBackends(env))

@@ -190,3 +190,25 @@ func TestDoctorTwoModes(t *testing.T) {
 		t.Errorf("two-modes: %+v", f)
 	}
 }
+
+// A kube-proxy table holding maps no rule uses (svcproxy's, when it was
+// killed and kube-proxy took the node over) is a warning naming them.
+func TestDoctorNftablesLeftovers(t *testing.T) {
+	nft, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := healthyNode(t)
+	env.save = ""
+	env.backends = map[string]string{"nft": env.save}
+	env.nft = string(nft)
+	if f := status(Run(env, Options{}), "leftovers"); f.Status != OK {
+		t.Errorf("upstream's own table: %+v", f)
+	}
+	left := "\tmap endpoints-000 {\n\t\ttypeof numgen random mod 65536 : ip daddr . th dport\n\t\tflags interval\n\t}\n"
+	env.nft = strings.Replace(string(nft), "table ip kube-proxy {\n", "table ip kube-proxy {\n"+left, 1)
+	f := status(Run(env, Options{}), "leftovers")
+	if f.Status != Warn || len(f.Details) != 1 || f.Details[0] != "ip kube-proxy endpoints-000" || f.Action == "" {
+		t.Errorf("leftovers: %+v", f)
+	}
+}

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -79,4 +80,36 @@ func nftNodePorts(t *netfilter.NftTable) []nodePortRule {
 		out = append(out, nodePortRule{port: int32(p), proto: model.Protocol(e.Key[0]), service: service})
 	}
 	return out
+}
+
+// checkNftLeftovers finds named sets and maps of the kube-proxy table that
+// no rule uses: another proxy's, left when it stopped without handing the
+// table over (svcproxy killed, then upstream kube-proxy writing over its
+// table keeps svcproxy's endpoints maps).
+func checkNftLeftovers(t *netfilter.NftTable) Finding {
+	f := Finding{Check: "leftovers"}
+	used := map[string]bool{}
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			for _, tok := range strings.Fields(r.Text) {
+				if name, ok := strings.CutPrefix(tok, "@"); ok {
+					used[name] = true
+				}
+			}
+		}
+	}
+	for name := range t.Sets {
+		if !used[name] {
+			f.Details = append(f.Details, t.Family+" "+t.Name+" "+name)
+		}
+	}
+	if len(f.Details) == 0 {
+		f.Status, f.Summary = OK, "every set and map of the table is in use"
+		return f
+	}
+	slices.Sort(f.Details)
+	f.Status, f.Summary = Warn, fmt.Sprintf("%d set(s) or map(s) no rule uses", len(f.Details))
+	f.Meaning = "left by another proxy that stopped without handing the table over (svcproxy killed, then kube-proxy took the node over); harmless for traffic"
+	f.Action = "nft delete map (or set) " + t.Family + " " + t.Name + " NAME for each, or reboot; a restart of svcproxy replaces the table whole"
+	return f
 }
