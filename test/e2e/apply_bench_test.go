@@ -57,7 +57,11 @@ func BenchmarkApply(b *testing.B) {
 		b.Skip(skipReason)
 	}
 	for _, mode := range benchModes {
-		for _, n := range []int{1000, 2000, 4000, 10000, 30000} {
+		sizes := []int{1000, 2000, 4000, 10000, 30000}
+		if mode == "nftables" {
+			sizes = append(sizes, 100000) // iptables mode takes minutes
+		}
+		for _, n := range sizes {
 			st := model.Synthetic(n, 10)
 			b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
 				for b.Loop() {

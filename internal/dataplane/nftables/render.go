@@ -503,6 +503,11 @@ func (r *Ranges) For(chain string) (uint32, bool) {
 	if r.byChain == nil {
 		r.byChain, r.taken = map[string]uint32{}, map[uint32]bool{}
 	}
+	if len(r.taken)+len(r.reserved) >= maxRange {
+		// All are out (above 65,534 Service chains): said at once, not
+		// after a walk over all of them for every chain past the last.
+		return 0, false
+	}
 	for tries := 0; tries < maxRange; tries++ {
 		r.next = r.next%maxRange + 1
 		if !r.taken[r.next] && !r.reserved[r.next] {
