@@ -139,10 +139,9 @@ func TestDoctorExpectedServices(t *testing.T) {
 	}
 }
 
-// A node in nftables mode (upstream's layout, loaded with real nft into the
-// fixture) is checked from its kube-proxy table, not reported as having no
-// rules.
-func TestDoctorNftablesMode(t *testing.T) {
+// nftablesNode is a healthy node in nftables mode: upstream's table, as
+// real nft lists it, and no iptables rules.
+func nftablesNode(t *testing.T) *fakeEnv {
 	nft, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +151,14 @@ func TestDoctorNftablesMode(t *testing.T) {
 	env.save = ""
 	env.backends = map[string]string{"nft": env.save}
 	env.nft = string(nft)
+	return env
+}
+
+// A node in nftables mode (upstream's layout, loaded with real nft into the
+// fixture) is checked from its kube-proxy table, not reported as having no
+// rules.
+func TestDoctorNftablesMode(t *testing.T) {
+	env := nftablesNode(t)
 	env.holders[31080] = []nodeport.Holder{{Pid: 4242, Command: "python3 -m http.server 31080", State: "listening", Local: "0.0.0.0:31080"}}
 	fs := Run(env, Options{})
 	if f := status(fs, "rules"); f.Status != OK || !strings.Contains(f.Summary, "nftables mode") {
@@ -194,19 +201,13 @@ func TestDoctorTwoModes(t *testing.T) {
 // A kube-proxy table holding maps no rule uses (svcproxy's, when it was
 // killed and kube-proxy took the node over) is a warning naming them.
 func TestDoctorNftablesLeftovers(t *testing.T) {
-	nft, err := os.ReadFile("../netfilter/testdata/kube-proxy-nftables-ruleset.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := healthyNode(t)
-	env.save = ""
-	env.backends = map[string]string{"nft": env.save}
-	env.nft = string(nft)
+	env := nftablesNode(t)
+	nft := env.nft
 	if f := status(Run(env, Options{}), "leftovers"); f.Status != OK {
 		t.Errorf("upstream's own table: %+v", f)
 	}
 	left := "\tmap endpoints-000 {\n\t\ttypeof numgen random mod 65536 : ip daddr . th dport\n\t\tflags interval\n\t}\n"
-	env.nft = strings.Replace(string(nft), "table ip kube-proxy {\n", "table ip kube-proxy {\n"+left, 1)
+	env.nft = strings.Replace(nft, "table ip kube-proxy {\n", "table ip kube-proxy {\n"+left, 1)
 	f := status(Run(env, Options{}), "leftovers")
 	if f.Status != Warn || len(f.Details) != 1 || f.Details[0] != "ip kube-proxy endpoints-000" || f.Action == "" {
 		t.Errorf("leftovers: %+v", f)
