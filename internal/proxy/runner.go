@@ -38,16 +38,15 @@ type Runner struct {
 	// OnSynced runs after every successful sync, once the rules for st are
 	// committed to the kernel.
 	OnSynced func(st *model.State)
-	// Pull, when set, is asked for the newest state right before each
-	// sync (nil: nothing new). A source that only says something changed
-	// (Resync) and builds the state when asked builds it once per sync,
+	// Pull is asked for the newest state right before each sync (nil:
+	// nothing new since the last). The source only says something changed
+	// (Resync) and builds the state when asked, so it builds one per sync
 	// however many changes came: under a stream of endpoint changes,
 	// building a state per change took a quarter of the CPU at 10k
 	// Services.
 	Pull func() *model.State
 
 	mu       sync.Mutex
-	state    *model.State
 	lastOK   time.Time
 	kick     chan struct{}
 	initOnce sync.Once
@@ -57,21 +56,8 @@ func (r *Runner) init() {
 	r.initOnce.Do(func() { r.kick = make(chan struct{}, 1) })
 }
 
-// Update hands the runner a new desired state; a sync follows soon, and
-// OnSynced gets st itself once it is in the kernel.
-func (r *Runner) Update(st *model.State) {
-	r.init()
-	r.mu.Lock()
-	r.state = st
-	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Resync asks for a sync now (after minSyncPeriod), as after the tables
-// were flushed by someone else, or when Pull has something new.
+// Resync asks for a sync now (after minSyncPeriod): Pull has something
+// new, or someone else flushed the tables.
 func (r *Runner) Resync() {
 	r.init()
 	select {
@@ -87,14 +73,16 @@ func (r *Runner) LastSuccess() time.Time {
 	return r.lastOK
 }
 
-// Run syncs until ctx ends. Nothing is synced before the first Update, so a
-// source that is not ready yet never causes rules to be removed.
+// Run syncs until ctx ends. Nothing is synced before Pull first returns a
+// state, so a source that is not ready yet never causes rules to be
+// removed.
 func (r *Runner) Run(ctx context.Context) {
 	r.init()
 	const firstBackoff = time.Second
 	backoff := firstBackoff
 	var lastStart time.Time
 	var periodic, retry, followUp <-chan time.Time
+	var st *model.State // the newest state pulled
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,16 +106,9 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-r.kick:
 		default:
 		}
-		if r.Pull != nil {
-			if st := r.Pull(); st != nil {
-				r.mu.Lock()
-				r.state = st
-				r.mu.Unlock()
-			}
+		if newest := r.Pull(); newest != nil {
+			st = newest
 		}
-		r.mu.Lock()
-		st := r.state
-		r.mu.Unlock()
 		if st == nil {
 			continue
 		}

@@ -43,27 +43,55 @@ func (f *fakeDataplane) attempts() []int {
 
 func state(n int) *model.State { return &model.State{Services: make([]model.ServicePort, n)} }
 
-func newRunner(dp *fakeDataplane, minSync time.Duration) (*Runner, chan *model.State) {
+// source stands for the agent: it keeps the newest state until the runner
+// pulls it.
+type source struct {
+	mu     sync.Mutex
+	newest *model.State
+}
+
+func (s *source) pull() *model.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.newest
+	s.newest = nil
+	return st
+}
+
+// updater is a runner's source's way to hand it a new state.
+func updater(r *Runner) func(*model.State) {
+	src := &source{}
+	r.Pull = src.pull
+	return func(st *model.State) {
+		src.mu.Lock()
+		src.newest = st
+		src.mu.Unlock()
+		r.Resync()
+	}
+}
+
+func newRunner(dp *fakeDataplane, minSync time.Duration) (*Runner, chan *model.State, func(*model.State)) {
 	okCh := make(chan *model.State, 10)
-	return &Runner{
+	r := &Runner{
 		Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MinSyncPeriod: minSync, SyncPeriod: time.Hour,
 		OnSynced: func(st *model.State) { okCh <- st },
-	}, okCh
+	}
+	return r, okCh, updater(r)
 }
 
 func TestRunnerCoalescesABurst(t *testing.T) {
 	dp := &fakeDataplane{done: make(chan struct{}, 10)}
-	r, ok := newRunner(dp, 300*time.Millisecond)
+	r, ok, update := newRunner(dp, 300*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	r.Update(state(1))
+	update(state(1))
 	<-ok
 	// A burst inside minSyncPeriod after a sync: one more sync, with the
 	// last state.
 	for i := 2; i <= 20; i++ {
-		r.Update(state(i))
+		update(state(i))
 	}
 	if st := <-ok; len(st.Services) != 20 {
 		t.Errorf("synced state with %d services, want the latest (20)", len(st.Services))
@@ -76,11 +104,11 @@ func TestRunnerCoalescesABurst(t *testing.T) {
 
 func TestRunnerRetriesAfterFailure(t *testing.T) {
 	dp := &fakeDataplane{fail: 1, done: make(chan struct{}, 10)}
-	r, ok := newRunner(dp, 0)
+	r, ok, update := newRunner(dp, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	r.Update(state(3))
+	update(state(3))
 	select {
 	case st := <-ok:
 		if len(st.Services) != 3 {
@@ -97,9 +125,9 @@ func TestRunnerRetriesAfterFailure(t *testing.T) {
 	}
 }
 
-func TestRunnerDoesNothingBeforeFirstUpdate(t *testing.T) {
+func TestRunnerDoesNothingBeforeTheFirstState(t *testing.T) {
 	dp := &fakeDataplane{done: make(chan struct{}, 10)}
-	r, _ := newRunner(dp, 0)
+	r, _, _ := newRunner(dp, 0)
 	r.SyncPeriod = 10 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -131,10 +159,11 @@ func (f *followUpDataplane) FollowUp() time.Duration {
 func TestRunnerSyncsAgainWhenTheDataplaneAsks(t *testing.T) {
 	dp := &followUpDataplane{fakeDataplane: fakeDataplane{done: make(chan struct{}, 10)}}
 	r := &Runner{Dataplane: dp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncPeriod: time.Hour}
+	update := updater(r)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	r.Update(state(1))
+	update(state(1))
 	for i := 0; i < 2; i++ {
 		select {
 		case <-dp.done:
@@ -172,20 +201,20 @@ func (b *lockedBuffer) lines() []string {
 // failure, and the recovery after failures; routine syncs are debug lines.
 func TestRunnerLogsWhatAnOperatorNeeds(t *testing.T) {
 	dp := &fakeDataplane{done: make(chan struct{}, 10)}
-	r, ok := newRunner(dp, 0)
+	r, ok, update := newRunner(dp, 0)
 	var out lockedBuffer
 	r.Log = slog.New(slog.NewTextHandler(&out, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	r.Update(state(3))
+	update(state(3))
 	<-ok
-	r.Update(state(4))
+	update(state(4))
 	<-ok
 	dp.mu.Lock()
 	dp.fail = 1
 	dp.mu.Unlock()
-	r.Update(state(5))
+	update(state(5))
 	<-ok
 	lines := out.lines()
 	want := []string{"level=INFO msg=\"synced rules\" servicePorts=3", "level=ERROR msg=\"sync failed; the previous rules stay in place\"",
@@ -204,27 +233,23 @@ func TestRunnerLogsWhatAnOperatorNeeds(t *testing.T) {
 // it was told of: a burst of 50 is one pull, and the sync has the newest.
 func TestRunnerPullsOncePerSync(t *testing.T) {
 	dp := &fakeDataplane{done: make(chan struct{}, 10)}
-	r, ok := newRunner(dp, 200*time.Millisecond)
+	r, ok, update := newRunner(dp, 200*time.Millisecond)
 	var mu sync.Mutex
-	newest, pulls := 0, 0
+	pulls := 0
+	pull := r.Pull
 	r.Pull = func() *model.State {
-		mu.Lock()
-		defer mu.Unlock()
-		if newest == 0 {
-			return nil
+		st := pull()
+		if st != nil {
+			mu.Lock()
+			pulls++
+			mu.Unlock()
 		}
-		pulls++
-		n := newest
-		newest = 0
-		return state(n)
+		return st
 	}
 	// The burst comes while the loop is not yet running (as during a
 	// sync): it is one pull when it runs.
 	for i := 1; i <= 50; i++ {
-		mu.Lock()
-		newest = i
-		mu.Unlock()
-		r.Resync()
+		update(state(i))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
