@@ -3,6 +3,9 @@ package nftables
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -34,7 +37,7 @@ func (s *Syncer) Release(ctx context.Context) error {
 	}
 	b := s.newEmitter()
 	written := map[string]bool{}
-	hairpin := map[string]Element{}
+	hairpin := map[Element]bool{}
 	for i := range s.last.Services {
 		sp := &s.last.Services[i]
 		if sp.ClusterIP.Is6() != s.Options.IPv6 {
@@ -49,16 +52,17 @@ func (s *Syncer) Release(ctx context.Context) error {
 			b.addRules(c.Name, c.Rules)
 			written[c.Name] = true
 		}
-		local := map[string]bool{}
+		// Upstream's set has the port too: each of the endpoints whose
+		// address the Service has in svcproxy's.
+		local := map[netip.Addr]bool{}
 		for _, e := range svc.Elements {
 			if e.Set == setHairpin {
-				local[e.Addr.String()] = true
+				local[e.Addr] = true
 			}
 		}
 		for _, ep := range sp.Endpoints {
-			if local[ep.IP.String()] {
-				el := Element{Addr: ep.IP, Proto: strings.ToLower(string(sp.Protocol)), Port: uint16(ep.Port)}
-				hairpin[strings.Join(el.keyParts(upstreamHairpin), " . ")] = el
+			if local[ep.IP] {
+				hairpin[Element{Addr: ep.IP, Proto: strings.ToLower(string(sp.Protocol)), Port: uint16(ep.Port)}] = true
 			}
 		}
 	}
@@ -71,11 +75,7 @@ func (s *Syncer) Release(ctx context.Context) error {
 	}
 	b.addSet(upstreamHairpin)
 	if len(hairpin) > 0 {
-		els := make([]Element, 0, len(hairpin))
-		for _, el := range hairpin {
-			els = append(els, el)
-		}
-		b.addElements(upstreamHairpin, els)
+		b.addElements(upstreamHairpin, slices.Collect(maps.Keys(hairpin)))
 	}
 	b.flushChain("nat-postrouting")
 	b.addRules("nat-postrouting", []Rule{
