@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,19 @@ var benchModes = func() []string {
 	}
 	return []string{"iptables", "nftables"}
 }()
+
+// benchServices is SVCPROXY_BENCH_SERVICES, or def; at most limit.
+func benchServices(b *testing.B, def, limit int) int {
+	v := os.Getenv("SVCPROXY_BENCH_SERVICES")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > limit {
+		b.Fatalf("SVCPROXY_BENCH_SERVICES=%q: want 1 to %d", v, limit)
+	}
+	return n
+}
 
 // BenchmarkApply applies N Services × 10 endpoints to an empty network
 // namespace with the real kernel: the first full sync of a node.

@@ -19,7 +19,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 )
 
 // BenchmarkChurn holds both proxies to a stream of endpoint changes, as a
@@ -67,19 +66,6 @@ func BenchmarkChurn(b *testing.B) {
 	}
 	b.Logf("%d Services x 10 endpoints, %d s per rate:\nmode     proxy      rate/s  written/s  p50 ms  p99 ms  syncs (full)  CPU cores\n%s",
 		n, seconds, strings.Join(table, "\n"))
-}
-
-// benchServices is SVCPROXY_BENCH_SERVICES, or def; at most max.
-func benchServices(b *testing.B, def, max int) int {
-	v := os.Getenv("SVCPROXY_BENCH_SERVICES")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > max {
-		b.Fatalf("SVCPROXY_BENCH_SERVICES=%q: want 1 to %d", v, max)
-	}
-	return n
 }
 
 // churn starts the proxy, waits for its first sync, and runs the load
@@ -261,16 +247,4 @@ func (sl *scaleLab) syncCounts(b *testing.B) (syncs, full int) {
 		}
 	}
 	return syncs, full
-}
-
-// scaleLab is a lab node with an API server holding the scale's Services
-// (see apiScaleLab).
-type scaleLab struct {
-	w          *world
-	kubeconfig string
-	admin      kubernetes.Interface
-	// setLast moves zz/web's endpoint to another pod.
-	setLast func(ip string)
-	// next is the next change the load generator makes.
-	next int
 }

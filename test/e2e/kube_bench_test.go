@@ -104,6 +104,18 @@ func BenchmarkCompareKubeProxy(b *testing.B) {
 	}
 }
 
+// scaleLab is a lab node with an API server holding the scale's Services
+// (see apiScaleLab).
+type scaleLab struct {
+	w          *world
+	kubeconfig string
+	admin      kubernetes.Interface
+	// setLast moves zz/web's endpoint to another pod.
+	setLast func(ip string)
+	// next is the next change the load generator makes.
+	next int
+}
+
 // apiScaleLab is a lab node with an API server holding n Services × 10
 // endpoints and two web Services, "aa/web" (sorted first) and "zz/web"
 // (sorted last) on NodePorts 32702 and 32701.
