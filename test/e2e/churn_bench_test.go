@@ -71,33 +71,16 @@ func BenchmarkChurn(b *testing.B) {
 // churn starts the proxy, waits for its first sync, and runs the load
 // generator at each rate in turn, returning a report line per rate.
 func (sl *scaleLab) churn(b *testing.B, kubeProxy, name, mode string, n int, rates []int, d time.Duration) []string {
-	args := []string{"--kubeconfig", sl.kubeconfig, "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16",
-		"--proxy-mode", mode, "--iptables-min-sync-period", "50ms", "--metrics-bind-address", "127.0.0.1:10249", "--v", "4"}
-	bin := kubeProxy
+	more := []string{"--iptables-min-sync-period", "50ms", "--metrics-bind-address", "127.0.0.1:10249", "--v", "4"}
 	if name == "svcproxy" {
-		bin, args = binary, append([]string{"run", "--state-dir", sl.w.stateDir, "--profiling"}, args...)
-	} else {
-		args = append(args, "--conntrack-max-per-core", "0")
+		more = append(more, "--profiling")
 	}
-	p, err := sl.w.lab.Start(&sl.w.node.NS, bin, args...)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := sl.startProxy(b, kubeProxy, name, mode, more...)
 	defer func() {
 		p.Kill()
 		_, _ = syncerIn(b, mode, sl.w.node.Name, 0).Cleanup(context.Background())
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	for {
-		if a, err := sl.w.lab.Client.HTTPGet(ctx, sl.w.node.IP.String()+":32701"); err == nil && a.Pod == "web-1" {
-			break
-		}
-		if ctx.Err() != nil || p.Exited() {
-			b.Fatalf("%s never served every Service:\n%s", name, lastLines(p.Output(), 30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sl.w.answered(b, p, sl.w.node.IP.String()+":32701", "web-1", 10*time.Minute)
 	time.Sleep(3 * time.Second) // past the first sync's follow-ups
 	var out []string
 	for _, rate := range rates {

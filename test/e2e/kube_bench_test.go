@@ -51,7 +51,7 @@ func BenchmarkCompareKubeProxy(b *testing.B) {
 		b.Skip("kube-proxy not built: run make kube-tools")
 	}
 	sl := apiScaleLab(b, n)
-	w, kubeconfig, setLast := sl.w, sl.kubeconfig, sl.setLast
+	w, setLast := sl.w, sl.setLast
 	for _, mode := range benchModes {
 		figures := map[string]proxyFigures{}
 		for _, name := range []string{"kube-proxy", "svcproxy"} {
@@ -64,22 +64,7 @@ func BenchmarkCompareKubeProxy(b *testing.B) {
 				for b.Loop() {
 					setLast("10.244.0.10")
 					start := func() *lab.Proc {
-						// The same flags for both, as kube-proxy takes them;
-						// svcproxy's run takes them all.
-						args := []string{"--kubeconfig", kubeconfig, "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16",
-							"--proxy-mode", mode, "--iptables-sync-period", syncPeriod.String()}
-						bin := kubeProxy
-						if name == "svcproxy" {
-							bin, args = binary, append([]string{"run", "--state-dir", w.stateDir}, args...)
-						} else {
-							// No kernel-wide conntrack sysctls from the lab.
-							args = append(args, "--conntrack-max-per-core", "0")
-						}
-						p, err := w.lab.Start(&w.node.NS, bin, args...)
-						if err != nil {
-							b.Fatal(err)
-						}
-						return p
+						return sl.startProxy(b, kubeProxy, name, mode, "--iptables-sync-period", syncPeriod.String())
 					}
 					f := w.measureProxy(b, start, mode, setLast, 20)
 					f.report(b)
@@ -114,6 +99,26 @@ type scaleLab struct {
 	setLast func(ip string)
 	// next is the next change the load generator makes.
 	next int
+}
+
+// startProxy starts upstream kube-proxy (at kubeProxy) or svcproxy, as
+// name says, on the lab node following the API server in mode, with the
+// same flags for both (svcproxy's run takes kube-proxy's) and these more.
+func (sl *scaleLab) startProxy(b *testing.B, kubeProxy, name, mode string, more ...string) *lab.Proc {
+	args := append([]string{"--kubeconfig", sl.kubeconfig, "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16",
+		"--proxy-mode", mode}, more...)
+	bin := kubeProxy
+	if name == "svcproxy" {
+		bin, args = binary, append([]string{"run", "--state-dir", sl.w.stateDir}, args...)
+	} else {
+		// No kernel-wide conntrack sysctls from the lab.
+		args = append(args, "--conntrack-max-per-core", "0")
+	}
+	p, err := sl.w.lab.Start(&sl.w.node.NS, bin, args...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
 
 // apiScaleLab is a lab node with an API server holding n Services × 10

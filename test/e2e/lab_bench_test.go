@@ -264,24 +264,10 @@ func (w *world) measureProxy(b *testing.B, start func() *lab.Proc, mode string, 
 		p.Kill()
 		_, _ = syncerIn(b, mode, w.node.Name, 0).Cleanup(context.Background())
 	}()
-	answered := func(addr, pod string, limit time.Duration) {
-		ctx, cancel := context.WithTimeout(context.Background(), limit)
-		defer cancel()
-		for {
-			a, err := w.lab.Client.HTTPGet(ctx, addr)
-			if err == nil && a.Pod == pod {
-				return
-			}
-			if ctx.Err() != nil || p.Exited() {
-				b.Fatalf("%s never answered from %s (proxy exited: %v):\n%s", addr, pod, p.Exited(), p.Output())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
 	var f proxyFigures
-	answered(first, "web-1", 10*time.Minute)
+	w.answered(b, p, first, "web-1", 10*time.Minute)
 	f.firstNodePort = time.Since(t0)
-	answered(last, "web-1", 10*time.Minute)
+	w.answered(b, p, last, "web-1", 10*time.Minute)
 	f.allServices = time.Since(t0)
 	f.listed = logTime(p.Output(), "API server caches synced", t0)
 	var took []time.Duration
@@ -293,7 +279,7 @@ func (w *world) measureProxy(b *testing.B, start func() *lab.Proc, mode string, 
 		time.Sleep(1200 * time.Millisecond) // past minSyncPeriod
 		c0 := time.Now()
 		setLast(ip)
-		answered(last, pod, time.Minute)
+		w.answered(b, p, last, pod, time.Minute)
 		took = append(took, time.Since(c0))
 	}
 	slices.Sort(took)
@@ -320,6 +306,23 @@ func logTime(out, msg string, t0 time.Time) time.Duration {
 		return at.Sub(t0)
 	}
 	return 0
+}
+
+// answered waits (at most limit) until addr answers from pod, with the
+// proxy p running; the benchmark fails if p exits first.
+func (w *world) answered(b *testing.B, p *lab.Proc, addr, pod string, limit time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for {
+		a, err := w.lab.Client.HTTPGet(ctx, addr)
+		if err == nil && a.Pod == pod {
+			return
+		}
+		if ctx.Err() != nil || p.Exited() {
+			b.Fatalf("%s never answered from %s (proxy exited: %v):\n%s", addr, pod, p.Exited(), p.Output())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // cpuSeconds is the CPU time (user and system) the process has used.
