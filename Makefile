@@ -190,7 +190,7 @@ bench: deps kube-tools
 	$(GO) test -run XXX -bench Dir -benchmem ./internal/source/files
 	$(GO) test -run XXX -bench BuildOneChange -benchmem ./internal/model
 	$(GO) test -run XXX -bench GuardUpdate ./internal/nodeport
-	$(GO) test -run XXX -bench 'Apply|Cleanup|RuleAddFloor' -benchtime 1x -timeout 60m ./test/e2e
+	$(GO) test -run XXX -bench 'Apply|Cleanup|Release|RuleAddFloor' -benchtime 1x -timeout 60m ./test/e2e
 	$(GO) test -run XXX -bench FirstPacket -benchtime 2000x -timeout 60m ./test/e2e
 	SVCPROXY_KUBE_BIN=$(KUBE_BIN) $(GO) test -run XXX -bench LabSync -benchtime 1x -timeout 60m ./test/e2e
 

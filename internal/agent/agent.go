@@ -227,8 +227,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // a sync checks the ones it adds at once.
 const guardProbeEvery = 5 * time.Second
 
-// handOverTimeout bounds the hand-over on stop (one transaction; about a
-// second at 10k Services) well within a pod's default 30 s grace period.
+// handOverTimeout bounds the hand-over on stop (one transaction: 0.4 s at
+// 1k Services, 3.0 s at 10k, -bench Release) within a pod's default 30 s
+// grace period.
 const handOverTimeout = 15 * time.Second
 
 // Init prepares the node as Run would (the process's OOM score, sysctls,

@@ -126,6 +126,43 @@ func BenchmarkApplyOneChange(b *testing.B) {
 	}
 }
 
+// BenchmarkRelease hands over an nftables table of N Services × 10
+// endpoints, as svcproxy does when it stops (one transaction), and reports
+// how long the next svcproxy takes to replace the handed-over table.
+func BenchmarkRelease(b *testing.B) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	for _, n := range []int{1000, 10000} {
+		st := model.Synthetic(n, 10)
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				ns := fmt.Sprintf("svbenchr-%d", n)
+				done := benchNS(b, ns)
+				s := syncerIn(b, "nftables", ns, 0).(*nftables.Syncer)
+				if err := s.Sync(context.Background(), st); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				if err := s.Release(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(time.Since(start).Seconds(), "s/release")
+				b.StopTimer()
+				start = time.Now()
+				if err := syncerIn(b, "nftables", ns, 0).Sync(context.Background(), st); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(time.Since(start).Seconds(), "s/take-back")
+				done()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
 // BenchmarkCleanup removes N Services × 10 endpoints: `svcproxy cleanup`,
 // and what a start in the other mode does on a switched node.
 func BenchmarkCleanup(b *testing.B) {
