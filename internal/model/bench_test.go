@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,8 +38,12 @@ func BenchmarkBuildOneChange(b *testing.B) {
 		next.EndpointSlices = append([]*EndpointSlice(nil), in.EndpointSlices...)
 		next.EndpointSlices[n-1] = scaleSlice(n-1, in.Services[n-1].Namespace, in.Services[n-1].Name, i%2)
 		in = next
-		if st, errs := builder.Build(in, node); len(errs) > 0 || len(st.Services) != n {
+		st, errs := builder.Build(in, node)
+		if len(errs) > 0 || len(st.Services) != n {
 			b.Fatalf("%d Service ports, errors %v", len(st.Services), errs)
+		}
+		if st.Since == nil || !slices.Equal(st.Since.Changed, []int{n - 1}) {
+			b.Fatalf("Since %+v: want the one port changed", st.Since)
 		}
 	}
 }

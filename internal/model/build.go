@@ -60,15 +60,20 @@ func Build(in Input, node Node) (State, []error) { return new(Builder).Build(in,
 // work for the objects that changed, not a rebuild.
 type Builder struct {
 	node     Node
-	services map[*Service]bool
+	services presence[*Service]
 	// slices are the last snapshot's, each as read for this node.
-	slices map[*EndpointSlice]*EndpointSlice
+	slices   map[*EndpointSlice]*EndpointSlice
+	slicesIn presence[*EndpointSlice]
 	// base is what the last snapshot's Services make, reused while the
 	// same Service objects come.
 	base *serviceBase
 	// endpoints indexes the last snapshot's slices; each snapshot patches
 	// it with the slices that came and went.
 	endpoints endpointIndex
+	// last is the last State built: the next one copies its ports while
+	// the Services stay, and patches the endpoints that changed.
+	last     State
+	lastBase *serviceBase
 }
 
 // sameAs reports whether s and o are the same outcome for one Service.
@@ -98,6 +103,8 @@ type serviceBase struct {
 	keys   []endpointKey
 	errs   []error
 	inputs int // how many objects (duplicates included) it was made from
+	// at finds the ports of an endpoint key (filled in when first needed).
+	at map[endpointKey][]int
 }
 
 // Build is the package's Build, with the reuse.
@@ -110,18 +117,64 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 	if node.Name != b.node.Name || node.Zone != b.node.Zone {
 		// Which endpoints are local depends on the node's name, topology
 		// on its zone too.
-		b.node, b.slices, b.endpoints = node, nil, nil
+		b.node, b.slices, b.slicesIn, b.endpoints = node, nil, presence[*EndpointSlice]{}, nil
 	}
 	base := b.serviceBase(in.Services)
-	epErrs := b.patchEndpoints(in.EndpointSlices, node)
-	ports := make([]ServicePort, len(base.ports))
-	for i := range ports {
-		ports[i] = *base.ports[i]
-		ports[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
-	}
+	epErrs, touched := b.patchEndpoints(in.EndpointSlices, node)
 	cidrs, cidrErrs := serviceCIDRs(in.ServiceCIDRs)
 	errs := append(append(slices.Clip(base.errs), epErrs...), cidrErrs...)
-	return State{Services: ports, Node: node, ServiceCIDRs: cidrs}, errs
+	st := State{Gen: b.last.Gen + 1, Node: node, ServiceCIDRs: cidrs}
+	if b.last.Gen != 0 && base == b.lastBase && sameNode(node, b.last.Node) && slices.Equal(cidrs, b.last.ServiceCIDRs) {
+		st.Services = slices.Clone(b.last.Services)
+		st.Since = &Delta{Gen: b.last.Gen, Changed: b.refill(st.Services, base, touched, node)}
+	} else {
+		st.Services = make([]ServicePort, len(base.ports))
+		for i := range st.Services {
+			st.Services[i] = *base.ports[i]
+			st.Services[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
+		}
+	}
+	b.last, b.lastBase = st, base
+	return st, errs
+}
+
+// refill gives the ports of base that feed on the touched endpoint keys
+// their endpoints anew, and returns the indices of those that changed,
+// sorted.
+func (b *Builder) refill(ports []ServicePort, base *serviceBase, touched []endpointKey, node Node) []int {
+	if len(touched) == 0 {
+		return nil
+	}
+	if base.at == nil {
+		base.at = make(map[endpointKey][]int, len(base.keys))
+		for i, k := range base.keys {
+			base.at[k] = append(base.at[k], i)
+		}
+	}
+	var changed []int
+	for _, k := range touched {
+		for _, i := range base.at[k] {
+			eps := b.endpoints[k].endpoints(node)
+			if !SameEndpoints(eps, ports[i].Endpoints) {
+				ports[i].Endpoints = eps
+				changed = append(changed, i)
+			}
+		}
+	}
+	slices.Sort(changed)
+	return slices.Compact(changed)
+}
+
+// SameEndpoints reports whether a and b are one list (not only equal
+// ones): States built one after another share unchanged lists.
+func SameEndpoints(a, b []Endpoint) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// sameNode reports whether two States' nodes are the same.
+func sameNode(a, b Node) bool {
+	return a.Name == b.Name && a.Zone == b.Zone && a.Known == b.Known && a.Leaving == b.Leaving &&
+		slices.Equal(a.IPs, b.IPs) && slices.Equal(a.PodCIDRs, b.PodCIDRs)
 }
 
 // serviceCIDRs are the ranges of every ServiceCIDR object, sorted, each once.
@@ -143,24 +196,15 @@ func serviceCIDRs(objs []*ServiceCIDR) ([]netip.Prefix, []error) {
 // Service sorted by name, the first Service in namespace/name order keeping
 // a contested port.
 func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
-	next := make(map[*Service]bool, len(svcs))
-	var added []*Service
-	for _, svc := range svcs {
-		if !b.services[svc] && !next[svc] {
-			added = append(added, svc)
-		}
-		next[svc] = true
-	}
-	same := b.base != nil && b.base.inputs == len(svcs) && len(next) == len(svcs) && len(next) == len(b.services)
+	added, removed := b.services.update(svcs)
+	same := b.base != nil && b.base.inputs == len(svcs) && b.services.distinct() == len(svcs) && len(added) == len(removed)
 	if same && len(added) > 0 {
 		// A new object that makes what the one it replaced made (a
 		// manifest written again, a Service's status updated) is as good
 		// as the old one.
-		gone := map[string]*Service{}
-		for svc := range b.services {
-			if !next[svc] {
-				gone[svc.key] = svc
-			}
+		gone := make(map[string]*Service, len(removed))
+		for _, svc := range removed {
+			gone[svc.key] = svc
 		}
 		for _, svc := range added {
 			old := gone[svc.key]
@@ -173,7 +217,6 @@ func (b *Builder) serviceBase(svcs []*Service) *serviceBase {
 			delete(gone, svc.key)
 		}
 	}
-	b.services = next
 	if same {
 		return b.base
 	}

@@ -307,10 +307,14 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 		{Services: []*corev1.Service{web2}, EndpointSlices: []*discoveryv1.EndpointSlice{s2}},
 		{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{slice("web-b", "web", 8080, "", endpoint("10.244.1.11", "node-2", nil))}},
 	}
+	var prev State
 	check := func(b *Builder, i int, in Input, node Node) {
 		t.Helper()
 		got, gotErrs := b.Build(in, node)
 		want, wantErrs := Build(in, node)
+		checkSince(t, i, prev, got)
+		prev = got
+		got.Gen, got.Since, want.Gen = 0, nil, 0
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("step %d on %s: reused build differs:\n got %+v\nwant %+v", i, node.Name, got, want)
 		}
@@ -320,12 +324,13 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 		reversed := in
 		reversed.EndpointSlices = slices.Clone(in.EndpointSlices)
 		slices.Reverse(reversed.EndpointSlices)
-		if other, _ := Build(reversed, node); !reflect.DeepEqual(other, want) {
+		if other, _ := Build(reversed, node); !reflect.DeepEqual(other, State{Services: want.Services, Node: want.Node, ServiceCIDRs: want.ServiceCIDRs, Gen: 1}) {
 			t.Errorf("step %d on %s: the slices' order changes the build:\n got %+v\nwant %+v", i, node.Name, other, want)
 		}
 	}
 	for _, node := range []Node{{Name: "node-1"}, {Name: "node-2"}} {
 		var b Builder
+		prev = State{}
 		for i, in := range steps {
 			check(&b, i, in.in(), node)
 		}
@@ -339,6 +344,7 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 	}
 	h1, h2 := slice("web-a", "web", 8080, "", zoned("10.244.0.10", "a")), slice("web-b", "web", 8080, "", zoned("10.244.1.10", "b"))
 	var b Builder
+	prev = State{}
 	for i, step := range []struct {
 		in   Input
 		node Node
@@ -349,6 +355,33 @@ func TestBuilderReusesOnlyUnchangedObjects(t *testing.T) {
 		{objects{Services: []*corev1.Service{web}, EndpointSlices: []*discoveryv1.EndpointSlice{h2}}.in(), Node{Name: "node-1", Zone: "b"}},
 	} {
 		check(&b, i, step.in, step.node)
+	}
+}
+
+// checkSince holds a State's Since to what it claims: the State before it
+// differs only in the endpoints of the ports it names.
+func checkSince(t *testing.T, step int, prev, st State) {
+	t.Helper()
+	if st.Gen != prev.Gen+1 {
+		t.Errorf("step %d: State %d after %d", step, st.Gen, prev.Gen)
+	}
+	if st.Since == nil {
+		return
+	}
+	if st.Since.Gen != prev.Gen || len(st.Services) != len(prev.Services) || !reflect.DeepEqual(st.Node, prev.Node) || !reflect.DeepEqual(st.ServiceCIDRs, prev.ServiceCIDRs) {
+		t.Fatalf("step %d: Since %+v, but the State differs from %d beyond endpoints", step, st.Since, prev.Gen)
+	}
+	for i := range st.Services {
+		a, b := st.Services[i], prev.Services[i]
+		changed := slices.Contains(st.Since.Changed, i)
+		// Unchanged, a port keeps its very list.
+		if changed == SameEndpoints(a.Endpoints, b.Endpoints) {
+			t.Errorf("step %d: port %s: endpoints %v after %v, Since.Changed %v", step, a.Name, a.Endpoints, b.Endpoints, st.Since.Changed)
+		}
+		a.Endpoints, b.Endpoints = nil, nil
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("step %d: port %d is %+v, was %+v, and Since says only endpoints changed", step, i, a, b)
+		}
 	}
 }
 

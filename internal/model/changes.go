@@ -50,9 +50,17 @@ func (s *Service) version() string       { return s.ResourceVersion }
 func (s *EndpointSlice) version() string { return s.ResourceVersion }
 
 func countChanged[T object](prev, cur []T, changed func(T)) int {
-	// Sources hand out an unchanged object as the same pointer (in any
-	// order: informer caches list in map order): those are matched by
-	// pointer, without building keys for them.
+	// Sources hand out an unchanged object as the same pointer, mostly in
+	// its place (see presence): those are passed over place by place, and
+	// the rest matched by pointer, without building keys for them.
+	both := min(len(prev), len(cur))
+	var p, q []T
+	for i := range both {
+		if prev[i] != cur[i] {
+			p, q = append(p, prev[i]), append(q, cur[i])
+		}
+	}
+	prev, cur = append(p, prev[both:]...), append(q, cur[both:]...)
 	same := make(map[T]bool, len(prev))
 	for _, o := range prev {
 		same[o] = true

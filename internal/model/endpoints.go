@@ -90,38 +90,38 @@ func hasDuplicates(eps []Endpoint) bool {
 
 // patchEndpoints brings b.endpoints to the EndpointSlices in: a port that a
 // slice which came or went feeds gets new portSources, every other port keeps
-// its own (and the endpoints worked out for it). An endpoint that cannot be
-// used is reported and skipped; the rest of its slice is kept.
-func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node) []error {
-	next := make(map[*EndpointSlice]*EndpointSlice, len(in))
+// its own (and the endpoints worked out for it). It returns the keys of the
+// ports it gave new portSources. An endpoint that cannot be used is reported
+// and skipped; the rest of its slice is kept.
+func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node) ([]error, []endpointKey) {
+	came, went := b.slicesIn.update(in)
+	if b.slices == nil {
+		b.slices = make(map[*EndpointSlice]*EndpointSlice, len(in))
+	}
 	var errs []error
-	var added []*EndpointSlice
 	for _, s := range in {
-		se := b.slices[s]
-		if se == nil {
-			se = next[s]
-		}
-		if se == nil {
-			se = s.forNode(node.Name)
-			added = append(added, se)
-		}
-		next[s] = se
-		if len(se.errs) > 0 {
-			errs = append(errs, withSource(se.errs, "EndpointSlice", se.key, se.Source)...)
+		// A copy for this node has the errors of the object read.
+		if len(s.errs) > 0 {
+			errs = append(errs, withSource(s.errs, "EndpointSlice", s.key, s.Source)...)
 		}
 	}
-	gone := map[*EndpointSlice]bool{}
-	for s, se := range b.slices {
-		if _, ok := next[s]; !ok {
-			gone[se] = true
-		}
+	gone := make(map[*EndpointSlice]bool, len(went))
+	for _, s := range went {
+		gone[b.slices[s]] = true
+		delete(b.slices, s)
 	}
-	b.slices = next
+	added := make([]*EndpointSlice, 0, len(came))
+	for _, s := range came {
+		se := s.forNode(node.Name)
+		b.slices[s] = se
+		added = append(added, se)
+	}
 	if b.endpoints == nil {
 		b.endpoints = make(endpointIndex, len(in))
 	}
 	idx := b.endpoints
 	touched := map[endpointKey]*portSources{}
+	var keys []endpointKey
 	touch := func(k endpointKey) *portSources {
 		if ps := touched[k]; ps != nil {
 			return ps
@@ -135,6 +135,7 @@ func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node) []error {
 			}
 		}
 		touched[k], idx[k] = ps, ps
+		keys = append(keys, k)
 		return ps
 	}
 	for se := range gone {
@@ -157,7 +158,7 @@ func (b *Builder) patchEndpoints(in []*EndpointSlice, node Node) []error {
 			sortByName(ps)
 		}
 	}
-	return errs
+	return errs, keys
 }
 
 // sortByName orders ps's slices by name, so that which slice's copy of a

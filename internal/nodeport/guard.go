@@ -51,6 +51,7 @@ type Guard struct {
 
 	mu        sync.Mutex
 	want      map[key]model.ServicePortName // the last synced state's
+	gen       uint64                        // and its Gen
 	held      map[key]io.Closer
 	conflicts map[key]string // port -> error text, as last reported
 	// probed are the NodePorts probed since the last time all were.
@@ -94,15 +95,20 @@ func (g *Guard) Synced(st *model.State) { g.Update(st) }
 // ones new since the last check of all. Conflicts are logged when they
 // appear and when they clear; the ones found are also returned.
 func (g *Guard) Update(st *model.State) []Conflict {
-	want := map[key]model.ServicePortName{}
-	for _, sp := range st.Services {
-		if sp.NodePort != 0 && (sp.Protocol == model.TCP || sp.Protocol == model.UDP) && (g.Served == nil || !g.Served(sp.NodePort, sp.Protocol)) {
-			want[key{sp.NodePort, sp.Protocol}] = sp.Name
-		}
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.want = want
+	// A State in which only endpoints changed (model.Delta) has the last
+	// one's NodePorts.
+	if g.want == nil || st.Since == nil || st.Since.Gen != g.gen {
+		g.want = map[key]model.ServicePortName{}
+		for i := range st.Services {
+			sp := &st.Services[i]
+			if sp.NodePort != 0 && (sp.Protocol == model.TCP || sp.Protocol == model.UDP) && (g.Served == nil || !g.Served(sp.NodePort, sp.Protocol)) {
+				g.want[key{sp.NodePort, sp.Protocol}] = sp.Name
+			}
+		}
+	}
+	g.gen = st.Gen
 	return g.check(g.ProbeEvery == 0)
 }
 

@@ -84,6 +84,14 @@ type Syncer struct {
 	fakeSent []string
 	// last is the State of the last sync, done or not (see Release).
 	last *model.State
+	// synced is the Gen of the last State synced without error, items
+	// what its plan made and itemAt where each of its Service ports is in
+	// items (-1: the other family's). A State that differs from it only
+	// in some endpoints (model.Delta) is planned from them: a sync then
+	// looks at the ports that changed, not at all 10k.
+	synced uint64
+	items  []syncItem
+	itemAt []int
 }
 
 // cachedPort is a Service port as last rendered: while the model holds the
@@ -101,20 +109,19 @@ type cachedPort struct {
 	epSum uint64
 }
 
-// sameList reports whether a and b are one list (not only equal ones).
-func sameList(a, b []model.Endpoint) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
-
 // syncItem is one Service port of a sync. A sync renders it when it gets to
 // it (unless cached) and keeps only its sums once it is written, so that a
 // full sync of 10k Services never holds all their rules at once.
 type syncItem struct {
 	key string
 	sp  *model.ServicePort
+	at  int // sp's index in the State
 	// c is the cache entry: the sums, filled in when rendered.
 	c      *cachedPort
 	cached bool
+	// settled is set when the kernel holds the port as the last sync
+	// left it, which the State left as it was: apply skips it unread.
+	settled bool
 }
 
 // ForceFull makes the next sync a full one.
@@ -139,8 +146,9 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 		return err
 	}
 	s.last = st
-	rs, items := s.plan(st, full)
-	s.deleteStale()
+	rs, items, delta := s.plan(st, full)
+	s.synced, s.items = 0, nil // until this sync is done
+	staleGone := s.deleteStale()
 	var ks *kernelState
 	if full {
 		// The table is read afresh: the old record can go first, so that
@@ -154,7 +162,7 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 	} else {
 		ks = s.kernel
 	}
-	if err := s.apply(ctx, rs, items, ks); err != nil {
+	if err := s.apply(ctx, rs, items, ks, delta); err != nil {
 		// What the kernel holds is no longer known exactly: read it again
 		// (the full sync also finds the chains to retire anew).
 		s.kernel, s.stale = nil, nil
@@ -167,15 +175,24 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 		s.ranges.Reserve(nil)
 	}
 	// Ranges of chains the table no longer has (deleted with their
-	// elements gone before) are free again.
-	s.ranges.Keep(func(c string) bool { return ks.chains[c] })
+	// elements gone before) are free again. Chains go only in a full
+	// sync, with a Service port or once stale.
+	if !delta || staleGone {
+		s.ranges.Keep(func(c string) bool { return ks.chains[c] })
+	}
+	s.synced, s.items = st.Gen, items
 	return nil
 }
 
 // plan renders the table's fixed part and lists the Service ports, marking
 // those that did not change since the last sync (unless full) as cached.
-func (s *Syncer) plan(st *model.State, full bool) (*Ruleset, []syncItem) {
-	if full || s.cacheOpts == nil || !sameOptions(*s.cacheOpts, s.Options) || !slices.Equal(s.node.IPs, st.Node.IPs) || !slices.Equal(s.node.PodCIDRs, st.Node.PodCIDRs) {
+// delta is set when it planned from the last sync's items (see synced).
+func (s *Syncer) plan(st *model.State, full bool) (rs *Ruleset, items []syncItem, delta bool) {
+	sameOpts := s.cacheOpts != nil && sameOptions(*s.cacheOpts, s.Options)
+	if !full && sameOpts && st.Since != nil && st.Since.Gen == s.synced && s.synced != 0 && s.kernel != nil {
+		return fixed(st, s.Options), s.planDelta(st), true
+	}
+	if full || !sameOpts || !slices.Equal(s.node.IPs, st.Node.IPs) || !slices.Equal(s.node.PodCIDRs, st.Node.PodCIDRs) {
 		s.cache = nil
 	}
 	s.node = st.Node
@@ -183,32 +200,64 @@ func (s *Syncer) plan(st *model.State, full bool) (*Ruleset, []syncItem) {
 		s.seed = maphash.MakeSeed()
 	}
 	next := make(map[string]*cachedPort, len(st.Services))
-	items := make([]syncItem, 0, len(st.Services))
+	items = make([]syncItem, 0, len(st.Services))
+	s.itemAt = slices.Grow(s.itemAt[:0], len(st.Services))
 	for i := range st.Services {
 		sp := &st.Services[i]
 		if sp.ClusterIP.Is6() != s.Options.IPv6 {
+			s.itemAt = append(s.itemAt, -1)
 			continue
 		}
-		key := sp.Name.String() + "/" + string(sp.Protocol)
-		c := s.cache[key]
-		var epSum uint64
-		if c != nil && sameList(c.eps, sp.Endpoints) {
-			epSum = c.epSum
-		} else {
-			epSum = model.EndpointsFingerprint(s.seed, sp.Endpoints)
-		}
-		spSum := sp.FingerprintWith(s.seed, epSum)
-		cached := c != nil && c.spSum == spSum && s.kernel != nil && s.kernel.services[key].sum == c.sum
-		if !cached {
-			c = &cachedPort{spSum: spSum, eps: sp.Endpoints, epSum: epSum}
-		}
-		next[key] = c
-		items = append(items, syncItem{key: key, sp: sp, c: c, cached: cached})
+		it := syncItem{key: sp.Name.String() + "/" + string(sp.Protocol), sp: sp, at: i}
+		s.check(&it, s.cache[it.key])
+		next[it.key] = it.c
+		s.itemAt = append(s.itemAt, len(items))
+		items = append(items, it)
 	}
 	s.cache = next
 	opts := s.Options
 	s.cacheOpts = &opts
-	return fixed(st, s.Options), items
+	return fixed(st, s.Options), items, false
+}
+
+// planDelta is plan for a State that differs from the last one synced
+// only in the endpoints of the ports st.Since names: the last sync's items
+// point into st, the changed ones are checked again, the rest settled.
+func (s *Syncer) planDelta(st *model.State) []syncItem {
+	items := s.items
+	for j := range items {
+		items[j].sp, items[j].settled = &st.Services[items[j].at], true
+	}
+	for _, i := range st.Since.Changed {
+		j := s.itemAt[i]
+		if j < 0 {
+			continue
+		}
+		it := &items[j]
+		it.settled = false
+		s.check(it, it.c)
+		s.cache[it.key] = it.c
+	}
+	return items
+}
+
+// check fills in it.c and it.cached, given the cache entry c of the
+// port's last sync (nil: none): the entry stays while the port's
+// fingerprint and what the kernel holds for it are the same.
+func (s *Syncer) check(it *syncItem, c *cachedPort) {
+	sp := it.sp
+	var epSum uint64
+	if c != nil && model.SameEndpoints(c.eps, sp.Endpoints) {
+		epSum = c.epSum
+	} else {
+		epSum = model.EndpointsFingerprint(s.seed, sp.Endpoints)
+	}
+	spSum := sp.FingerprintWith(s.seed, epSum)
+	it.cached = c != nil && c.spSum == spSum && s.kernel != nil && s.kernel.services[it.key].sum == c.sum
+	if !it.cached {
+		c = &cachedPort{spSum: spSum, eps: sp.Endpoints, epSum: epSum}
+	}
+	it.c = c
 }
 
 func (s *Syncer) tableFamily() string { return ipWord(s.Options.IPv6) }
@@ -218,7 +267,7 @@ func (s *Syncer) Family() string { return dataplane.FamilyName(s.Options.IPv6) }
 
 // apply sends the transactions that take the table from ks to rs and the
 // Service ports in items, and updates ks to match.
-func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *kernelState) error {
+func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *kernelState, delta bool) error {
 	per := s.ChunkServices
 	if per <= 0 {
 		per = DefaultChunkServices
@@ -261,6 +310,9 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 	}
 	for i := range items {
 		it := &items[i]
+		if it.settled {
+			continue
+		}
 		rec, had := ks.services[it.key]
 		if it.cached && had && rec.sum == it.c.sum {
 			continue
@@ -293,9 +345,10 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		}
 	}
 	// Services gone (the plan's cache has every Service port of this
-	// sync): their elements, chains and affinity sets.
+	// sync): their elements, chains and affinity sets. A delta's State has
+	// the last one's ports.
 	for key, rec := range ks.services {
-		if s.cache[key] == nil {
+		if !delta && s.cache[key] == nil {
 			for _, c := range rec.chains {
 				s.retire(b, c, ks)
 			}
@@ -737,10 +790,11 @@ func (s *Syncer) FollowUp() time.Duration {
 
 // deleteStale deletes the chains retired long enough ago, in a transaction
 // of its own: if the kernel still holds a reference, the chain waits for
-// the next sync and nothing else fails.
-func (s *Syncer) deleteStale() {
+// the next sync and nothing else fails. It reports whether it deleted
+// any.
+func (s *Syncer) deleteStale() bool {
 	if len(s.stale) == 0 || s.kernel == nil {
-		return
+		return false
 	}
 	b := s.newEmitter()
 	var gone []string
@@ -758,14 +812,14 @@ func (s *Syncer) deleteStale() {
 		}
 	}
 	if len(gone) == 0 {
-		return
+		return false
 	}
 	if err := b.commit(); err != nil {
 		// Kept in s.stale, they are tried again at the next sync.
 		if s.Metrics != nil {
 			s.Metrics.CleanupFailed(s.Family())
 		}
-		return
+		return false
 	}
 	for _, c := range gone {
 		delete(s.stale, c)
@@ -773,6 +827,7 @@ func (s *Syncer) deleteStale() {
 		delete(s.kernel.affinity, c)
 		delete(s.kernel.counters, c)
 	}
+	return true
 }
 
 // Cleanup deletes the table. It reports whether there was one.

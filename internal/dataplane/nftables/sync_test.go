@@ -123,3 +123,44 @@ func TestEndpointChangeSendsElementsOnly(t *testing.T) {
 		}
 	}
 }
+
+// States a Builder made one after another say which ports' endpoints
+// changed (model.Delta): a sync planned from that alone leaves the table
+// as a fresh render, as the ports' rules and chains change shape (no
+// endpoints, endpoints again, another port), and after a State that does
+// not follow the one synced last.
+func TestDeltaSyncsEndAsAFreshRender(t *testing.T) {
+	s := fakeSyncer(Options{ClusterCIDR: podCIDR})
+	webs := [][]model.Endpoint{
+		{dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)},
+		{dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.12", 80)},
+		nil,
+		{dptest.Remote("10.244.1.13", 80)},
+		{dptest.Ep("10.244.0.12", 8080)},
+		{dptest.Ep("10.244.0.12", 8080), dptest.Ep("10.244.0.14", 8080)},
+	}
+	dnsEps := []model.Endpoint{dptest.Ep("10.244.0.20", 53)}
+	var prev *model.State
+	for i, eps := range webs {
+		st := &model.State{Services: []model.ServicePort{web(eps...), dns(dnsEps...)}, Gen: uint64(i + 1)}
+		st.Services[1].Endpoints = dnsEps
+		if prev != nil {
+			st.Since = &model.Delta{Gen: prev.Gen, Changed: []int{0}}
+			st.Services[1] = prev.Services[1]
+		}
+		if i == 4 {
+			// Not the State after the last one synced: planned in full.
+			st.Gen, st.Since.Gen = 10, 9
+		}
+		if err := s.Sync(context.Background(), st); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if s.synced != st.Gen {
+			t.Errorf("step %d: synced %d, want %d", i, s.synced, st.Gen)
+		}
+		if d := dumpDiff(s, s.fake.Dump(), freshDump(t, s, st)); len(d) > 0 {
+			t.Fatalf("step %d: the synced table differs from a fresh render (+ synced, - fresh):\n%s", i, strings.Join(d, "\n"))
+		}
+		prev = st
+	}
+}

@@ -102,21 +102,41 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 		default:
 		}
 	}
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
+	var services ordered[*model.Service]
+	var endpointSlices ordered[*model.EndpointSlice]
+	handlers := map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		svcs: services.handler(func(o any) (*model.Service, bool) {
+			c, ok := o.(cachedService)
+			return c.Service, ok
+		}, poke),
+		slices: endpointSlices.handler(func(o any) (*model.EndpointSlice, bool) {
+			c, ok := o.(cachedSlice)
+			return c.EndpointSlice, ok
+		}, poke),
 	}
 	for i, inf := range informers {
+		handler, ok := handlers[inf]
+		if !ok {
+			handler = cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(any) { poke() },
+				UpdateFunc: func(any, any) { poke() },
+				DeleteFunc: func(any) { poke() },
+			}
+		}
 		if err := inf.SetTransform(s.read); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
 		if err := inf.SetWatchErrorHandlerWithContext(errs.handler(resources[i])); err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		reg, err := inf.AddEventHandler(handler)
+		if err != nil {
 			return fmt.Errorf("watch the API server: %w", err)
 		}
+		// The first snapshot waits for the handlers too: the ordered
+		// lists are theirs, and a snapshot missing Services would take
+		// their rules out of the kernel.
+		synced = append(synced, reg.HasSynced)
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -153,7 +173,12 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 			return nil
 		case <-time.After(settle):
 		}
-		in := s.snapshot(svcs.GetStore(), slices.GetStore(), nodes.GetStore())
+		in := model.Input{Services: services.list(), EndpointSlices: endpointSlices.list()}
+		if o, ok, err := nodes.GetStore().GetByKey(s.NodeName); err == nil && ok {
+			if n, ok := o.(*corev1.Node); ok {
+				in.Nodes = []*corev1.Node{n}
+			}
+		}
 		if cidrs != nil {
 			for _, o := range cidrs.GetStore().List() {
 				if c, ok := o.(cachedServiceCIDR); ok {
@@ -204,28 +229,6 @@ func (s *Source) serviceCIDRsServed(ctx context.Context) bool {
 		return false
 	}
 	return true
-}
-
-// snapshot is what the caches hold: every Service and EndpointSlice, and
-// this node's Node object when there is one.
-func (s *Source) snapshot(svcs, slices, nodes cache.Store) model.Input {
-	var in model.Input
-	for _, o := range svcs.List() {
-		if svc, ok := o.(cachedService); ok {
-			in.Services = append(in.Services, svc.Service)
-		}
-	}
-	for _, o := range slices.List() {
-		if sl, ok := o.(cachedSlice); ok {
-			in.EndpointSlices = append(in.EndpointSlices, sl.EndpointSlice)
-		}
-	}
-	if o, ok, err := nodes.GetByKey(s.NodeName); err == nil && ok {
-		if n, ok := o.(*corev1.Node); ok {
-			in.Nodes = []*corev1.Node{n}
-		}
-	}
-	return in
 }
 
 // read turns a Service or EndpointSlice into what the model keeps of it

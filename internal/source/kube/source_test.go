@@ -29,11 +29,18 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 	*slice.Endpoints[0].NodeName = "node-1"
 
 	src := &Source{NodeName: "node-1"}
-	svcs, slices := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc), cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc)
+	svcs := cache.NewStore(cache.DeletionHandlingMetaNamespaceKeyFunc)
+	var services ordered[*model.Service]
+	var endpointSlices ordered[*model.EndpointSlice]
+	pokes := 0
+	poke := func() { pokes++ }
 	for _, tc := range []struct {
-		obj   any
-		store cache.Store
-	}{{svc, svcs}, {slice, slices}} {
+		obj     any
+		handler cache.ResourceEventHandler
+	}{
+		{svc, services.handler(func(o any) (*model.Service, bool) { c, ok := o.(cachedService); return c.Service, ok }, poke)},
+		{slice, endpointSlices.handler(func(o any) (*model.EndpointSlice, bool) { c, ok := o.(cachedSlice); return c.EndpointSlice, ok }, poke)},
+	} {
 		read, err := src.read(tc.obj)
 		if err != nil {
 			t.Fatal(err)
@@ -41,9 +48,12 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 		if again, _ := src.read(read); again != read {
 			t.Errorf("reading %T twice changed it", read)
 		}
-		if err := tc.store.Add(read); err != nil {
-			t.Fatalf("the cache cannot key %T: %v", read, err)
+		if _, ok := read.(cachedService); ok {
+			if err := svcs.Add(read); err != nil {
+				t.Fatalf("the cache cannot key %T: %v", read, err)
+			}
 		}
+		tc.handler.OnAdd(read, false)
 	}
 	if _, ok, _ := svcs.GetByKey("default/web"); !ok {
 		t.Error("Service not found by namespace/name")
@@ -52,9 +62,9 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 	if uid := src.ServiceUID("default", "web"); uid != "uid-1" {
 		t.Errorf("ServiceUID = %q", uid)
 	}
-	in := src.snapshot(svcs, slices, cache.NewStore(cache.MetaNamespaceKeyFunc))
-	if len(in.Services) != 1 || in.Services[0].ResourceVersion != "7" || len(in.EndpointSlices) != 1 || in.EndpointSlices[0].Name != "web-abc" {
-		t.Fatalf("snapshot %+v", in)
+	in := model.Input{Services: services.list(), EndpointSlices: endpointSlices.list()}
+	if pokes != 2 || len(in.Services) != 1 || in.Services[0].ResourceVersion != "7" || len(in.EndpointSlices) != 1 || in.EndpointSlices[0].Name != "web-abc" {
+		t.Fatalf("snapshot %+v after %d events", in, pokes)
 	}
 	st, errs := model.Build(in, model.Node{Name: "node-1"})
 	if len(errs) > 0 || len(st.Services) != 1 || len(st.Services[0].Endpoints) != 1 || !st.Services[0].Endpoints[0].IsLocal {
@@ -84,5 +94,46 @@ func TestReadLegacyAddressesAndServiceCIDRs(t *testing.T) {
 	}
 	if len(st.ServiceCIDRs) != 1 || st.ServiceCIDRs[0].String() != "172.30.0.0/16" {
 		t.Errorf("service CIDRs %v", st.ServiceCIDRs)
+	}
+}
+
+// Snapshots keep an object in its place while it stays (the model compares
+// them place by place): an update takes the old object's place, a new
+// object goes at the end, a deleted one's place goes to the last object.
+func TestOrderedKeepsPlaces(t *testing.T) {
+	obj := func(name, version string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", ResourceVersion: version}}
+	}
+	var o ordered[string]
+	h := o.handler(func(x any) (string, bool) {
+		s, ok := x.(*corev1.Service)
+		return s.Name + "@" + s.ResourceVersion, ok
+	}, func() {})
+	steps := []struct {
+		event func()
+		want  string
+	}{
+		{func() { h.OnAdd(obj("a", "1"), true) }, "a@1"},
+		{func() { h.OnAdd(obj("b", "1"), true) }, "a@1 b@1"},
+		{func() { h.OnAdd(obj("c", "1"), false) }, "a@1 b@1 c@1"},
+		{func() { h.OnUpdate(obj("b", "1"), obj("b", "2")) }, "a@1 b@2 c@1"},
+		{func() { h.OnDelete(obj("a", "1")) }, "c@1 b@2"},
+		{func() { h.OnAdd(obj("d", "1"), false) }, "c@1 b@2 d@1"},
+		{func() {
+			h.OnDelete(cache.DeletedFinalStateUnknown{Key: "default/d", Obj: obj("d", "1")})
+		}, "c@1 b@2"},
+		{func() { h.OnDelete(obj("x", "1")) }, "c@1 b@2"},
+		{func() { h.OnUpdate(obj("c", "1"), obj("c", "2")) }, "c@2 b@2"},
+	}
+	for i, step := range steps {
+		before := o.list()
+		was := strings.Join(before, " ")
+		step.event()
+		if got := strings.Join(o.list(), " "); got != step.want {
+			t.Errorf("step %d: %q, want %q", i, got, step.want)
+		}
+		if strings.Join(before, " ") != was {
+			t.Errorf("step %d: the snapshot before it changed to %q", i, before)
+		}
 	}
 }
