@@ -82,8 +82,11 @@ func Stale(prev, cur *model.State) []Flow {
 		}
 		k := spKey{sp.Name, sp.Protocol, sp.ClusterIP.Is6()}
 		seen[k] = true
-		now := usedEndpoints(sp)
 		old, existed := before[k]
+		if existed && model.SameEndpoints(old.Endpoints, sp.Endpoints) {
+			continue // States share an unchanged list: nothing went
+		}
+		now := usedEndpoints(sp)
 		var was map[netip.AddrPort]bool
 		if existed {
 			was = usedEndpoints(old)
