@@ -19,6 +19,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 // BenchmarkChurn holds both proxies to a stream of endpoint changes, as a
@@ -33,7 +34,9 @@ import (
 // written, network programming latency p50/p99 (trigger time to the sync
 // that put the change in the kernel, from each proxy's own "network
 // programming" log lines at -v=4: the histogram's first bucket is 250 ms),
-// the syncs run (full ones apart) and the CPU used (make bench-churn).
+// the syncs run (full ones apart) and the CPU used (make bench-churn), and
+// trigger time to a watch event in the bench itself: the floor the API
+// server and the machine set under both proxies.
 // SVCPROXY_CHURN_PROFILE=DIR keeps a CPU profile of svcproxy at each rate.
 func BenchmarkChurn(b *testing.B) {
 	n := benchServices(b, 10000, 10000)
@@ -64,7 +67,7 @@ func BenchmarkChurn(b *testing.B) {
 			})
 		}
 	}
-	b.Logf("%d Services x 10 endpoints, %d s per rate:\nmode     proxy      rate/s  written/s  p50 ms  p99 ms  syncs (full)  CPU cores\n%s",
+	b.Logf("%d Services x 10 endpoints, %d s per rate:\nmode     proxy      rate/s  written/s  p50 ms  p99 ms  syncs (full)  CPU cores  watch p50 p99 ms\n%s",
 		n, seconds, strings.Join(table, "\n"))
 }
 
@@ -99,20 +102,65 @@ func (sl *scaleLab) churn(b *testing.B, kubeProxy, name, mode string, n int, rat
 				}
 			}()
 		}
+		delivered := sl.watchDelivery(b)
 		written := sl.generate(b, n, rate, d)
 		time.Sleep(2 * time.Second) // the last changes reach the kernel
+		floor := delivered()
 		cpu := cpuSeconds(b, p.Pid()) - cpu0
 		syncs1, full1 := sl.syncCounts(b)
 		lat := programmingLatencies(p.Output()[logFrom:])
 		if len(lat) == 0 {
 			b.Fatalf("%s logged no network programming latency at %d changes/s", name, rate)
 		}
-		slices.Sort(lat)
-		q := func(f float64) float64 { return lat[min(len(lat)-1, int(f*float64(len(lat))))].Seconds() * 1000 }
-		out = append(out, fmt.Sprintf("%6d %10.0f %7.0f %7.0f %6d (%d) %10.2f",
-			rate, float64(written)/d.Seconds(), q(0.5), q(0.99), syncs1-syncs0, full1-full0, cpu/(d.Seconds()+2)))
+		out = append(out, fmt.Sprintf("%6d %10.0f %7.0f %7.0f %6d (%d) %10.2f %9.0f %7.0f",
+			rate, float64(written)/d.Seconds(), quantile(lat, 0.5), quantile(lat, 0.99), syncs1-syncs0, full1-full0, cpu/(d.Seconds()+2),
+			quantile(floor, 0.5), quantile(floor, 0.99)))
 	}
 	return out
+}
+
+// quantile is the q-quantile of ds in milliseconds (0 for none).
+func quantile(ds []time.Duration, q float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Sorted(slices.Values(ds))
+	return ds[min(len(ds)-1, int(q*float64(len(ds))))].Seconds() * 1000
+}
+
+// watchDelivery watches the EndpointSlices from the bench, as a proxy
+// does, and returns a function that stops it and returns, for each change
+// seen, trigger time to the watch event: the floor under any proxy's
+// network programming latency that the API server and this machine set
+// (on 2 cores it shares them with the generator and the proxy).
+func (sl *scaleLab) watchDelivery(b *testing.B) func() []time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := sl.admin.DiscoveryV1().EndpointSlices("").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatalf("watch EndpointSlices: %v", err)
+	}
+	var out []time.Duration
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			// The watch opens with every slice as added: only the
+			// changes count.
+			es, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok || ev.Type != watch.Modified {
+				continue
+			}
+			if t, err := time.Parse(time.RFC3339Nano, es.Annotations[corev1.EndpointsLastChangeTriggerTime]); err == nil {
+				out = append(out, time.Since(t))
+			}
+		}
+	}()
+	return func() []time.Duration {
+		cancel()
+		w.Stop()
+		<-done
+		return out
+	}
 }
 
 // generate patches EndpointSlices at rate a second for d, from workers
