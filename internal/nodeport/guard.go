@@ -97,9 +97,10 @@ func (g *Guard) Synced(st *model.State) { g.Update(st) }
 func (g *Guard) Update(st *model.State) []Conflict {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	// A State in which only endpoints changed (model.Delta) has the last
-	// one's NodePorts.
-	if g.want == nil || st.Since == nil || st.Since.Gen != g.gen {
+	// The same State again (a periodic sync), or one in which only
+	// endpoints changed (model.Delta), has the last one's NodePorts.
+	same := g.want != nil && st.Gen != 0 && (st.Gen == g.gen || st.Since != nil && st.Since.Gen == g.gen)
+	if !same {
 		g.want = map[key]model.ServicePortName{}
 		for i := range st.Services {
 			sp := &st.Services[i]

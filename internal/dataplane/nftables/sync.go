@@ -189,8 +189,15 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 // delta is set when it planned from the last sync's items (see synced).
 func (s *Syncer) plan(st *model.State, full bool) (rs *Ruleset, items []syncItem, delta bool) {
 	sameOpts := s.cacheOpts != nil && sameOptions(*s.cacheOpts, s.Options)
-	if !full && sameOpts && st.Since != nil && st.Since.Gen == s.synced && s.synced != 0 && s.kernel != nil {
-		return fixed(st, s.Options), s.planDelta(st), true
+	if !full && sameOpts && s.synced != 0 && s.kernel != nil {
+		// The State synced last again (a periodic sync), or one that
+		// follows it.
+		switch {
+		case st.Gen == s.synced:
+			return fixed(st, s.Options), s.planDelta(st, nil), true
+		case st.Since != nil && st.Since.Gen == s.synced:
+			return fixed(st, s.Options), s.planDelta(st, st.Since.Changed), true
+		}
 	}
 	if full || !sameOpts || !slices.Equal(s.node.IPs, st.Node.IPs) || !slices.Equal(s.node.PodCIDRs, st.Node.PodCIDRs) {
 		s.cache = nil
@@ -221,14 +228,15 @@ func (s *Syncer) plan(st *model.State, full bool) (rs *Ruleset, items []syncItem
 }
 
 // planDelta is plan for a State that differs from the last one synced
-// only in the endpoints of the ports st.Since names: the last sync's items
-// point into st, the changed ones are checked again, the rest settled.
-func (s *Syncer) planDelta(st *model.State) []syncItem {
+// only in the endpoints of the ports at the indices changed: the last
+// sync's items point into st, the changed ones are checked again, the
+// rest settled.
+func (s *Syncer) planDelta(st *model.State, changed []int) []syncItem {
 	items := s.items
 	for j := range items {
 		items[j].sp, items[j].settled = &st.Services[items[j].at], true
 	}
-	for _, i := range st.Since.Changed {
+	for _, i := range changed {
 		j := s.itemAt[i]
 		if j < 0 {
 			continue

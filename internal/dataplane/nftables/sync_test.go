@@ -128,7 +128,8 @@ func TestEndpointChangeSendsElementsOnly(t *testing.T) {
 // changed (model.Delta): a sync planned from that alone leaves the table
 // as a fresh render, as the ports' rules and chains change shape (no
 // endpoints, endpoints again, another port), and after a State that does
-// not follow the one synced last.
+// not follow the one synced last; the same State synced again sends
+// nothing.
 func TestDeltaSyncsEndAsAFreshRender(t *testing.T) {
 	s := fakeSyncer(Options{ClusterCIDR: podCIDR})
 	webs := [][]model.Endpoint{
@@ -160,6 +161,11 @@ func TestDeltaSyncsEndAsAFreshRender(t *testing.T) {
 		}
 		if d := dumpDiff(s, s.fake.Dump(), freshDump(t, s, st)); len(d) > 0 {
 			t.Fatalf("step %d: the synced table differs from a fresh render (+ synced, - fresh):\n%s", i, strings.Join(d, "\n"))
+		}
+		// The same State again (a periodic sync) has nothing to send.
+		s.fakeSent = nil
+		if err := s.Sync(context.Background(), st); err != nil || len(s.fakeSent) > 0 {
+			t.Errorf("step %d: syncing the same State again sent %q (err %v)", i, s.fakeSent, err)
 		}
 		prev = st
 	}
