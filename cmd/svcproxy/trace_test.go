@@ -37,8 +37,8 @@ func TestTraceCommand(t *testing.T) {
 	for _, want := range []string{
 		"Service: default/web:http",
 		"→ NodePort 31080/tcp of default/web:http",
-		"then, 33.33% of the time, to 10.244.2.6:8080:",
-		"Result: DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded",
+		"then, 33.3% of the time, to 10.244.2.6:8080:",
+		"Result: DNAT to 10.244.1.5:8080 (33.3%), 10.244.2.6:8080 (33.3%), 10.244.3.7:8080 (33.3%); masqueraded",
 		"Assumed: no --local-ip given: 192.168.77.1 is taken to be an address of the node the rules came from",
 	} {
 		if !strings.Contains(text, want) {

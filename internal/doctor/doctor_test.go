@@ -206,7 +206,7 @@ func TestDoctorNftablesLeftovers(t *testing.T) {
 	if f := status(Run(env, Options{}), "leftovers"); f.Status != OK {
 		t.Errorf("upstream's own table: %+v", f)
 	}
-	left := "\tmap endpoints-000 {\n\t\ttypeof numgen random mod 65536 : ip daddr . th dport\n\t\tflags interval\n\t}\n"
+	left := "\tmap endpoints-000 {\n\t\ttypeof numgen random mod 16384 : ip daddr . th dport\n\t\tflags interval\n\t}\n"
 	env.nft = strings.Replace(nft, "table ip kube-proxy {\n", "table ip kube-proxy {\n"+left, 1)
 	f := status(Run(env, Options{}), "leftovers")
 	if f.Status != Warn || len(f.Details) != 1 || f.Details[0] != "ip kube-proxy endpoints-000" || f.Action == "" {

@@ -90,7 +90,7 @@ func (rep *ServiceReport) WriteDOT(w io.Writer, rs *netfilter.Ruleset, idx *Inde
 		for _, ep := range sp.Endpoints {
 			g.node("ep "+ep.Addr, ep.Addr, endpointAttrs)
 			if ep.Chain != "" {
-				g.edge(ep.Chain, "ep "+ep.Addr, "DNAT ("+pct(ep.Share)+" of traffic)")
+				g.edge(ep.Chain, "ep "+ep.Addr, "DNAT ("+netfilter.Percent(ep.Share)+" of traffic)")
 			}
 		}
 	}
@@ -200,7 +200,7 @@ func (rep *TraceReport) WriteDOT(w io.Writer) {
 			end, label, attrs = "local", "delivered unchanged", endpointAttrs
 		}
 		g.node(end, label, attrs)
-		g.edge(last.Table+" "+last.Chain, end, last.Meaning+" ("+pct(p.Probability)+")")
+		g.edge(last.Table+" "+last.Chain, end, last.Meaning+" ("+netfilter.Percent(p.Probability)+")")
 	}
 	g.write(w)
 }

@@ -42,7 +42,7 @@ func TestTraceUpstreamDumps(t *testing.T) {
 		assumption            string
 	}{
 		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "192.0.2.7", dst: "192.168.77.1:31080", proto: "tcp", service: "default/web:http",
-			want: "DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded"},
+			want: "DNAT to 10.244.1.5:8080 (33.3%), 10.244.2.6:8080 (33.3%), 10.244.3.7:8080 (33.3%); masqueraded"},
 		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "198.51.100.7", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
 			want: "DNAT to 10.244.1.9:8443 (100%); source kept"},
 		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "192.0.2.99", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
@@ -60,7 +60,7 @@ func TestTraceUpstreamDumps(t *testing.T) {
 		{dump: "kube-proxy-v1.37-iptables-save.txt", src: "10.244.1.5", dst: "10.96.60.1:80", proto: "tcp",
 			want: "REJECT by filter KUBE-SERVICES"},
 		{dump: "kube-proxy-v1.20-iptables-save.txt", src: "192.0.2.7", dst: "192.168.77.1:31080", proto: "tcp", service: "default/web:http",
-			want: "DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded"},
+			want: "DNAT to 10.244.1.5:8080 (33.3%), 10.244.2.6:8080 (33.3%), 10.244.3.7:8080 (33.3%); masqueraded"},
 		{dump: "kube-proxy-v1.20-iptables-save.txt", src: "198.51.100.7", dst: "203.0.113.50:443", proto: "tcp", service: "default/lb:https",
 			want: "DNAT to 10.244.1.9:8443 (100%); source kept"},
 		// v1.20 marks disallowed sources with 0x8000; KUBE-FIREWALL drops

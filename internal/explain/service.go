@@ -334,7 +334,7 @@ func (rep *ServiceReport) WriteText(w io.Writer) {
 			}
 			epn := pn.add(fmt.Sprintf("%d endpoint(s), %s", len(sp.Endpoints), how))
 			for _, ep := range sp.Endpoints {
-				epn.add(strings.TrimRight(fmt.Sprintf("%-21s %6s  %s", ep.Addr, pct(ep.Share), ep.Chain), " "))
+				epn.add(strings.TrimRight(fmt.Sprintf("%-21s %6s  %s", ep.Addr, netfilter.Percent(ep.Share), ep.Chain), " "))
 			}
 		} else {
 			pn.add("no endpoints: connections are rejected")

@@ -141,7 +141,7 @@ func (rep *TraceReport) WriteText(w io.Writer) {
 			if p.Endpoint != "" {
 				label = "to " + p.Endpoint
 			}
-			fmt.Fprintf(w, "  then, %s of the time, %s:\n", pct(p.Probability), label)
+			fmt.Fprintf(w, "  then, %s of the time, %s:\n", netfilter.Percent(p.Probability), label)
 			writeHops(w, p.Hops[common:len(p.Hops)-tail], "    ")
 		}
 		if tail > 0 {
@@ -203,8 +203,4 @@ func commonSuffix(paths []PathReport, skip int) int {
 		n = i
 	}
 	return n
-}
-
-func pct(p float64) string {
-	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.2f", p*100), "0"), ".0") + "%"
 }

@@ -55,7 +55,7 @@ func TestTraceNftUpstream(t *testing.T) {
 		want                  string
 	}{
 		{"NodePort from outside", "192.0.2.7", "192.168.77.1:31080", "tcp", Arriving,
-			"DNAT to 10.244.1.5:8080 (33.33%), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%); masqueraded"},
+			"DNAT to 10.244.1.5:8080 (33.3%), 10.244.2.6:8080 (33.3%), 10.244.3.7:8080 (33.3%); masqueraded"},
 		{"LB IP from an allowed source, Local policy", "198.51.100.7", "203.0.113.50:443", "tcp", Arriving,
 			"DNAT to 10.244.1.9:8443 (100%); source kept"},
 		{"LB IP from a disallowed source", "192.0.2.99", "203.0.113.50:443", "tcp", Arriving,
@@ -63,7 +63,7 @@ func TestTraceNftUpstream(t *testing.T) {
 		{"sticky Service from a pod", "10.244.1.5", "10.96.50.1:80", "tcp", Arriving,
 			"DNAT to 10.244.1.20:80 (50%), 10.244.2.21:80 (50%); source kept"},
 		{"hairpin: a pod reaching itself through its Service", "10.244.1.5", "10.96.12.34:80", "tcp", Arriving,
-			"DNAT to 10.244.1.5:8080 (33.33%, masqueraded), 10.244.2.6:8080 (33.33%), 10.244.3.7:8080 (33.33%)"},
+			"DNAT to 10.244.1.5:8080 (33.3%, masqueraded), 10.244.2.6:8080 (33.3%), 10.244.3.7:8080 (33.3%)"},
 		{"Local-policy NodePort from outside: local endpoint only", "192.0.2.7", "192.168.77.1:31443", "tcp", Arriving,
 			"DNAT to 10.244.1.9:8443 (100%); source kept"},
 		{"Local-policy NodePort from a pod: every endpoint", "10.244.2.6", "192.168.77.1:31443", "tcp", Arriving,

@@ -20,9 +20,9 @@ func (r *Result) Summary() string {
 		}
 		dests := make([]string, len(d))
 		for i, x := range d {
-			dests[i] = fmt.Sprintf("%s (%s)", x.Addr, percent(x.Probability))
+			dests[i] = fmt.Sprintf("%s (%s)", x.Addr, Percent(x.Probability))
 			if !allSame && masq[x.Addr] {
-				dests[i] = fmt.Sprintf("%s (%s, masqueraded)", x.Addr, percent(x.Probability))
+				dests[i] = fmt.Sprintf("%s (%s, masqueraded)", x.Addr, Percent(x.Probability))
 			}
 		}
 		s := "DNAT to " + strings.Join(dests, ", ")
@@ -47,7 +47,7 @@ func (r *Result) Summary() string {
 			s += " by " + h.Table + " " + h.Chain
 		}
 		if p.Probability < 0.99999 {
-			s += " (" + percent(p.Probability) + ")"
+			s += " (" + Percent(p.Probability) + ")"
 		}
 		if !seen[s] {
 			seen[s] = true
@@ -64,8 +64,10 @@ func (r *Result) Summary() string {
 	return strings.Join(parts, "; ")
 }
 
-func percent(p float64) string {
-	return strconv.FormatFloat(math.Round(p*10000)/100, 'f', -1, 64) + "%"
+// Percent is a share to a tenth of a percent: nftables mode splits a
+// range of 16,384 values, so three endpoints get 33.331 % and 33.337 %.
+func Percent(p float64) string {
+	return strconv.FormatFloat(math.Round(p*1000)/10, 'f', -1, 64) + "%"
 }
 
 // masqueradeByDestination reports, per DNAT destination, whether every path

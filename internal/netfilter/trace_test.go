@@ -34,7 +34,7 @@ func TestTraceUpstreamDump(t *testing.T) {
 		assumption string
 	}{
 		{"NodePort from outside", Arriving, "192.168.77.2", "192.168.77.1:30450", "tcp",
-			"DNAT to 10.244.0.5:80 (33.33%), 10.244.1.7:80 (33.33%), 10.244.2.9:80 (33.33%); masqueraded", "session affinity"},
+			"DNAT to 10.244.0.5:80 (33.3%), 10.244.1.7:80 (33.3%), 10.244.2.9:80 (33.3%); masqueraded", "session affinity"},
 		{"DNS from a pod", Arriving, "10.244.0.5", "10.96.0.53:53", "udp",
 			"DNAT to 10.244.0.12:53 (100%); source kept", ""},
 		{"DNS from the node", Local, "192.168.77.1", "10.96.0.53:53", "udp",

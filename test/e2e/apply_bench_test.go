@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,26 +98,38 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-// BenchmarkApplyOneChange changes one Service's endpoints on a node that
-// already has N Services × 10 endpoints: a partial sync.
+// BenchmarkApplyOneChange changes the endpoints of the Service sorted last
+// on a node that already has N Services × 10 endpoints (1k and 10k, or
+// SVCPROXY_BENCH_SERVICES up to 100k): a partial sync.
 func BenchmarkApplyOneChange(b *testing.B) {
 	if skipReason != "" {
 		b.Skip(skipReason)
 	}
+	sizes := []int{1000, 10000}
+	if n := benchServices(b, 0, 100000); n > 0 {
+		sizes = []int{n}
+	}
 	for _, mode := range benchModes {
-		for _, n := range []int{1000, 10000} {
+		for _, n := range sizes {
 			b.Run(fmt.Sprintf("mode=%s/services=%d", mode, n), func(b *testing.B) {
 				ns := fmt.Sprintf("svbench1-%d", n)
 				defer benchNS(b, ns)()
 				s := syncerIn(b, mode, ns, time.Hour)
 				st := model.Synthetic(n, 10)
+				st.Gen = 1
 				if err := s.Sync(context.Background(), st); err != nil {
 					b.Fatal(err)
 				}
 				i := 0
 				for b.Loop() {
 					i++
-					st.Services[n/2].Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints // 10, 11 or 12 endpoints
+					// As the agent's model hands States on: a new one that
+					// says which port changed (model.Delta).
+					next := *st
+					next.Services = slices.Clone(st.Services)
+					next.Services[n-1].Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints // 10, 11 or 12 endpoints
+					next.Gen, next.Since = st.Gen+1, &model.Delta{Gen: st.Gen, Changed: []int{n - 1}}
+					st = &next
 					if err := s.Sync(context.Background(), st); err != nil {
 						b.Fatal(err)
 					}

@@ -109,7 +109,7 @@ func Behaviours() []Case {
 			Opts: defaults,
 			Traces: []TraceCase{
 				T("three endpoints share equally", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
-					"DNAT to 10.244.0.10:8080 (33.33%), 10.244.0.11:8080 (33.33%), 10.244.1.7:8080 (33.33%); masqueraded"),
+					"DNAT to 10.244.0.10:8080 (33.3%), 10.244.0.11:8080 (33.3%), 10.244.1.7:8080 (33.3%); masqueraded"),
 				T("UDP cluster IP from the node", netfilter.Local, "192.168.77.1", "udp", "10.96.0.53:53", "DNAT to 10.244.0.12:53 (100%); masqueraded"),
 				T("UDP cluster IP from a pod", netfilter.Arriving, "10.244.0.10", "udp", "10.96.0.53:53", "DNAT to 10.244.0.12:53 (100%); source kept"),
 			},

@@ -370,9 +370,9 @@ func Parity() []Case {
 			}()},
 			Traces: []TraceCase{
 				T("the external IP, over three endpoints", netfilter.Arriving, outside, "tcp", "192.0.2.200:80",
-					"DNAT to 10.0.1.20:80 (33.33%), 10.0.1.21:80 (33.33%), 10.0.2.22:80 (33.33%); masqueraded"),
+					"DNAT to 10.0.1.20:80 (33.3%), 10.0.1.21:80 (33.3%), 10.0.2.22:80 (33.3%); masqueraded"),
 				T("UDP from a pod", netfilter.Arriving, pod, "udp", "10.96.0.200:53",
-					"DNAT to 10.0.1.20:53 (33.33%), 10.0.1.21:53 (33.33%), 10.0.2.22:53 (33.33%); source kept"),
+					"DNAT to 10.0.1.20:53 (33.3%), 10.0.1.21:53 (33.3%), 10.0.2.22:53 (33.3%); source kept"),
 			},
 		},
 		{

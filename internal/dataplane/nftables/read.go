@@ -104,7 +104,11 @@ func (s *Syncer) read() (*kernelState, error) {
 			if err = each(func(e *gnft.SetElement) { els = append(els, *e) }); err == nil {
 				for first, r := range readRanges(els, s.Options.IPv6) {
 					ks.setRange(first, r)
-					inUse[first>>16] = true
+					// An older svcproxy's ranges were larger: every
+					// number a range covers is in use.
+					for id := first >> rangeBits; id <= r.last>>rangeBits; id++ {
+						inUse[id] = true
+					}
 				}
 				ks.endpointMaps[st.Name] = true
 			}

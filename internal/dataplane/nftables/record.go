@@ -104,7 +104,7 @@ func rangeOf(e Element) kernelRange { return newKernelRange(e.Slots[1], e.Target
 
 // find is where the range starting at first is, or would be, in its block.
 func (ks *kernelState) find(first uint32) ([]blockRange, int, bool) {
-	rs := ks.blocks[first>>16]
+	rs := ks.blocks[first>>rangeBits]
 	i, ok := slices.BinarySearchFunc(rs, first, func(r blockRange, first uint32) int { return cmp.Compare(r.first, first) })
 	return rs, i, ok
 }
@@ -125,7 +125,7 @@ func (ks *kernelState) setRange(first uint32, r kernelRange) {
 		rs[i].last, rs[i].target = r.last, r.target
 		return
 	}
-	ks.blocks[first>>16] = slices.Insert(rs, i, blockRange{first, r.last, r.target})
+	ks.blocks[first>>rangeBits] = slices.Insert(rs, i, blockRange{first, r.last, r.target})
 }
 
 // unsetRange records that a range is gone.
@@ -135,10 +135,10 @@ func (ks *kernelState) unsetRange(first uint32) {
 		return
 	}
 	if len(rs) == 1 {
-		delete(ks.blocks, first>>16)
+		delete(ks.blocks, first>>rangeBits)
 		return
 	}
-	ks.blocks[first>>16] = slices.Delete(rs, i, i+1)
+	ks.blocks[first>>rangeBits] = slices.Delete(rs, i, i+1)
 }
 
 // kernelValue is what the kernel state records for an element of a set or

@@ -10,17 +10,17 @@ import (
 func TestRecordRanges(t *testing.T) {
 	ks := newKernelState()
 	target := netip.MustParseAddrPort("10.244.0.10:80")
-	a, b := uint32(5<<16), uint32(5<<16|0x8000)
-	ks.setRange(b, newKernelRange(b+0x7fff, target))
-	ks.setRange(a, newKernelRange(a+0x7fff, target))
+	a, b := uint32(5<<rangeBits), uint32(5<<rangeBits|0x2000)
+	ks.setRange(b, newKernelRange(b+0x1fff, target))
+	ks.setRange(a, newKernelRange(a+0x1fff, target))
 	if rs := ks.blocks[5]; len(rs) != 2 || rs[0].first != a || rs[1].first != b {
 		t.Fatalf("block 5 = %+v, want two ranges sorted by first value", rs)
 	}
-	if r, ok := ks.rangeAt(a); !ok || r != newKernelRange(a+0x7fff, target) {
+	if r, ok := ks.rangeAt(a); !ok || r != newKernelRange(a+0x1fff, target) {
 		t.Errorf("rangeAt(a) = %+v %v", r, ok)
 	}
 	other := netip.MustParseAddrPort("10.244.0.11:80")
-	ks.setRange(a, newKernelRange(a+0x7fff, other))
+	ks.setRange(a, newKernelRange(a+0x1fff, other))
 	if r, _ := ks.rangeAt(a); r.target != targetKey(other) {
 		t.Error("setRange on a known first value must replace the range")
 	}

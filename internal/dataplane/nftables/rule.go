@@ -216,12 +216,12 @@ type matchSet struct {
 
 func (m matchSet) text(v6 bool) string { return keysText(m.keys, v6) + " @" + m.set }
 
-// dnatMap: "dnat ip to numgen random mod 65536 offset N map @endpoints"
+// dnatMap: "dnat ip to numgen random mod 16384 offset N map @endpoints"
 // (after a matchL4): a random number in range id of the endpoints map, which
 // gives the address and port.
 type dnatMap struct{ id uint32 }
 
-func (d dnatMap) offset() uint32 { return d.id << 16 }
+func (d dnatMap) offset() uint32 { return d.id << rangeBits }
 
 func (d dnatMap) text(v6 bool) string {
 	return "dnat " + ipWord(v6) + " to numgen random mod " + strconv.Itoa(slotsPerRange) + " offset " +

@@ -634,7 +634,7 @@ func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks 
 		if st.Endpoints {
 			r := rangeOf(e.Element)
 			desired[e.Slots[0]] = r
-			if block := e.Slots[0] >> 16; !slices.Contains(rec.blocks, block) {
+			if block := e.Slots[0] >> rangeBits; !slices.Contains(rec.blocks, block) {
 				rec.blocks = append(rec.blocks, block)
 			}
 			if cur, ok := ks.rangeAt(e.Slots[0]); !ok || cur != r {
@@ -666,7 +666,7 @@ func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks 
 		// would take up to twice what they need.
 		n := 0
 		for first := range desired {
-			if first>>16 == block {
+			if first>>rangeBits == block {
 				n++
 			}
 		}

@@ -11,7 +11,7 @@ import (
 
 // The endpoints maps are keyed by a numgen value, a plain 32-bit integer.
 // nft has no type name for that: it declares such a map by the expression
-// whose values it holds ("typeof numgen random mod 65536 : ip daddr . th
+// whose values it holds ("typeof numgen random mod 16384 : ip daddr . th
 // dport") and keeps that expression in the set's user data, where it finds
 // it again to list the map and to load that listing back. google/nftables
 // writes no such user data, and without it nft lists the map with a type
