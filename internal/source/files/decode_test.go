@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -180,5 +181,55 @@ endpoints: [{addresses: ["10.244.0.6"]}]
 	want := "EndpointSlice default/wbe-1: metadata.labels[kubernetes.io/service-name]: no Service default/wbe in the manifests, so these endpoints serve nothing: add the Service, or correct the label"
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), want) {
 		t.Errorf("errs = %v, want one: %s", errs, want)
+	}
+}
+
+// A Dir that read the folder before gives, file edit after file edit, what
+// reading the folder afresh gives: an edit that keeps a file's objects
+// patches the last merge, any other goes through a whole merge.
+func TestDirEditsReadAsAFreshRead(t *testing.T) {
+	dir := t.TempDir()
+	svc := func(name, ip string) string {
+		return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + "}\nspec: {clusterIP: " + ip + ", ports: [{port: 80}]}\n---\n"
+	}
+	slice := func(name, service, ip string) string {
+		return "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: " + name + ", labels: {kubernetes.io/service-name: " + service + "}}\n" +
+			"addressType: IPv4\nports: [{port: 80}]\nendpoints: [{addresses: [\"" + ip + "\"]}]\n---\n"
+	}
+	steps := []map[string]string{
+		{"a.yaml": svc("web", "10.96.0.1") + slice("web-a", "web", "10.244.0.1"),
+			"b.yaml": svc("api", "10.96.0.2") + slice("api-a", "api", "10.244.0.2"),
+			"c.yaml": svc("web", "10.96.0.9") + slice("lost-a", "lost", "10.244.0.3")},
+		{"a.yaml": svc("web", "10.96.0.1") + slice("web-a", "web", "10.244.0.4")},                      // endpoints only
+		{"c.yaml": svc("web", "10.96.0.8") + slice("lost-a", "lost", "10.244.0.5")},                    // the duplicate edited
+		{"b.yaml": svc("api", "10.96.0.2") + slice("api-a", "web", "10.244.0.2")},                      // a slice changes Service
+		{"a.yaml": svc("web", "10.96.0.1") + svc("db", "10.96.0.3")},                                   // objects come and go
+		{"a.yaml": "kind: [", "b.yaml": svc("api", "10.96.0.2") + slice("api-a", "api", "10.244.0.6")}, // a broken file
+		{"a.yaml": svc("web", "10.96.0.1") + slice("web-a", "web", "10.244.0.7")},
+	}
+	d := &Dir{Path: dir}
+	mtime := time.Now()
+	for i, files := range steps {
+		for name, data := range files {
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Edits of one size within a clock tick must still be seen.
+			mtime = mtime.Add(time.Second)
+			if err := os.Chtimes(path, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+		in, errs, changed, err := d.Load()
+		fresh, freshErrs, _, freshErr := (&Dir{Path: dir}).Load()
+		if err != nil || freshErr != nil || !changed {
+			t.Fatalf("step %d: changed=%v err=%v, fresh err=%v", i, changed, err, freshErr)
+		}
+		got, _ := model.Build(in, model.Node{Name: "node-1"})
+		want, _ := model.Build(fresh, model.Node{Name: "node-1"})
+		if fmt.Sprint(got.Services) != fmt.Sprint(want.Services) || fmt.Sprint(errs) != fmt.Sprint(freshErrs) {
+			t.Errorf("step %d: read\n %v\n %v\nafresh\n %v\n %v", i, got.Services, errs, want.Services, freshErrs)
+		}
 	}
 }

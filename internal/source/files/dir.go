@@ -29,6 +29,7 @@ type Dir struct {
 	// Log gets what Run has to say about the folder (nil: nothing).
 	Log   *slog.Logger
 	cache map[string]fileEntry
+	last  merged
 	// names shares the node names of the endpoints the files list.
 	names model.Interner
 }
@@ -118,7 +119,13 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 		}(&todo[i])
 	}
 	wg.Wait()
+	old := make(map[string]fileEntry, len(todo))
+	var edited []string
 	for _, j := range todo {
+		if fe, ok := d.cache[j.path]; ok {
+			old[j.path] = fe
+			edited = append(edited, j.path)
+		}
 		d.cache[j.path] = j.fe
 	}
 	for p := range d.cache {
@@ -128,6 +135,11 @@ func (d *Dir) Load() (in model.Input, objErrs []error, changed bool, err error) 
 		}
 	}
 	slices.Sort(names)
+	if len(edited) == len(todo) {
+		if in, objErrs, ok := d.last.patch(names, old, d.cache, edited); ok {
+			return in, objErrs, changed, nil
+		}
+	}
 	in, objErrs = d.merge(names)
 	return in, objErrs, changed, nil
 }
@@ -167,15 +179,20 @@ func (d *Dir) merge(names []string) (model.Input, []error) {
 	in := model.Input{Services: make([]*model.Service, 0, nsvc), EndpointSlices: make([]*model.EndpointSlice, 0, nslice)}
 	seen := make(map[objectKey]string, nsvc+nslice)
 	var errs []error
+	at := make(map[string]places, len(names))
 	for _, p := range names {
 		fe := d.cache[p]
 		errs = append(errs, fe.errs...)
-		in.Services = appendFirst(in.Services, fe.services, "Service", (*model.Service).Key, p, seen, &errs)
-		in.EndpointSlices = appendFirst(in.EndpointSlices, fe.slices, "EndpointSlice", (*model.EndpointSlice).Key, p, seen, &errs)
-		in.Nodes = appendFirst(in.Nodes, fe.nodes, "Node", (*corev1.Node).GetName, p, seen, &errs)
-		in.ServiceCIDRs = appendFirst(in.ServiceCIDRs, fe.cidrs, "ServiceCIDR", (*model.ServiceCIDR).Key, p, seen, &errs)
+		var pl places
+		in.Services, pl.services = appendFirst(in.Services, fe.services, "Service", (*model.Service).Key, p, seen, &errs)
+		in.EndpointSlices, pl.slices = appendFirst(in.EndpointSlices, fe.slices, "EndpointSlice", (*model.EndpointSlice).Key, p, seen, &errs)
+		in.Nodes, _ = appendFirst(in.Nodes, fe.nodes, "Node", (*corev1.Node).GetName, p, seen, &errs)
+		in.ServiceCIDRs, _ = appendFirst(in.ServiceCIDRs, fe.cidrs, "ServiceCIDR", (*model.ServiceCIDR).Key, p, seen, &errs)
+		at[p] = pl
 	}
-	return in, append(errs, orphanSlices(in)...)
+	errs = append(errs, orphanSlices(in)...)
+	d.last = merged{names: names, in: in, errs: errs, at: at}
+	return in, errs
 }
 
 // orphanSlices warns of EndpointSlices whose Service is in no manifest (a
@@ -200,18 +217,22 @@ func orphanSlices(in model.Input) []error {
 type objectKey struct{ kind, key string }
 
 // appendFirst adds the objects of one file that no earlier file defined,
-// recording in seen where each came from.
-func appendFirst[T any](dst, objs []T, kind string, key func(T) string, path string, seen map[objectKey]string, errs *[]error) []T {
-	for _, o := range objs {
+// recording in seen where each came from, and returns where each object
+// went in dst (-1: left out).
+func appendFirst[T any](dst, objs []T, kind string, key func(T) string, path string, seen map[objectKey]string, errs *[]error) ([]T, []int) {
+	at := make([]int, len(objs))
+	for i, o := range objs {
 		k := objectKey{kind, key(o)}
 		if prev, dup := seen[k]; dup {
 			*errs = append(*errs, &model.ObjectError{Source: path, Kind: kind, Object: k.key, Field: "metadata.name", Err: fmt.Errorf("already defined in %s", prev)})
+			at[i] = -1
 			continue
 		}
 		seen[k] = path
+		at[i] = len(dst)
 		dst = append(dst, o)
 	}
-	return dst
+	return dst, at
 }
 
 // Run calls onChange with the folder's contents now and after every change,
