@@ -315,6 +315,37 @@ func TestEndpointRangesThroughChangesAndRestarts(t *testing.T) {
 	}
 }
 
+// A table an older svcproxy left, whose endpoints maps hold ranges of
+// another size (65,536 numbers, 64 to a map), is replaced whole by the
+// next process: its ranges cannot be swept by this layout's blocks.
+func TestOlderEndpointRangesAreReplaced(t *testing.T) {
+	fd, run := kernelNS(t)
+	ctx := context.Background()
+	opts := Options{ClusterCIDR: podCIDR}
+	st := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}
+	if err := (&Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}).Sync(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Range 1 of the older layout: numbers 65536 to 131071, in map 000.
+	if out, err := run("nft", "add", "element", "ip", TableName, endpointMap(0), "{ 65536-131071 : 10.244.0.99 . 80 }"); err != nil {
+		t.Fatalf("add an older range: %v\n%s", err, out)
+	}
+	if ks := readBack(t, fd, opts); !ks.foreign {
+		t.Fatal("a table with an older range is read as this layout's")
+	}
+	s := &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}
+	if err := s.Sync(ctx, &st); err != nil {
+		t.Fatalf("the next process's sync: %v", err)
+	}
+	want, err := netfilter.ParseNft(renderWith(&st, opts, &s.ranges).List())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], true); len(d) > 0 {
+		t.Errorf("the kernel differs from the rendered ruleset:\n%s", strings.Join(d, "\n"))
+	}
+}
+
 // readBack reads the table as a full sync of a new process would.
 func readBack(t *testing.T, fd int, opts Options) *kernelState {
 	t.Helper()

@@ -124,8 +124,10 @@ const endpointMapPrefix = "endpoints-"
 // rangesPerMap is how many Service chains' ranges one endpoints map holds.
 // One map for all would not scale: the kernel makes every rule that uses a
 // map walk all its elements, and every element added walk all its rules.
-// Many small maps do not either: it finds a map by name in a list.
-const rangesPerMap = 64
+// Many small maps do not either: it finds a map by name in a list. A first
+// sync of 10k and 100k Services × 10 endpoints took 2.0 s and 43 s with 64
+// per map, 2.2 s and 35 s with 128, 2.8 s and 34 s with 256.
+const rangesPerMap = 128
 
 // endpointMap is the name of the endpoints map that holds range id.
 func endpointMap(id uint32) string { return fmt.Sprintf("%s%03x", endpointMapPrefix, id/rangesPerMap) }

@@ -21,7 +21,8 @@ import (
 // place is marked foreign and replaced whole by the next sync (see apply):
 // upstream kube-proxy's or one svcproxy handed over (neither has svcproxy's
 // hairpin set), or one left by an older svcproxy whose base chains or set
-// definitions differ from this one's (the kernel changes neither in place).
+// definitions differ from this one's (the kernel changes neither in place),
+// or whose endpoints maps hold ranges of another size or grouping.
 func (s *Syncer) read() (*kernelState, error) {
 	if s.fake != nil {
 		return s.readFake()
@@ -103,12 +104,15 @@ func (s *Syncer) read() (*kernelState, error) {
 			var els []gnft.SetElement
 			if err = each(func(e *gnft.SetElement) { els = append(els, *e) }); err == nil {
 				for first, r := range readRanges(els, s.Options.IPv6) {
-					ks.setRange(first, r)
-					// An older svcproxy's ranges were larger: every
-					// number a range covers is in use.
-					for id := first >> rangeBits; id <= r.last>>rangeBits; id++ {
-						inUse[id] = true
+					id := first >> rangeBits
+					if r.last>>rangeBits != id || endpointMap(id) != st.Name {
+						// An older svcproxy's ranges (of another size, or
+						// in other maps): its Service chains are replaced
+						// whole, ranges with them.
+						return foreign()
 					}
+					ks.setRange(first, r)
+					inUse[id] = true
 				}
 				ks.endpointMaps[st.Name] = true
 			}
