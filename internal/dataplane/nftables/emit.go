@@ -54,7 +54,23 @@ type netlinkEmitter struct {
 	table *gnft.Table
 	v6    bool
 	names opLog
+	// adds are the elements to add, by set, sent at the end of the
+	// transaction in few messages: the kernel looks each message's set up
+	// by name in a list, and a first sync of 100k Services sent half a
+	// million of them.
+	adds     map[string]*pendingAdds
+	addOrder []string
 }
+
+// pendingAdds are the elements a transaction adds to one set.
+type pendingAdds struct {
+	set Set
+	els []gnft.SetElement
+}
+
+// addBytesPerMessage caps what one message's elements take: an element
+// list is an attribute, whose length has 16 bits.
+const addBytesPerMessage = 32 << 10
 
 func (e *netlinkEmitter) chain(name string) *gnft.Chain {
 	return &gnft.Chain{Name: name, Table: e.table}
@@ -127,13 +143,53 @@ func (e *netlinkEmitter) deleteCounter(name string) {
 	e.names.add("delete counter %s", name)
 }
 
+// addElements queues the elements: they go after every other operation
+// of the transaction (see sendAdds). That keeps the order a transaction
+// needs: a map element jumps to a chain added before it, and an element
+// deleted and added again (a new value, a range moved) is deleted first.
 func (e *netlinkEmitter) addElements(s Set, els []Element) {
-	var ns []gnft.SetElement
-	for _, el := range els {
-		ns = append(ns, e.elements(s, el)...)
+	if e.adds == nil {
+		e.adds = map[string]*pendingAdds{}
 	}
-	_ = e.conn.write.SetAddElements(e.setFor(s), ns)
-	e.names.add("add %s to %s %s", describe(s, els), setKind(s), s.Name)
+	p := e.adds[s.Name]
+	if p == nil {
+		p = &pendingAdds{set: s}
+		e.adds[s.Name] = p
+		e.addOrder = append(e.addOrder, s.Name)
+	}
+	for _, el := range els {
+		p.els = append(p.els, e.elements(s, el)...)
+	}
+}
+
+// elementBytes is about what an element takes in a message, its
+// attributes' headers included.
+func elementBytes(el *gnft.SetElement) int {
+	n := 64 + len(el.Key) + len(el.Val) + len(el.Comment)
+	if el.VerdictData != nil {
+		n += len(el.VerdictData.Chain)
+	}
+	return n
+}
+
+// sendAdds queues the messages of the elements addElements kept.
+func (e *netlinkEmitter) sendAdds() {
+	for _, name := range e.addOrder {
+		p := e.adds[name]
+		set := e.setFor(p.set)
+		for len(p.els) > 0 {
+			n, size := 0, 0
+			// A range's end stays with its start.
+			for n < len(p.els) && (size < addBytesPerMessage || p.els[n].IntervalEnd) {
+				size += elementBytes(&p.els[n])
+				n++
+			}
+			_ = e.conn.write.SetAddElements(set, p.els[:n])
+			e.names.add("add %d elements to %s %s", n, setKind(p.set), name)
+			p.els = p.els[n:]
+		}
+	}
+	e.adds, e.addOrder = nil, nil
 }
 
 func (e *netlinkEmitter) deleteElements(s Set, els []Element) {
@@ -155,11 +211,12 @@ func (e *netlinkEmitter) deleteTable() {
 	e.names.add("delete table %s", e.table.Name)
 }
 
-func (e *netlinkEmitter) ops() int { return len(e.names) }
+func (e *netlinkEmitter) ops() int { return len(e.names) + len(e.addOrder) }
 
 // commit sends the transaction; an error names the operation the kernel
 // refused.
 func (e *netlinkEmitter) commit() error {
+	e.sendAdds()
 	names := e.names
 	e.names = nil
 	err := e.conn.flush()
