@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,4 +91,42 @@ func TestRanges(t *testing.T) {
 	},
 		[]netip.Addr{nodeIP}, dptest.T("client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
 			"DNAT to 10.244.0.10:80 (50%), 10.244.0.11:80 (50%); masqueraded"))
+}
+
+// manyEndpoints are n endpoints on port 80, sorted as the model sorts them.
+func manyEndpoints(n int) []model.Endpoint {
+	eps := make([]model.Endpoint, n)
+	for i := range eps {
+		eps[i] = dptest.Ep(fmt.Sprintf("10.%d.%d.%d", 200+i>>16, (i>>8)&255, i&255), 80)
+	}
+	slices.SortFunc(eps, func(a, b model.Endpoint) int { return strings.Compare(a.String(), b.String()) })
+	return eps
+}
+
+// A Service with more endpoints than a range has numbers picks among all
+// of them with a DNAT rule each, rather than leaving the rest without
+// traffic; one with as many uses its range.
+func TestMoreEndpointsThanARange(t *testing.T) {
+	for _, n := range []int{slotsPerRange, slotsPerRange + 1} {
+		st := model.State{Services: []model.ServicePort{web(manyEndpoints(n)...)}}
+		svc := servicePort(&st.Services[0], st.Node, Options{ClusterCIDR: podCIDR}, &Ranges{})
+		inMap, ruled := 0, 0
+		for _, e := range svc.Elements {
+			if isEndpointMap(e.Set) {
+				inMap++
+			}
+		}
+		for _, c := range svc.Chains {
+			for _, r := range c.Rules {
+				for _, st := range r.Stmts {
+					if _, ok := st.(dnat); ok {
+						ruled++
+					}
+				}
+			}
+		}
+		if inMap+ruled != n || (n <= slotsPerRange) != (inMap == n) {
+			t.Errorf("%d endpoints: %d in the endpoints map, %d with a DNAT rule", n, inMap, ruled)
+		}
+	}
 }
