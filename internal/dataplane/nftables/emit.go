@@ -62,10 +62,12 @@ type netlinkEmitter struct {
 	addOrder []string
 }
 
-// pendingAdds are the elements a transaction adds to one set.
+// pendingAdds are the elements a transaction adds to one set, not yet in
+// a message.
 type pendingAdds struct {
-	set Set
-	els []gnft.SetElement
+	set   Set
+	els   []gnft.SetElement
+	bytes int
 }
 
 // addBytesPerMessage caps what one message's elements take: an element
@@ -143,10 +145,13 @@ func (e *netlinkEmitter) deleteCounter(name string) {
 	e.names.add("delete counter %s", name)
 }
 
-// addElements queues the elements: they go after every other operation
-// of the transaction (see sendAdds). That keeps the order a transaction
+// addElements queues the elements: they go in a message of their set's
+// once it is full, or at the end of the transaction (see sendAdds), so
+// after everything queued before them. That keeps the order a transaction
 // needs: a map element jumps to a chain added before it, and an element
 // deleted and added again (a new value, a range moved) is deleted first.
+// (No element is deleted after it is added in one transaction: the
+// Services that want an element keep it.)
 func (e *netlinkEmitter) addElements(s Set, els []Element) {
 	if e.adds == nil {
 		e.adds = map[string]*pendingAdds{}
@@ -158,7 +163,13 @@ func (e *netlinkEmitter) addElements(s Set, els []Element) {
 		e.addOrder = append(e.addOrder, s.Name)
 	}
 	for _, el := range els {
-		p.els = append(p.els, e.elements(s, el)...)
+		for _, ne := range e.elements(s, el) {
+			p.els = append(p.els, ne)
+			p.bytes += elementBytes(&ne)
+		}
+	}
+	if p.bytes >= addBytesPerMessage {
+		e.send(p)
 	}
 }
 
@@ -175,21 +186,27 @@ func elementBytes(el *gnft.SetElement) int {
 // sendAdds queues the messages of the elements addElements kept.
 func (e *netlinkEmitter) sendAdds() {
 	for _, name := range e.addOrder {
-		p := e.adds[name]
-		set := e.setFor(p.set)
-		for len(p.els) > 0 {
-			n, size := 0, 0
-			// A range's end stays with its start.
-			for n < len(p.els) && (size < addBytesPerMessage || p.els[n].IntervalEnd) {
-				size += elementBytes(&p.els[n])
-				n++
-			}
-			_ = e.conn.write.SetAddElements(set, p.els[:n])
-			e.names.add("add %d elements to %s %s", n, setKind(p.set), name)
-			p.els = p.els[n:]
-		}
+		e.send(e.adds[name])
 	}
 	e.adds, e.addOrder = nil, nil
+}
+
+// send queues messages of p's elements, each at most about
+// addBytesPerMessage (a range's end stays with its start).
+func (e *netlinkEmitter) send(p *pendingAdds) {
+	set := e.setFor(p.set)
+	for els := p.els; len(els) > 0; {
+		n, size := 0, 0
+		for n < len(els) && (size < addBytesPerMessage || els[n].IntervalEnd) {
+			size += elementBytes(&els[n])
+			n++
+		}
+		_ = e.conn.write.SetAddElements(set, els[:n])
+		e.names.add("add %d elements to %s %s", n, setKind(p.set), p.set.Name)
+		els = els[n:]
+	}
+	// The messages hold copies: the list can be filled again.
+	p.els, p.bytes = p.els[:0], 0
 }
 
 func (e *netlinkEmitter) deleteElements(s Set, els []Element) {
