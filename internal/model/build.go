@@ -153,8 +153,8 @@ func (b *Builder) refill(ports []ServicePort, base *serviceBase, touched []endpo
 	}
 	var changed []int
 	for _, k := range touched {
+		eps := b.endpoints[k].endpoints(node)
 		for _, i := range base.at[k] {
-			eps := b.endpoints[k].endpoints(node)
 			if !SameEndpoints(eps, ports[i].Endpoints) {
 				ports[i].Endpoints = eps
 				changed = append(changed, i)

@@ -53,14 +53,7 @@ func countChanged[T object](prev, cur []T, changed func(T)) int {
 	// Sources hand out an unchanged object as the same pointer, mostly in
 	// its place (see presence): those are passed over place by place, and
 	// the rest matched by pointer, without building keys for them.
-	both := min(len(prev), len(cur))
-	var p, q []T
-	for i := range both {
-		if prev[i] != cur[i] {
-			p, q = append(p, prev[i]), append(q, cur[i])
-		}
-	}
-	prev, cur = append(p, prev[both:]...), append(q, cur[both:]...)
+	prev, cur = unmatched(prev, cur)
 	same := make(map[T]bool, len(prev))
 	for _, o := range prev {
 		same[o] = true

@@ -197,6 +197,22 @@ type Delta struct {
 	Changed []int
 }
 
+// ChangedSince returns the indices of the Service ports whose endpoints
+// changed since the State numbered gen, when that is all that changed: none
+// when st is that State (synced again), Since.Changed when st follows it.
+// ok is false when st cannot say (gen 0, or an older State).
+func (st *State) ChangedSince(gen uint64) (changed []int, ok bool) {
+	switch {
+	case gen == 0:
+		return nil, false
+	case st.Gen == gen:
+		return nil, true
+	case st.Since != nil && st.Since.Gen == gen:
+		return st.Since.Changed, true
+	}
+	return nil, false
+}
+
 // ObjectError is a problem with one input object. It names the object and the
 // field so that an operator can find and fix it; the object is skipped and
 // everything else is still programmed.

@@ -19,14 +19,7 @@ func (p *presence[T]) update(in []T) (came, went []T) {
 	if p.count == nil {
 		p.count = make(map[T]int, len(in))
 	}
-	n := min(len(in), len(p.last))
-	var plus, minus []T
-	for i := range n {
-		if in[i] != p.last[i] {
-			plus, minus = append(plus, in[i]), append(minus, p.last[i])
-		}
-	}
-	plus, minus = append(plus, in[n:]...), append(minus, p.last[n:]...)
+	minus, plus := unmatched(p.last, in)
 	// Additions first: an object that only moved goes up before it goes
 	// down, and so neither comes nor goes.
 	for _, o := range plus {
@@ -43,6 +36,19 @@ func (p *presence[T]) update(in []T) (came, went []T) {
 	}
 	p.last = in
 	return came, went
+}
+
+// unmatched returns the objects of prev and of cur that are not in the
+// other list at the same place: a pass of compares when sources keep
+// objects in their places.
+func unmatched[T comparable](prev, cur []T) (p, c []T) {
+	both := min(len(prev), len(cur))
+	for i := range both {
+		if prev[i] != cur[i] {
+			p, c = append(p, prev[i]), append(c, cur[i])
+		}
+	}
+	return append(p, prev[both:]...), append(c, cur[both:]...)
 }
 
 // distinct is how many different objects the last list holds.

@@ -99,8 +99,7 @@ func (g *Guard) Update(st *model.State) []Conflict {
 	defer g.mu.Unlock()
 	// The same State again (a periodic sync), or one in which only
 	// endpoints changed (model.Delta), has the last one's NodePorts.
-	same := g.want != nil && st.Gen != 0 && (st.Gen == g.gen || st.Since != nil && st.Since.Gen == g.gen)
-	if !same {
+	if _, same := st.ChangedSince(g.gen); !same || g.want == nil {
 		g.want = map[key]model.ServicePortName{}
 		for i := range st.Services {
 			sp := &st.Services[i]

@@ -189,15 +189,10 @@ func (s *Syncer) Sync(ctx context.Context, st *model.State) (err error) {
 // delta is set when it planned from the last sync's items (see synced).
 func (s *Syncer) plan(st *model.State, full bool) (rs *Ruleset, items []syncItem, delta bool) {
 	sameOpts := s.cacheOpts != nil && sameOptions(*s.cacheOpts, s.Options)
-	if !full && sameOpts && s.synced != 0 && s.kernel != nil {
+	if changed, ok := st.ChangedSince(s.synced); ok && !full && sameOpts && s.kernel != nil {
 		// The State synced last again (a periodic sync), or one that
 		// follows it.
-		switch {
-		case st.Gen == s.synced:
-			return fixed(st, s.Options), s.planDelta(st, nil), true
-		case st.Since != nil && st.Since.Gen == s.synced:
-			return fixed(st, s.Options), s.planDelta(st, st.Since.Changed), true
-		}
+		return fixed(st, s.Options), s.planDelta(st, changed), true
 	}
 	if full || !sameOpts || !slices.Equal(s.node.IPs, st.Node.IPs) || !slices.Equal(s.node.PodCIDRs, st.Node.PodCIDRs) {
 		s.cache = nil
@@ -355,18 +350,20 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 	// Services gone (the plan's cache has every Service port of this
 	// sync): their elements, chains and affinity sets. A delta's State has
 	// the last one's ports.
-	for key, rec := range ks.services {
-		if !delta && s.cache[key] == nil {
-			for _, c := range rec.chains {
-				s.retire(b, c, ks)
+	if !delta {
+		for key, rec := range ks.services {
+			if s.cache[key] == nil {
+				for _, c := range rec.chains {
+					s.retire(b, c, ks)
+				}
+				for _, a := range rec.sets {
+					s.retireSet(a)
+				}
+				s.release(b, rec.elements, nil, sets, ks)
+				s.sweepBlocks(b, rec.blocks, nil, ks)
+				s.releaseHairpin(b, rec.hairpin, sets, ks)
+				delete(ks.services, key)
 			}
-			for _, a := range rec.sets {
-				s.retireSet(a)
-			}
-			s.release(b, rec.elements, nil, sets, ks)
-			s.sweepBlocks(b, rec.blocks, nil, ks)
-			s.releaseHairpin(b, rec.hairpin, sets, ks)
-			delete(ks.services, key)
 		}
 	}
 	s.removeOrphans(b, ks, sets)

@@ -105,14 +105,8 @@ func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) e
 	var services ordered[*model.Service]
 	var endpointSlices ordered[*model.EndpointSlice]
 	handlers := map[cache.SharedIndexInformer]cache.ResourceEventHandler{
-		svcs: services.handler(func(o any) (*model.Service, bool) {
-			c, ok := o.(cachedService)
-			return c.Service, ok
-		}, poke),
-		slices: endpointSlices.handler(func(o any) (*model.EndpointSlice, bool) {
-			c, ok := o.(cachedSlice)
-			return c.EndpointSlice, ok
-		}, poke),
+		svcs:   services.handler(serviceOf, poke),
+		slices: endpointSlices.handler(sliceOf, poke),
 	}
 	for i, inf := range informers {
 		handler, ok := handlers[inf]
@@ -253,6 +247,17 @@ func (s *Source) read(obj any) (any, error) {
 		return cachedServiceCIDR{c}, nil
 	}
 	return obj, nil
+}
+
+// serviceOf and sliceOf are the model's objects the informer caches hold.
+func serviceOf(o any) (*model.Service, bool) {
+	c, ok := o.(cachedService)
+	return c.Service, ok
+}
+
+func sliceOf(o any) (*model.EndpointSlice, bool) {
+	c, ok := o.(cachedSlice)
+	return c.EndpointSlice, ok
 }
 
 // cachedService and cachedSlice are how the informer caches hold the model's

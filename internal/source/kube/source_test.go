@@ -38,8 +38,8 @@ func TestCachesHoldTheModelsObjects(t *testing.T) {
 		obj     any
 		handler cache.ResourceEventHandler
 	}{
-		{svc, services.handler(func(o any) (*model.Service, bool) { c, ok := o.(cachedService); return c.Service, ok }, poke)},
-		{slice, endpointSlices.handler(func(o any) (*model.EndpointSlice, bool) { c, ok := o.(cachedSlice); return c.EndpointSlice, ok }, poke)},
+		{svc, services.handler(serviceOf, poke)},
+		{slice, endpointSlices.handler(sliceOf, poke)},
 	} {
 		read, err := src.read(tc.obj)
 		if err != nil {
