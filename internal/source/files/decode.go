@@ -5,6 +5,7 @@
 package files
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
 
 	"github.com/svcproxy/svcproxy/internal/model"
 )
@@ -50,24 +52,62 @@ type typeMeta struct {
 func Decode(path string, data []byte) (Objects, []error) {
 	var objs Objects
 	var errs []error
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	if utilyaml.IsJSONBuffer(data[:min(len(data), sniffLen)]) {
+		// kubectl's reader: a JSON stream, or YAML that opens with a brace
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), sniffLen)
+		for doc := 1; ; doc++ {
+			var raw json.RawMessage
+			err := dec.Decode(&raw)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				errs = append(errs, syntaxError(path, doc, err))
+				// The decoder cannot find the next document after a syntax error.
+				break
+			}
+			errs = append(errs, decodeDocument(path, doc, raw, &objs)...)
+		}
+		return objs, errs
+	}
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for doc := 1; ; doc++ {
-		var raw json.RawMessage
-		err := dec.Decode(&raw)
+		text, err := docs.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, &model.ObjectError{Source: path, Object: fmt.Sprintf("document %d", doc), Err: fmt.Errorf("not valid YAML or JSON: %w", err)})
-			// The decoder cannot find the next document after a syntax error.
+			errs = append(errs, syntaxError(path, doc, err))
 			break
 		}
-		if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
-			continue
+		raw, ok := plainJSON(text)
+		if !ok {
+			var full json.RawMessage
+			if err := yaml.Unmarshal(text, &full); err != nil {
+				// Documents are split on their separators: the next one
+				// can still be read.
+				errs = append(errs, syntaxError(path, doc, err))
+				continue
+			}
+			raw = full
 		}
-		errs = append(errs, decodeObject(path, fmt.Sprintf("document %d", doc), raw, &objs)...)
+		errs = append(errs, decodeDocument(path, doc, raw, &objs)...)
 	}
 	return objs, errs
+}
+
+// sniffLen is how much of a file kubectl looks at to tell JSON from YAML.
+const sniffLen = 4096
+
+func syntaxError(path string, doc int, err error) error {
+	return &model.ObjectError{Source: path, Object: fmt.Sprintf("document %d", doc), Err: fmt.Errorf("not valid YAML or JSON: %w", err)}
+}
+
+func decodeDocument(path string, doc int, raw []byte, objs *Objects) []error {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	return decodeObject(path, fmt.Sprintf("document %d", doc), raw, objs)
 }
 
 func decodeObject(path, pos string, raw []byte, objs *Objects) []error {

@@ -79,6 +79,12 @@ spec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}
 			data:         "apiVersion: v1\nkind: [Service\n",
 			wantErrParts: []string{"f.yaml: document 1: not valid YAML or JSON"},
 		},
+		{
+			name:         "a broken document does not hide the next one",
+			data:         "apiVersion: v1\nkind: [Service\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {clusterIP: 10.96.0.2, ports: [{port: 80}]}\n",
+			services:     1,
+			wantErrParts: []string{"f.yaml: document 1: not valid YAML or JSON"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
