@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -250,16 +249,17 @@ func (d *Dir) Run(ctx context.Context, onChange func(model.Input, []error)) erro
 	}
 	onChange(in, errs)
 
-	w, err := fsnotify.NewWatcher()
+	n, err := newNotifier(d.Path)
 	if err != nil {
 		return fmt.Errorf("watch manifests folder: %w", err)
 	}
-	defer w.Close()
-	watching := w.Add(d.Path) == nil
+	defer n.close()
+	watching := n.watch() == nil
 
-	// A write is read once the folder has been quiet for a moment (a file
-	// written in one go is then whole), and at the latest a little after
-	// its first event, so that a stream of writes still gets read.
+	// A file is read as soon as its writer closes it (or it is moved in,
+	// or removed). One written to and not closed is read once the folder
+	// has been quiet for a moment, and at the latest a little after its
+	// first event, so that a stream of writes still gets read.
 	const quiet, settle = 20 * time.Millisecond, 100 * time.Millisecond
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
@@ -267,38 +267,52 @@ func (d *Dir) Run(ctx context.Context, onChange func(model.Input, []error)) erro
 	wait.Stop()
 	var pending <-chan time.Time
 	var first time.Time
+	writing := map[string]bool{} // files written to and not yet closed
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case c, ok := <-n.changes:
 			if !ok {
+				if n.err != nil {
+					return fmt.Errorf("watch manifests folder: %w", n.err)
+				}
 				return nil
 			}
-			if !IsManifest(ev.Name) && ev.Name != d.Path {
+			if c.gone {
+				// Removed or replaced: watched anew (or by the poll once
+				// it is back), and read now.
+				watching = n.watch() == nil
+				c.done = true
+			} else if !IsManifest(c.name) && c.name != d.Path {
 				continue
+			}
+			if c.done {
+				delete(writing, c.name)
+			} else {
+				writing[c.name] = true
 			}
 			if pending == nil {
 				first = time.Now()
 			}
-			wait.Reset(min(quiet, settle-time.Since(first)))
-			pending = wait.C
-		case err, ok := <-w.Errors:
-			if ok {
-				log.Warn("watching manifests folder", "path", d.Path, "err", err)
+			if len(writing) == 0 {
+				wait.Reset(0)
+			} else {
+				wait.Reset(min(quiet, settle-time.Since(first)))
 			}
+			pending = wait.C
 		case <-poll.C:
 			if !watching {
-				watching = w.Add(d.Path) == nil
+				watching = n.watch() == nil
 			}
 			pending = time.After(0)
 		case <-pending:
 			pending = nil
+			clear(writing)
 			in, errs, changed, err := d.Load()
 			if err != nil {
 				log.Error("manifests folder unreadable; keeping the rules as they are", "path", d.Path, "err", err)
 				// The folder may have been replaced; watch it anew when it is back.
-				_ = w.Remove(d.Path)
 				watching = false
 				continue
 			}
