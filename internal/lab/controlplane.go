@@ -81,7 +81,10 @@ func (l *Lab) startControlPlane(ctx context.Context, binDir, dir string, cluster
 		"--name", "cp", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "cp=http://127.0.0.1:2380", "--log-level", "warn")
+		"--initial-cluster", "cp=http://127.0.0.1:2380", "--log-level", "warn",
+		// A throwaway store: no fsync per write, as a lab's data does not
+		// outlive it (loading 5k Services took 21 s instead of 24).
+		"--unsafe-no-fsync")
 	if err != nil {
 		return nil, err
 	}

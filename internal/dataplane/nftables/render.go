@@ -257,6 +257,10 @@ func servicePort(sp *model.ServicePort, node model.Node, opts Options, ids *Rang
 		internalNone, externalNone = goTo(chainReject), goTo(chainReject)
 	}
 	spn = truncateComment(spn)
+	// Room for the usual elements at once (an endpoint range each, the
+	// cluster IP's and a few more): grown one by one, a first sync at 100k
+	// allocated half a gigabyte more.
+	svc.Elements = make([]MapElement, 0, len(sp.Endpoints)+4+len(sp.ExternalIPs)+len(sp.LoadBalancerIPs))
 	el := func(set string, e Element) { svc.Elements = append(svc.Elements, MapElement{set, e}) }
 	addrEl := func(a netip.Addr, v verdict, comment string) Element {
 		return Element{Addr: a, Proto: proto, Port: port, Verdict: v, Comment: comment}

@@ -76,6 +76,9 @@ type Syncer struct {
 	stale     map[string]time.Time
 	// seed keys the model fingerprints of the render cache.
 	seed maphash.Seed
+	// one hands the emitter one element at a time without allocating a
+	// slice for each (the emitter copies what it is given).
+	one [1]Element
 	// ranges number the Service chains' ranges in the endpoints map.
 	ranges Ranges
 	// fake, when set, takes the transactions instead of the kernel
@@ -611,20 +614,21 @@ func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks 
 		}
 	}
 	rec.hairpin = make(packedAddrs, 0, hairpins*addrLen(s.Options.IPv6))
+	// An element to add: svc.Elements[i], and its key and value as the
+	// kernel state records them. Kept small, as a first sync at 100k makes
+	// a million.
 	type change struct {
-		st Set
-		e  Element
-		k  string
-		v  string
+		i    int
+		k, v string
 	}
-	var adds []change
+	adds := make([]change, 0, len(svc.Elements))
 	desired := map[uint32]kernelRange{} // the endpoints maps' elements
-	for _, e := range svc.Elements {
+	for i, e := range svc.Elements {
 		st := sets[e.Set]
 		if e.Set == setHairpin {
 			rec.hairpin, _ = e.Addr.AppendBinary(rec.hairpin)
 			if ks.hairpin.add(e.Addr, 1) {
-				adds = append(adds, change{st: st, e: e.Element})
+				adds = append(adds, change{i: i})
 			}
 			continue
 		}
@@ -635,7 +639,7 @@ func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks 
 				rec.blocks = append(rec.blocks, block)
 			}
 			if cur, ok := ks.rangeAt(e.Slots[0]); !ok || cur != r {
-				adds = append(adds, change{st: st, e: e.Element})
+				adds = append(adds, change{i: i})
 			}
 			continue
 		}
@@ -651,7 +655,7 @@ func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks 
 		if ok {
 			deleteElement(b, st, k, ks, s.Options.IPv6)
 		}
-		adds = append(adds, change{st, e.Element, k, v})
+		adds = append(adds, change{i, k, v})
 	}
 	// Whatever else the kernel holds in this Service's blocks of the
 	// endpoints maps, now or before (a range that changed, one left by an
@@ -674,18 +678,21 @@ func (s *Syncer) writeElements(b emitter, svc *Service, sets map[string]Set, ks 
 	s.release(b, old.elements, rec.elements, sets, ks)
 	s.releaseHairpin(b, old.hairpin, sets, ks)
 	for _, a := range adds {
-		b.addElements(a.st, []Element{a.e})
-		if a.st.Name == setHairpin {
+		e := &svc.Elements[a.i]
+		st := sets[e.Set]
+		s.one[0] = e.Element
+		b.addElements(st, s.one[:])
+		if st.Name == setHairpin {
 			continue // recorded above
 		}
-		if a.st.Endpoints {
-			ks.setRange(a.e.Slots[0], rangeOf(a.e))
+		if st.Endpoints {
+			ks.setRange(e.Slots[0], rangeOf(e.Element))
 			continue
 		}
-		if ks.elements[a.st.Name] == nil {
-			ks.elements[a.st.Name] = map[string]string{}
+		if ks.elements[st.Name] == nil {
+			ks.elements[st.Name] = map[string]string{}
 		}
-		ks.elements[a.st.Name][a.k] = a.v
+		ks.elements[st.Name][a.k] = a.v
 	}
 	ks.services[svc.Key] = rec
 }

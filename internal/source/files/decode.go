@@ -5,7 +5,6 @@
 package files
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -70,16 +69,9 @@ func Decode(path string, data []byte) (Objects, []error) {
 		}
 		return objs, errs
 	}
-	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 1; ; doc++ {
-		text, err := docs.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			errs = append(errs, syntaxError(path, doc, err))
-			break
-		}
+	texts, splitErr := splitDocuments(data)
+	for i, text := range texts {
+		doc := i + 1
 		raw, ok := plainJSON(text)
 		if !ok {
 			var full json.RawMessage
@@ -92,6 +84,9 @@ func Decode(path string, data []byte) (Objects, []error) {
 			raw = full
 		}
 		errs = append(errs, decodeDocument(path, doc, raw, &objs)...)
+	}
+	if splitErr != nil {
+		errs = append(errs, syntaxError(path, len(texts)+1, splitErr))
 	}
 	return objs, errs
 }
