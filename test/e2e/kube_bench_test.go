@@ -138,8 +138,13 @@ func apiScaleLab(b *testing.B, n int) *scaleLab {
 	}
 	createNode(b, admin, w.node, nil)
 	start := time.Now()
-	createScale(b, admin, n)
-	b.Logf("%d Services and EndpointSlices created through the API in %s", n, time.Since(start).Round(time.Second))
+	if n > storeScaleAbove {
+		storeScale(b, w, admin, n)
+		b.Logf("%d Services and EndpointSlices written to etcd and listed by the API server in %s", n, time.Since(start).Round(time.Second))
+	} else {
+		createScale(b, admin, n)
+		b.Logf("%d Services and EndpointSlices created through the API in %s", n, time.Since(start).Round(time.Second))
+	}
 	for _, s := range []struct {
 		ns, ip   string
 		nodePort int32
@@ -171,8 +176,30 @@ func apiScaleLab(b *testing.B, n int) *scaleLab {
 	return &scaleLab{w: w, kubeconfig: kubeconfig, admin: admin, setLast: setLast}
 }
 
-// createScale creates n NodePort (the first 2700) and ClusterIP Services
-// with 10-endpoint slices in namespaces ns0 to ns99, from several workers.
+// scaleObjects are synthetic Service i (a NodePort among the first 2700,
+// ClusterIP after) in namespace ns<i%100> and its 10-endpoint slice.
+func scaleObjects(i int) (*corev1.Service, *discoveryv1.EndpointSlice) {
+	ns, ip := fmt.Sprintf("ns%d", i%100), scaleClusterIP(i)
+	var np int32
+	if i < 2700 {
+		np = int32(30000 + i)
+	}
+	var eps []string
+	for e := 0; e < 10; e++ {
+		k := i*10 + e
+		eps = append(eps, fmt.Sprintf("10.%d.%d.%d", 128+k>>16, (k>>8)&255, k&255))
+	}
+	svc := nodePortService(fmt.Sprintf("s%d", i), ip, 80, np)
+	svc.Namespace = ns
+	sl := slice(ns, svc.Name, 8080, eps...)
+	for k := range sl.Endpoints {
+		sl.Endpoints[k].NodeName = ptrTo("node-2")
+	}
+	return svc, sl
+}
+
+// createScale creates n Services with 10-endpoint slices (scaleObjects)
+// in namespaces ns0 to ns99, from several workers.
 func createScale(b *testing.B, c kubernetes.Interface, n int) {
 	ctx := context.Background()
 	for i := 0; i < 100; i++ {
@@ -186,29 +213,15 @@ func createScale(b *testing.B, c kubernetes.Interface, n int) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				ns, ip := fmt.Sprintf("ns%d", i%100), scaleClusterIP(i)
-				var np int32
-				if i < 2700 {
-					np = int32(30000 + i)
-				}
-				var eps []string
-				for e := 0; e < 10; e++ {
-					k := i*10 + e
-					eps = append(eps, fmt.Sprintf("10.%d.%d.%d", 128+k>>16, (k>>8)&255, k&255))
-				}
-				svc := nodePortService(fmt.Sprintf("s%d", i), ip, 80, np)
-				if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				svc, sl := scaleObjects(i)
+				if _, err := c.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 					select {
 					case errs <- err:
 					default:
 					}
 					continue
 				}
-				sl := slice(ns, svc.Name, 8080, eps...)
-				for k := range sl.Endpoints {
-					sl.Endpoints[k].NodeName = ptrTo("node-2")
-				}
-				if _, err := c.DiscoveryV1().EndpointSlices(ns).Create(ctx, sl, metav1.CreateOptions{}); err != nil {
+				if _, err := c.DiscoveryV1().EndpointSlices(sl.Namespace).Create(ctx, sl, metav1.CreateOptions{}); err != nil {
 					select {
 					case errs <- err:
 					default:
