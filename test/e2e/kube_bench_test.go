@@ -140,7 +140,7 @@ func apiScaleLab(b *testing.B, n int) *scaleLab {
 	start := time.Now()
 	if n > storeScaleAbove {
 		storeScale(b, w, admin, n)
-		b.Logf("%d Services and EndpointSlices written to etcd and listed by the API server in %s", n, time.Since(start).Round(time.Second))
+		b.Logf("%d Services and EndpointSlices written to etcd and held by the API server's caches in %s", n, time.Since(start).Round(time.Second))
 	} else {
 		createScale(b, admin, n)
 		b.Logf("%d Services and EndpointSlices created through the API in %s", n, time.Since(start).Round(time.Second))

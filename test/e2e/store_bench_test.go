@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ const storeScaleAbove = 10000
 // storeScale writes what createScale creates (and each Service's
 // IPAddress, so that the allocator's repair loop has nothing to do)
 // straight into the lab API server's etcd, in transactions through etcd's
-// JSON gateway, then waits until the API server lists them all. The API
+// JSON gateway, then waits until the API server's caches hold them all. The API
 // server reads JSON from its store as it reads its own protobuf writes,
 // and proxies list and watch these objects through it as any others.
 func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
@@ -53,33 +54,42 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 		return map[string]any{"requestPut": map[string]string{
 			"key": base64.StdEncoding.EncodeToString([]byte("/registry/" + key)), "value": base64.StdEncoding.EncodeToString(v)}}
 	}
+	// post commits one transaction and returns its revision.
+	post := func(ops []map[string]any) (int64, error) {
+		body, _ := json.Marshal(map[string]any{"success": ops})
+		resp, err := etcd.Post("http://etcd/v3/kv/txn", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("etcd txn: %s: %s", resp.Status, msg)
+		}
+		var r struct {
+			Header struct {
+				Revision int64 `json:"revision,string"`
+			} `json:"header"`
+		}
+		err = json.Unmarshal(msg, &r)
+		return r.Header.Revision, err
+	}
 	txns := make(chan []map[string]any)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for ops := range txns {
-				body, _ := json.Marshal(map[string]any{"success": ops})
-				resp, err := etcd.Post("http://etcd/v3/kv/txn", "application/json", bytes.NewReader(body))
-				if err == nil {
-					msg, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("etcd txn: %s: %s", resp.Status, msg)
-					}
-				}
-				if err != nil {
+				if _, err := post(ops); err != nil {
 					select {
 					case errs <- err:
 					default:
 					}
 				}
 			}
-		}()
+		})
 	}
-	var ops []map[string]any
+	var ops, last []map[string]any
 	for i := 0; i < n; i++ {
 		svc, sl := scaleObjects(i)
 		svc.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}
@@ -95,10 +105,8 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 				Labels: map[string]string{networkingv1.LabelIPAddressFamily: string(corev1.IPv4Protocol), networkingv1.LabelManagedBy: "ipallocator.k8s.io"}},
 			Spec: networkingv1.IPAddressSpec{ParentRef: &networkingv1.ParentReference{Resource: "services", Namespace: svc.Namespace, Name: svc.Name}},
 		}
-		ops = append(ops,
-			put("services/specs/"+svc.Namespace+"/"+svc.Name, svc),
-			put("endpointslices/"+sl.Namespace+"/"+sl.Name, sl),
-			put("ipaddresses/"+ip.Name, ip))
+		last = []map[string]any{put("services/specs/"+svc.Namespace+"/"+svc.Name, svc), put("endpointslices/"+sl.Namespace+"/"+sl.Name, sl)}
+		ops = append(ops, last[0], last[1], put("ipaddresses/"+ip.Name, ip))
 		if len(ops) >= 126 || i == n-1 { // etcd takes up to 128 operations a transaction
 			txns <- ops
 			ops = nil
@@ -111,30 +119,31 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 		b.Fatal(err)
 	default:
 	}
+	// The API server's caches follow etcd's watch at their own pace, and
+	// proxies list from them: written once more, the last Service and
+	// EndpointSlice are the last of their kinds in etcd, so the caches
+	// hold everything once they hold these at that revision.
+	svc, sl := scaleObjects(n - 1)
+	rev, err := post(last)
+	if err != nil {
+		b.Fatal(err)
+	}
 	deadline := time.Now().Add(10 * time.Minute)
+	cached := metav1.GetOptions{ResourceVersion: "0"}
 	for {
-		svcs, err := admin.CoreV1().Services("").List(ctx, metav1.ListOptions{Limit: 1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		sls, err := admin.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{Limit: 1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if count(svcs.ListMeta) > int64(n) && count(sls.ListMeta) >= int64(n) {
+		s, err1 := admin.CoreV1().Services(svc.Namespace).Get(ctx, svc.Name, cached)
+		e, err2 := admin.DiscoveryV1().EndpointSlices(sl.Namespace).Get(ctx, sl.Name, cached)
+		if err1 == nil && err2 == nil && revisionOf(s.ObjectMeta) >= rev && revisionOf(e.ObjectMeta) >= rev {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("the API server lists %d Services and %d EndpointSlices, want %d", count(svcs.ListMeta), count(sls.ListMeta), n)
+			b.Fatalf("the API server's caches have not caught up with etcd's revision %d: %v %v", rev, err1, err2)
 		}
 		time.Sleep(time.Second)
 	}
 }
 
-// count is how many objects a list of limit 1 stands for.
-func count(m metav1.ListMeta) int64 {
-	if m.RemainingItemCount == nil {
-		return 1
-	}
-	return *m.RemainingItemCount + 1
+func revisionOf(m metav1.ObjectMeta) int64 {
+	rv, _ := strconv.ParseInt(m.ResourceVersion, 10, 64)
+	return rv
 }
