@@ -184,32 +184,23 @@ func TestPlainJSONRandomDocuments(t *testing.T) {
 	keys := []string{"a", "name", "port", `"k.io/x"`, `'q'`, "80", "yes", "my key", "~", "x.y", "a", "-k", "1.5"}
 	var b strings.Builder
 	var block func(indent, depth int)
+	pick := func(from []string) string { return from[rng.IntN(len(from))] }
+	// flow is a flow collection of up to two entries that entry makes.
+	flow := func(open, closer string, entry func() string) string {
+		parts := make([]string, rng.IntN(3))
+		for i := range parts {
+			parts[i] = entry()
+		}
+		return open + strings.Join(parts, ", ") + closer
+	}
 	value := func(depth int) string {
 		switch rng.IntN(4) {
 		case 0:
-			var f strings.Builder
-			f.WriteString("[")
-			for i := range rng.IntN(3) {
-				if i > 0 {
-					f.WriteString(", ")
-				}
-				f.WriteString(scalars[rng.IntN(len(scalars))])
-			}
-			f.WriteString("]")
-			return f.String()
+			return flow("[", "]", func() string { return pick(scalars) })
 		case 1:
-			var f strings.Builder
-			f.WriteString("{")
-			for i := range rng.IntN(3) {
-				if i > 0 {
-					f.WriteString(", ")
-				}
-				f.WriteString(keys[rng.IntN(len(keys))] + ": " + scalars[rng.IntN(len(scalars))])
-			}
-			f.WriteString("}")
-			return f.String()
+			return flow("{", "}", func() string { return pick(keys) + ": " + pick(scalars) })
 		}
-		return scalars[rng.IntN(len(scalars))]
+		return pick(scalars)
 	}
 	block = func(indent, depth int) {
 		pad := strings.Repeat(" ", indent)
@@ -232,7 +223,7 @@ func TestPlainJSONRandomDocuments(t *testing.T) {
 			} else {
 				b.WriteString(pad)
 			}
-			b.WriteString(keys[rng.IntN(len(keys))] + ":")
+			b.WriteString(pick(keys) + ":")
 			if depth < 3 && rng.IntN(3) == 0 {
 				b.WriteString("\n")
 				block(len(lead)+2*rng.IntN(2), depth+1)
