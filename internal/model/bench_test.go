@@ -2,7 +2,9 @@ package model
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,17 +12,24 @@ import (
 )
 
 // BenchmarkBuildOneChange is the model's share of an endpoint change at 10k
-// Services × 10 endpoints: the snapshot differs from the last one by one
-// EndpointSlice (a new object, as sources hand out), and the Builder
-// reuses what it worked out for the rest.
+// Services × 10 endpoints (SVCPROXY_BENCH_SERVICES, up to 1M, for other
+// sizes): the snapshot differs from the last one by one EndpointSlice (a
+// new object, as sources hand out), and the Builder reuses what it worked
+// out for the rest.
 func BenchmarkBuildOneChange(b *testing.B) {
-	const n = 10000
+	n := 10000
+	if v := os.Getenv("SVCPROXY_BENCH_SERVICES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 1<<20 {
+			b.Fatalf("SVCPROXY_BENCH_SERVICES=%q: want 1 to %d", v, 1<<20)
+		}
+	}
 	in := Input{}
 	for i := range n {
 		name := fmt.Sprintf("s%d", i)
 		s := svc(name, func(s *corev1.Service) {
 			s.Namespace = fmt.Sprintf("ns%d", i%100)
-			s.Spec.ClusterIP = fmt.Sprintf("10.96.%d.%d", i>>8, i&255)
+			s.Spec.ClusterIP = fmt.Sprintf("10.%d.%d.%d", 96+i>>16, (i>>8)&255, i&255)
 			s.Spec.Ports[0].NodePort = 0
 			s.Spec.Type = corev1.ServiceTypeClusterIP
 		})
