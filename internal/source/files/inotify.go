@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type notifier struct {
 	fd      int
 	path    string
 	changes chan change
+	// closed ends the reader, also while it waits to hand on a change
+	// nobody takes any more.
+	closed chan struct{}
 	// err is why changes was closed, if not by close.
 	err error
 }
@@ -48,7 +52,7 @@ func newNotifier(path string) (*notifier, error) {
 	}
 	// Non-blocking, so that the runtime's poller waits for it and Close
 	// ends a pending Read.
-	n := &notifier{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, path: path, changes: make(chan change, 64)}
+	n := &notifier{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, path: path, changes: make(chan change, 64), closed: make(chan struct{})}
 	go n.read()
 	return n, nil
 }
@@ -59,7 +63,10 @@ func (n *notifier) watch() error {
 	return err
 }
 
-func (n *notifier) close() { n.f.Close() }
+func (n *notifier) close() {
+	close(n.closed)
+	n.f.Close()
+}
 
 func (n *notifier) read() {
 	defer close(n.changes)
@@ -78,13 +85,14 @@ func (n *notifier) read() {
 			name := n.path
 			if size > 0 {
 				raw := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+size]
-				for len(raw) > 0 && raw[len(raw)-1] == 0 {
-					raw = raw[:len(raw)-1]
-				}
-				name = filepath.Join(n.path, string(raw))
+				name = filepath.Join(n.path, string(bytes.TrimRight(raw, "\x00")))
 			}
 			off += unix.SizeofInotifyEvent + size
-			n.changes <- change{name: name, done: mask&whole != 0, gone: mask&unix.IN_IGNORED != 0}
+			select {
+			case n.changes <- change{name: name, done: mask&whole != 0, gone: mask&unix.IN_IGNORED != 0}:
+			case <-n.closed:
+				return
+			}
 		}
 	}
 }

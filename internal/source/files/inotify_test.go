@@ -1,8 +1,10 @@
 package files
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -77,4 +79,35 @@ func TestNotifierSaysWhenAFileIsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	next("")
+}
+
+// Closing the notifier ends its reader even when changes were left
+// unread (Run returning while files change): no goroutine is left behind.
+func TestNotifierCloseEndsTheReader(t *testing.T) {
+	dir := t.TempDir()
+	before := runtime.NumGoroutine()
+	n, err := newNotifier(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.watch(); err != nil {
+		t.Fatal(err)
+	}
+	// More changes than the channel holds, so that the reader waits to
+	// hand one on.
+	for i := range 2 * cap(n.changes) {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.yaml", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for len(n.changes) < cap(n.changes) {
+		time.Sleep(time.Millisecond)
+	}
+	n.close()
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after close, %d before the notifier: its reader did not end", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
