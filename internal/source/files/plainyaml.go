@@ -1,6 +1,9 @@
 package files
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 // plainJSON converts one YAML document to JSON when it is written in the
 // plain part of YAML that manifests use: block and single-line flow mappings
@@ -122,13 +125,25 @@ func (c *plainConv) at(p int) byte {
 	return '\n'
 }
 
+// commentAt: a comment starts at p (a '#' after a space).
+func (c *plainConv) commentAt(p int) bool { return c.at(p) == '#' && c.src[p-1] == ' ' }
+
+// lineEndsAt: nothing but perhaps a comment is left of the line at p.
+func (c *plainConv) lineEndsAt(p int) bool { return c.at(p) == '\n' || c.commentAt(p) }
+
+// entryAt: a block sequence entry starts at p (a dash, then a space or
+// the end of the line).
+func (c *plainConv) entryAt(p int) bool {
+	return c.at(p) == '-' && (c.at(p+1) == ' ' || c.at(p+1) == '\n')
+}
+
 // restOfLine skips spaces and a comment and reports whether the line ends
 // there; c.pos is then at the start of the next line.
 func (c *plainConv) restOfLine() bool {
 	for c.at(c.pos) == ' ' {
 		c.pos++
 	}
-	if c.at(c.pos) == '#' && c.src[c.pos-1] == ' ' {
+	if c.commentAt(c.pos) {
 		for c.at(c.pos) != '\n' {
 			c.pos++
 		}
@@ -149,7 +164,7 @@ func (c *plainConv) node(parent, col int, inline bool) bool {
 	}
 	defer func() { c.depth-- }()
 	switch b := c.at(c.pos); {
-	case b == '-' && c.at(c.pos+1) == ' ' || b == '-' && c.at(c.pos+1) == '\n':
+	case c.entryAt(c.pos):
 		return !inline && c.sequence(col)
 	case b == '{' || b == '[':
 		if !c.flow() || !c.restOfLine() {
@@ -240,7 +255,7 @@ func (c *plainConv) value(indent int) bool {
 	for c.at(c.pos) == ' ' {
 		c.pos++
 	}
-	if b := c.at(c.pos); b != '\n' && !(b == '#' && c.src[c.pos-1] == ' ') {
+	if !c.lineEndsAt(c.pos) {
 		return c.node(indent, c.column(c.pos), true)
 	}
 	line, ind := c.nextContent(c.afterLine(c.pos))
@@ -248,7 +263,7 @@ func (c *plainConv) value(indent int) bool {
 	case ind > indent:
 		c.pos = line + ind
 		return c.node(indent, ind, false)
-	case ind == indent && c.at(line+ind) == '-' && (c.at(line+ind+1) == ' ' || c.at(line+ind+1) == '\n'):
+	case ind == indent && c.entryAt(line+ind):
 		c.pos = line + ind
 		return c.sequence(indent)
 	}
@@ -312,7 +327,7 @@ func (c *plainConv) blockPlain() (s []byte, key bool) {
 	end := start
 	for p := start; ; p++ {
 		b := c.at(p)
-		if b == '\n' || b == '#' && c.src[p-1] == ' ' {
+		if c.lineEndsAt(p) {
 			break
 		}
 		if b == ':' && (c.at(p+1) == ' ' || c.at(p+1) == '\n') {
@@ -339,7 +354,7 @@ func (c *plainConv) sequence(indent int) bool {
 		for c.at(c.pos) == ' ' {
 			c.pos++
 		}
-		if b := c.at(c.pos); b != '\n' && !(b == '#' && c.src[c.pos-1] == ' ') {
+		if !c.lineEndsAt(c.pos) {
 			if !c.node(indent, c.column(c.pos), false) {
 				return false
 			}
@@ -357,7 +372,7 @@ func (c *plainConv) sequence(indent int) bool {
 		if ind > indent {
 			return false
 		}
-		if ind < indent || c.at(line+ind) != '-' || c.at(line+ind+1) != ' ' && c.at(line+ind+1) != '\n' {
+		if ind < indent || !c.entryAt(line+ind) {
 			break
 		}
 		c.pos = line + ind
@@ -391,8 +406,7 @@ func (c *plainConv) flow() bool {
 		}
 		if open == '{' {
 			start := c.pos
-			key, ok := c.flowScalar(true)
-			if !ok || c.pos-start > maxKey {
+			if !c.flowScalar(true) || c.pos-start > maxKey {
 				return false
 			}
 			c.flowSpace()
@@ -400,7 +414,6 @@ func (c *plainConv) flow() bool {
 				return false
 			}
 			c.pos++
-			c.out = append(c.out, key...)
 			c.out = append(c.out, ':')
 			c.flowSpace()
 		}
@@ -408,9 +421,7 @@ func (c *plainConv) flow() bool {
 			if !c.flow() {
 				return false
 			}
-		} else if v, ok := c.flowScalar(false); ok {
-			c.out = append(c.out, v...)
-		} else {
+		} else if !c.flowScalar(false) {
 			return false
 		}
 		c.flowSpace()
@@ -437,28 +448,27 @@ func (c *plainConv) flowSpace() {
 	}
 }
 
-// flowScalar reads a scalar inside a flow collection and returns its JSON;
-// a key must be a string.
-func (c *plainConv) flowScalar(key bool) ([]byte, bool) {
+// flowScalar converts a scalar inside a flow collection; a key must be a
+// string. (What it wrote is dropped with the rest if the document is
+// declined.)
+func (c *plainConv) flowScalar(key bool) bool {
 	if b := c.at(c.pos); b == '"' || b == '\'' {
 		s, ok := c.quoted()
-		if !ok {
-			return nil, false
-		}
-		return appendJSONString(nil, s), true
+		c.out = appendJSONString(c.out, s)
+		return ok
 	}
 	if b := c.at(c.pos); isIndicator(b) || b == '-' || b == ',' || b == ']' || b == '}' {
-		return nil, false
+		return false
 	}
 	start, end := c.pos, c.pos
 	for {
 		b := c.at(c.pos)
-		if b == '\n' || b == ',' || b == '[' || b == ']' || b == '{' || b == '}' || b == '#' && c.src[c.pos-1] == ' ' {
+		if c.lineEndsAt(c.pos) || b == ',' || b == '[' || b == ']' || b == '{' || b == '}' {
 			break
 		}
 		if b == ':' {
 			if c.at(c.pos+1) != ' ' {
-				return nil, false
+				return false
 			}
 			break
 		}
@@ -470,40 +480,40 @@ func (c *plainConv) flowScalar(key bool) ([]byte, bool) {
 	c.pos = end
 	s := c.src[start:end]
 	if key {
-		if !plainString(s) {
-			return nil, false
-		}
-		return appendJSONString(nil, s), true
+		c.out = appendJSONString(c.out, s)
+		return plainString(s)
 	}
-	saved := c.out
-	c.out = nil
-	ok := c.scalar(s)
-	v := c.out
-	c.out = saved
-	return v, ok
+	return c.scalar(s)
 }
 
-// quoted reads a quoted scalar that ends on its line.
+// quoted reads a quoted scalar that ends on its line: a slice of the
+// source, or a copy when a doubled single quote had to be undone.
 func (c *plainConv) quoted() ([]byte, bool) {
 	q := c.src[c.pos]
-	var s []byte
-	for p := c.pos + 1; ; p++ {
+	start := c.pos + 1
+	var s []byte // the copy, once one is needed
+	for p := start; ; p++ {
 		switch b := c.at(p); {
 		case b == '\n':
 			return nil, false
 		case b == '\\' && q == '"':
 			return nil, false
 		case b == q && q == '\'' && c.at(p+1) == '\'':
+			if s == nil {
+				s = slices.Clone(c.src[start:p])
+			}
 			s = append(s, '\'')
 			p++
 		case b == q:
 			c.pos = p + 1
 			if s == nil {
-				s = c.src[c.pos-1 : c.pos-1]
+				return c.src[start:p], true
 			}
 			return s, true
 		default:
-			s = append(s, b)
+			if s != nil {
+				s = append(s, b)
+			}
 		}
 	}
 }
@@ -512,15 +522,8 @@ func (c *plainConv) quoted() ([]byte, bool) {
 // decimal integer or string; anything else (floats, octal, signed or very
 // long numbers, timestamps, merge keys) is declined.
 func (c *plainConv) scalar(s []byte) bool {
-	switch string(s) {
-	case "", "~", "null", "Null", "NULL":
-		c.out = append(c.out, "null"...)
-		return true
-	case "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON":
-		c.out = append(c.out, "true"...)
-		return true
-	case "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF":
-		c.out = append(c.out, "false"...)
+	if w := word(s); w != "" {
+		c.out = append(c.out, w...)
 		return true
 	}
 	if b := s[0]; b >= '0' && b <= '9' {
@@ -579,13 +582,21 @@ func plainString(s []byte) bool {
 	if s[0] >= '0' && s[0] <= '9' {
 		return false
 	}
+	return word(s) == ""
+}
+
+// word is the JSON of a plain scalar the library reads as null or a bool
+// (YAML 1.1's words), or "".
+func word(s []byte) string {
 	switch string(s) {
-	case "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON",
-		"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF",
-		"null", "Null", "NULL":
-		return false
+	case "", "~", "null", "Null", "NULL":
+		return "null"
+	case "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON":
+		return "true"
+	case "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF":
+		return "false"
 	}
-	return true
+	return ""
 }
 
 // isIndicator: characters that cannot start a plain scalar, or start YAML
