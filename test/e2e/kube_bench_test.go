@@ -138,6 +138,9 @@ func apiScaleLab(b *testing.B, n int) *scaleLab {
 	}
 	createNode(b, admin, w.node, nil)
 	start := time.Now()
+	for i := range scaleNamespaces {
+		createNamespace(b, admin, fmt.Sprintf("ns%d", i))
+	}
 	if n > storeScaleAbove {
 		storeScale(b, w, admin, n)
 		b.Logf("%d Services and EndpointSlices written to etcd and held by the API server's caches in %s", n, time.Since(start).Round(time.Second))
@@ -176,10 +179,15 @@ func apiScaleLab(b *testing.B, n int) *scaleLab {
 	return &scaleLab{w: w, kubeconfig: kubeconfig, admin: admin, setLast: setLast}
 }
 
+// scaleNamespaces are the namespaces of the synthetic Services: ns0 to
+// ns99.
+const scaleNamespaces = 100
+
 // scaleObjects are synthetic Service i (a NodePort among the first 2700,
-// ClusterIP after) in namespace ns<i%100> and its 10-endpoint slice.
+// ClusterIP after) in namespace ns<i%scaleNamespaces> and its 10-endpoint
+// slice.
 func scaleObjects(i int) (*corev1.Service, *discoveryv1.EndpointSlice) {
-	ns, ip := fmt.Sprintf("ns%d", i%100), scaleClusterIP(i)
+	ns, ip := fmt.Sprintf("ns%d", i%scaleNamespaces), scaleClusterIP(i)
 	var np int32
 	if i < 2700 {
 		np = int32(30000 + i)
@@ -199,46 +207,44 @@ func scaleObjects(i int) (*corev1.Service, *discoveryv1.EndpointSlice) {
 }
 
 // createScale creates n Services with 10-endpoint slices (scaleObjects)
-// in namespaces ns0 to ns99, from several workers.
+// through the API, from several workers.
 func createScale(b *testing.B, c kubernetes.Interface, n int) {
 	ctx := context.Background()
-	for i := 0; i < 100; i++ {
-		createNamespace(b, c, fmt.Sprintf("ns%d", i))
-	}
 	work := make(chan int)
-	errs := make(chan error, 1)
+	var failed firstError
 	var wg sync.WaitGroup
 	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range work {
 				svc, sl := scaleObjects(i)
 				if _, err := c.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
+					failed.report(err)
 					continue
 				}
-				if _, err := c.DiscoveryV1().EndpointSlices(sl.Namespace).Create(ctx, sl, metav1.CreateOptions{}); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
+				_, err := c.DiscoveryV1().EndpointSlices(sl.Namespace).Create(ctx, sl, metav1.CreateOptions{})
+				failed.report(err)
 			}
-		}()
+		})
 	}
 	for i := 0; i < n; i++ {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
-	select {
-	case err := <-errs:
-		b.Fatal(err)
-	default:
+	if failed.err != nil {
+		b.Fatal(failed.err)
+	}
+}
+
+// firstError keeps the first error that workers report.
+type firstError struct {
+	once sync.Once
+	err  error
+}
+
+func (f *firstError) report(err error) {
+	if err != nil {
+		f.once.Do(func() { f.err = err })
 	}
 }
 

@@ -37,9 +37,6 @@ const storeScaleAbove = 10000
 // and proxies list and watch these objects through it as any others.
 func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 	ctx := context.Background()
-	for i := 0; i < 100; i++ {
-		createNamespace(b, admin, fmt.Sprintf("ns%d", i))
-	}
 	etcd := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return w.lab.CP.DialContext(ctx, network, "127.0.0.1:2379")
@@ -75,17 +72,13 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 		return r.Header.Revision, err
 	}
 	txns := make(chan []map[string]any)
-	errs := make(chan error, 1)
+	var failed firstError
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
 			for ops := range txns {
-				if _, err := post(ops); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
+				_, err := post(ops)
+				failed.report(err)
 			}
 		})
 	}
@@ -114,10 +107,8 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 	}
 	close(txns)
 	wg.Wait()
-	select {
-	case err := <-errs:
-		b.Fatal(err)
-	default:
+	if failed.err != nil {
+		b.Fatal(failed.err)
 	}
 	// The API server's caches follow etcd's watch at their own pace, and
 	// proxies list from them: written once more, the last Service and
