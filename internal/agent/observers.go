@@ -72,7 +72,7 @@ type noLocalEndpoints struct{ metrics *metrics.Metrics }
 func (n noLocalEndpoints) Synced(st *model.State) {
 	var counts [2][2]int // [v6][internal, external]
 	for i := range st.Services {
-		sp := &st.Services[i]
+		sp := st.Services[i]
 		if !sp.InternalPolicyLocal && !sp.ExternalPolicyLocal {
 			continue // counts nothing: no need to plan it
 		}

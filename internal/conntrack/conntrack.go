@@ -67,7 +67,7 @@ func Stale(prev, cur *model.State) []Flow {
 	before := map[spKey]*model.ServicePort{}
 	if prev != nil {
 		for i := range prev.Services {
-			sp := &prev.Services[i]
+			sp := prev.Services[i]
 			if sp.Protocol == model.UDP {
 				before[spKey{sp.Name, sp.Protocol, sp.ClusterIP.Is6()}] = sp
 			}
@@ -76,7 +76,7 @@ func Stale(prev, cur *model.State) []Flow {
 	var out []Flow
 	seen := map[spKey]bool{}
 	for i := range cur.Services {
-		sp := &cur.Services[i]
+		sp := cur.Services[i]
 		if sp.Protocol != model.UDP {
 			continue
 		}

@@ -12,11 +12,11 @@ import (
 	"github.com/svcproxy/svcproxy/internal/model"
 )
 
-func dns(nodePort int32, ips ...string) model.ServicePort { return dnsAt(nodePort, 53, ips...) }
+func dns(nodePort int32, ips ...string) *model.ServicePort { return dnsAt(nodePort, 53, ips...) }
 
 // dnsAt is kube-dns with its endpoints on targetPort.
-func dnsAt(nodePort, targetPort int32, ips ...string) model.ServicePort {
-	sp := model.ServicePort{
+func dnsAt(nodePort, targetPort int32, ips ...string) *model.ServicePort {
+	sp := &model.ServicePort{
 		Name:     model.ServicePortName{Namespace: "kube-system", Name: "kube-dns", Port: "dns"},
 		Protocol: model.UDP, ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 53, NodePort: nodePort,
 	}
@@ -26,7 +26,7 @@ func dnsAt(nodePort, targetPort int32, ips ...string) model.ServicePort {
 	return sp
 }
 
-func state(sps ...model.ServicePort) *model.State { return &model.State{Services: sps} }
+func state(sps ...*model.ServicePort) *model.State { return &model.State{Services: sps} }
 
 func TestStale(t *testing.T) {
 	a, b := netip.MustParseAddrPort("10.244.0.12:53"), netip.MustParseAddrPort("10.244.1.12:53")

@@ -128,7 +128,7 @@ func TestDoctor(t *testing.T) {
 
 func TestDoctorExpectedServices(t *testing.T) {
 	env := healthyNode(t)
-	st := model.State{Services: []model.ServicePort{
+	st := model.State{Services: []*model.ServicePort{
 		{Name: model.ServicePortName{Namespace: "default", Name: "web", Port: "http"}},
 		{Name: model.ServicePortName{Namespace: "default", Name: "empty", Port: "http"}},
 		{Name: model.ServicePortName{Namespace: "default", Name: "missing"}},
@@ -171,7 +171,7 @@ func TestDoctorNftablesMode(t *testing.T) {
 	if f := status(fs, "nodeports"); f.Status != Fail || !strings.Contains(f.Summary+strings.Join(f.Details, " "), "NodePort 31080/tcp (default/web) is held by pid 4242") {
 		t.Errorf("nodeports: %+v", f)
 	}
-	st := model.State{Services: []model.ServicePort{
+	st := model.State{Services: []*model.ServicePort{
 		{Name: model.ServicePortName{Namespace: "default", Name: "web", Port: "http"}, Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.12.34"), Port: 80},
 		{Name: model.ServicePortName{Namespace: "default", Name: "missing"}, Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.99.99"), Port: 80},
 	}}

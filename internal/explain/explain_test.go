@@ -236,7 +236,7 @@ func TestDescribeSvcproxyNftRules(t *testing.T) {
 	ep := func(ip string) model.Endpoint {
 		return model.Endpoint{IP: netip.MustParseAddr(ip), Port: 80, Ready: true, Serving: true, IsLocal: true}
 	}
-	st := &model.State{Services: []model.ServicePort{{
+	st := &model.State{Services: []*model.ServicePort{{
 		Name: model.ServicePortName{Namespace: "default", Name: "web"}, Protocol: model.TCP,
 		ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Endpoints: []model.Endpoint{ep("10.244.0.10"), ep("10.244.0.11")},
 	}}}

@@ -78,7 +78,7 @@ func (s *Services) Synced(st *model.State) {
 	}
 	want := map[int32]*info{}
 	for i := range st.Services {
-		sp := &st.Services[i]
+		sp := st.Services[i]
 		if sp.HealthCheckNodePort == 0 {
 			continue
 		}

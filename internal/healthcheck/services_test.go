@@ -27,7 +27,7 @@ func TestServiceHealthCheckNodePort(t *testing.T) {
 	s := &Services{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Addr: "127.0.0.1"}
 	defer s.Close()
 	state := func(local bool) *model.State {
-		return &model.State{Services: []model.ServicePort{{
+		return &model.State{Services: []*model.ServicePort{{
 			Name: model.ServicePortName{Namespace: "default", Name: "lb", Port: "https"}, HealthCheckNodePort: port,
 			ExternalPolicyLocal: true, NodePort: 31443,
 			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr("10.244.0.10"), Port: 8443, Ready: true, IsLocal: local}},

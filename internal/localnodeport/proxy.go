@@ -70,7 +70,7 @@ type Spec struct {
 func Specs(st *model.State, v6 bool) []Spec {
 	var out []Spec
 	for i := range st.Services {
-		sp := &st.Services[i]
+		sp := st.Services[i]
 		if sp.NodePort == 0 || sp.Protocol != model.TCP || sp.ClusterIP.Is6() != v6 {
 			continue
 		}

@@ -181,15 +181,15 @@ func TestSpecs(t *testing.T) {
 	ep := func(ip string, local bool) model.Endpoint {
 		return model.Endpoint{IP: netip.MustParseAddr(ip), Port: 8080, Ready: true, Serving: true, IsLocal: local}
 	}
-	svc := func(name string, proto model.Protocol, nodePort int32, eps ...model.Endpoint) model.ServicePort {
-		return model.ServicePort{Name: model.ServicePortName{Namespace: "default", Name: name}, Protocol: proto,
+	svc := func(name string, proto model.Protocol, nodePort int32, eps ...model.Endpoint) *model.ServicePort {
+		return &model.ServicePort{Name: model.ServicePortName{Namespace: "default", Name: name}, Protocol: proto,
 			ClusterIP: netip.MustParseAddr("10.96.0.1"), Port: 80, NodePort: nodePort, Endpoints: eps}
 	}
 	local := svc("local", model.TCP, 30003, ep("10.244.0.5", true), ep("10.244.1.5", false))
 	local.ExternalPolicyLocal = true
 	v6 := svc("v6", model.TCP, 30005, ep("fd00::5", true))
 	v6.ClusterIP = netip.MustParseAddr("fd00:96::1")
-	st := &model.State{Services: []model.ServicePort{
+	st := &model.State{Services: []*model.ServicePort{
 		svc("web", model.TCP, 30001, ep("10.244.0.4", true), ep("10.244.1.4", false)),
 		svc("dns", model.UDP, 30002, ep("10.244.0.6", true)),
 		local,

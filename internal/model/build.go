@@ -128,10 +128,12 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 		st.Services = slices.Clone(b.last.Services)
 		st.Since = &Delta{Gen: b.last.Gen, Changed: b.refill(st.Services, base, touched, node)}
 	} else {
-		st.Services = make([]ServicePort, len(base.ports))
-		for i := range st.Services {
-			st.Services[i] = *base.ports[i]
-			st.Services[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
+		ports := make([]ServicePort, len(base.ports))
+		st.Services = make([]*ServicePort, len(base.ports))
+		for i := range ports {
+			ports[i] = *base.ports[i]
+			ports[i].Endpoints = b.endpoints[base.keys[i]].endpoints(node)
+			st.Services[i] = &ports[i]
 		}
 	}
 	b.last, b.lastBase = st, base
@@ -141,7 +143,7 @@ func (b *Builder) Build(in Input, node Node) (State, []error) {
 // refill gives the ports of base that feed on the touched endpoint keys
 // their endpoints anew, and returns the indices of those that changed,
 // sorted.
-func (b *Builder) refill(ports []ServicePort, base *serviceBase, touched []endpointKey, node Node) []int {
+func (b *Builder) refill(ports []*ServicePort, base *serviceBase, touched []endpointKey, node Node) []int {
 	if len(touched) == 0 {
 		return nil
 	}
@@ -156,7 +158,11 @@ func (b *Builder) refill(ports []ServicePort, base *serviceBase, touched []endpo
 		eps := b.endpoints[k].endpoints(node)
 		for _, i := range base.at[k] {
 			if !SameEndpoints(eps, ports[i].Endpoints) {
-				ports[i].Endpoints = eps
+				// The port is shared with earlier States: this State gets
+				// its own copy.
+				sp := *ports[i]
+				sp.Endpoints = eps
+				ports[i] = &sp
 				changed = append(changed, i)
 			}
 		}

@@ -247,7 +247,7 @@ func TestTopologyHints(t *testing.T) {
 func lookup(s *State, name ServicePortName) (*ServicePort, bool) {
 	for i := range s.Services {
 		if s.Services[i].Name == name {
-			return &s.Services[i], true
+			return s.Services[i], true
 		}
 	}
 	return nil, false
@@ -372,7 +372,7 @@ func checkSince(t *testing.T, step int, prev, st State) {
 		t.Fatalf("step %d: Since %+v, but the State differs from %d beyond endpoints", step, st.Since, prev.Gen)
 	}
 	for i := range st.Services {
-		a, b := st.Services[i], prev.Services[i]
+		a, b := *st.Services[i], *prev.Services[i] // copies: the States share their ports
 		changed := slices.Contains(st.Since.Changed, i)
 		// Unchanged, a port keeps its very list.
 		if changed == SameEndpoints(a.Endpoints, b.Endpoints) {

@@ -10,9 +10,9 @@ import (
 // first SyntheticNodePorts of them are NodePort Services (30000 upwards);
 // a cluster has no more NodePorts than its range holds.
 func Synthetic(n, eps int) *State {
-	st := &State{Services: make([]ServicePort, 0, n)}
+	st := &State{Services: make([]*ServicePort, 0, n)}
 	for i := 0; i < n; i++ {
-		sp := ServicePort{
+		sp := &ServicePort{
 			Name:      ServicePortName{Namespace: fmt.Sprintf("ns%d", i%100), Name: fmt.Sprintf("svc%d", i), Port: "http"},
 			Protocol:  TCP,
 			ClusterIP: netip.AddrFrom4([4]byte{10, byte(96 + i>>16), byte(i >> 8), byte(i)}),

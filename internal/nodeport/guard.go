@@ -102,7 +102,7 @@ func (g *Guard) Update(st *model.State) []Conflict {
 	if _, same := st.ChangedSince(g.gen); !same || g.want == nil {
 		g.want = map[key]model.ServicePortName{}
 		for i := range st.Services {
-			sp := &st.Services[i]
+			sp := st.Services[i]
 			if sp.NodePort != 0 && (sp.Protocol == model.TCP || sp.Protocol == model.UDP) && (g.Served == nil || !g.Served(sp.NodePort, sp.Protocol)) {
 				g.want[key{sp.NodePort, sp.Protocol}] = sp.Name
 			}

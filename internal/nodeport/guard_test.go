@@ -31,7 +31,7 @@ func freePort(t *testing.T) int32 {
 func stateWith(port int32) *model.State { return stateWithProto(port, model.TCP) }
 
 func stateWithProto(port int32, proto model.Protocol) *model.State {
-	return &model.State{Services: []model.ServicePort{{
+	return &model.State{Services: []*model.ServicePort{{
 		Name:     model.ServicePortName{Namespace: "default", Name: "web"},
 		Protocol: proto, ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, NodePort: port,
 	}}}

@@ -41,7 +41,7 @@ func (f *fakeDataplane) attempts() []int {
 	return append([]int(nil), f.synced...)
 }
 
-func state(n int) *model.State { return &model.State{Services: make([]model.ServicePort, n)} }
+func state(n int) *model.State { return &model.State{Services: make([]*model.ServicePort, n)} }
 
 // source stands for the agent: it keeps the newest state until the runner
 // pulls it.

@@ -127,7 +127,9 @@ func BenchmarkApplyOneChange(b *testing.B) {
 					// says which port changed (model.Delta).
 					next := *st
 					next.Services = slices.Clone(st.Services)
-					next.Services[n-1].Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints // 10, 11 or 12 endpoints
+					changed := *next.Services[n-1]                                       // States share their ports: a changed one is a copy
+					changed.Endpoints = model.Synthetic(1, 10+i%3).Services[0].Endpoints // 10, 11 or 12 endpoints
+					next.Services[n-1] = &changed
 					next.Gen, next.Since = st.Gen+1, &model.Delta{Gen: st.Gen, Changed: []int{n - 1}}
 					st = &next
 					if err := s.Sync(context.Background(), st); err != nil {

@@ -33,7 +33,7 @@ func TestFailedApplyKeepsPreviousRules(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 	inNode := iptables.Exec{Prefix: []string{"ip", "netns", "exec", w.node.Name}}
 	svc := func(ip string) model.State {
-		return model.State{Services: []model.ServicePort{{
+		return model.State{Services: []*model.ServicePort{{
 			Name:     model.ServicePortName{Namespace: "default", Name: "web"},
 			Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, NodePort: 30450,
 			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(ip), Port: 80, Ready: true}},
@@ -90,15 +90,15 @@ func stripCounters(s string) string {
 func TestChunkedApply(t *testing.T) {
 	w := newWorld(t, lab.PodSpec{Name: "web-1", TCP: []int{80}}, lab.PodSpec{Name: "web-2", TCP: []int{80}})
 	ctx := ctxFor(t, 30*time.Second)
-	sp := func(name string, ip string, nodePort int32, ep string) model.ServicePort {
-		return model.ServicePort{
+	sp := func(name string, ip string, nodePort int32, ep string) *model.ServicePort {
+		return &model.ServicePort{
 			Name: model.ServicePortName{Namespace: "default", Name: name}, Protocol: model.TCP,
 			ClusterIP: netip.MustParseAddr(ip), Port: 80, NodePort: nodePort,
 			Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(ep), Port: 80, Ready: true}},
 		}
 	}
 	s := &iptables.Syncer{Runner: iptables.Exec{Prefix: []string{"ip", "netns", "exec", w.node.Name}}, Options: iptables.Options{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")}, ChunkServices: 1}
-	st := model.State{Services: []model.ServicePort{sp("a", "10.96.0.1", 30001, "10.244.0.10"), sp("b", "10.96.0.2", 30002, "10.244.0.11"), sp("c", "10.96.0.3", 30003, "10.244.0.10")}}
+	st := model.State{Services: []*model.ServicePort{sp("a", "10.96.0.1", 30001, "10.244.0.10"), sp("b", "10.96.0.2", 30002, "10.244.0.11"), sp("c", "10.96.0.3", 30003, "10.244.0.10")}}
 	if n := len(iptables.ComposeChunks(iptables.Render(&st, s.Options), nil, 1)); n != 5 {
 		t.Fatalf("%d transactions, want 5", n)
 	}

@@ -37,8 +37,8 @@ func benchLab(b *testing.B, controlPlane bool) *world {
 // target is a Service on NodePort 32767 served by the pod podIP on node,
 // named to sort after every synthetic Service: in iptables mode its rules
 // are the last the first packet is matched against.
-func target(podIP, node string) model.ServicePort {
-	return model.ServicePort{
+func target(podIP, node string) *model.ServicePort {
+	return &model.ServicePort{
 		Name:     model.ServicePortName{Namespace: "zz", Name: "target"},
 		Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.97.255.250"), Port: 80, NodePort: 32767,
 		Endpoints: []model.Endpoint{{IP: netip.MustParseAddr(podIP), Port: 80, NodeName: node, IsLocal: true, Ready: true, Serving: true}},

@@ -13,8 +13,8 @@ var ClusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
 
 // Web is the incident's NodePort Service (default/azure-vote-front,
 // cluster IP 10.96.0.10:80, NodePort 30450) with these endpoints.
-func Web(eps ...model.Endpoint) model.ServicePort {
-	return model.ServicePort{
+func Web(eps ...model.Endpoint) *model.ServicePort {
+	return &model.ServicePort{
 		Name:     model.ServicePortName{Namespace: "default", Name: "azure-vote-front"},
 		Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, NodePort: 30450,
 		Endpoints: eps,
@@ -22,8 +22,8 @@ func Web(eps ...model.Endpoint) model.ServicePort {
 }
 
 // DNS is a UDP cluster IP Service (kube-system/kube-dns:dns, 10.96.0.53:53).
-func DNS(eps ...model.Endpoint) model.ServicePort {
-	return model.ServicePort{
+func DNS(eps ...model.Endpoint) *model.ServicePort {
+	return &model.ServicePort{
 		Name:     model.ServicePortName{Namespace: "kube-system", Name: "kube-dns", Port: "dns"},
 		Protocol: model.UDP, ClusterIP: netip.MustParseAddr("10.96.0.53"), Port: 53,
 		Endpoints: eps,
@@ -33,8 +33,8 @@ func DNS(eps ...model.Endpoint) model.ServicePort {
 // LB is a LoadBalancer Service with externalTrafficPolicy: Local
 // (default/lb:https, LB IP 203.0.113.50 for 198.51.100.0/24 only, NodePort
 // 31443, health check node port 32000).
-func LB(eps ...model.Endpoint) model.ServicePort {
-	return model.ServicePort{
+func LB(eps ...model.Endpoint) *model.ServicePort {
+	return &model.ServicePort{
 		Name:     model.ServicePortName{Namespace: "default", Name: "lb", Port: "https"},
 		Protocol: model.TCP, ClusterIP: netip.MustParseAddr("10.96.40.4"), Port: 443, NodePort: 31443,
 		LoadBalancerIPs:     []netip.Addr{netip.MustParseAddr("203.0.113.50")},
@@ -45,7 +45,7 @@ func LB(eps ...model.Endpoint) model.ServicePort {
 	}
 }
 
-func withNodePort(sp model.ServicePort, port int32) model.ServicePort {
+func withNodePort(sp *model.ServicePort, port int32) *model.ServicePort {
 	sp.NodePort = port
 	return sp
 }
@@ -63,13 +63,13 @@ func Behaviours() []Case {
 	defaults := dataplane.Options{ClusterCIDR: ClusterCIDR, LocalhostNodePorts: true}
 	const none = "NONE (no rule changes the packet)"
 	both2 := func(a, b string) string { return "DNAT to " + a + " (50%), " + b + " (50%)" }
-	sticky := model.ServicePort{
+	sticky := &model.ServicePort{
 		Name: model.ServicePortName{Namespace: "default", Name: "sticky"}, Protocol: model.TCP,
 		ClusterIP: netip.MustParseAddr("10.96.50.1"), Port: 80, ExternalIPs: []netip.Addr{netip.MustParseAddr("192.0.2.50")},
 		AffinitySeconds: 10800, Endpoints: []model.Endpoint{Ep("10.244.0.10", 80), Remote("10.244.1.10", 80)},
 	}
-	itpLocal := func(name, ip string, eps ...model.Endpoint) model.ServicePort {
-		return model.ServicePort{Name: model.ServicePortName{Namespace: "default", Name: name}, Protocol: model.UDP,
+	itpLocal := func(name, ip string, eps ...model.Endpoint) *model.ServicePort {
+		return &model.ServicePort{Name: model.ServicePortName{Namespace: "default", Name: name}, Protocol: model.UDP,
 			ClusterIP: netip.MustParseAddr(ip), Port: 53, InternalPolicyLocal: true, Endpoints: eps}
 	}
 	outOfZone := Remote("10.244.1.12", 53)
@@ -79,7 +79,7 @@ func Behaviours() []Case {
 	return []Case{
 		{
 			Name:  "nodeport-two-endpoints",
-			Model: &model.State{Services: []model.ServicePort{Web(Ep("10.244.0.10", 80), Ep("10.244.0.11", 80))}},
+			Model: &model.State{Services: []*model.ServicePort{Web(Ep("10.244.0.10", 80), Ep("10.244.0.11", 80))}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("client to NodePort", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450", both2("10.244.0.10:80", "10.244.0.11:80")+"; masqueraded"),
@@ -102,7 +102,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name: "three-endpoints-and-udp",
-			Model: &model.State{Services: []model.ServicePort{
+			Model: &model.State{Services: []*model.ServicePort{
 				Web(Ep("10.244.0.10", 8080), Ep("10.244.0.11", 8080), Ep("10.244.1.7", 8080)),
 				DNS(Ep("10.244.0.12", 53)),
 			}},
@@ -116,7 +116,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "no-endpoints",
-			Model: &model.State{Services: []model.ServicePort{Web(), DNS()}},
+			Model: &model.State{Services: []*model.ServicePort{Web(), DNS()}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("NodePort without endpoints is rejected", netfilter.Arriving, "192.168.77.2", "tcp", "192.168.77.1:30450",
@@ -133,7 +133,7 @@ func Behaviours() []Case {
 			// 127.0.0.1, so nftables mode leaves them be and rejects (and
 			// counts) the other protocols. iptables mode DNATs both.
 			Name: "localhost-nodeports-served",
-			Model: &model.State{Services: []model.ServicePort{
+			Model: &model.State{Services: []*model.ServicePort{
 				Web(Ep("10.244.0.10", 80)), withNodePort(DNS(Ep("10.244.0.12", 53)), 30053),
 			}},
 			Opts: dataplane.Options{ClusterCIDR: ClusterCIDR, LocalhostNodePorts: true, RejectLocalhostNodePorts: true},
@@ -152,7 +152,7 @@ func Behaviours() []Case {
 			// NodePorts in nftables mode, and every protocol's are
 			// rejected and counted, as upstream.
 			Name: "localhost-nodeports-rejected",
-			Model: &model.State{Services: []model.ServicePort{
+			Model: &model.State{Services: []*model.ServicePort{
 				Web(Ep("10.244.0.10", 80)), withNodePort(DNS(), 30053),
 			}},
 			Opts: dataplane.Options{ClusterCIDR: ClusterCIDR, RejectLocalhostNodePorts: true},
@@ -170,7 +170,7 @@ func Behaviours() []Case {
 			// them): the node's localhost NodePort packets go through a rule
 			// that counts them, INVALID drops are counted too.
 			Name:  "nfacct-counters",
-			Model: &model.State{Services: []model.ServicePort{Web(Ep("10.244.0.10", 80), Ep("10.244.0.11", 80))}},
+			Model: &model.State{Services: []*model.ServicePort{Web(Ep("10.244.0.10", 80), Ep("10.244.0.11", 80))}},
 			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, LocalhostNodePorts: true, NFAcct: true},
 			Traces: []TraceCase{
 				T("node to localhost NodePort, counted", netfilter.Local, "127.0.0.1", "tcp", "127.0.0.1:30450",
@@ -180,7 +180,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "masquerade-all",
-			Model: &model.State{Services: []model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
+			Model: &model.State{Services: []*model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
 			Opts:  dataplane.Options{MasqueradeAll: true},
 			Traces: []TraceCase{
 				T("pod traffic is masqueraded too", netfilter.Arriving, "10.244.0.10", "udp", "10.96.0.53:53", "DNAT to 10.244.0.12:53 (100%); masqueraded"),
@@ -190,7 +190,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "loadbalancer-local-policy-source-ranges",
-			Model: &model.State{Services: []model.ServicePort{LB(Ep("10.244.0.10", 8443), Remote("10.244.1.10", 8443))}},
+			Model: &model.State{Services: []*model.ServicePort{LB(Ep("10.244.0.10", 8443), Remote("10.244.1.10", 8443))}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("an allowed source to the LB IP reaches only the local endpoint, source kept", netfilter.Arriving, "198.51.100.7", "tcp", "203.0.113.50:443",
@@ -213,7 +213,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "local-policy-without-local-endpoints",
-			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
+			Model: &model.State{Services: []*model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("NodePort on a node without local endpoints drops", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:31443",
@@ -227,7 +227,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "external-ips-and-affinity",
-			Model: &model.State{Services: []model.ServicePort{sticky}},
+			Model: &model.State{Services: []*model.ServicePort{sticky}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("external IP from outside, masqueraded (Cluster policy)", netfilter.Arriving, "192.0.2.7", "tcp", "192.0.2.50:80",
@@ -237,7 +237,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name: "internal-traffic-policy-local",
-			Model: &model.State{Services: []model.ServicePort{
+			Model: &model.State{Services: []*model.ServicePort{
 				itpLocal("node-local", "10.96.0.60", Ep("10.244.0.12", 53), Remote("10.244.1.12", 53)),
 				itpLocal("elsewhere", "10.96.0.61", Remote("10.244.1.12", 53)),
 			}},
@@ -250,7 +250,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "terminating-endpoints",
-			Model: &model.State{Services: []model.ServicePort{DNS(Terminating(Ep("10.244.0.12", 53)), Terminating(Remote("10.244.1.12", 53)))}},
+			Model: &model.State{Services: []*model.ServicePort{DNS(Terminating(Ep("10.244.0.12", 53)), Terminating(Remote("10.244.1.12", 53)))}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("with no ready endpoint, serving terminating ones are used", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53",
@@ -259,7 +259,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "nodeport-addresses",
-			Model: &model.State{Services: []model.ServicePort{Web(Ep("10.244.0.10", 80))}},
+			Model: &model.State{Services: []*model.ServicePort{Web(Ep("10.244.0.10", 80))}},
 			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.77.0/24")}},
 			Traces: []TraceCase{
 				T("NodePort on a listed address", netfilter.Arriving, "192.0.2.7", "tcp", "192.168.77.1:30450", "DNAT to 10.244.0.10:80 (100%); masqueraded"),
@@ -269,7 +269,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "topology-hints",
-			Model: &model.State{Services: []model.ServicePort{DNS(Ep("10.244.0.12", 53), outOfZone)}},
+			Model: &model.State{Services: []*model.ServicePort{DNS(Ep("10.244.0.12", 53), outOfZone)}},
 			Opts:  defaults,
 			Traces: []TraceCase{
 				T("Cluster traffic stays in the zone the hints say", netfilter.Arriving, "10.244.0.5", "udp", "10.96.0.53:53", "DNAT to 10.244.0.12:53 (100%); source kept"),
@@ -277,7 +277,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "ipv6",
-			Model: &model.State{Services: []model.ServicePort{Web(Ep("10.244.0.10", 80)), web6}},
+			Model: &model.State{Services: []*model.ServicePort{Web(Ep("10.244.0.10", 80)), web6}},
 			Opts:  dataplane.Options{IPv6: true, ClusterCIDR: netip.MustParsePrefix("fd00:10:244::/48"), LocalhostNodePorts: true},
 			Traces: []TraceCase{
 				T("IPv6 NodePort from outside", netfilter.Arriving, "fd00:77::2", "tcp", "[fd00:77::1]:30450",
@@ -292,7 +292,7 @@ func Behaviours() []Case {
 			// --detect-local-mode NodeCIDR: pods are the sources in this
 			// node's pod range, not in the whole cluster CIDR.
 			Name: "detect-local-node-cidr",
-			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))},
+			Model: &model.State{Services: []*model.ServicePort{LB(Remote("10.244.1.10", 8443))},
 				Node: model.Node{Name: "node-1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/24")}}},
 			Opts: dataplane.Options{ClusterCIDR: ClusterCIDR, LocalByNodeCIDR: true},
 			Traces: []TraceCase{
@@ -308,7 +308,7 @@ func Behaviours() []Case {
 			// --detect-local-mode BridgeInterface: pods are what arrives
 			// on their bridge, whatever its source.
 			Name:  "detect-local-bridge",
-			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
+			Model: &model.State{Services: []*model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
 			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, LocalInterface: "cbr0"},
 			Traces: []TraceCase{
 				T("from the pods' bridge: source kept", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); source kept").Via("cbr0"),
@@ -320,7 +320,7 @@ func Behaviours() []Case {
 			// --detect-local-mode InterfaceNamePrefix: pods are what
 			// arrives on an interface whose name starts so.
 			Name:  "detect-local-interface-prefix",
-			Model: &model.State{Services: []model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
+			Model: &model.State{Services: []*model.ServicePort{LB(Remote("10.244.1.10", 8443))}},
 			Opts:  dataplane.Options{ClusterCIDR: ClusterCIDR, LocalInterface: "veth", LocalInterfacePrefix: true},
 			Traces: []TraceCase{
 				T("from a pod's veth: source kept", netfilter.Arriving, "10.244.0.5", "tcp", "10.96.40.4:443", "DNAT to 10.244.1.10:8443 (100%); source kept").Via("veth1234"),
@@ -329,7 +329,7 @@ func Behaviours() []Case {
 		},
 		{
 			Name:  "no-cluster-cidr",
-			Model: &model.State{Services: []model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
+			Model: &model.State{Services: []*model.ServicePort{DNS(Ep("10.244.0.12", 53))}},
 			Opts:  dataplane.Options{LocalhostNodePorts: true},
 			Traces: []TraceCase{
 				T("without a cluster CIDR cluster IP traffic keeps its source", netfilter.Arriving, "192.168.77.2", "udp", "10.96.0.53:53", "DNAT to 10.244.0.12:53 (100%); source kept"),

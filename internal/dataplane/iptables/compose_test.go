@@ -50,7 +50,7 @@ func TestComposeAgainstCurrentRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := model.State{Services: []model.ServicePort{dptest.DNS(dptest.Ep("10.244.0.12", 53))}}
+	st := model.State{Services: []*model.ServicePort{dptest.DNS(dptest.Ep("10.244.0.12", 53))}}
 	out := string(Compose(Render(&st, Options{LocalhostNodePorts: true}), cur))
 
 	for _, want := range []string{
@@ -187,7 +187,7 @@ func TestComposePartial(t *testing.T) {
 	after.Services[7].Endpoints = after.Services[7].Endpoints[1:] // one endpoint gone
 	removed := after.Services[9]
 	after.Services = append(after.Services[:9], after.Services[10:]...)
-	after.Services = append(after.Services, model.ServicePort{
+	after.Services = append(after.Services, &model.ServicePort{
 		Name: model.ServicePortName{Namespace: "default", Name: "new"}, Protocol: model.TCP,
 		ClusterIP: netip.MustParseAddr("10.97.0.1"), Port: 80,
 		Endpoints: []model.Endpoint{dptest.Ep("10.244.9.9", 80)},
@@ -309,7 +309,7 @@ func TestCleanupInChunks(t *testing.T) {
 // KUBE-NODEPORTS are deleted and appended again, so they stay last.
 func TestComposePartialFollowsNodePortAddresses(t *testing.T) {
 	opts := Options{ClusterCIDR: podCIDR, NodePortCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.99.0/24")}}
-	st := &model.State{Services: []model.ServicePort{dptest.Web(dptest.Ep("10.244.0.10", 80))}}
+	st := &model.State{Services: []*model.ServicePort{dptest.Web(dptest.Ep("10.244.0.10", 80))}}
 	prev := Record(Render(st, opts))
 	st.LocalAddrs = []netip.Addr{netip.MustParseAddr("192.168.99.1")}
 	txs, _ := ComposePartial(Render(st, opts), prev, 0)

@@ -153,7 +153,7 @@ func (rr *Renderer) Render(st *model.State, opts Options) *Ruleset {
 	shared := [3]*lines{&rr.natServices, &rr.natNodePorts, &rr.filter}
 	natLines := 0
 	for i := range st.Services {
-		sp := &st.Services[i]
+		sp := st.Services[i]
 		if sp.ClusterIP.Is6() != opts.IPv6 {
 			continue
 		}

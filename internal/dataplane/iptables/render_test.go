@@ -42,14 +42,14 @@ func TestLargeClusterDropsEndpointComments(t *testing.T) {
 	for i := 0; i < 1001; i++ {
 		eps = append(eps, dptest.Ep(netip.AddrFrom4([4]byte{10, 244, byte(i / 250), byte(i%250 + 1)}).String(), 80))
 	}
-	st := model.State{Services: []model.ServicePort{dptest.Web(eps...)}}
+	st := model.State{Services: []*model.ServicePort{dptest.Web(eps...)}}
 	out := string(Compose(Render(&st, Options{ClusterCIDR: podCIDR}), nil))
 	for _, l := range strings.Split(out, "\n") {
 		if (strings.HasPrefix(l, "-A KUBE-SEP-") || strings.Contains(l, "-j KUBE-SEP-")) && strings.Contains(l, "--comment") {
 			t.Fatalf("per-endpoint comment above 1000 endpoints: %s", l)
 		}
 	}
-	small := model.State{Services: []model.ServicePort{dptest.Web(eps[:1000]...)}}
+	small := model.State{Services: []*model.ServicePort{dptest.Web(eps[:1000]...)}}
 	if !strings.Contains(string(Compose(Render(&small, Options{}), nil)), "-A KUBE-SEP-") ||
 		!strings.Contains(string(Compose(Render(&small, Options{}), nil)), `--comment "default/azure-vote-front -> 10.244.0.1:80"`) {
 		t.Error("at 1000 endpoints comments must stay")
@@ -72,7 +72,7 @@ func TestLargeClusterDropsEndpointComments(t *testing.T) {
 // address of the family, from its Node object.
 func TestNodePortAddressesPrimary(t *testing.T) {
 	st := model.State{
-		Services: []model.ServicePort{dptest.Web(dptest.Ep("10.244.0.10", 80))},
+		Services: []*model.ServicePort{dptest.Web(dptest.Ep("10.244.0.10", 80))},
 		Node:     model.Node{Name: "node-1", IPs: []netip.Addr{netip.MustParseAddr("fd00:77::1"), netip.MustParseAddr("192.168.77.1"), netip.MustParseAddr("192.168.77.9")}},
 	}
 	out := string(Compose(Render(&st, Options{NodePortPrimary: true}), nil))
@@ -114,7 +114,7 @@ func TestRendererReuseMatchesFreshRender(t *testing.T) {
 		{"other options", base(), Options{MasqueradeAll: true, LocalhostNodePorts: true}},
 		{"large cluster: no endpoint comments", model.Synthetic(400, 3), Options{ClusterCIDR: podCIDR}},
 		{"small again", base(), Options{ClusterCIDR: podCIDR}},
-		{"feature-rich Services", &model.State{Services: []model.ServicePort{
+		{"feature-rich Services", &model.State{Services: []*model.ServicePort{
 			dptest.LB(dptest.Ep("10.244.0.10", 8443), dptest.Remote("10.244.1.10", 8443)), dptest.DNS(dptest.Ep("10.244.0.53", 53))}}, Options{ClusterCIDR: podCIDR}},
 	}
 	var r Renderer

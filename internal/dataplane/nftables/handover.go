@@ -39,7 +39,7 @@ func (s *Syncer) Release(ctx context.Context) error {
 	written := map[string]bool{}
 	hairpin := map[Element]bool{}
 	for i := range s.last.Services {
-		sp := &s.last.Services[i]
+		sp := s.last.Services[i]
 		if sp.ClusterIP.Is6() != s.Options.IPv6 {
 			continue
 		}

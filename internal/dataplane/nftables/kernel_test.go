@@ -225,7 +225,7 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 	fd, run := kernelNS(t)
 	ctx := context.Background()
 	opts := Options{ClusterCIDR: podCIDR}
-	a := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}
+	a := model.State{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}
 	s := &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}
 	if err := s.Sync(ctx, &a); err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 	if out, err := run("nft", "delete", "element", "ip", TableName, "service-ips", "{ 10.96.0.53 . udp . 53 }"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	b := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.12", 80))}}
+	b := model.State{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.12", 80))}}
 	err := s.Sync(ctx, &b)
 	if err == nil {
 		t.Fatal("the partial sync succeeded though the kernel must refuse it")
@@ -247,7 +247,7 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 		t.Errorf("the error does not name the refused operation: %v", err)
 	}
 	after := listed(t, run, false)
-	webChain := "service-" + portBase(&a.Services[0])
+	webChain := "service-" + portBase(a.Services[0])
 	if got, want := ruleTexts(after.Tables[0], webChain), ruleTexts(before.Tables[0], webChain); got != want {
 		t.Errorf("the refused transaction changed %s:\nbefore %s\nafter  %s", webChain, want, got)
 	}
@@ -286,12 +286,12 @@ func TestEndpointRangesThroughChangesAndRestarts(t *testing.T) {
 		state   model.State
 		restart bool
 	}{
-		{"three endpoints", model.State{Services: []model.ServicePort{three, dns(dptest.Ep("10.244.0.20", 53))}}, false},
-		{"the last one replaced", model.State{Services: []model.ServicePort{lastReplaced, dns(dptest.Ep("10.244.0.20", 53))}}, false},
-		{"one left", model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
-		{"its port changed", model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.11", 8080)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
-		{"a new process, dns first", model.State{Services: []model.ServicePort{dns(dptest.Ep("10.244.0.21", 53)), web(dptest.Ep("10.244.0.11", 80), dptest.Ep("10.244.0.14", 80))}}, true},
-		{"web gone", model.State{Services: []model.ServicePort{dns(dptest.Ep("10.244.0.21", 53))}}, false},
+		{"three endpoints", model.State{Services: []*model.ServicePort{three, dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"the last one replaced", model.State{Services: []*model.ServicePort{lastReplaced, dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"one left", model.State{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"its port changed", model.State{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.11", 8080)), dns(dptest.Ep("10.244.0.20", 53))}}, false},
+		{"a new process, dns first", model.State{Services: []*model.ServicePort{dns(dptest.Ep("10.244.0.21", 53)), web(dptest.Ep("10.244.0.11", 80), dptest.Ep("10.244.0.14", 80))}}, true},
+		{"web gone", model.State{Services: []*model.ServicePort{dns(dptest.Ep("10.244.0.21", 53))}}, false},
 	}
 	var s *Syncer
 	for _, st := range steps {
@@ -322,7 +322,7 @@ func TestOlderEndpointRangesAreReplaced(t *testing.T) {
 	fd, run := kernelNS(t)
 	ctx := context.Background()
 	opts := Options{ClusterCIDR: podCIDR}
-	st := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}
+	st := model.State{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}}
 	if err := (&Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}).Sync(ctx, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestLargeServicesReachTheKernelWhole(t *testing.T) {
 	opts := Options{ClusterCIDR: podCIDR}
 	s := &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour}
 	const n = 3000
-	st := model.State{Services: []model.ServicePort{web(manyEndpoints(n)...), dns(dptest.Ep("10.244.0.20", 53))}}
+	st := model.State{Services: []*model.ServicePort{web(manyEndpoints(n)...), dns(dptest.Ep("10.244.0.20", 53))}}
 	if err := s.Sync(context.Background(), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func renderWith(st *model.State, opts Options, ids *Ranges) *Ruleset {
 	rs := fixed(st, opts)
 	used := map[string]bool{}
 	for i := range st.Services {
-		sp := &st.Services[i]
+		sp := st.Services[i]
 		if sp.ClusterIP.Is6() == opts.IPv6 {
 			svc := servicePort(sp, st.Node, opts, ids)
 			for _, e := range svc.Elements {

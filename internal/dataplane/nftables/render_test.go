@@ -77,7 +77,7 @@ func TestRanges(t *testing.T) {
 	if _, ok := full.For("x"); ok {
 		t.Fatal("a range handed out though all are reserved")
 	}
-	st := model.State{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80))}}
+	st := model.State{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80))}}
 	text := renderWith(&st, Options{ClusterCIDR: podCIDR}, full).List()
 	if !strings.Contains(text, "numgen random mod 2 0 meta l4proto tcp dnat to 10.244.0.10:80") {
 		t.Errorf("no DNAT ladder without ranges:\n%s", text)
@@ -108,8 +108,8 @@ func manyEndpoints(n int) []model.Endpoint {
 // traffic; one with as many uses its range.
 func TestMoreEndpointsThanARange(t *testing.T) {
 	for _, n := range []int{slotsPerRange, slotsPerRange + 1} {
-		st := model.State{Services: []model.ServicePort{web(manyEndpoints(n)...)}}
-		svc := servicePort(&st.Services[0], st.Node, Options{ClusterCIDR: podCIDR}, &Ranges{})
+		st := model.State{Services: []*model.ServicePort{web(manyEndpoints(n)...)}}
+		svc := servicePort(st.Services[0], st.Node, Options{ClusterCIDR: podCIDR}, &Ranges{})
 		inMap, ruled := 0, 0
 		for _, e := range svc.Elements {
 			if isEndpointMap(e.Set) {

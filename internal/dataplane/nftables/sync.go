@@ -208,7 +208,7 @@ func (s *Syncer) plan(st *model.State, full bool) (rs *Ruleset, items []syncItem
 	items = make([]syncItem, 0, len(st.Services))
 	s.itemAt = slices.Grow(s.itemAt[:0], len(st.Services))
 	for i := range st.Services {
-		sp := &st.Services[i]
+		sp := st.Services[i]
 		if sp.ClusterIP.Is6() != s.Options.IPv6 {
 			s.itemAt = append(s.itemAt, -1)
 			continue
@@ -232,7 +232,7 @@ func (s *Syncer) plan(st *model.State, full bool) (rs *Ruleset, items []syncItem
 func (s *Syncer) planDelta(st *model.State, changed []int) []syncItem {
 	items := s.items
 	for j := range items {
-		items[j].sp, items[j].settled = &st.Services[items[j].at], true
+		items[j].sp, items[j].settled = st.Services[items[j].at], true
 	}
 	for _, i := range changed {
 		j := s.itemAt[i]

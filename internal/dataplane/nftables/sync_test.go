@@ -97,10 +97,10 @@ func TestPartialSyncsEndAsAFreshRender(t *testing.T) {
 func TestEndpointChangeSendsElementsOnly(t *testing.T) {
 	s := fakeSyncer(Options{ClusterCIDR: podCIDR})
 	steps := []model.State{
-		{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}},
-		{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.12", 80)), dns(dptest.Ep("10.244.0.20", 53))}},
-		{Services: []model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.12", 80), dptest.Remote("10.244.1.13", 80)), dns(dptest.Ep("10.244.0.20", 53))}},
-		{Services: []model.ServicePort{web(dptest.Ep("10.244.0.12", 8080)), dns(dptest.Ep("10.244.0.20", 53))}},
+		{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.11", 80)), dns(dptest.Ep("10.244.0.20", 53))}},
+		{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.12", 80)), dns(dptest.Ep("10.244.0.20", 53))}},
+		{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.10", 80), dptest.Ep("10.244.0.12", 80), dptest.Remote("10.244.1.13", 80)), dns(dptest.Ep("10.244.0.20", 53))}},
+		{Services: []*model.ServicePort{web(dptest.Ep("10.244.0.12", 8080)), dns(dptest.Ep("10.244.0.20", 53))}},
 	}
 	for i, st := range steps {
 		s.fakeSent = nil
@@ -143,7 +143,7 @@ func TestDeltaSyncsEndAsAFreshRender(t *testing.T) {
 	dnsEps := []model.Endpoint{dptest.Ep("10.244.0.20", 53)}
 	var prev *model.State
 	for i, eps := range webs {
-		st := &model.State{Services: []model.ServicePort{web(eps...), dns(dnsEps...)}, Gen: uint64(i + 1)}
+		st := &model.State{Services: []*model.ServicePort{web(eps...), dns(dnsEps...)}, Gen: uint64(i + 1)}
 		st.Services[1].Endpoints = dnsEps
 		if prev != nil {
 			st.Since = &model.Delta{Gen: prev.Gen, Changed: []int{0}}

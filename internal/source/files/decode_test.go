@@ -213,6 +213,13 @@ func TestDirEditsReadAsAFreshRead(t *testing.T) {
 		{"a.yaml": "kind: [", "b.yaml": svc("api", "10.96.0.2") + slice("api-a", "api", "10.244.0.6")}, // a broken file
 		{"a.yaml": svc("web", "10.96.0.1") + slice("web-a", "web", "10.244.0.7")},
 	}
+	ports := func(st model.State) string {
+		var b strings.Builder
+		for _, sp := range st.Services {
+			fmt.Fprintf(&b, "%+v\n", *sp)
+		}
+		return b.String()
+	}
 	d := &Dir{Path: dir}
 	mtime := time.Now()
 	for i, files := range steps {
@@ -234,8 +241,8 @@ func TestDirEditsReadAsAFreshRead(t *testing.T) {
 		}
 		got, _ := model.Build(in, model.Node{Name: "node-1"})
 		want, _ := model.Build(fresh, model.Node{Name: "node-1"})
-		if fmt.Sprint(got.Services) != fmt.Sprint(want.Services) || fmt.Sprint(errs) != fmt.Sprint(freshErrs) {
-			t.Errorf("step %d: read\n %v\n %v\nafresh\n %v\n %v", i, got.Services, errs, want.Services, freshErrs)
+		if ports(got) != ports(want) || fmt.Sprint(errs) != fmt.Sprint(freshErrs) {
+			t.Errorf("step %d: read\n%s %v\nafresh\n%s %v", i, ports(got), errs, ports(want), freshErrs)
 		}
 	}
 }
