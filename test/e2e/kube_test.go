@@ -380,7 +380,10 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 		sourcetest.Run(t, sourcetest.Harness{
 			New: func(*testing.T) source.Source {
-				return &kube.Source{Client: client, NodeName: "node-1", Log: slog.New(slog.DiscardHandler)}
+				// One object per page: the test's objects, in a namespace
+				// after "default", are pages into the list, and the first
+				// snapshot must still hold them.
+				return &kube.Source{Client: client, NodeName: "node-1", Log: slog.New(slog.DiscardHandler), ListPageSize: 1}
 			},
 			Apply: func(t *testing.T, objs ...any) {
 				for _, o := range objs {

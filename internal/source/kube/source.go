@@ -17,6 +17,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
@@ -42,6 +44,9 @@ type Source struct {
 	Log      *slog.Logger
 	// Settle coalesces bursts of events into one snapshot.
 	Settle time.Duration
+	// ListPageSize is how many Services or EndpointSlices one page of a
+	// list holds (0: defaultListPageSize).
+	ListPageSize int64
 
 	mu       sync.Mutex
 	services cache.Store
@@ -75,10 +80,10 @@ func (s *Source) ServiceUID(namespace, name string) types.UID {
 // goes away the informers keep retrying and the last snapshot stays in force;
 // when it comes back they catch up and a new snapshot follows.
 func (s *Source) Run(ctx context.Context, onChange func(model.Input, []error)) error {
-	svcs := cache.NewSharedIndexInformer(listWatch(s.Client.core, "services",
-		func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }), &corev1.Service{}, 0, nil)
-	slices := cache.NewSharedIndexInformer(listWatch(s.Client.discovery, "endpointslices",
-		func(o *metav1.ListOptions) { o.LabelSelector = sliceSelector }), &discoveryv1.EndpointSlice{}, 0, nil)
+	svcs := cache.NewSharedIndexInformer(newPagedList(s.Client.core, "services",
+		func(o *metav1.ListOptions) { o.LabelSelector = serviceSelector }, s.read, s.ListPageSize), &corev1.Service{}, 0, nil)
+	slices := cache.NewSharedIndexInformer(newPagedList(s.Client.discovery, "endpointslices",
+		func(o *metav1.ListOptions) { o.LabelSelector = sliceSelector }, s.read, s.ListPageSize), &discoveryv1.EndpointSlice{}, 0, nil)
 	nodes := cache.NewSharedIndexInformer(listWatch(s.Client.core, "nodes",
 		func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.NodeName).String()
@@ -263,6 +268,14 @@ func sliceOf(o any) (*model.EndpointSlice, bool) {
 // cachedService and cachedSlice are how the informer caches hold the model's
 // objects: the caches key and version objects through their metadata.
 type cachedService struct{ *model.Service }
+
+// GetObjectKind and DeepCopyObject make the cached objects runtime.Objects,
+// as lists hand them to the informer (pagedList). A copy is the object
+// itself: the model's objects are never changed once read.
+func (c cachedService) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (c cachedService) DeepCopyObject() runtime.Object   { return c }
+func (c cachedSlice) GetObjectKind() schema.ObjectKind   { return schema.EmptyObjectKind }
+func (c cachedSlice) DeepCopyObject() runtime.Object     { return c }
 
 func (c cachedService) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name, ResourceVersion: c.ResourceVersion, UID: types.UID(c.UID)}
