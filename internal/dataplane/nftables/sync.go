@@ -38,10 +38,12 @@ const chunkGrowth = 8
 // maxChunkServices caps that growth: what a transaction carries is in
 // memory until its commit (at 100k, transactions of up to 12,500 Service
 // ports took the peak RSS from 610 to 900 MB). At 100k Services × 10
-// endpoints, a cap of 2,000 applied them in 16.5 s, 4,000 in 15.6 s at the
-// same peak RSS (687 MiB, the whole lab node from manifests), 8,000 in
-// 14.9 s at 721 MiB.
-const maxChunkServices = 4000
+// endpoints, a cap of 2,000 applied them in 16.5 s, 4,000 in 15.6 s and
+// 8,000 in 14.9 s; from manifests the peak RSS stayed within 40 MiB, but
+// from the API server (informer caches, list pages) 4,000 peaked at
+// 727–872 MiB in four runs against 692–769 in three, and 800 is the
+// budget.
+const maxChunkServices = 2000
 
 // staleChainDelay is how long a flushed chain waits before it is deleted:
 // kernels before 6.2 release a chain's last reference (a map element or an
