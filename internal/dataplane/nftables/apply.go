@@ -26,7 +26,7 @@ type conns struct {
 }
 
 func newConns(netns int) (*conns, error) {
-	snd, err := dialSender(netns)
+	c, err := newWritePath(netns)
 	if err != nil {
 		return nil, err
 	}
@@ -34,18 +34,27 @@ func newConns(netns int) (*conns, error) {
 	if netns != 0 {
 		opts = append(opts, gnft.WithNetNSFd(netns))
 	}
-	r, err := gnft.New(opts...)
-	if err != nil {
-		snd.nl.Close()
+	if c.read, err = gnft.New(opts...); err != nil {
+		c.send.nl.Close()
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
-	w, err := gnft.New(gnft.WithTestDial(snd.dial))
-	if err != nil {
-		snd.nl.Close()
-		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
-	}
-	return &conns{read: r, write: w, send: snd}, nil
+	return c, nil
 }
+
+// newWritePath is conns without the read side.
+func newWritePath(netns int) (*conns, error) {
+	snd, err := dialSender(netns)
+	if err != nil {
+		return nil, err
+	}
+	c := &conns{send: snd}
+	c.drop()
+	return c, nil
+}
+
+// drop forgets the messages queued and not sent: a transaction given up.
+// A Conn that is not lasting is only a queue (gnft.New cannot fail then).
+func (c *conns) drop() { c.write, _ = gnft.New(gnft.WithTestDial(c.send.dial)) }
 
 // flush sends the queued transaction and returns the kernel's verdict on it.
 func (c *conns) flush() error {

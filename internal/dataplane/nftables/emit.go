@@ -40,6 +40,8 @@ type emitter interface {
 	ops() int
 	// commit sends them as one transaction.
 	commit() error
+	// discard gives them up.
+	discard()
 }
 
 // opLog names the operations of a transaction, in order.
@@ -244,6 +246,11 @@ func (e *netlinkEmitter) commit() error {
 	return err
 }
 
+func (e *netlinkEmitter) discard() {
+	e.conn.drop()
+	e.names, e.adds, e.addOrder = nil, nil, nil
+}
+
 // fakeEmitter applies the operations to knftables' Fake, which checks
 // every reference as the kernel would (a jump to a missing chain, an
 // element of a missing map).
@@ -348,6 +355,8 @@ func (e *fakeEmitter) commit() error {
 	*e.sent = append(*e.sent, names...)
 	return nil
 }
+
+func (e *fakeEmitter) discard() { e.tx, e.names = e.fake.NewTransaction(), nil }
 
 func setKind(s Set) string {
 	if s.IsMap {

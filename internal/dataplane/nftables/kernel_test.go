@@ -3,6 +3,7 @@ package nftables
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,6 +256,65 @@ func TestFailedTransactionChangesNothing(t *testing.T) {
 		t.Fatalf("the sync after a failure must repair the table: %v", err)
 	}
 	want, _ := netfilter.ParseNft(Render(&b, opts).List())
+	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], true); len(d) > 0 {
+		t.Errorf("after the repair:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// A large sync goes to the kernel in several transactions, each built
+// while the one before it is committed. What they add up to is the
+// rendered ruleset; and when the kernel refuses one, the error names what
+// it refused, the transactions before it stay, none after it is sent, and
+// the next sync repairs the table.
+func TestTransactionsOfALargeSync(t *testing.T) {
+	fd, run := kernelNS(t)
+	ctx := context.Background()
+	opts := Options{ClusterCIDR: podCIDR}
+	a := model.Synthetic(12, 2)
+	s := &Syncer{Options: opts, NetNS: fd, FullSyncPeriod: time.Hour, ChunkServices: 2}
+	if err := s.Sync(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := netfilter.ParseNft(renderWith(a, opts, &s.ranges).List())
+	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], true); len(d) > 0 {
+		t.Fatalf("six transactions of two Services:\n%s", strings.Join(d, "\n"))
+	}
+
+	// Every Service moves to another cluster IP: its old service-ips
+	// element is deleted in its own transaction. Someone deleted the fifth
+	// one's already, so the third transaction is refused.
+	b := &model.State{Gen: a.Gen}
+	for i, sp := range a.Services {
+		moved := *sp
+		moved.ClusterIP = netip.AddrFrom4([4]byte{10, 97, 0, byte(i)})
+		b.Services = append(b.Services, &moved)
+	}
+	old := func(i int) string { return a.Services[i].ClusterIP.String() + " . tcp . 80 " }
+	moved := func(i int) string { return b.Services[i].ClusterIP.String() + " . tcp . 80 " }
+	if out, err := run("nft", "delete", "element", "ip", TableName, "service-ips", "{ "+old(4)+"}"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	err := s.Sync(ctx, b)
+	if err == nil || !strings.Contains(err.Error(), "delete element "+a.Services[4].ClusterIP.String()+" . tcp . 80 from map service-ips") {
+		t.Fatalf("the sync's error %v does not name the element the kernel could not delete", err)
+	}
+	ips, err := run("nft", "list", "map", "ip", TableName, "service-ips")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range b.Services {
+		switch committed := i < 4; {
+		case committed && (!strings.Contains(ips, moved(i)) || strings.Contains(ips, old(i))):
+			t.Errorf("Service %d, in a transaction before the refused one, is not at its new cluster IP:\n%s", i, ips)
+		case !committed && (strings.Contains(ips, moved(i)) || i != 4 && !strings.Contains(ips, old(i))):
+			t.Errorf("Service %d, in or after the refused transaction, changed:\n%s", i, ips)
+		}
+	}
+
+	if err := s.Sync(ctx, b); err != nil {
+		t.Fatalf("the sync after a failure must repair the table: %v", err)
+	}
+	want, _ = netfilter.ParseNft(renderWith(b, opts, &s.ranges).List())
 	if d := sameTable(want.Tables[0], listed(t, run, false).Tables[0], true); len(d) > 0 {
 		t.Errorf("after the repair:\n%s", strings.Join(d, "\n"))
 	}

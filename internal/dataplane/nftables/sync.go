@@ -65,12 +65,15 @@ type Syncer struct {
 	// program (tests); otherwise the process's own.
 	NetNS int
 
-	conn      *conns
-	kernel    *kernelState
-	lastFull  time.Time
-	forceFull atomic.Bool
-	cache     map[string]*cachedPort
-	cacheOpts *Options
+	// conn is the Syncer's way to the kernel; spare a second write path,
+	// so that a large sync builds its next transaction while the kernel
+	// commits the last (see apply).
+	conn, spare *conns
+	kernel      *kernelState
+	lastFull    time.Time
+	forceFull   atomic.Bool
+	cache       map[string]*cachedPort
+	cacheOpts   *Options
 	// node is the last State's node: its address decides what a
 	// firewall allows, and its pod range may tell pods, so the cache holds
 	// only while they stay.
@@ -305,18 +308,49 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		sets[m] = endpointMapSet(m)
 	}
 	inChunk := 0
-	commit := func(what string) error {
+	// A transaction is committed while the next one is built, on the
+	// other write path: at 100k Services the first sync's 50 commits took
+	// 12.8 s of 16.6 s, nearly all the rest building what came next. One
+	// commit is in flight at most, and a transaction is sent only once
+	// the one before it was accepted.
+	paths := [2]*conns{s.conn, s.spare}
+	var inflight chan error
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight = nil
+		return err
+	}
+	defer func() { _ = wait() }()
+	commit := func(what string, last bool) error {
 		n := b.ops()
+		if err := ctx.Err(); err != nil {
+			b.discard()
+			return err
+		}
+		if err := wait(); err != nil {
+			b.discard() // built on what the kernel refused
+			return err
+		}
 		if n == 0 {
 			return nil
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		tx, done := b, make(chan error, 1)
+		go func() {
+			if err := tx.commit(); err != nil {
+				done <- fmt.Errorf("apply %s (%d operations): %w", what, n, err)
+				return
+			}
+			done <- nil
+		}()
+		inflight, inChunk = done, 0
+		if last {
+			return wait()
 		}
-		if err := b.commit(); err != nil {
-			return fmt.Errorf("apply %s (%d operations): %w", what, n, err)
-		}
-		inChunk = 0
+		paths[0], paths[1] = paths[1], paths[0]
+		b = s.emitterOn(paths[0])
 		return nil
 	}
 	for i := range items {
@@ -349,7 +383,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		s.writeElements(b, &svc, sets, ks, rec)
 		inChunk++
 		if inChunk >= per {
-			if err := commit("Services"); err != nil {
+			if err := commit("Services", false); err != nil {
 				return err
 			}
 			per = max(per, min(len(ks.services)/chunkGrowth, maxChunkServices))
@@ -375,7 +409,7 @@ func (s *Syncer) apply(ctx context.Context, rs *Ruleset, items []syncItem, ks *k
 		}
 	}
 	s.removeOrphans(b, ks, sets)
-	if err := commit("removals"); err != nil {
+	if err := commit("removals", true); err != nil {
 		return err
 	}
 	ks.fixed = fixedSum
@@ -442,11 +476,14 @@ func (s *Syncer) removeOrphans(b emitter, ks *kernelState, sets map[string]Set) 
 }
 
 // newEmitter starts a transaction: on the kernel, or on the fake in tests.
-func (s *Syncer) newEmitter() emitter {
+func (s *Syncer) newEmitter() emitter { return s.emitterOn(s.conn) }
+
+// emitterOn starts a transaction on c (ignored with the fake).
+func (s *Syncer) emitterOn(c *conns) emitter {
 	if s.fake != nil {
 		return newFakeEmitter(s.fake, s.Options.IPv6, &s.fakeSent)
 	}
-	return &netlinkEmitter{conn: s.conn, table: s.table(), v6: s.Options.IPv6}
+	return &netlinkEmitter{conn: c, table: s.table(), v6: s.Options.IPv6}
 }
 
 // connect opens the netlink sockets (not with a fake).
@@ -458,7 +495,13 @@ func (s *Syncer) connect() error {
 	if err != nil {
 		return err
 	}
-	s.conn = c
+	spare, err := newWritePath(s.NetNS)
+	if err != nil {
+		c.send.nl.Close()
+		c.read.CloseLasting()
+		return err
+	}
+	s.conn, s.spare = c, spare
 	return nil
 }
 
