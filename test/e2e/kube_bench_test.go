@@ -210,42 +210,50 @@ func scaleObjects(i int) (*corev1.Service, *discoveryv1.EndpointSlice) {
 // through the API, from several workers.
 func createScale(b *testing.B, c kubernetes.Interface, n int) {
 	ctx := context.Background()
-	work := make(chan int)
-	var failed firstError
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for i := range work {
-				svc, sl := scaleObjects(i)
-				if _, err := c.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-					failed.report(err)
-					continue
-				}
-				_, err := c.DiscoveryV1().EndpointSlices(sl.Namespace).Create(ctx, sl, metav1.CreateOptions{})
-				failed.report(err)
-			}
-		})
-	}
+	p := startWorkers(16, func(i int) error {
+		svc, sl := scaleObjects(i)
+		if _, err := c.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err := c.DiscoveryV1().EndpointSlices(sl.Namespace).Create(ctx, sl, metav1.CreateOptions{})
+		return err
+	})
 	for i := 0; i < n; i++ {
-		work <- i
+		p.work <- i
 	}
-	close(work)
-	wg.Wait()
-	if failed.err != nil {
-		b.Fatal(failed.err)
+	if err := p.wait(); err != nil {
+		b.Fatal(err)
 	}
 }
 
-// firstError keeps the first error that workers report.
-type firstError struct {
+// workers run do on what is sent to work, from several goroutines, and
+// keep the first error.
+type workers[T any] struct {
+	work chan T
+	wg   sync.WaitGroup
 	once sync.Once
 	err  error
 }
 
-func (f *firstError) report(err error) {
-	if err != nil {
-		f.once.Do(func() { f.err = err })
+func startWorkers[T any](n int, do func(T) error) *workers[T] {
+	p := &workers[T]{work: make(chan T)}
+	for range n {
+		p.wg.Go(func() {
+			for item := range p.work {
+				if err := do(item); err != nil {
+					p.once.Do(func() { p.err = err })
+				}
+			}
+		})
 	}
+	return p
+}
+
+// wait ends the work, waits for the workers and returns the first error.
+func (p *workers[T]) wait() error {
+	close(p.work)
+	p.wg.Wait()
+	return p.err
 }
 
 func createNamespace(b *testing.B, c kubernetes.Interface, name string) {

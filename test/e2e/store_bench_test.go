@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,17 +70,10 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 		err = json.Unmarshal(msg, &r)
 		return r.Header.Revision, err
 	}
-	txns := make(chan []map[string]any)
-	var failed firstError
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for ops := range txns {
-				_, err := post(ops)
-				failed.report(err)
-			}
-		})
-	}
+	txns := startWorkers(4, func(ops []map[string]any) error {
+		_, err := post(ops)
+		return err
+	})
 	var ops, last []map[string]any
 	for i := 0; i < n; i++ {
 		svc, sl := scaleObjects(i)
@@ -101,14 +93,12 @@ func storeScale(b *testing.B, w *world, admin kubernetes.Interface, n int) {
 		last = []map[string]any{put("services/specs/"+svc.Namespace+"/"+svc.Name, svc), put("endpointslices/"+sl.Namespace+"/"+sl.Name, sl)}
 		ops = append(ops, last[0], last[1], put("ipaddresses/"+ip.Name, ip))
 		if len(ops) >= 126 || i == n-1 { // etcd takes up to 128 operations a transaction
-			txns <- ops
+			txns.work <- ops
 			ops = nil
 		}
 	}
-	close(txns)
-	wg.Wait()
-	if failed.err != nil {
-		b.Fatal(failed.err)
+	if err := txns.wait(); err != nil {
+		b.Fatal(err)
 	}
 	// The API server's caches follow etcd's watch at their own pace, and
 	// proxies list from them: written once more, the last Service and
