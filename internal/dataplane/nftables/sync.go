@@ -41,8 +41,9 @@ const chunkGrowth = 8
 // endpoints, a cap of 2,000 applied them in 16.5 s, 4,000 in 15.6 s and
 // 8,000 in 14.9 s; from manifests the peak RSS stayed within 40 MiB, but
 // from the API server (informer caches, list pages) 4,000 peaked at
-// 727–872 MiB in four runs against 692–769 in three, and 800 is the
-// budget.
+// 727–872 MiB in four runs against 691–770 in five, and 800 is the
+// budget. (Measured before commits overlapped the next transaction's
+// building, which holds two transactions at once: 700–794 MiB at 2,000.)
 const maxChunkServices = 2000
 
 // staleChainDelay is how long a flushed chain waits before it is deleted:
